@@ -1,0 +1,120 @@
+//! Records weir could not publish, kept whole with the reason, so an operator can fix the
+//! cause and redrive them.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use sha2::Digest as _;
+
+use crate::plugin::Blame;
+
+/// The version written into every dead letter, so a redrive knows what produced it.
+pub const WEIR_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Why a record was rejected: a stable `kind` to filter on, and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reason {
+    /// One of `decode`, `plugin-error`, `trap`, `time-limit`, `memory-limit`,
+    /// `stack-overflow`, `invalid-output`, `too-many-events`, `too-large`, `put-events`,
+    /// `host-error`.
+    pub kind: &'static str,
+    pub message: String,
+    pub blame: Blame,
+}
+
+/// The plugin that handled the record, by name and content hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PluginRef {
+    pub name: String,
+    pub sha256: String,
+}
+
+/// One rejected record: the original exactly as received, and why.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    pub weir_version: &'static str,
+    pub reason: Reason,
+    pub tenant: Option<String>,
+    pub plugin: Option<PluginRef>,
+    /// The stream record, byte for byte as it arrived.
+    pub record: Box<RawValue>,
+}
+
+impl DeadLetter {
+    /// A dead letter for `raw`, the record's exact text.
+    pub fn new(raw: &RawValue, reason: Reason) -> Self {
+        DeadLetter {
+            weir_version: WEIR_VERSION,
+            reason,
+            tenant: None,
+            plugin: None,
+            record: raw.to_owned(),
+        }
+    }
+
+    /// The message body: the same JSON in files and in the queue.
+    pub fn to_json(&self) -> String {
+        // Serializing plain strings and a RawValue cannot fail.
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// A stable name for this record: the same record always gets the same file.
+    pub fn file_name(&self) -> String {
+        let digest = sha2::Sha256::digest(self.record.get().as_bytes());
+        format!("dead-letter-{}.json", &hex::encode(digest)[..16])
+    }
+}
+
+/// Writes dead letters as one JSON file each into a directory, for `weir run`.
+pub struct DeadLetterDir {
+    dir: PathBuf,
+}
+
+impl DeadLetterDir {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        DeadLetterDir { dir: dir.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes one dead letter; returns the file written.
+    pub fn write(&self, letter: &DeadLetter) -> anyhow::Result<PathBuf> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("{}: cannot create dead-letter directory", self.dir.display()))?;
+        let path = self.dir.join(letter.file_name());
+        std::fs::write(&path, letter.to_json())
+            .with_context(|| format!("{}: cannot write dead letter", path.display()))?;
+        Ok(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_record_is_kept_byte_for_byte() {
+        let raw = RawValue::from_string(r#"{ "eventID" : "x",  "n": 1.000 }"#.to_owned())
+            .expect("raw");
+        let letter = DeadLetter::new(
+            &raw,
+            Reason {
+                kind: "decode",
+                message: "eventName: missing".into(),
+                blame: Blame::Record,
+            },
+        );
+        let json = letter.to_json();
+        assert!(json.contains(r#""record":{ "eventID" : "x",  "n": 1.000 }"#), "{json}");
+        let v: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+        assert_eq!(v["reason"]["kind"], "decode");
+        assert_eq!(v["reason"]["blame"], "record");
+        assert_eq!(v["weirVersion"], WEIR_VERSION);
+        assert_eq!(letter.file_name(), DeadLetter::new(&raw, letter.reason.clone()).file_name());
+    }
+}

@@ -1,0 +1,16 @@
+//! weir: DynamoDB Streams records, mapped by sandboxed WebAssembly plugins, published to
+//! Amazon EventBridge.
+//!
+//! Each module does one job: [`record`] decodes stream records, [`manifest`] reads the
+//! configuration, [`plugin`] runs sandboxed plugins, [`validate`] checks what EventBridge
+//! would refuse, [`pipeline`] takes each record to its outcome, [`dead_letter`] keeps what
+//! was rejected, [`telemetry`] logs, and [`cli`] is the command line.
+
+pub mod cli;
+pub mod dead_letter;
+pub mod manifest;
+pub mod pipeline;
+pub mod plugin;
+pub mod record;
+pub mod telemetry;
+pub mod validate;

@@ -1,0 +1,410 @@
+//! Per record: route → decode → transform → validate → PutEvents entries. Every record
+//! ends in exactly one [`Outcome`].
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::Context as _;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use sha2::Digest as _;
+
+use crate::dead_letter::{DeadLetter, PluginRef, Reason};
+use crate::manifest::{Limits, Manifest};
+use crate::plugin::{Blame, Plugin, PluginEngine, PluginEvent, PluginInstance};
+use crate::record::{self, StreamRecord, write_json_string};
+use crate::validate::{self, MAX_DETAIL_DEPTH, MAX_DETAIL_TYPE_CHARS, MAX_RESOURCE_CHARS};
+
+/// One PutEvents entry, with AWS's field names, as `aws events put-events --entries` takes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Entry {
+    pub source: String,
+    pub detail_type: String,
+    /// `{"metadata": {...}, "payload": <the plugin's detail>}` as text.
+    pub detail: String,
+    pub event_bus_name: String,
+    pub resources: Vec<String>,
+}
+
+impl Entry {
+    /// The size EventBridge counts against its entry limit.
+    pub fn size(&self) -> usize {
+        validate::entry_size(
+            &self.source,
+            &self.detail_type,
+            &self.detail,
+            &self.resources,
+            false,
+        )
+    }
+}
+
+/// Why a record was filtered: a normal outcome, counted, not an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FilterReason {
+    /// No route names the record's table.
+    NoRoute,
+    /// The record has no tenant attribute.
+    NoTenant,
+    /// The tenant has no entry in the manifest.
+    UnknownTenant,
+    /// The plugin returned no events.
+    NoEvents,
+}
+
+/// What became of one record.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Entries to publish; the record is done when all are accepted.
+    Publish(Vec<Entry>),
+    Filtered(FilterReason),
+    DeadLetter(Box<DeadLetter>),
+}
+
+/// The manifest with its plugins loaded.
+pub struct Pipeline {
+    manifest: Manifest,
+    plugins: HashMap<String, Plugin>,
+    configs: HashMap<String, String>,
+}
+
+impl Pipeline {
+    /// Loads every plugin the manifest's tenants use; fails on the first that cannot load.
+    pub fn load(manifest: Manifest, engine: &PluginEngine) -> anyhow::Result<Self> {
+        let mut plugins = HashMap::new();
+        for (name, spec) in &manifest.plugins {
+            if !manifest.tenants.values().any(|t| &t.plugin == name) {
+                continue;
+            }
+            let path = manifest.plugin_path(spec);
+            let plugin = engine
+                .load_file(name, &path, spec.sha256.as_deref())
+                .with_context(|| format!("plugin {name:?}"))?;
+            plugins.insert(name.clone(), plugin);
+        }
+        let configs = manifest
+            .tenants
+            .iter()
+            .map(|(id, t)| (id.clone(), t.config_json()))
+            .collect();
+        Ok(Pipeline {
+            manifest,
+            plugins,
+            configs,
+        })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Starts a batch: instances are created on first use and live until the batch ends.
+    pub fn batch(&self) -> Batch<'_> {
+        Batch {
+            pipeline: self,
+            instances: HashMap::new(),
+        }
+    }
+}
+
+/// One batch of records. It holds one instance per (tenant, plugin), never shared.
+pub struct Batch<'p> {
+    pipeline: &'p Pipeline,
+    instances: HashMap<(String, String), PluginInstance>,
+}
+
+impl Batch<'_> {
+    /// Runs one record, given as its exact text, to its outcome.
+    pub fn process(&mut self, raw: &RawValue) -> Outcome {
+        let manifest = &self.pipeline.manifest;
+        let parsed = match record::parse(raw.get()) {
+            Ok(p) => p,
+            Err(e) => return dead(raw, "decode", e.to_string(), Blame::Record),
+        };
+        let Some(route) = manifest.route(parsed.table()) else {
+            return Outcome::Filtered(FilterReason::NoRoute);
+        };
+        let Some(tenant_id) = parsed.string_attribute(&route.tenant.attribute) else {
+            return Outcome::Filtered(FilterReason::NoTenant);
+        };
+        let tenant_id = tenant_id.to_owned();
+        let Some(tenant) = manifest.tenants.get(&tenant_id) else {
+            return Outcome::Filtered(FilterReason::UnknownTenant);
+        };
+        let record = match parsed.decode() {
+            Ok(r) => r,
+            Err(e) => {
+                let mut letter = DeadLetter::new(
+                    raw,
+                    Reason {
+                        kind: "decode",
+                        message: e.to_string(),
+                        blame: Blame::Record,
+                    },
+                );
+                letter.tenant = Some(tenant_id);
+                return Outcome::DeadLetter(Box::new(letter));
+            }
+        };
+        let limits = manifest.limits_for(tenant);
+        let Some(plugin) = self.pipeline.plugins.get(&tenant.plugin) else {
+            return dead(
+                raw,
+                "host-error",
+                format!("plugin {:?} is not loaded", tenant.plugin),
+                Blame::Host,
+            );
+        };
+        let config = self
+            .pipeline
+            .configs
+            .get(&tenant_id)
+            .map_or("{}", String::as_str);
+        let key = (tenant_id.clone(), tenant.plugin.clone());
+        let result = match self.instances.get_mut(&key) {
+            Some(instance) => instance.transform(&record, config).result,
+            None => match plugin.instantiate(&tenant_id, limits) {
+                Ok(mut instance) => {
+                    let r = instance.transform(&record, config).result;
+                    self.instances.insert(key.clone(), instance);
+                    r
+                }
+                Err(e) => Err(e),
+            },
+        };
+        let plugin_ref = PluginRef {
+            name: plugin.name().to_owned(),
+            sha256: plugin.sha256().to_owned(),
+        };
+        let reject = |kind: &'static str, message: String, blame: Blame| {
+            let mut letter = DeadLetter::new(raw, Reason { kind, message, blame });
+            letter.tenant = Some(tenant_id.clone());
+            letter.plugin = Some(plugin_ref.clone());
+            Outcome::DeadLetter(Box::new(letter))
+        };
+        let events = match result {
+            Ok(events) => events,
+            Err(e) => {
+                if e.poisons_instance() {
+                    // A trapped instance is never reused: the next record gets a fresh one.
+                    self.instances.remove(&key);
+                }
+                return reject(e.kind(), e.to_string(), e.blame());
+            }
+        };
+        if events.is_empty() {
+            return Outcome::Filtered(FilterReason::NoEvents);
+        }
+        match build_entries(&record, &tenant_id, &route.source, manifest, &limits, events) {
+            Ok(entries) => Outcome::Publish(entries),
+            Err(EntryError { kind, message }) => reject(kind, message, Blame::Plugin),
+        }
+    }
+}
+
+fn dead(raw: &RawValue, kind: &'static str, message: String, blame: Blame) -> Outcome {
+    Outcome::DeadLetter(Box::new(DeadLetter::new(raw, Reason { kind, message, blame })))
+}
+
+struct EntryError {
+    kind: &'static str,
+    message: String,
+}
+
+fn invalid(message: String) -> EntryError {
+    EntryError {
+        kind: "invalid-output",
+        message,
+    }
+}
+
+/// Validates the plugin's events and wraps each in weir's metadata envelope.
+fn build_entries(
+    record: &StreamRecord,
+    tenant: &str,
+    source: &str,
+    manifest: &Manifest,
+    limits: &Limits,
+    events: Vec<PluginEvent>,
+) -> Result<Vec<Entry>, EntryError> {
+    if events.len() > limits.max_events {
+        return Err(EntryError {
+            kind: "too-many-events",
+            message: format!(
+                "plugin returned {} events for one record; the limit is {}",
+                events.len(),
+                limits.max_events
+            ),
+        });
+    }
+    let output_bytes: usize = events
+        .iter()
+        .map(|e| e.detail.len() + e.detail_type.len() + e.destination.len())
+        .sum();
+    if output_bytes > limits.max_output_bytes {
+        return Err(EntryError {
+            kind: "too-large",
+            message: format!(
+                "plugin returned {output_bytes} bytes of events for one record; the limit is {}",
+                limits.max_output_bytes
+            ),
+        });
+    }
+    let mut entries = Vec::with_capacity(events.len());
+    for (index, event) in events.into_iter().enumerate() {
+        let n = index + 1;
+        let chars = event.detail_type.chars().count();
+        if chars == 0 || chars > MAX_DETAIL_TYPE_CHARS {
+            return Err(invalid(format!(
+                "event {n}: detail-type must be 1 to {MAX_DETAIL_TYPE_CHARS} characters, found {chars}"
+            )));
+        }
+        if event.destination.is_empty() {
+            return Err(invalid(format!("event {n}: destination is empty")));
+        }
+        if let Some(r) = event
+            .resources
+            .iter()
+            .find(|r| r.is_empty() || r.chars().count() > MAX_RESOURCE_CHARS)
+        {
+            return Err(invalid(format!(
+                "event {n}: each resource must be 1 to {MAX_RESOURCE_CHARS} characters, found {}",
+                r.chars().count()
+            )));
+        }
+        // The envelope adds one level of nesting around the payload.
+        validate::check_detail(&event.detail, MAX_DETAIL_DEPTH - 1)
+            .map_err(|e| invalid(format!("event {n}: {e}")))?;
+        let detail = envelope(record, tenant, index, &event);
+        let entry = Entry {
+            source: source.to_owned(),
+            detail_type: event.detail_type,
+            detail,
+            event_bus_name: manifest.event_bus.clone(),
+            resources: event.resources,
+        };
+        let size = entry.size();
+        if size > limits.max_entry_bytes {
+            return Err(EntryError {
+                kind: "too-large",
+                message: format!(
+                    "event {n}: entry is {size} bytes; the PutEvents limit is {}",
+                    limits.max_entry_bytes
+                ),
+            });
+        }
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
+/// `{"metadata": {...}, "payload": DETAIL}`, written as text so the payload's digits are
+/// kept exactly as the plugin wrote them.
+fn envelope(record: &StreamRecord, tenant: &str, index: usize, event: &PluginEvent) -> String {
+    let mut out = String::with_capacity(event.detail.len() + 320);
+    out.push_str("{\"metadata\":{\"id\":");
+    write_json_string(&event_id(&record.event_id, index), &mut out);
+    out.push_str(",\"tenant\":");
+    write_json_string(tenant, &mut out);
+    out.push_str(",\"destination\":");
+    write_json_string(&event.destination, &mut out);
+    out.push_str(",\"table\":");
+    write_json_string(&record.table, &mut out);
+    out.push_str(",\"eventID\":");
+    write_json_string(&record.event_id, &mut out);
+    out.push_str(",\"eventName\":\"");
+    out.push_str(record.change.as_str());
+    out.push_str("\",\"sequenceNumber\":");
+    write_json_string(&record.sequence_number, &mut out);
+    out.push_str(",\"approximateCreationTime\":");
+    match record.approximate_creation_time_ms {
+        Some(ms) => write_json_string(&rfc3339_from_ms(ms), &mut out),
+        None => out.push_str("null"),
+    }
+    out.push_str("},\"payload\":");
+    out.push_str(&event.detail);
+    out.push('}');
+    out
+}
+
+/// A deterministic id for the `index`th event of a record: the same record always yields
+/// the same ids, so downstream can drop the redeliveries at-least-once delivery brings.
+pub fn event_id(stream_event_id: &str, index: usize) -> String {
+    let digest = sha2::Sha256::digest(format!("{stream_event_id}/{index}").as_bytes());
+    let h = hex::encode(&digest[..16]);
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn rfc3339_from_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+/// Counts of outcomes over a batch; `published + filtered + dead_lettered (+ retried)`
+/// always equals `records`.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub records: usize,
+    pub entries: usize,
+    pub published: usize,
+    pub filtered: usize,
+    pub dead_lettered: usize,
+    pub filtered_by: BTreeMap<FilterReason, usize>,
+}
+
+impl Tally {
+    pub fn count(&mut self, outcome: &Outcome) {
+        self.records += 1;
+        match outcome {
+            Outcome::Publish(entries) => {
+                self.published += 1;
+                self.entries += entries.len();
+            }
+            Outcome::Filtered(why) => {
+                self.filtered += 1;
+                *self.filtered_by.entry(*why).or_default() += 1;
+            }
+            Outcome::DeadLetter(_) => self.dead_lettered += 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339() {
+        assert_eq!(rfc3339_from_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_from_ms(1_700_000_000_500), "2023-11-14T22:13:20.500Z");
+        assert_eq!(rfc3339_from_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn event_ids_are_deterministic_and_distinct() {
+        assert_eq!(event_id("abc", 0), event_id("abc", 0));
+        assert_ne!(event_id("abc", 0), event_id("abc", 1));
+        assert_ne!(event_id("abc", 0), event_id("abd", 0));
+        assert_eq!(event_id("abc", 0).len(), 36);
+    }
+}

@@ -1,0 +1,682 @@
+//! The plugin runtime: one wasmtime engine, plugins loaded from components, and instances
+//! that run one tenant's records under that tenant's limits.
+//!
+//! Sandbox policy: a plugin may import only the `weir:transform` log and the WASI
+//! interfaces a language runtime needs to start (cli, io, clocks, random, and a filesystem
+//! with nothing in it). Those are backed by a context that grants nothing: no preopened
+//! directories, no environment, no arguments, no network, stdin empty, clocks frozen at
+//! zero. Any other import (`wasi:http`, `wasi:sockets`, anything unknown) is refused when
+//! the plugin is loaded, with a message naming the import.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::Digest as _;
+use wasmtime::component::{Component, Linker, ResourceTable, types::ComponentItem};
+use wasmtime::{Engine, Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::manifest::Limits;
+use crate::record::{Change, StreamRecord};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "plugin",
+    });
+}
+
+use bindings::weir::transform::types as wit;
+
+/// How often the epoch advances; time limits are counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// The interfaces a plugin may import. Everything else is refused at load.
+const ALLOWED_IMPORT_PREFIXES: &[&str] = &[
+    "weir:transform/",
+    "wasi:cli/",
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:filesystem/",
+];
+
+/// One event a plugin returned, not yet validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginEvent {
+    pub destination: String,
+    pub detail_type: String,
+    pub detail: String,
+    pub resources: Vec<String>,
+}
+
+/// Why a call did not return events. `blame()` says whose fault it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The plugin returned `err(reason)`: it judged the record bad.
+    #[error("plugin rejected the record: {0}")]
+    Rejected(String),
+    #[error("plugin exceeded its time limit of {limit_ms} ms")]
+    TimeLimit { limit_ms: u64 },
+    #[error("plugin exceeded its memory limit of {limit_mib} MiB{detail}")]
+    MemoryLimit { limit_mib: u64, detail: String },
+    #[error("plugin overflowed its stack{0}")]
+    StackOverflow(String),
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+    /// The host failed to set up or run the call; the record is not at fault.
+    #[error("host error running the plugin: {0}")]
+    Host(String),
+}
+
+impl CallError {
+    /// The dead-letter reason kind for this error.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::Rejected(_) => "plugin-error",
+            CallError::TimeLimit { .. } => "time-limit",
+            CallError::MemoryLimit { .. } => "memory-limit",
+            CallError::StackOverflow(_) => "stack-overflow",
+            CallError::Trap(_) => "trap",
+            CallError::Host(_) => "host-error",
+        }
+    }
+
+    /// Whether the guest (the plugin) or the host is to blame.
+    pub fn blame(&self) -> Blame {
+        match self {
+            CallError::Host(_) => Blame::Host,
+            _ => Blame::Plugin,
+        }
+    }
+
+    /// After a trap the instance's state is undefined: it must not serve another record.
+    pub fn poisons_instance(&self) -> bool {
+        !matches!(self, CallError::Rejected(_))
+    }
+}
+
+/// Who is at fault when a record does not publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Blame {
+    /// The stream record itself is malformed.
+    Record,
+    /// The plugin misbehaved or refused the record.
+    Plugin,
+    /// weir or AWS failed; the record may succeed on retry.
+    Host,
+}
+
+/// A plugin that cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: cannot read plugin: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: sha256 is {actual}, but the manifest pins {pinned}; refusing to load")]
+    PinMismatch {
+        path: String,
+        pinned: String,
+        actual: String,
+    },
+    #[error("{path}: not a valid WebAssembly component: {message}")]
+    Compile { path: String, message: String },
+    #[error("{path}: imports {import}, which plugins may not use ({why})")]
+    ForbiddenImport {
+        path: String,
+        import: String,
+        why: &'static str,
+    },
+    #[error("{path}: does not implement weir:transform@0.1.0: {message}")]
+    Contract { path: String, message: String },
+}
+
+/// The shared wasmtime engine and the linker every plugin is instantiated against.
+pub struct PluginEngine {
+    engine: Engine,
+    linker: Linker<PluginState>,
+}
+
+impl PluginEngine {
+    /// Builds the engine and starts the epoch ticker that enforces time limits.
+    pub fn new() -> anyhow::Result<Self> {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.max_wasm_stack(1 << 20);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        bindings::Plugin::add_to_linker::<PluginState, wasmtime::component::HasSelf<PluginState>>(
+            &mut linker,
+            |s| s,
+        )?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("weir-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak.upgrade() {
+                        Some(e) => e.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })?;
+        Ok(PluginEngine { engine, linker })
+    }
+
+    /// Loads a component from bytes: checks its pin, its imports and its exports.
+    pub fn load(
+        &self,
+        name: &str,
+        path: &str,
+        bytes: &[u8],
+        pinned_sha256: Option<&str>,
+    ) -> Result<Plugin, LoadError> {
+        let sha256 = hex::encode(sha2::Sha256::digest(bytes));
+        if let Some(pin) = pinned_sha256
+            && !pin.eq_ignore_ascii_case(&sha256)
+        {
+            return Err(LoadError::PinMismatch {
+                path: path.to_owned(),
+                pinned: pin.to_owned(),
+                actual: sha256,
+            });
+        }
+        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
+            path: path.to_owned(),
+            message: format!("{e:#}"),
+        })?;
+        for (import, _) in component.component_type().imports(&self.engine) {
+            if let Some(why) = forbidden(import) {
+                return Err(LoadError::ForbiddenImport {
+                    path: path.to_owned(),
+                    import: import.to_owned(),
+                    why,
+                });
+            }
+        }
+        let exports_transformer = component
+            .component_type()
+            .exports(&self.engine)
+            .any(|(n, item)| {
+                n == "weir:transform/transformer@0.1.0" && matches!(item.ty, ComponentItem::ComponentInstance(_))
+            });
+        if !exports_transformer {
+            return Err(LoadError::Contract {
+                path: path.to_owned(),
+                message: "it does not export weir:transform/transformer@0.1.0".to_owned(),
+            });
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(bindings::PluginPre::new)
+            .map_err(|e| LoadError::Contract {
+                path: path.to_owned(),
+                message: format!("{e:#}"),
+            })?;
+        Ok(Plugin {
+            name: name.to_owned(),
+            sha256,
+            pre,
+        })
+    }
+
+    /// Reads and loads a component file.
+    pub fn load_file(
+        &self,
+        name: &str,
+        path: &std::path::Path,
+        pinned_sha256: Option<&str>,
+    ) -> Result<Plugin, LoadError> {
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        self.load(name, &shown, &bytes, pinned_sha256)
+    }
+}
+
+fn forbidden(import: &str) -> Option<&'static str> {
+    if import.starts_with("wasi:http/") {
+        Some("weir plugins have no network; EventBridge API destinations make the calls")
+    } else if import.starts_with("wasi:sockets/") {
+        Some("weir plugins have no network")
+    } else if ALLOWED_IMPORT_PREFIXES.iter().any(|p| import.starts_with(p)) {
+        None
+    } else {
+        Some("weir provides only weir:transform and wasi cli, io, clocks, random, filesystem")
+    }
+}
+
+/// A loaded plugin, ready to instantiate cheaply for each tenant.
+pub struct Plugin {
+    name: String,
+    sha256: String,
+    pre: bindings::PluginPre<PluginState>,
+}
+
+impl Plugin {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The sha256 of the component's bytes, as a manifest would pin it.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// A fresh instance for one tenant. Instances are never shared across tenants.
+    pub fn instantiate(&self, tenant: &str, limits: Limits) -> Result<PluginInstance, CallError> {
+        let engine = self.pre.engine();
+        let captured = Arc::new(Mutex::new(Captured::default()));
+        let wasi = WasiCtxBuilder::new()
+            .stdout(CapturedPipe(captured.clone()))
+            .stderr(CapturedPipe(captured.clone()))
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = PluginState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(limits.memory_mib),
+            log: LogBudget::new(limits),
+            captured,
+            plugin: self.name.clone(),
+            tenant: tenant.to_owned(),
+        };
+        let mut store = Store::new(engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(ticks(limits.time_ms));
+        let started = Instant::now();
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| classify(e, &mut store, limits, started))?;
+        Ok(PluginInstance {
+            store,
+            instance,
+            limits,
+        })
+    }
+}
+
+fn ticks(ms: u64) -> u64 {
+    (ms.max(1) * 1000 / EPOCH_TICK.as_micros() as u64).max(1)
+}
+
+/// One tenant's live instance of one plugin.
+pub struct PluginInstance {
+    store: Store<PluginState>,
+    instance: bindings::Plugin,
+    limits: Limits,
+}
+
+/// What one call produced, and what it cost.
+#[derive(Debug)]
+pub struct CallReport {
+    pub result: Result<Vec<PluginEvent>, CallError>,
+    pub elapsed: Duration,
+}
+
+impl PluginInstance {
+    /// Runs `transform` for one record under this instance's limits.
+    pub fn transform(&mut self, record: &StreamRecord, config_json: &str) -> CallReport {
+        let started = Instant::now();
+        self.store.set_epoch_deadline(ticks(self.limits.time_ms));
+        self.store.data_mut().log.reset();
+        let wit_record = wit::StreamRecord {
+            table: record.table.clone(),
+            event_id: record.event_id.clone(),
+            change: match record.change {
+                Change::Insert => wit::Change::Insert,
+                Change::Modify => wit::Change::Modify,
+                Change::Remove => wit::Change::Remove,
+            },
+            sequence_number: record.sequence_number.clone(),
+            approximate_creation_time_ms: record.approximate_creation_time_ms,
+            keys: record.keys.clone(),
+            new_image: record.new_image.clone(),
+            old_image: record.old_image.clone(),
+            removed_by_ttl: record.removed_by_ttl,
+        };
+        let tenant = wit::Tenant {
+            id: self.store.data().tenant.clone(),
+            config: config_json.to_owned(),
+        };
+        let outcome = self
+            .instance
+            .weir_transform_transformer()
+            .call_transform(&mut self.store, &wit_record, &tenant);
+        let result = match outcome {
+            Ok(Ok(events)) => Ok(events
+                .into_iter()
+                .map(|e| PluginEvent {
+                    destination: e.destination,
+                    detail_type: e.detail_type,
+                    detail: e.detail,
+                    resources: e.resources,
+                })
+                .collect()),
+            Ok(Err(reason)) => Err(CallError::Rejected(reason)),
+            Err(e) => Err(classify(e, &mut self.store, self.limits, started)),
+        };
+        self.store.data_mut().flush_captured();
+        CallReport {
+            result,
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
+fn classify(
+    e: wasmtime::Error,
+    store: &mut Store<PluginState>,
+    limits: Limits,
+    started: Instant,
+) -> CallError {
+    let state = store.data_mut();
+    let stderr_tail = state.flush_captured();
+    let detail = if stderr_tail.is_empty() {
+        String::new()
+    } else {
+        format!(": {stderr_tail}")
+    };
+    if state.limiter.hit {
+        return CallError::MemoryLimit {
+            limit_mib: limits.memory_mib,
+            detail,
+        };
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => CallError::TimeLimit {
+            limit_ms: limits.time_ms,
+        },
+        Some(Trap::StackOverflow) => CallError::StackOverflow(detail),
+        Some(trap) => CallError::Trap(format!("{trap}{detail}")),
+        None => {
+            // Errors raised inside host calls on the guest's behalf are still the guest's
+            // doing when they come from a WASI stream (e.g. writing to a closed pipe).
+            let _ = started;
+            CallError::Trap(format!("{e:#}{detail}"))
+        }
+    }
+}
+
+/// Everything one instance's store holds. No field is shared with another tenant.
+struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    log: LogBudget,
+    captured: Arc<Mutex<Captured>>,
+    plugin: String,
+    tenant: String,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl PluginState {
+    /// Turns what the plugin wrote to stdout and stderr into log lines; returns the last
+    /// line, which for a panic holds its message.
+    fn flush_captured(&mut self) -> String {
+        let (text, dropped) = match self.captured.lock() {
+            Ok(mut c) => (std::mem::take(&mut c.bytes), std::mem::take(&mut c.dropped)),
+            Err(_) => return String::new(),
+        };
+        let text = String::from_utf8_lossy(&text);
+        let mut last = String::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            self.emit(wit::Level::Info, line);
+            last = line.to_owned();
+        }
+        if dropped > 0 {
+            self.log.dropped_lines += 1;
+        }
+        self.log.finish(&self.plugin, &self.tenant);
+        // A Rust panic prints "panicked at FILE:LINE:COL:\nMESSAGE"; keep both parts.
+        if let Some(i) = text.rfind("panicked at ") {
+            return one_line(&text[i..]);
+        }
+        last
+    }
+
+    fn emit(&mut self, level: wit::Level, message: &str) {
+        if !self.log.admit(message.len()) {
+            return;
+        }
+        let (plugin, tenant) = (self.plugin.as_str(), self.tenant.as_str());
+        match level {
+            wit::Level::Trace => tracing::trace!(plugin, tenant, "{message}"),
+            wit::Level::Debug => tracing::debug!(plugin, tenant, "{message}"),
+            wit::Level::Info => tracing::info!(plugin, tenant, "{message}"),
+            wit::Level::Warn => tracing::warn!(plugin, tenant, "{message}"),
+            wit::Level::Error => tracing::error!(plugin, tenant, "{message}"),
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl bindings::weir::transform::types::Host for PluginState {}
+
+impl bindings::weir::transform::log::Host for PluginState {
+    fn log(&mut self, level: wit::Level, message: String) {
+        self.emit(level, &message);
+    }
+}
+
+/// Caps one call's log lines and bytes, counting what it drops.
+struct LogBudget {
+    max_lines: usize,
+    max_bytes: usize,
+    lines: usize,
+    bytes: usize,
+    dropped_lines: usize,
+}
+
+impl LogBudget {
+    fn new(limits: Limits) -> Self {
+        LogBudget {
+            max_lines: limits.max_log_lines,
+            max_bytes: limits.max_log_bytes,
+            lines: 0,
+            bytes: 0,
+            dropped_lines: 0,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.lines = 0;
+        self.bytes = 0;
+        self.dropped_lines = 0;
+    }
+
+    fn admit(&mut self, len: usize) -> bool {
+        if self.lines < self.max_lines && self.bytes + len <= self.max_bytes {
+            self.lines += 1;
+            self.bytes += len;
+            true
+        } else {
+            self.dropped_lines += 1;
+            false
+        }
+    }
+
+    /// Says, once per call, how many lines were dropped.
+    fn finish(&mut self, plugin: &str, tenant: &str) {
+        if self.dropped_lines > 0 {
+            tracing::warn!(
+                plugin,
+                tenant,
+                dropped = self.dropped_lines,
+                "plugin log capped: {} lines dropped (limit {} lines, {} bytes per call)",
+                self.dropped_lines,
+                self.max_lines,
+                self.max_bytes
+            );
+            self.dropped_lines = 0;
+        }
+    }
+}
+
+/// Denies memory growth past the tenant's limit, and remembers that it did so a trap
+/// that follows can be reported as a memory limit rather than a bare trap.
+struct MemoryLimiter {
+    max_bytes: usize,
+    hit: bool,
+}
+
+impl MemoryLimiter {
+    fn new(mib: u64) -> Self {
+        MemoryLimiter {
+            max_bytes: usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+            hit: false,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// A clock stuck at zero: plugins get no host time beyond the record's own.
+struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// Bytes a plugin wrote to stdout or stderr during one call, capped.
+#[derive(Default)]
+struct Captured {
+    bytes: Vec<u8>,
+    dropped: usize,
+}
+
+/// Most a plugin may write to stdout and stderr in one call before writes are dropped.
+const CAPTURE_CAP: usize = 64 << 10;
+
+#[derive(Clone)]
+struct CapturedPipe(Arc<Mutex<Captured>>);
+
+impl CapturedPipe {
+    fn append(&self, buf: &[u8]) {
+        if let Ok(mut c) = self.0.lock() {
+            let room = CAPTURE_CAP.saturating_sub(c.bytes.len());
+            let take = room.min(buf.len());
+            c.bytes.extend_from_slice(&buf[..take]);
+            c.dropped += buf.len() - take;
+        }
+    }
+}
+
+impl wasmtime_wasi::cli::IsTerminal for CapturedPipe {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for CapturedPipe {
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
+        Box::new(self.clone())
+    }
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl wasmtime_wasi::p2::OutputStream for CapturedPipe {
+    fn write(&mut self, bytes: bytes::Bytes) -> wasmtime_wasi::p2::StreamResult<()> {
+        self.append(&bytes);
+        Ok(())
+    }
+    fn flush(&mut self) -> wasmtime_wasi::p2::StreamResult<()> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> wasmtime_wasi::p2::StreamResult<usize> {
+        Ok(64 << 10)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime_wasi::p2::Pollable for CapturedPipe {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for CapturedPipe {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.append(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,765 @@
+//! DynamoDB Streams records, as Lambda delivers them, decoded to the plain JSON plugins see.
+//!
+//! Numbers never pass through a float: an `N` is checked against DynamoDB's number grammar
+//! and written out digit for digit, so a 38-digit value reaches the plugin intact.
+
+use std::fmt::Write as _;
+
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+/// DynamoDB allows 32 levels of nesting; anything far deeper is refused before recursion
+/// can exhaust the stack.
+pub const MAX_ATTRIBUTE_DEPTH: usize = 64;
+
+/// DynamoDB numbers carry at most 38 significant digits.
+pub const MAX_NUMBER_DIGITS: usize = 38;
+
+/// What happened to the item, as the stream's `eventName` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Change {
+    #[serde(rename = "INSERT")]
+    Insert,
+    #[serde(rename = "MODIFY")]
+    Modify,
+    #[serde(rename = "REMOVE")]
+    Remove,
+}
+
+impl Change {
+    /// The stream's own spelling, used in metadata and in `events` filters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Insert => "INSERT",
+            Change::Modify => "MODIFY",
+            Change::Remove => "REMOVE",
+        }
+    }
+}
+
+/// One record decoded: exactly what a plugin receives, images as JSON text.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamRecord {
+    pub table: String,
+    pub event_id: String,
+    pub change: Change,
+    pub sequence_number: String,
+    pub approximate_creation_time_ms: Option<u64>,
+    #[serde(serialize_with = "as_raw_json")]
+    pub keys: String,
+    #[serde(serialize_with = "as_raw_json_opt")]
+    pub new_image: Option<String>,
+    #[serde(serialize_with = "as_raw_json_opt")]
+    pub old_image: Option<String>,
+    pub removed_by_ttl: bool,
+}
+
+fn as_raw_json<S: serde::Serializer>(text: &str, s: S) -> Result<S::Ok, S::Error> {
+    use serde::Serialize as _;
+    RawValue::from_string(text.to_owned())
+        .map_err(serde::ser::Error::custom)?
+        .serialize(s)
+}
+
+fn as_raw_json_opt<S: serde::Serializer>(text: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match text {
+        Some(t) => as_raw_json(t, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// Why a record could not be decoded; `path` names the attribute, e.g. `NewImage.address.zip`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct DecodeError {
+    pub path: String,
+    pub message: String,
+}
+
+impl DecodeError {
+    fn at(path: &str, message: impl Into<String>) -> Self {
+        DecodeError {
+            path: path.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A Lambda event for DynamoDB Streams with each record kept as the exact text received,
+/// so a dead letter can carry the original byte for byte.
+#[derive(Debug, Deserialize)]
+pub struct StreamEvent<'a> {
+    #[serde(rename = "Records", borrow)]
+    pub records: Vec<&'a RawValue>,
+}
+
+impl<'a> StreamEvent<'a> {
+    /// Splits an event into its records without decoding them, so one bad record cannot
+    /// fail the others.
+    pub fn parse(text: &'a str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
+
+#[derive(Deserialize)]
+struct WireRecord {
+    #[serde(rename = "eventID")]
+    event_id: Option<String>,
+    #[serde(rename = "eventName")]
+    event_name: Option<String>,
+    #[serde(rename = "eventSourceARN")]
+    event_source_arn: Option<String>,
+    #[serde(rename = "userIdentity")]
+    user_identity: Option<WireIdentity>,
+    dynamodb: Option<WireStreamRecord>,
+}
+
+#[derive(Deserialize)]
+struct WireIdentity {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    #[serde(rename = "principalId")]
+    principal_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct WireStreamRecord {
+    approximate_creation_date_time: Option<Value>,
+    keys: Option<Map<String, Value>>,
+    new_image: Option<Map<String, Value>>,
+    old_image: Option<Map<String, Value>>,
+    sequence_number: Option<String>,
+}
+
+/// A record split into its parts but not yet decoded: enough to route it and find its
+/// tenant without converting images that may never be needed.
+pub struct ParsedRecord {
+    table: String,
+    event_id: String,
+    change: Change,
+    sequence_number: String,
+    approximate_creation_time_ms: Option<u64>,
+    removed_by_ttl: bool,
+    keys: Map<String, Value>,
+    new_image: Option<Map<String, Value>>,
+    old_image: Option<Map<String, Value>>,
+}
+
+/// Reads one record's text (as found in the event's `Records` array) far enough to route it.
+pub fn parse(raw: &str) -> Result<ParsedRecord, DecodeError> {
+    let wire: WireRecord = serde_json::from_str(raw)
+        .map_err(|e| DecodeError::at("record", format!("not a stream record: {e}")))?;
+    let event_id = wire
+        .event_id
+        .ok_or_else(|| DecodeError::at("eventID", "missing"))?;
+    let change = match wire.event_name.as_deref() {
+        Some("INSERT") => Change::Insert,
+        Some("MODIFY") => Change::Modify,
+        Some("REMOVE") => Change::Remove,
+        Some(other) => {
+            return Err(DecodeError::at(
+                "eventName",
+                format!("unknown event name {other:?} (expected INSERT, MODIFY or REMOVE)"),
+            ));
+        }
+        None => return Err(DecodeError::at("eventName", "missing")),
+    };
+    let arn = wire
+        .event_source_arn
+        .ok_or_else(|| DecodeError::at("eventSourceARN", "missing"))?;
+    let table = table_from_arn(&arn)
+        .ok_or_else(|| {
+            DecodeError::at(
+                "eventSourceARN",
+                format!("{arn:?} is not a DynamoDB table or stream ARN"),
+            )
+        })?
+        .to_owned();
+    let ddb = wire
+        .dynamodb
+        .ok_or_else(|| DecodeError::at("dynamodb", "missing"))?;
+    let sequence_number = ddb
+        .sequence_number
+        .ok_or_else(|| DecodeError::at("dynamodb.SequenceNumber", "missing"))?;
+    if sequence_number.is_empty()
+        || sequence_number.len() > 40
+        || !sequence_number.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(DecodeError::at(
+            "dynamodb.SequenceNumber",
+            format!("{sequence_number:?} is not a decimal string of 1 to 40 digits"),
+        ));
+    }
+    let approximate_creation_time_ms = match &ddb.approximate_creation_date_time {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(epoch_seconds_to_ms(v).ok_or_else(|| {
+            DecodeError::at(
+                "dynamodb.ApproximateCreationDateTime",
+                format!("{v} is not a time in epoch seconds"),
+            )
+        })?),
+    };
+    let keys = ddb
+        .keys
+        .ok_or_else(|| DecodeError::at("dynamodb.Keys", "missing"))?;
+    let removed_by_ttl = change == Change::Remove
+        && wire.user_identity.is_some_and(|u| {
+            u.kind.as_deref() == Some("Service")
+                && u.principal_id.as_deref() == Some("dynamodb.amazonaws.com")
+        });
+    Ok(ParsedRecord {
+        table,
+        event_id,
+        change,
+        sequence_number,
+        approximate_creation_time_ms,
+        removed_by_ttl,
+        keys,
+        new_image: ddb.new_image,
+        old_image: ddb.old_image,
+    })
+}
+
+impl ParsedRecord {
+    /// The table's name, from `eventSourceARN`.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub fn event_id(&self) -> &str {
+        &self.event_id
+    }
+
+    pub fn sequence_number(&self) -> &str {
+        &self.sequence_number
+    }
+
+    /// A string (or number) attribute, from the new image, else the old image, else the
+    /// keys: how a record names its tenant.
+    pub fn string_attribute(&self, name: &str) -> Option<&str> {
+        [self.new_image.as_ref(), self.old_image.as_ref(), Some(&self.keys)]
+            .into_iter()
+            .flatten()
+            .find_map(|image| {
+                let v = image.get(name)?.as_object()?;
+                v.get("S").or_else(|| v.get("N"))?.as_str()
+            })
+    }
+
+    /// Converts the images to plain JSON.
+    pub fn decode(self) -> Result<StreamRecord, DecodeError> {
+        let keys = image_to_json(&self.keys, "dynamodb.Keys")?;
+        let new_image = self
+            .new_image
+            .as_ref()
+            .map(|m| image_to_json(m, "dynamodb.NewImage"))
+            .transpose()?;
+        let old_image = self
+            .old_image
+            .as_ref()
+            .map(|m| image_to_json(m, "dynamodb.OldImage"))
+            .transpose()?;
+        Ok(StreamRecord {
+            table: self.table,
+            event_id: self.event_id,
+            change: self.change,
+            sequence_number: self.sequence_number,
+            approximate_creation_time_ms: self.approximate_creation_time_ms,
+            keys,
+            new_image,
+            old_image,
+            removed_by_ttl: self.removed_by_ttl,
+        })
+    }
+}
+
+/// Decodes one record's text, as found in the event's `Records` array.
+pub fn decode(raw: &str) -> Result<StreamRecord, DecodeError> {
+    parse(raw)?.decode()
+}
+
+/// `arn:aws:dynamodb:REGION:ACCOUNT:table/NAME[/stream/LABEL]` → `NAME`.
+pub fn table_from_arn(arn: &str) -> Option<&str> {
+    let mut parts = arn.splitn(6, ':');
+    if parts.next()? != "arn" {
+        return None;
+    }
+    let _partition = parts.next()?;
+    if parts.next()? != "dynamodb" {
+        return None;
+    }
+    let resource = parts.nth(2)?;
+    let name = resource.strip_prefix("table/")?.split('/').next()?;
+    (!name.is_empty()).then_some(name)
+}
+
+fn epoch_seconds_to_ms(v: &Value) -> Option<u64> {
+    let n = v.as_number()?;
+    if let Some(s) = n.as_u64() {
+        return s.checked_mul(1000);
+    }
+    let f = n.as_f64()?;
+    (f.is_finite() && f >= 0.0 && f < 1.0e16).then(|| (f * 1000.0).round() as u64)
+}
+
+/// Converts a DynamoDB attribute map (`{"name": {"S": "x"}}`) into plain JSON text.
+pub fn image_to_json(image: &Map<String, Value>, path: &str) -> Result<String, DecodeError> {
+    let mut out = String::with_capacity(256);
+    let mut path = path.to_owned();
+    write_map(image, &mut path, &mut out, 0)?;
+    Ok(out)
+}
+
+fn write_map(
+    map: &Map<String, Value>,
+    path: &mut String,
+    out: &mut String,
+    depth: usize,
+) -> Result<(), DecodeError> {
+    out.push('{');
+    for (i, (name, value)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_json_string(name, out);
+        out.push(':');
+        let len = path.len();
+        path.push('.');
+        path.push_str(name);
+        write_attribute(value, path, out, depth + 1)?;
+        path.truncate(len);
+    }
+    out.push('}');
+    Ok(())
+}
+
+fn write_attribute(
+    value: &Value,
+    path: &mut String,
+    out: &mut String,
+    depth: usize,
+) -> Result<(), DecodeError> {
+    if depth > MAX_ATTRIBUTE_DEPTH {
+        return Err(DecodeError::at(
+            path,
+            format!("nested deeper than {MAX_ATTRIBUTE_DEPTH} levels"),
+        ));
+    }
+    let obj = value
+        .as_object()
+        .ok_or_else(|| DecodeError::at(path, "an attribute value must be an object like {\"S\": \"x\"}"))?;
+    let mut entries = obj.iter();
+    let (tag, inner) = match (entries.next(), entries.next()) {
+        (Some(e), None) => e,
+        _ => {
+            return Err(DecodeError::at(
+                path,
+                format!(
+                    "an attribute value must have exactly one type tag, found {}",
+                    obj.len()
+                ),
+            ));
+        }
+    };
+    let wrong = |expected: &str| {
+        DecodeError::at(
+            path,
+            format!("type {tag} holds {expected}, found {}", kind_of(inner)),
+        )
+    };
+    match tag.as_str() {
+        "S" => write_json_string(inner.as_str().ok_or_else(|| wrong("a string"))?, out),
+        "N" => write_number(inner.as_str().ok_or_else(|| wrong("a string"))?, path, out)?,
+        "B" => write_binary(inner.as_str().ok_or_else(|| wrong("a base64 string"))?, path, out)?,
+        "BOOL" => out.push_str(if inner.as_bool().ok_or_else(|| wrong("a bool"))? {
+            "true"
+        } else {
+            "false"
+        }),
+        "NULL" => match inner {
+            Value::Bool(true) => out.push_str("null"),
+            _ => return Err(wrong("true")),
+        },
+        "M" => write_map(
+            inner.as_object().ok_or_else(|| wrong("an object"))?,
+            path,
+            out,
+            depth,
+        )?,
+        "L" => {
+            let items = inner.as_array().ok_or_else(|| wrong("an array"))?;
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let len = path.len();
+                let _ = write!(path, "[{i}]");
+                write_attribute(item, path, out, depth + 1)?;
+                path.truncate(len);
+            }
+            out.push(']');
+        }
+        "SS" | "NS" | "BS" => {
+            let items = inner.as_array().ok_or_else(|| wrong("an array of strings"))?;
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let len = path.len();
+                let _ = write!(path, "[{i}]");
+                let s = item.as_str().ok_or_else(|| {
+                    DecodeError::at(path, format!("a {tag} member must be a string"))
+                })?;
+                match tag.as_str() {
+                    "SS" => write_json_string(s, out),
+                    "NS" => write_number(s, path, out)?,
+                    _ => write_binary(s, path, out)?,
+                }
+                path.truncate(len);
+            }
+            out.push(']');
+        }
+        other => {
+            return Err(DecodeError::at(
+                path,
+                format!(
+                    "unknown type tag {other:?} (expected S, N, B, BOOL, NULL, M, L, SS, NS or BS)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a bool",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn write_binary(b64: &str, path: &str, out: &mut String) -> Result<(), DecodeError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| DecodeError::at(path, format!("invalid base64: {e}")))?;
+    write_json_string(b64, out);
+    Ok(())
+}
+
+/// Writes a DynamoDB number as a JSON number, keeping every digit.
+///
+/// DynamoDB's grammar is looser than JSON's (`+1`, `.5`, `5.`, `007`), so the text is
+/// normalised to JSON's form without changing its value or dropping a digit.
+fn write_number(text: &str, path: &str, out: &mut String) -> Result<(), DecodeError> {
+    let n = parse_number(text).map_err(|why| {
+        DecodeError::at(path, format!("N value {text:?} is not a number: {why}"))
+    })?;
+    let digits = n.significant_digits();
+    if digits > MAX_NUMBER_DIGITS {
+        return Err(DecodeError::at(
+            path,
+            format!(
+                "N value {text:?} has {digits} significant digits; DynamoDB allows {MAX_NUMBER_DIGITS}"
+            ),
+        ));
+    }
+    n.write_json(out);
+    Ok(())
+}
+
+struct Number<'a> {
+    negative: bool,
+    int: &'a str,
+    frac: &'a str,
+    exp: Option<(bool, &'a str)>,
+}
+
+fn parse_number(text: &str) -> Result<Number<'_>, &'static str> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    let mut negative = false;
+    if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+        negative = b[i] == b'-';
+        i += 1;
+    }
+    let int_start = i;
+    while i < b.len() && b[i].is_ascii_digit() {
+        i += 1;
+    }
+    let int = &text[int_start..i];
+    let mut frac = "";
+    if i < b.len() && b[i] == b'.' {
+        i += 1;
+        let s = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        frac = &text[s..i];
+    }
+    if int.is_empty() && frac.is_empty() {
+        return Err("no digits");
+    }
+    let mut exp = None;
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        i += 1;
+        let mut exp_negative = false;
+        if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+            exp_negative = b[i] == b'-';
+            i += 1;
+        }
+        let s = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if s == i {
+            return Err("exponent has no digits");
+        }
+        exp = Some((exp_negative, &text[s..i]));
+    }
+    if i != b.len() {
+        return Err("unexpected character");
+    }
+    Ok(Number {
+        negative,
+        int,
+        frac,
+        exp,
+    })
+}
+
+impl Number<'_> {
+    fn significant_digits(&self) -> usize {
+        let all = self.int.bytes().chain(self.frac.bytes());
+        let trimmed: Vec<u8> = all.skip_while(|&c| c == b'0').collect();
+        let end = trimmed.iter().rposition(|&c| c != b'0').map_or(0, |p| p + 1);
+        end
+    }
+
+    fn write_json(&self, out: &mut String) {
+        let int = self.int.trim_start_matches('0');
+        if self.negative {
+            out.push('-');
+        }
+        if int.is_empty() {
+            out.push('0');
+        } else {
+            out.push_str(int);
+        }
+        if !self.frac.is_empty() {
+            out.push('.');
+            out.push_str(self.frac);
+        }
+        if let Some((neg, digits)) = self.exp {
+            out.push('e');
+            if neg {
+                out.push('-');
+            }
+            out.push_str(digits);
+        }
+    }
+}
+
+/// Writes `s` as a JSON string literal.
+pub fn write_json_string(s: &str, out: &mut String) {
+    out.push('"');
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        let escape = match c {
+            '"' => Some("\\\""),
+            '\\' => Some("\\\\"),
+            '\n' => Some("\\n"),
+            '\r' => Some("\\r"),
+            '\t' => Some("\\t"),
+            c if (c as u32) < 0x20 => None,
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        match escape {
+            Some(e) => out.push_str(e),
+            None => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+        }
+        start = i + c.len_utf8();
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn image(v: Value) -> Result<String, DecodeError> {
+        image_to_json(v.as_object().expect("test image is an object"), "NewImage")
+    }
+
+    #[test]
+    fn every_type_decodes_to_plain_json() {
+        let out = image(json!({
+            "s": {"S": "x\"y\n"},
+            "n": {"N": "12345678901234567890123456789012345678"},
+            "tiny": {"N": "0.000000000000000000000000000000000001"},
+            "neg": {"N": "-1.50"},
+            "b": {"B": "aGVsbG8="},
+            "t": {"BOOL": true},
+            "nul": {"NULL": true},
+            "ss": {"SS": ["a", "b"]},
+            "ns": {"NS": ["1", "99999999999999999999999999999999999999"]},
+            "bs": {"BS": ["AAE="]},
+            "m": {"M": {"inner": {"L": [{"N": "1"}, {"S": "two"}, {"M": {}}]}}}
+        }))
+        .expect("decodes");
+        assert_eq!(
+            out,
+            concat!(
+                r#"{"b":"aGVsbG8=","bs":["AAE="],"m":{"inner":[1,"two",{}]},"n":12345678901234567890123456789012345678,"#,
+                r#""neg":-1.50,"ns":[1,99999999999999999999999999999999999999],"nul":null,"s":"x\"y\n","ss":["a","b"],"#,
+                r#""t":true,"tiny":0.000000000000000000000000000000000001}"#
+            )
+        );
+        // And it is JSON a reader accepts.
+        let v: Value = serde_json::from_str(&out).expect("valid JSON");
+        assert_eq!(v["s"], "x\"y\n");
+    }
+
+    #[test]
+    fn dynamodb_number_forms_are_normalised_without_losing_digits() {
+        for (n, want) in [
+            ("+7", "7"),
+            ("007", "7"),
+            (".5", "0.5"),
+            ("-0.25", "-0.25"),
+            ("1E+5", "1e5"),
+            ("1e-130", "1e-130"),
+            ("5.", "5"),
+        ] {
+            let out = image(json!({"n": {"N": n}})).expect(n);
+            assert_eq!(out, format!("{{\"n\":{want}}}"), "for {n}");
+        }
+    }
+
+    #[test]
+    fn bad_attributes_name_their_path() {
+        let cases = [
+            (json!({"a": {"M": {"b": {"N": "12abc"}}}}), "NewImage.a.b", "not a number"),
+            (json!({"a": {"L": [{"S": "ok"}, {"X": 1}]}}), "NewImage.a[1]", "unknown type tag"),
+            (json!({"bin": {"B": "***"}}), "NewImage.bin", "invalid base64"),
+            (
+                json!({"big": {"N": "123456789012345678901234567890123456789"}}),
+                "NewImage.big",
+                "39 significant digits",
+            ),
+            (json!({"two": {"S": "a", "N": "1"}}), "NewImage.two", "exactly one type tag"),
+            (json!({"s": {"S": 5}}), "NewImage.s", "type S holds a string"),
+            (json!({"ns": {"NS": ["1", "x"]}}), "NewImage.ns[1]", "not a number"),
+        ];
+        for (img, path, msg) in cases {
+            let err = image(img.clone()).expect_err("must fail");
+            assert_eq!(err.path, path, "{img}");
+            assert!(err.message.contains(msg), "{err} should contain {msg}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let mut v = json!({"S": "leaf"});
+        for _ in 0..100 {
+            v = json!({"M": {"x": v}});
+        }
+        let err = image(json!({ "root": v })).expect_err("too deep");
+        assert!(err.message.contains("nested deeper"), "{err}");
+    }
+
+    #[test]
+    fn table_names_come_from_stream_and_table_arns() {
+        assert_eq!(
+            table_from_arn("arn:aws:dynamodb:eu-west-1:123456789012:table/Customers/stream/2024-01-01T00:00:00.000"),
+            Some("Customers")
+        );
+        assert_eq!(
+            table_from_arn("arn:aws:dynamodb:us-east-1:1:table/Orders"),
+            Some("Orders")
+        );
+        assert_eq!(table_from_arn("arn:aws:sqs:us-east-1:1:table/Orders"), None);
+        assert_eq!(table_from_arn("Customers"), None);
+    }
+
+    fn record(v: Value) -> String {
+        v.to_string()
+    }
+
+    #[test]
+    fn ttl_removal_and_view_types_are_represented() {
+        let base = |name: &str, ddb: Value, identity: Option<Value>| {
+            let mut r = json!({
+                "eventID": "e1", "eventName": name, "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb", "awsRegion": "eu-west-1",
+                "eventSourceARN": "arn:aws:dynamodb:eu-west-1:1:table/T/stream/x",
+                "dynamodb": ddb
+            });
+            if let Some(i) = identity {
+                r["userIdentity"] = i;
+            }
+            record(r)
+        };
+        let keys = json!({"pk": {"S": "a"}});
+        let ttl = decode(&base(
+            "REMOVE",
+            json!({"Keys": keys, "OldImage": {"pk": {"S": "a"}}, "SequenceNumber": "100", "SizeBytes": 5, "StreamViewType": "OLD_IMAGE", "ApproximateCreationDateTime": 1700000000.5}),
+            Some(json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"})),
+        ))
+        .expect("ttl");
+        assert!(ttl.removed_by_ttl);
+        assert_eq!(ttl.change, Change::Remove);
+        assert_eq!(ttl.new_image, None);
+        assert_eq!(ttl.old_image.as_deref(), Some(r#"{"pk":"a"}"#));
+        assert_eq!(ttl.approximate_creation_time_ms, Some(1_700_000_000_500));
+
+        let user_delete = decode(&base(
+            "REMOVE",
+            json!({"Keys": keys, "SequenceNumber": "101", "SizeBytes": 5, "StreamViewType": "KEYS_ONLY"}),
+            None,
+        ))
+        .expect("keys only");
+        assert!(!user_delete.removed_by_ttl);
+        assert_eq!(user_delete.keys, r#"{"pk":"a"}"#);
+        assert_eq!((user_delete.new_image, user_delete.old_image), (None, None));
+
+        let both = decode(&base(
+            "MODIFY",
+            json!({"Keys": keys, "NewImage": {"v": {"N": "2"}}, "OldImage": {"v": {"N": "1"}}, "SequenceNumber": "1234567890123456789012345678901234567890", "SizeBytes": 5, "StreamViewType": "NEW_AND_OLD_IMAGES"}),
+            None,
+        ))
+        .expect("both");
+        assert_eq!(both.new_image.as_deref(), Some(r#"{"v":2}"#));
+        assert_eq!(both.old_image.as_deref(), Some(r#"{"v":1}"#));
+        assert_eq!(both.sequence_number.len(), 40);
+    }
+
+    #[test]
+    fn missing_fields_are_named() {
+        let err = decode(r#"{"eventName":"INSERT","dynamodb":{}}"#).expect_err("no id");
+        assert_eq!(err.path, "eventID");
+        let err = decode(r#"{"eventID":"1","eventName":"UPSERT"}"#).expect_err("bad name");
+        assert!(err.message.contains("UPSERT"));
+        let err = decode("[1,2]").expect_err("not an object");
+        assert_eq!(err.path, "record");
+        let err = decode(
+            r#"{"eventID":"1","eventName":"INSERT","eventSourceARN":"arn:aws:dynamodb:r:1:table/T","dynamodb":{"Keys":{},"SequenceNumber":"12x"}}"#,
+        )
+        .expect_err("bad seq");
+        assert_eq!(err.path, "dynamodb.SequenceNumber");
+    }
+}
