@@ -125,7 +125,11 @@ fn decode(event: &Path) -> Result<ExitCode, SetupError> {
     })
 }
 
-fn run_event(manifest: &Path, event: &Path, dead_letter_dir: &Path) -> Result<ExitCode, SetupError> {
+fn run_event(
+    manifest: &Path,
+    event: &Path,
+    dead_letter_dir: &Path,
+) -> Result<ExitCode, SetupError> {
     let manifest = setup(Manifest::load(manifest).map_err(anyhow::Error::from))?;
     let text = setup(read_event(event))?;
     let parsed = setup(parse_event(event, &text))?;

@@ -84,8 +84,12 @@ impl DeadLetterDir {
 
     /// Writes one dead letter; returns the file written.
     pub fn write(&self, letter: &DeadLetter) -> anyhow::Result<PathBuf> {
-        std::fs::create_dir_all(&self.dir)
-            .with_context(|| format!("{}: cannot create dead-letter directory", self.dir.display()))?;
+        std::fs::create_dir_all(&self.dir).with_context(|| {
+            format!(
+                "{}: cannot create dead-letter directory",
+                self.dir.display()
+            )
+        })?;
         let path = self.dir.join(letter.file_name());
         std::fs::write(&path, letter.to_json())
             .with_context(|| format!("{}: cannot write dead letter", path.display()))?;
@@ -99,8 +103,8 @@ mod tests {
 
     #[test]
     fn the_record_is_kept_byte_for_byte() {
-        let raw = RawValue::from_string(r#"{ "eventID" : "x",  "n": 1.000 }"#.to_owned())
-            .expect("raw");
+        let raw =
+            RawValue::from_string(r#"{ "eventID" : "x",  "n": 1.000 }"#.to_owned()).expect("raw");
         let letter = DeadLetter::new(
             &raw,
             Reason {
@@ -110,11 +114,17 @@ mod tests {
             },
         );
         let json = letter.to_json();
-        assert!(json.contains(r#""record":{ "eventID" : "x",  "n": 1.000 }"#), "{json}");
+        assert!(
+            json.contains(r#""record":{ "eventID" : "x",  "n": 1.000 }"#),
+            "{json}"
+        );
         let v: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
         assert_eq!(v["reason"]["kind"], "decode");
         assert_eq!(v["reason"]["blame"], "record");
         assert_eq!(v["weirVersion"], WEIR_VERSION);
-        assert_eq!(letter.file_name(), DeadLetter::new(&raw, letter.reason.clone()).file_name());
+        assert_eq!(
+            letter.file_name(),
+            DeadLetter::new(&raw, letter.reason.clone()).file_name()
+        );
     }
 }

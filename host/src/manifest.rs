@@ -275,7 +275,10 @@ config = { detail_type = "CustomerChanged", events = ["INSERT", "MODIFY", "REMOV
             m.plugin_path(&m.plugins["mapping"]),
             PathBuf::from("/srv/weir/../target/plugins/mapping.wasm")
         );
-        assert_eq!(m.route("Customers").map(|r| r.source.as_str()), Some("weir.customers"));
+        assert_eq!(
+            m.route("Customers").map(|r| r.source.as_str()),
+            Some("weir.customers")
+        );
         let globex = &m.tenants["globex"];
         let config: serde_json::Value =
             serde_json::from_str(&globex.config_json()).expect("config is JSON");
@@ -313,8 +316,12 @@ plugin = "missing"
 
     #[test]
     fn unknown_keys_are_refused() {
-        let err = Manifest::parse(&format!("{EXAMPLE}\nevent_buss = 1\n"), "m.toml", PathBuf::new())
-            .expect_err("unknown key");
+        let err = Manifest::parse(
+            &format!("{EXAMPLE}\nevent_buss = 1\n"),
+            "m.toml",
+            PathBuf::new(),
+        )
+        .expect_err("unknown key");
         assert!(err.to_string().contains("event_buss"), "{err}");
     }
 }

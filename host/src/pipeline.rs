@@ -178,7 +178,14 @@ impl Batch<'_> {
             sha256: plugin.sha256().to_owned(),
         };
         let reject = |kind: &'static str, message: String, blame: Blame| {
-            let mut letter = DeadLetter::new(raw, Reason { kind, message, blame });
+            let mut letter = DeadLetter::new(
+                raw,
+                Reason {
+                    kind,
+                    message,
+                    blame,
+                },
+            );
             letter.tenant = Some(tenant_id.clone());
             letter.plugin = Some(plugin_ref.clone());
             Outcome::DeadLetter(Box::new(letter))
@@ -196,7 +203,14 @@ impl Batch<'_> {
         if events.is_empty() {
             return Outcome::Filtered(FilterReason::NoEvents);
         }
-        match build_entries(&record, &tenant_id, &route.source, manifest, &limits, events) {
+        match build_entries(
+            &record,
+            &tenant_id,
+            &route.source,
+            manifest,
+            &limits,
+            events,
+        ) {
             Ok(entries) => Outcome::Publish(entries),
             Err(EntryError { kind, message }) => reject(kind, message, Blame::Plugin),
         }
@@ -204,7 +218,14 @@ impl Batch<'_> {
 }
 
 fn dead(raw: &RawValue, kind: &'static str, message: String, blame: Blame) -> Outcome {
-    Outcome::DeadLetter(Box::new(DeadLetter::new(raw, Reason { kind, message, blame })))
+    Outcome::DeadLetter(Box::new(DeadLetter::new(
+        raw,
+        Reason {
+            kind,
+            message,
+            blame,
+        },
+    )))
 }
 
 struct EntryError {
@@ -333,7 +354,14 @@ fn envelope(record: &StreamRecord, tenant: &str, index: usize, event: &PluginEve
 pub fn event_id(stream_event_id: &str, index: usize) -> String {
     let digest = sha2::Sha256::digest(format!("{stream_event_id}/{index}").as_bytes());
     let h = hex::encode(&digest[..16]);
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
@@ -396,7 +424,10 @@ mod tests {
     #[test]
     fn times_are_rfc3339() {
         assert_eq!(rfc3339_from_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_from_ms(1_700_000_000_500), "2023-11-14T22:13:20.500Z");
+        assert_eq!(
+            rfc3339_from_ms(1_700_000_000_500),
+            "2023-11-14T22:13:20.500Z"
+        );
         assert_eq!(rfc3339_from_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
     }
 

@@ -201,12 +201,14 @@ impl PluginEngine {
                 });
             }
         }
-        let exports_transformer = component
-            .component_type()
-            .exports(&self.engine)
-            .any(|(n, item)| {
-                n == "weir:transform/transformer@0.1.0" && matches!(item.ty, ComponentItem::ComponentInstance(_))
-            });
+        let exports_transformer =
+            component
+                .component_type()
+                .exports(&self.engine)
+                .any(|(n, item)| {
+                    n == "weir:transform/transformer@0.1.0"
+                        && matches!(item.ty, ComponentItem::ComponentInstance(_))
+                });
         if !exports_transformer {
             return Err(LoadError::Contract {
                 path: path.to_owned(),
@@ -249,7 +251,10 @@ fn forbidden(import: &str) -> Option<&'static str> {
         Some("weir plugins have no network; EventBridge API destinations make the calls")
     } else if import.starts_with("wasi:sockets/") {
         Some("weir plugins have no network")
-    } else if ALLOWED_IMPORT_PREFIXES.iter().any(|p| import.starts_with(p)) {
+    } else if ALLOWED_IMPORT_PREFIXES
+        .iter()
+        .any(|p| import.starts_with(p))
+    {
         None
     } else {
         Some("weir provides only weir:transform and wasi cli, io, clocks, random, filesystem")
@@ -355,10 +360,11 @@ impl PluginInstance {
             id: self.store.data().tenant.clone(),
             config: config_json.to_owned(),
         };
-        let outcome = self
-            .instance
-            .weir_transform_transformer()
-            .call_transform(&mut self.store, &wit_record, &tenant);
+        let outcome = self.instance.weir_transform_transformer().call_transform(
+            &mut self.store,
+            &wit_record,
+            &tenant,
+        );
         let result = match outcome {
             Ok(Ok(events)) => Ok(events
                 .into_iter()
@@ -443,20 +449,27 @@ impl PluginState {
             Err(_) => return String::new(),
         };
         let text = String::from_utf8_lossy(&text);
-        let mut last = String::new();
+        let mut last = "";
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             self.emit(wit::Level::Info, line);
-            last = line.to_owned();
+            if !line.starts_with("note: run with `RUST_BACKTRACE") {
+                last = line;
+            }
         }
         if dropped > 0 {
             self.log.dropped_lines += 1;
         }
         self.log.finish(&self.plugin, &self.tenant);
         // A Rust panic prints "panicked at FILE:LINE:COL:\nMESSAGE"; keep both parts.
-        if let Some(i) = text.rfind("panicked at ") {
-            return one_line(&text[i..]);
+        match text.rfind("panicked at ") {
+            Some(i) => one_line(
+                text[i..]
+                    .split("\nnote: run with `RUST_BACKTRACE")
+                    .next()
+                    .unwrap_or_default(),
+            ),
+            None => last.to_owned(),
         }
-        last
     }
 
     fn emit(&mut self, level: wit::Level, message: &str) {

@@ -241,13 +241,17 @@ impl ParsedRecord {
     /// A string (or number) attribute, from the new image, else the old image, else the
     /// keys: how a record names its tenant.
     pub fn string_attribute(&self, name: &str) -> Option<&str> {
-        [self.new_image.as_ref(), self.old_image.as_ref(), Some(&self.keys)]
-            .into_iter()
-            .flatten()
-            .find_map(|image| {
-                let v = image.get(name)?.as_object()?;
-                v.get("S").or_else(|| v.get("N"))?.as_str()
-            })
+        [
+            self.new_image.as_ref(),
+            self.old_image.as_ref(),
+            Some(&self.keys),
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(|image| {
+            let v = image.get(name)?.as_object()?;
+            v.get("S").or_else(|| v.get("N"))?.as_str()
+        })
     }
 
     /// Converts the images to plain JSON.
@@ -303,7 +307,7 @@ fn epoch_seconds_to_ms(v: &Value) -> Option<u64> {
         return s.checked_mul(1000);
     }
     let f = n.as_f64()?;
-    (f.is_finite() && f >= 0.0 && f < 1.0e16).then(|| (f * 1000.0).round() as u64)
+    (0.0..1.0e16).contains(&f).then(|| (f * 1000.0).round() as u64)
 }
 
 /// Converts a DynamoDB attribute map (`{"name": {"S": "x"}}`) into plain JSON text.
@@ -349,9 +353,12 @@ fn write_attribute(
             format!("nested deeper than {MAX_ATTRIBUTE_DEPTH} levels"),
         ));
     }
-    let obj = value
-        .as_object()
-        .ok_or_else(|| DecodeError::at(path, "an attribute value must be an object like {\"S\": \"x\"}"))?;
+    let obj = value.as_object().ok_or_else(|| {
+        DecodeError::at(
+            path,
+            "an attribute value must be an object like {\"S\": \"x\"}",
+        )
+    })?;
     let mut entries = obj.iter();
     let (tag, inner) = match (entries.next(), entries.next()) {
         (Some(e), None) => e,
@@ -374,7 +381,11 @@ fn write_attribute(
     match tag.as_str() {
         "S" => write_json_string(inner.as_str().ok_or_else(|| wrong("a string"))?, out),
         "N" => write_number(inner.as_str().ok_or_else(|| wrong("a string"))?, path, out)?,
-        "B" => write_binary(inner.as_str().ok_or_else(|| wrong("a base64 string"))?, path, out)?,
+        "B" => write_binary(
+            inner.as_str().ok_or_else(|| wrong("a base64 string"))?,
+            path,
+            out,
+        )?,
         "BOOL" => out.push_str(if inner.as_bool().ok_or_else(|| wrong("a bool"))? {
             "true"
         } else {
@@ -405,7 +416,9 @@ fn write_attribute(
             out.push(']');
         }
         "SS" | "NS" | "BS" => {
-            let items = inner.as_array().ok_or_else(|| wrong("an array of strings"))?;
+            let items = inner
+                .as_array()
+                .ok_or_else(|| wrong("an array of strings"))?;
             out.push('[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
@@ -461,9 +474,8 @@ fn write_binary(b64: &str, path: &str, out: &mut String) -> Result<(), DecodeErr
 /// DynamoDB's grammar is looser than JSON's (`+1`, `.5`, `5.`, `007`), so the text is
 /// normalised to JSON's form without changing its value or dropping a digit.
 fn write_number(text: &str, path: &str, out: &mut String) -> Result<(), DecodeError> {
-    let n = parse_number(text).map_err(|why| {
-        DecodeError::at(path, format!("N value {text:?} is not a number: {why}"))
-    })?;
+    let n = parse_number(text)
+        .map_err(|why| DecodeError::at(path, format!("N value {text:?} is not a number: {why}")))?;
     let digits = n.significant_digits();
     if digits > MAX_NUMBER_DIGITS {
         return Err(DecodeError::at(
@@ -541,8 +553,10 @@ impl Number<'_> {
     fn significant_digits(&self) -> usize {
         let all = self.int.bytes().chain(self.frac.bytes());
         let trimmed: Vec<u8> = all.skip_while(|&c| c == b'0').collect();
-        let end = trimmed.iter().rposition(|&c| c != b'0').map_or(0, |p| p + 1);
-        end
+        trimmed
+            .iter()
+            .rposition(|&c| c != b'0')
+            .map_or(0, |p| p + 1)
     }
 
     fn write_json(&self, out: &mut String) {
@@ -653,17 +667,41 @@ mod tests {
     #[test]
     fn bad_attributes_name_their_path() {
         let cases = [
-            (json!({"a": {"M": {"b": {"N": "12abc"}}}}), "NewImage.a.b", "not a number"),
-            (json!({"a": {"L": [{"S": "ok"}, {"X": 1}]}}), "NewImage.a[1]", "unknown type tag"),
-            (json!({"bin": {"B": "***"}}), "NewImage.bin", "invalid base64"),
+            (
+                json!({"a": {"M": {"b": {"N": "12abc"}}}}),
+                "NewImage.a.b",
+                "not a number",
+            ),
+            (
+                json!({"a": {"L": [{"S": "ok"}, {"X": 1}]}}),
+                "NewImage.a[1]",
+                "unknown type tag",
+            ),
+            (
+                json!({"bin": {"B": "***"}}),
+                "NewImage.bin",
+                "invalid base64",
+            ),
             (
                 json!({"big": {"N": "123456789012345678901234567890123456789"}}),
                 "NewImage.big",
                 "39 significant digits",
             ),
-            (json!({"two": {"S": "a", "N": "1"}}), "NewImage.two", "exactly one type tag"),
-            (json!({"s": {"S": 5}}), "NewImage.s", "type S holds a string"),
-            (json!({"ns": {"NS": ["1", "x"]}}), "NewImage.ns[1]", "not a number"),
+            (
+                json!({"two": {"S": "a", "N": "1"}}),
+                "NewImage.two",
+                "exactly one type tag",
+            ),
+            (
+                json!({"s": {"S": 5}}),
+                "NewImage.s",
+                "type S holds a string",
+            ),
+            (
+                json!({"ns": {"NS": ["1", "x"]}}),
+                "NewImage.ns[1]",
+                "not a number",
+            ),
         ];
         for (img, path, msg) in cases {
             let err = image(img.clone()).expect_err("must fail");
@@ -685,7 +723,9 @@ mod tests {
     #[test]
     fn table_names_come_from_stream_and_table_arns() {
         assert_eq!(
-            table_from_arn("arn:aws:dynamodb:eu-west-1:123456789012:table/Customers/stream/2024-01-01T00:00:00.000"),
+            table_from_arn(
+                "arn:aws:dynamodb:eu-west-1:123456789012:table/Customers/stream/2024-01-01T00:00:00.000"
+            ),
             Some("Customers")
         );
         assert_eq!(

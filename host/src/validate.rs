@@ -34,22 +34,25 @@ pub fn check_detail(text: &str, max_depth: usize) -> Result<(), DetailError> {
         max_depth,
     };
     s.ws();
-    match s.peek() {
-        Some(b'{') => {}
-        Some(b'[') => return Err(DetailError::NotObject("an array")),
-        Some(b'"') => return Err(DetailError::NotObject("a string")),
-        Some(b't' | b'f') => return Err(DetailError::NotObject("a bool")),
-        Some(b'n') => return Err(DetailError::NotObject("null")),
-        Some(b'-' | b'0'..=b'9') => return Err(DetailError::NotObject("a number")),
+    let kind = match s.peek() {
+        Some(b'{') => None,
+        Some(b'[') => Some("an array"),
+        Some(b'"') => Some("a string"),
+        Some(b't' | b'f') => Some("a bool"),
+        Some(b'n') => Some("null"),
+        Some(b'-' | b'0'..=b'9') => Some("a number"),
         Some(_) => return Err(s.error("unexpected character")),
         None => return Err(s.error("empty")),
-    }
+    };
     s.value()?;
     s.ws();
     if s.i != s.b.len() {
-        return Err(s.error("trailing characters after the object"));
+        return Err(s.error("trailing characters after the value"));
     }
-    Ok(())
+    match kind {
+        None => Ok(()),
+        Some(kind) => Err(DetailError::NotObject(kind)),
+    }
 }
 
 struct Scanner<'a> {
@@ -189,9 +192,7 @@ impl Scanner<'_> {
                 Some(b'\\') => {
                     self.i += 1;
                     match self.peek() {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                            self.i += 1
-                        }
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.i += 1,
                         Some(b'u') => {
                             let hex = self.b.get(self.i + 1..self.i + 5);
                             if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
@@ -334,10 +335,7 @@ mod tests {
     fn depth_is_bounded_without_recursion() {
         let deep = format!("{}{}", "{\"a\":".repeat(5), "1}}}}}");
         assert_eq!(check_detail(&deep, 5), Ok(()));
-        assert_eq!(
-            check_detail(&deep, 4),
-            Err(DetailError::TooDeep { max: 4 })
-        );
+        assert_eq!(check_detail(&deep, 4), Err(DetailError::TooDeep { max: 4 }));
         let very = format!("{{\"a\":{}{}}}", "[".repeat(200_000), "]".repeat(200_000));
         assert_eq!(
             check_detail(&very, MAX_DETAIL_DEPTH),

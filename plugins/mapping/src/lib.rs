@@ -25,7 +25,10 @@ fn transform(record: &Record, tenant: &Tenant) -> Result<Vec<Event>, Error> {
         let events = events
             .as_array()
             .ok_or("config.events must be a list of event names")?;
-        if !events.iter().any(|e| e.as_str() == Some(record.change.as_str())) {
+        if !events
+            .iter()
+            .any(|e| e.as_str() == Some(record.change.as_str()))
+        {
             return Ok(vec![]);
         }
     }
@@ -43,7 +46,11 @@ fn transform(record: &Record, tenant: &Tenant) -> Result<Vec<Event>, Error> {
             detail.insert(key.clone(), exact(value));
         }
     }
-    Ok(vec![Event::new(destination, detail_type, Value::Object(detail))])
+    Ok(vec![Event::new(
+        destination,
+        detail_type,
+        Value::Object(detail),
+    )])
 }
 
 /// Integers outside i64 become strings with every digit; everything else is unchanged.

@@ -96,7 +96,11 @@ impl Image {
         }
         let (first, rest) = split_pointer(pointer)?;
         let v = self.0.get(&first)?;
-        if rest.is_empty() { Some(v) } else { v.pointer(rest) }
+        if rest.is_empty() {
+            Some(v)
+        } else {
+            v.pointer(rest)
+        }
     }
 
     /// A string attribute.
@@ -145,7 +149,11 @@ pub struct WouldLoseDigits {
 
 impl fmt::Display for WouldLoseDigits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} does not fit in {} without losing digits", self.number, self.target)
+        write!(
+            f,
+            "{} does not fit in {} without losing digits",
+            self.number, self.target
+        )
     }
 }
 
@@ -238,7 +246,11 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(destination: impl Into<String>, detail_type: impl Into<String>, detail: Value) -> Self {
+    pub fn new(
+        destination: impl Into<String>,
+        detail_type: impl Into<String>,
+        detail: Value,
+    ) -> Self {
         Event {
             destination: destination.into(),
             detail_type: detail_type.into(),
@@ -382,8 +394,10 @@ mod tests {
     #[test]
     fn pointers_reach_nested_values() {
         let img: Image = Image(
-            serde_json::from_str(r#"{"a/b":{"c":[1,{"d":"x"}]},"n":12345678901234567890123456789012345678}"#)
-                .expect("json"),
+            serde_json::from_str(
+                r#"{"a/b":{"c":[1,{"d":"x"}]},"n":12345678901234567890123456789012345678}"#,
+            )
+            .expect("json"),
         );
         assert_eq!(img.str("/a~1b/c/1/d"), Some("x"));
         let n = img.number("/n").expect("number");
@@ -391,7 +405,12 @@ mod tests {
         assert!(n.to_i64().is_err());
         assert!(n.to_f64().is_err());
         assert!(n.is_integer());
-        let img = Image(serde_json::from_str(r#"{"a":0.5,"b":1234.5,"c":0.1,"d":1e300,"e":0.30000000000000000001}"#).expect("json"));
+        let img = Image(
+            serde_json::from_str(
+                r#"{"a":0.5,"b":1234.5,"c":0.1,"d":1e300,"e":0.30000000000000000001}"#,
+            )
+            .expect("json"),
+        );
         assert_eq!(img.number("/a").and_then(|n| n.to_f64().ok()), Some(0.5));
         assert_eq!(img.number("/b").and_then(|n| n.to_f64().ok()), Some(1234.5));
         assert_eq!(img.number("/c").and_then(|n| n.to_f64().ok()), Some(0.1));

@@ -11,7 +11,11 @@ fn transform(record: &Record, _tenant: &Tenant) -> Result<Vec<Event>, Error> {
             std::hint::black_box(&hoard);
         }
     }
-    Ok(vec![Event::new("test", "Survived", json!({ "eventId": record.event_id }))])
+    Ok(vec![Event::new(
+        "test",
+        "Survived",
+        json!({ "eventId": record.event_id }),
+    )])
 }
 
 weir_plugin_sdk::plugin!(transform);

@@ -10,7 +10,11 @@ fn transform(record: &Record, _tenant: &Tenant) -> Result<Vec<Event>, Error> {
             n = std::hint::black_box(n.wrapping_add(1));
         }
     }
-    Ok(vec![Event::new("test", "Survived", json!({ "eventId": record.event_id }))])
+    Ok(vec![Event::new(
+        "test",
+        "Survived",
+        json!({ "eventId": record.event_id }),
+    )])
 }
 
 weir_plugin_sdk::plugin!(transform);
