@@ -7,10 +7,17 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use crate::dead_letter::DeadLetterDir;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+
+use crate::batch::{self, DeadLetterSink};
+use crate::dead_letter::{DeadLetterDir, DeadLetterQueue, QueueConfig};
 use crate::manifest::Manifest;
-use crate::pipeline::{Outcome, Pipeline, Tally};
+use crate::pipeline::Pipeline;
 use crate::plugin::PluginEngine;
+use crate::publish::{PublishConfig, Publisher};
 use crate::record::{self, StreamEvent};
 
 /// weir maps DynamoDB Streams records with WebAssembly plugins and publishes them to
@@ -35,9 +42,17 @@ pub enum Command {
         manifest: PathBuf,
         #[arg(long)]
         event: PathBuf,
-        /// Where each dead-lettered record is written, one JSON file per record.
+        /// Where each dead-lettered record is written, one JSON file per record (unless
+        /// publishing to a manifest with a dead_letter_queue).
         #[arg(long, default_value = "weir-dead-letters")]
         dead_letter_dir: PathBuf,
+        /// Publish to EventBridge and send dead letters to the manifest's SQS queue, using
+        /// the standard AWS SDK configuration (environment, profile, AWS_ENDPOINT_URL).
+        #[arg(long)]
+        publish: bool,
+        /// With --publish: seconds allowed for publishing before the rest is reported.
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
     },
 }
 
@@ -49,6 +64,8 @@ struct SetupError(anyhow::Error);
 pub const EXIT_SETUP: u8 = 2;
 /// Exit status when any record was dead-lettered.
 pub const EXIT_DEAD_LETTERS: u8 = 1;
+/// Exit status when any record could not be published within the time allowed.
+pub const EXIT_UNPUBLISHED: u8 = 3;
 
 /// Parses arguments, runs the command and maps its result to an exit status.
 pub fn main() -> ExitCode {
@@ -84,7 +101,14 @@ fn run(cli: Cli) -> Result<ExitCode, SetupError> {
             manifest,
             event,
             dead_letter_dir,
-        } => run_event(&manifest, &event, &dead_letter_dir),
+            publish,
+            timeout_secs,
+        } => run_event(
+            &manifest,
+            &event,
+            &dead_letter_dir,
+            publish.then_some(Duration::from_secs(timeout_secs)),
+        ),
     }
 }
 
@@ -129,53 +153,96 @@ fn run_event(
     manifest: &Path,
     event: &Path,
     dead_letter_dir: &Path,
+    publish_within: Option<Duration>,
 ) -> Result<ExitCode, SetupError> {
     let manifest = setup(Manifest::load(manifest).map_err(anyhow::Error::from))?;
     let text = setup(read_event(event))?;
-    let parsed = setup(parse_event(event, &text))?;
+    let records: Vec<Box<RawValue>> = setup(parse_event(event, &text))?
+        .records
+        .into_iter()
+        .map(RawValue::to_owned)
+        .collect();
     let engine = setup(PluginEngine::new().context("cannot start the plugin engine"))?;
-    let pipeline = setup(Pipeline::load(manifest, &engine))?;
-    let dead_letters = DeadLetterDir::new(dead_letter_dir);
-    let mut tally = Tally::default();
-    let mut batch = pipeline.batch();
+    let queue_url = manifest.dead_letter_queue.clone();
+    let bus = manifest.event_bus.clone();
+    let pipeline = Arc::new(setup(Pipeline::load(manifest, &engine))?);
+    let runtime = setup(
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime"),
+    )?;
+    let deadline = tokio::time::Instant::now() + publish_within.unwrap_or(Duration::from_secs(60));
+    let mut collected = Vec::new();
+    let report = runtime.block_on(async {
+        let (publisher, queue) = match publish_within {
+            None => (None, None),
+            Some(_) => {
+                let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                let publisher =
+                    Publisher::new(Publisher::client_from(&sdk), PublishConfig::default());
+                setup(publisher.check_bus(&bus).await)?;
+                let queue = queue_url.map(|url| {
+                    DeadLetterQueue::new(
+                        aws_sdk_sqs::Client::new(&sdk),
+                        url,
+                        QueueConfig::default(),
+                    )
+                });
+                (Some(publisher), queue)
+            }
+        };
+        let sink = match &queue {
+            Some(q) => DeadLetterSink::Queue(q),
+            None => DeadLetterSink::Collect(&mut collected),
+        };
+        setup(batch::run(pipeline, records, publisher.as_ref(), sink, deadline).await)
+    })?;
     let mut out = std::io::stdout().lock();
-    for raw in &parsed.records {
-        let outcome = batch.process(raw);
-        tally.count(&outcome);
-        match outcome {
-            Outcome::Publish(entries) => {
-                for entry in entries {
-                    let line = serde_json::to_string(&entry).unwrap_or_default();
-                    let _ = writeln!(out, "{line}");
-                }
-            }
-            Outcome::Filtered(_) => {}
-            Outcome::DeadLetter(letter) => {
-                let file = setup(dead_letters.write(&letter))?;
-                tracing::warn!(
-                    kind = letter.reason.kind,
-                    file = %file.display(),
-                    "dead-lettered: {}",
-                    letter.reason.message
-                );
-            }
-        }
+    for entry in &report.entries {
+        let line = serde_json::to_string(entry).unwrap_or_default();
+        let _ = writeln!(out, "{line}");
     }
     let _ = out.flush();
+    let dead_letters = DeadLetterDir::new(dead_letter_dir);
+    for letter in &collected {
+        let file = setup(dead_letters.write(letter))?;
+        tracing::warn!(
+            kind = letter.reason.kind,
+            file = %file.display(),
+            "dead-lettered: {}",
+            letter.reason.message
+        );
+    }
+    let c = report.counts();
+    let retried = if publish_within.is_some() {
+        format!(", retried: {}", c.retried)
+    } else {
+        String::new()
+    };
     eprintln!(
-        "records: {}, entries: {}, published: {}, filtered: {}, dead-lettered: {}{}",
-        tally.records,
-        tally.entries,
-        tally.published,
-        tally.filtered,
-        tally.dead_lettered,
-        if tally.dead_lettered > 0 {
-            format!(" (in {})", dead_letters.path().display())
-        } else {
+        "records: {}, entries: {}, published: {}, filtered: {}, dead-lettered: {}{retried}{}",
+        c.records,
+        report.entries.len(),
+        c.published,
+        c.filtered,
+        c.dead_lettered,
+        if collected.is_empty() {
             String::new()
+        } else {
+            format!(" (in {})", dead_letters.path().display())
         }
     );
-    Ok(if tally.dead_lettered > 0 {
+    let unpublished: Vec<String> = report
+        .retry_sequence_numbers()
+        .into_iter()
+        .map(|s| s.unwrap_or_else(|| "(unknown)".into()))
+        .collect();
+    if !unpublished.is_empty() {
+        eprintln!("not published in time: {}", unpublished.join(" "));
+        return Ok(ExitCode::from(EXIT_UNPUBLISHED));
+    }
+    Ok(if c.dead_lettered > 0 {
         ExitCode::from(EXIT_DEAD_LETTERS)
     } else {
         ExitCode::SUCCESS

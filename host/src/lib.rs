@@ -3,14 +3,19 @@
 //!
 //! Each module does one job: [`record`] decodes stream records, [`manifest`] reads the
 //! configuration, [`plugin`] runs sandboxed plugins, [`validate`] checks what EventBridge
-//! would refuse, [`pipeline`] takes each record to its outcome, [`dead_letter`] keeps what
-//! was rejected, [`telemetry`] logs, and [`cli`] is the command line.
+//! would refuse, [`pipeline`] takes each record to its outcome, [`publish`] sends entries
+//! to EventBridge, [`dead_letter`] keeps what was rejected, [`batch`] gives every record of
+//! a batch its verdict, [`lambda`] is the handler, [`telemetry`] logs and measures, and
+//! [`cli`] is the command line.
 
+pub mod batch;
 pub mod cli;
 pub mod dead_letter;
+pub mod lambda;
 pub mod manifest;
 pub mod pipeline;
 pub mod plugin;
+pub mod publish;
 pub mod record;
 pub mod telemetry;
 pub mod validate;

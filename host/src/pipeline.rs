@@ -1,7 +1,7 @@
 //! Per record: route → decode → transform → validate → PutEvents entries. Every record
 //! ends in exactly one [`Outcome`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use anyhow::Context as _;
 use serde::Serialize;
@@ -57,9 +57,34 @@ pub enum FilterReason {
 #[derive(Debug)]
 pub enum Outcome {
     /// Entries to publish; the record is done when all are accepted.
-    Publish(Vec<Entry>),
-    Filtered(FilterReason),
+    Publish {
+        entries: Vec<Entry>,
+        tenant: String,
+        plugin: PluginRef,
+    },
+    Filtered {
+        reason: FilterReason,
+        tenant: Option<String>,
+    },
     DeadLetter(Box<DeadLetter>),
+}
+
+impl Outcome {
+    fn filtered(reason: FilterReason, tenant: Option<&str>) -> Self {
+        Outcome::Filtered {
+            reason,
+            tenant: tenant.map(str::to_owned),
+        }
+    }
+
+    /// The tenant the record belonged to, where it had one.
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Outcome::Publish { tenant, .. } => Some(tenant),
+            Outcome::Filtered { tenant, .. } => tenant.as_deref(),
+            Outcome::DeadLetter(l) => l.tenant.as_deref(),
+        }
+    }
 }
 
 /// The manifest with its plugins loaded.
@@ -123,14 +148,14 @@ impl Batch<'_> {
             Err(e) => return dead(raw, "decode", e.to_string(), Blame::Record),
         };
         let Some(route) = manifest.route(parsed.table()) else {
-            return Outcome::Filtered(FilterReason::NoRoute);
+            return Outcome::filtered(FilterReason::NoRoute, None);
         };
         let Some(tenant_id) = parsed.string_attribute(&route.tenant.attribute) else {
-            return Outcome::Filtered(FilterReason::NoTenant);
+            return Outcome::filtered(FilterReason::NoTenant, None);
         };
         let tenant_id = tenant_id.to_owned();
         let Some(tenant) = manifest.tenants.get(&tenant_id) else {
-            return Outcome::Filtered(FilterReason::UnknownTenant);
+            return Outcome::filtered(FilterReason::UnknownTenant, Some(&tenant_id));
         };
         let record = match parsed.decode() {
             Ok(r) => r,
@@ -201,7 +226,7 @@ impl Batch<'_> {
             }
         };
         if events.is_empty() {
-            return Outcome::Filtered(FilterReason::NoEvents);
+            return Outcome::filtered(FilterReason::NoEvents, Some(&tenant_id));
         }
         match build_entries(
             &record,
@@ -211,7 +236,11 @@ impl Batch<'_> {
             &limits,
             events,
         ) {
-            Ok(entries) => Outcome::Publish(entries),
+            Ok(entries) => Outcome::Publish {
+                entries,
+                tenant: tenant_id.clone(),
+                plugin: plugin_ref.clone(),
+            },
             Err(EntryError { kind, message }) => reject(kind, message, Blame::Plugin),
         }
     }
@@ -386,35 +415,6 @@ pub fn rfc3339_from_ms(ms: u64) -> String {
         rem % 60,
         ms % 1000
     )
-}
-
-/// Counts of outcomes over a batch; `published + filtered + dead_lettered (+ retried)`
-/// always equals `records`.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
-pub struct Tally {
-    pub records: usize,
-    pub entries: usize,
-    pub published: usize,
-    pub filtered: usize,
-    pub dead_lettered: usize,
-    pub filtered_by: BTreeMap<FilterReason, usize>,
-}
-
-impl Tally {
-    pub fn count(&mut self, outcome: &Outcome) {
-        self.records += 1;
-        match outcome {
-            Outcome::Publish(entries) => {
-                self.published += 1;
-                self.entries += entries.len();
-            }
-            Outcome::Filtered(why) => {
-                self.filtered += 1;
-                *self.filtered_by.entry(*why).or_default() += 1;
-            }
-            Outcome::DeadLetter(_) => self.dead_lettered += 1,
-        }
-    }
 }
 
 #[cfg(test)]

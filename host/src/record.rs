@@ -281,6 +281,23 @@ impl ParsedRecord {
     }
 }
 
+/// The record's sequence number, read leniently: a record that fails to decode still
+/// needs one to be retried.
+pub fn sequence_number_of(raw: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Seq {
+        dynamodb: SeqInner,
+    }
+    #[derive(Deserialize)]
+    struct SeqInner {
+        #[serde(rename = "SequenceNumber")]
+        sequence_number: String,
+    }
+    let s: Seq = serde_json::from_str(raw).ok()?;
+    let n = s.dynamodb.sequence_number;
+    (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then_some(n)
+}
+
 /// Decodes one record's text, as found in the event's `Records` array.
 pub fn decode(raw: &str) -> Result<StreamRecord, DecodeError> {
     parse(raw)?.decode()
@@ -307,7 +324,9 @@ fn epoch_seconds_to_ms(v: &Value) -> Option<u64> {
         return s.checked_mul(1000);
     }
     let f = n.as_f64()?;
-    (0.0..1.0e16).contains(&f).then(|| (f * 1000.0).round() as u64)
+    (0.0..1.0e16)
+        .contains(&f)
+        .then(|| (f * 1000.0).round() as u64)
 }
 
 /// Converts a DynamoDB attribute map (`{"name": {"S": "x"}}`) into plain JSON text.

@@ -22,3 +22,147 @@ pub fn init_cli() {
         .with_target(false)
         .try_init();
 }
+
+/// JSON lines on stdout for CloudWatch Logs: level, message, timestamp, and the fields of
+/// the current span (request id, sequence number) and event (tenant, plugin).
+pub fn init_lambda() {
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_env_filter(filter("info"))
+        .with_writer(std::io::stdout)
+        .with_target(false)
+        .with_ansi(false)
+        .try_init();
+}
+
+/// One invocation's numbers, written as CloudWatch Embedded Metric Format.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InvocationMetrics {
+    pub records: usize,
+    pub published: usize,
+    pub filtered: usize,
+    pub dead_lettered: usize,
+    pub retried: usize,
+    pub entries: usize,
+    pub put_events_calls: usize,
+    pub put_events_retries: usize,
+    pub plugin_ms: f64,
+    /// Per tenant: (records, published, filtered, dead-lettered, retried).
+    pub tenants: Vec<(String, [usize; 5])>,
+}
+
+/// The EMF namespace weir's metrics live in.
+pub const METRICS_NAMESPACE: &str = "weir";
+
+impl InvocationMetrics {
+    /// EMF documents: one with the function name as dimension, and (when
+    /// `tenant_dimension`) one per tenant with function name and tenant.
+    pub fn emf(
+        &self,
+        function_name: &str,
+        timestamp_ms: u64,
+        tenant_dimension: bool,
+    ) -> Vec<String> {
+        use serde_json::json;
+        let count = |name: &str| json!({"Name": name, "Unit": "Count"});
+        let mut docs = vec![
+            json!({
+                "_aws": {
+                    "Timestamp": timestamp_ms,
+                    "CloudWatchMetrics": [{
+                        "Namespace": METRICS_NAMESPACE,
+                        "Dimensions": [["FunctionName"]],
+                        "Metrics": [
+                            count("Records"), count("Published"), count("Filtered"),
+                            count("DeadLettered"), count("Retried"), count("EntriesPublished"),
+                            count("PutEventsCalls"), count("PutEventsRetries"),
+                            {"Name": "PluginTime", "Unit": "Milliseconds"},
+                        ],
+                    }],
+                },
+                "FunctionName": function_name,
+                "Records": self.records,
+                "Published": self.published,
+                "Filtered": self.filtered,
+                "DeadLettered": self.dead_lettered,
+                "Retried": self.retried,
+                "EntriesPublished": self.entries,
+                "PutEventsCalls": self.put_events_calls,
+                "PutEventsRetries": self.put_events_retries,
+                "PluginTime": self.plugin_ms,
+            })
+            .to_string(),
+        ];
+        if tenant_dimension {
+            for (tenant, [records, published, filtered, dead, retried]) in &self.tenants {
+                docs.push(
+                    json!({
+                        "_aws": {
+                            "Timestamp": timestamp_ms,
+                            "CloudWatchMetrics": [{
+                                "Namespace": METRICS_NAMESPACE,
+                                "Dimensions": [["FunctionName", "Tenant"]],
+                                "Metrics": [count("Records"), count("Published"), count("Filtered"),
+                                            count("DeadLettered"), count("Retried")],
+                            }],
+                        },
+                        "FunctionName": function_name,
+                        "Tenant": tenant,
+                        "Records": records,
+                        "Published": published,
+                        "Filtered": filtered,
+                        "DeadLettered": dead,
+                        "Retried": retried,
+                    })
+                    .to_string(),
+                );
+            }
+        }
+        docs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emf_documents_declare_every_metric_they_carry() {
+        let m = InvocationMetrics {
+            records: 5,
+            published: 2,
+            filtered: 1,
+            dead_lettered: 1,
+            retried: 1,
+            entries: 3,
+            put_events_calls: 2,
+            put_events_retries: 1,
+            plugin_ms: 1.5,
+            tenants: vec![("acme".into(), [5, 2, 1, 1, 1])],
+        };
+        let docs = m.emf("weir-fn", 1_700_000_000_000, true);
+        assert_eq!(docs.len(), 2);
+        for doc in &docs {
+            let v: serde_json::Value = serde_json::from_str(doc).expect("JSON");
+            let decl = &v["_aws"]["CloudWatchMetrics"][0];
+            assert_eq!(decl["Namespace"], "weir");
+            assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_000u64);
+            for metric in decl["Metrics"].as_array().expect("metrics") {
+                let name = metric["Name"].as_str().expect("name");
+                assert!(v[name].is_number(), "{name} declared but missing in {doc}");
+            }
+            for dim in decl["Dimensions"][0].as_array().expect("dims") {
+                assert!(v[dim.as_str().expect("dim")].is_string());
+            }
+        }
+        let tenant: serde_json::Value = serde_json::from_str(&docs[1]).expect("JSON");
+        assert_eq!(
+            (tenant["Tenant"].as_str(), tenant["Retried"].as_u64()),
+            (Some("acme"), Some(1))
+        );
+        assert_eq!(m.emf("f", 0, false).len(), 1);
+    }
+}

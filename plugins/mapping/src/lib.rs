@@ -9,7 +9,7 @@
 //! image for REMOVE). A missing value is left out. An integer EventBridge cannot carry
 //! exactly (outside i64) is written as a string holding every digit.
 
-use weir_plugin_sdk::{Error, Event, Map, Record, Tenant, Value};
+use weir_plugin_sdk::{Error, Event, Map, Record, Tenant, Value, eventbridge_safe};
 
 fn transform(record: &Record, tenant: &Tenant) -> Result<Vec<Event>, Error> {
     let config = &tenant.config;
@@ -43,7 +43,7 @@ fn transform(record: &Record, tenant: &Tenant) -> Result<Vec<Event>, Error> {
             .as_str()
             .ok_or_else(|| format!("config.fields.{key} must be a JSON pointer string"))?;
         if let Some(value) = image.get(pointer) {
-            detail.insert(key.clone(), exact(value));
+            detail.insert(key.clone(), eventbridge_safe(value));
         }
     }
     Ok(vec![Event::new(
@@ -51,24 +51,6 @@ fn transform(record: &Record, tenant: &Tenant) -> Result<Vec<Event>, Error> {
         detail_type,
         Value::Object(detail),
     )])
-}
-
-/// Integers outside i64 become strings with every digit; everything else is unchanged.
-fn exact(value: &Value) -> Value {
-    match value {
-        Value::Number(n) => {
-            let text = n.to_string();
-            let integer = !text.contains(['.', 'e', 'E']);
-            if integer && n.as_i64().is_none() {
-                Value::String(text)
-            } else {
-                value.clone()
-            }
-        }
-        Value::Array(items) => Value::Array(items.iter().map(exact).collect()),
-        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), exact(v))).collect()),
-        other => other.clone(),
-    }
 }
 
 weir_plugin_sdk::plugin!(transform);

@@ -7,9 +7,10 @@
 //! The event is for the `salesforce` destination: an API destination that sends
 //! `PATCH /services/data/{api_version}/sobjects/Account/{field}/{id}` with `body`.
 //! `on_remove = "delete"` turns REMOVEs into `SalesforceAccountDelete` events instead of
-//! skipping them.
+//! skipping them. Integers too long for EventBridge (outside i64) are sent as strings with
+//! every digit, which Salesforce accepts for number and currency fields.
 
-use weir_plugin_sdk::{Error, Event, Image, Map, Record, Tenant, Value, json};
+use weir_plugin_sdk::{Error, Event, Image, Map, Record, Tenant, Value, eventbridge_safe, json};
 
 /// Account fields and the item attributes they come from.
 const FIELDS: &[(&str, &str)] = &[
@@ -54,7 +55,7 @@ fn transform(record: &Record, tenant: &Tenant) -> Result<Vec<Event>, Error> {
         if let Some(v) = item.get(pointer)
             && !v.is_null()
         {
-            body.insert((*account_field).to_owned(), v.clone());
+            body.insert((*account_field).to_owned(), eventbridge_safe(v));
         }
     }
     if !body.contains_key("Name") {

@@ -218,6 +218,29 @@ fn same_decimal(text: &str, f: f64) -> bool {
     a == b && (a.is_empty() || ea == eb)
 }
 
+/// `value` with every integer EventBridge cannot carry exactly (outside i64) written as
+/// a string holding all its digits. EventBridge refuses such integers; other numbers,
+/// including long decimals, pass unchanged.
+pub fn eventbridge_safe(value: &Value) -> Value {
+    match value {
+        Value::Number(n) => {
+            let text = n.to_string();
+            if !text.contains(['.', 'e', 'E']) && n.as_i64().is_none() {
+                Value::String(text)
+            } else {
+                value.clone()
+            }
+        }
+        Value::Array(items) => Value::Array(items.iter().map(eventbridge_safe).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), eventbridge_safe(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 /// The tenant whose record this is, with its `config` table from the manifest.
 #[derive(Debug, Clone)]
 pub struct Tenant {
@@ -416,5 +439,17 @@ mod tests {
         assert_eq!(img.number("/c").and_then(|n| n.to_f64().ok()), Some(0.1));
         assert_eq!(img.number("/d").and_then(|n| n.to_f64().ok()), Some(1e300));
         assert!(img.number("/e").expect("e").to_f64().is_err());
+    }
+
+    #[test]
+    fn only_integers_outside_i64_become_strings() {
+        let v: Value = serde_json::from_str(
+            r#"{"big":[12345678901234567890123456789012345678],"max":9223372036854775807,"tiny":0.000000000000000000000000000000000001,"neg":-9223372036854775809}"#,
+        )
+        .expect("json");
+        assert_eq!(
+            eventbridge_safe(&v).to_string(),
+            r#"{"big":["12345678901234567890123456789012345678"],"max":9223372036854775807,"neg":"-9223372036854775809","tiny":0.000000000000000000000000000000000001}"#
+        );
     }
 }

@@ -1,0 +1,310 @@
+//! One batch end to end, for the Lambda and for `weir run --publish`: transform every
+//! record, publish the entries, keep the dead letters, and give each record its verdict.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use tokio::time::Instant;
+
+use crate::dead_letter::{DeadLetter, DeadLetterQueue, PluginRef, Reason};
+use crate::pipeline::{Entry, Outcome, Pipeline};
+use crate::plugin::Blame;
+use crate::publish::{EntryResult, Publisher};
+use crate::record;
+
+/// The final state of one record. Exactly one per record, always.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every one of its entries was accepted by EventBridge.
+    Published,
+    /// No route, no tenant, or no events: nothing to send.
+    Filtered,
+    /// Kept whole in the dead-letter queue, with the reason.
+    DeadLettered { kind: &'static str },
+    /// Neither published nor dead-lettered in time: Lambda must deliver it again.
+    Retry { reason: String },
+}
+
+/// A batch's verdicts, in record order, and what it took to reach them.
+#[derive(Debug)]
+pub struct BatchReport {
+    pub verdicts: Vec<Verdict>,
+    /// Every entry the plugins produced, in record order.
+    pub entries: Vec<Entry>,
+    /// Each record's sequence number, where it could be read.
+    pub sequence_numbers: Vec<Option<String>>,
+    /// Each record's tenant, where it had one.
+    pub tenants: Vec<Option<String>>,
+    /// Entries EventBridge accepted.
+    pub entries_published: usize,
+    pub put_events_calls: usize,
+    pub put_events_retry_calls: usize,
+    pub dead_letters_sent: usize,
+    pub plugin_time: Duration,
+}
+
+impl BatchReport {
+    /// Records to hand back to Lambda, lowest sequence number first. `None` inside means
+    /// a record with no readable sequence number must be retried: fail the whole batch.
+    pub fn retry_sequence_numbers(&self) -> Vec<Option<String>> {
+        let mut seqs: Vec<Option<String>> = self
+            .verdicts
+            .iter()
+            .zip(&self.sequence_numbers)
+            .filter(|(v, _)| matches!(v, Verdict::Retry { .. }))
+            .map(|(_, s)| s.clone())
+            .collect();
+        seqs.sort_by(|a, b| match (a, b) {
+            (Some(a), Some(b)) => compare_sequence_numbers(a, b),
+            (None, None) => Ordering::Equal,
+            (None, _) => Ordering::Less,
+            (_, None) => Ordering::Greater,
+        });
+        seqs
+    }
+
+    /// Counts by verdict: (published, filtered, dead-lettered, retried).
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts::default();
+        for v in &self.verdicts {
+            match v {
+                Verdict::Published => c.published += 1,
+                Verdict::Filtered => c.filtered += 1,
+                Verdict::DeadLettered { .. } => c.dead_lettered += 1,
+                Verdict::Retry { .. } => c.retried += 1,
+            }
+        }
+        c.records = self.verdicts.len();
+        c
+    }
+
+    /// The same counts per tenant (records without a tenant are left out).
+    pub fn counts_by_tenant(&self) -> BTreeMap<String, Counts> {
+        let mut by: BTreeMap<String, Counts> = BTreeMap::new();
+        for (v, t) in self.verdicts.iter().zip(&self.tenants) {
+            let Some(t) = t else { continue };
+            let c = by.entry(t.clone()).or_default();
+            c.records += 1;
+            match v {
+                Verdict::Published => c.published += 1,
+                Verdict::Filtered => c.filtered += 1,
+                Verdict::DeadLettered { .. } => c.dead_lettered += 1,
+                Verdict::Retry { .. } => c.retried += 1,
+            }
+        }
+        by
+    }
+}
+
+/// Record counts by verdict; the four always add up to `records`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub records: usize,
+    pub published: usize,
+    pub filtered: usize,
+    pub dead_lettered: usize,
+    pub retried: usize,
+}
+
+/// Orders DynamoDB sequence numbers: decimal strings of up to 40 digits, which can
+/// overflow u128. Shorter is smaller; equal lengths compare as text.
+pub fn compare_sequence_numbers(a: &str, b: &str) -> Ordering {
+    let (a, b) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+/// Where a batch's dead letters go.
+pub enum DeadLetterSink<'a> {
+    Queue(&'a DeadLetterQueue),
+    /// Written by the caller (e.g. `weir run` writes files); counted as kept.
+    Collect(&'a mut Vec<DeadLetter>),
+}
+
+/// Runs a batch to its verdicts. Plugins run on a blocking thread; publishing and dead
+/// letters are bounded by `deadline`. Without a publisher every entry counts as accepted
+/// (a dry run).
+pub async fn run(
+    pipeline: Arc<Pipeline>,
+    records: Vec<Box<RawValue>>,
+    publisher: Option<&Publisher>,
+    mut dead_letters: DeadLetterSink<'_>,
+    deadline: Instant,
+) -> anyhow::Result<BatchReport> {
+    let started = std::time::Instant::now();
+    let sequence_numbers: Vec<Option<String>> = records
+        .iter()
+        .map(|r| record::sequence_number_of(r.get()))
+        .collect();
+    let seqs = sequence_numbers.clone();
+    let span = tracing::Span::current();
+    let (records, outcomes) = tokio::task::spawn_blocking(move || {
+        let _invocation = span.enter();
+        let mut batch = pipeline.batch();
+        let outcomes: Vec<(Outcome, Option<String>)> = records
+            .iter()
+            .zip(&seqs)
+            .map(|(raw, seq)| {
+                let _record =
+                    tracing::info_span!("record", sequenceNumber = seq.as_deref()).entered();
+                let outcome = batch.process(raw);
+                let tenant = outcome.tenant().map(str::to_owned);
+                (outcome, tenant)
+            })
+            .collect();
+        (records, outcomes)
+    })
+    .await?;
+    let plugin_time = started.elapsed();
+
+    let mut verdicts: Vec<Option<Verdict>> = vec![None; records.len()];
+    let mut tenants = Vec::with_capacity(records.len());
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut owners: Vec<usize> = Vec::new();
+    let mut letters: Vec<(usize, DeadLetter)> = Vec::new();
+    let mut plugin_of: Vec<Option<PluginRef>> = vec![None; records.len()];
+    for (i, (outcome, tenant)) in outcomes.into_iter().enumerate() {
+        tenants.push(tenant);
+        match outcome {
+            Outcome::Publish {
+                entries: es,
+                plugin,
+                ..
+            } => {
+                plugin_of[i] = Some(plugin);
+                owners.extend(std::iter::repeat_n(i, es.len()));
+                entries.extend(es);
+            }
+            Outcome::Filtered { .. } => verdicts[i] = Some(Verdict::Filtered),
+            Outcome::DeadLetter(letter) => letters.push((i, *letter)),
+        }
+    }
+
+    let published = match publisher {
+        Some(p) => p.publish(&entries, deadline).await,
+        None => crate::publish::PublishReport {
+            results: vec![EntryResult::Accepted; entries.len()],
+            ..Default::default()
+        },
+    };
+    // A record is published when all its entries are; refused entries dead-letter it,
+    // entries still failing when time ran out make it a retry.
+    let mut refused: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    let mut unpublished: BTreeMap<usize, String> = BTreeMap::new();
+    for (result, &owner) in published.results.iter().zip(&owners) {
+        match result {
+            EntryResult::Accepted => {}
+            EntryResult::Rejected { code, message } => refused
+                .entry(owner)
+                .or_default()
+                .push(format!("{code}: {message}")),
+            EntryResult::Unpublished { reason } => {
+                unpublished.entry(owner).or_insert_with(|| reason.clone());
+            }
+        }
+    }
+    for &owner in &owners {
+        if verdicts[owner].is_some() {
+            continue;
+        }
+        if let Some(why) = refused.get(&owner) {
+            let mut letter = DeadLetter::new(
+                &records[owner],
+                Reason {
+                    kind: "put-events",
+                    message: format!(
+                        "EventBridge refused the record's entries: {}",
+                        why.join("; ")
+                    ),
+                    blame: Blame::Plugin,
+                },
+            );
+            letter.tenant = tenants[owner].clone();
+            letter.plugin = plugin_of[owner].clone();
+            letters.push((owner, letter));
+            verdicts[owner] = Some(Verdict::Retry {
+                reason: "dead letter pending".into(),
+            });
+        } else if let Some(reason) = unpublished.get(&owner) {
+            verdicts[owner] = Some(Verdict::Retry {
+                reason: reason.clone(),
+            });
+        } else {
+            verdicts[owner] = Some(Verdict::Published);
+        }
+    }
+
+    let mut dead_letters_sent = 0;
+    if !letters.is_empty() {
+        let kept: Vec<Result<(), String>> = match &mut dead_letters {
+            DeadLetterSink::Queue(queue) => {
+                let only: Vec<DeadLetter> = letters.iter().map(|(_, l)| l.clone()).collect();
+                queue.send(&only, deadline).await
+            }
+            DeadLetterSink::Collect(out) => {
+                out.extend(letters.iter().map(|(_, l)| l.clone()));
+                vec![Ok(()); letters.len()]
+            }
+        };
+        for ((i, letter), kept) in letters.iter().zip(kept) {
+            verdicts[*i] = Some(match kept {
+                Ok(()) => {
+                    dead_letters_sent += 1;
+                    Verdict::DeadLettered {
+                        kind: letter.reason.kind,
+                    }
+                }
+                Err(why) => {
+                    tracing::error!(
+                        kind = letter.reason.kind,
+                        "a dead letter could not be kept, so its record will be retried: {why}"
+                    );
+                    Verdict::Retry {
+                        reason: format!("dead letter not kept: {why}"),
+                    }
+                }
+            });
+        }
+    }
+
+    let verdicts = verdicts
+        .into_iter()
+        .map(|v| {
+            v.unwrap_or(Verdict::Retry {
+                reason: "no verdict reached".into(),
+            })
+        })
+        .collect();
+    Ok(BatchReport {
+        verdicts,
+        sequence_numbers,
+        tenants,
+        entries,
+        entries_published: published
+            .results
+            .iter()
+            .filter(|r| matches!(r, EntryResult::Accepted))
+            .count(),
+        put_events_calls: published.calls,
+        put_events_retry_calls: published.retry_calls,
+        dead_letters_sent,
+        plugin_time,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_order_as_big_decimals() {
+        let a = "9".repeat(39);
+        let b = format!("1{}", "0".repeat(39));
+        assert_eq!(compare_sequence_numbers(&a, &b), Ordering::Less);
+        assert_eq!(compare_sequence_numbers("200", "1000"), Ordering::Less);
+        assert_eq!(compare_sequence_numbers("1000", "0999"), Ordering::Greater);
+        assert_eq!(compare_sequence_numbers("42", "42"), Ordering::Equal);
+    }
+}

@@ -1,0 +1,17 @@
+//! The Lambda function: wires the environment to [`weir::lambda::handle`].
+
+use lambda_runtime::{Error, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    weir::telemetry::init_lambda();
+    let function = weir::lambda::Function::from_env().await.map_err(|e| {
+        tracing::error!("weir cannot start: {e:#}");
+        e
+    })?;
+    let function = &function;
+    lambda_runtime::run(service_fn(move |event| {
+        weir::lambda::handle(function, event)
+    }))
+    .await
+}

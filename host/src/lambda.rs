@@ -1,0 +1,188 @@
+//! The Lambda handler: a DynamoDB Streams batch in, `batchItemFailures` out. Only glue;
+//! the work is in [`crate::batch`].
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use lambda_runtime::LambdaEvent;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tracing::Instrument as _;
+
+use crate::batch::{self, DeadLetterSink};
+use crate::dead_letter::DeadLetterQueue;
+use crate::pipeline::Pipeline;
+use crate::publish::Publisher;
+use crate::telemetry::InvocationMetrics;
+
+/// The event Lambda delivers for a DynamoDB stream, each record kept as the exact text
+/// received. (weir reads records itself rather than through `aws_lambda_events`' typed
+/// record, so a dead letter holds the original bytes, and a record the typed form cannot
+/// parse fails alone instead of failing the whole batch.)
+#[derive(Debug, Deserialize)]
+pub struct StreamBatch {
+    #[serde(rename = "Records", default)]
+    pub records: Vec<Box<RawValue>>,
+}
+
+/// Everything an invocation needs, built once at cold start.
+pub struct Function {
+    pub pipeline: Arc<Pipeline>,
+    pub publisher: Publisher,
+    pub dead_letters: DeadLetterQueue,
+    pub function_name: String,
+    /// Whether EMF metrics also carry a Tenant dimension (one document per tenant).
+    pub tenant_metrics: bool,
+}
+
+/// Used when the runtime gives no deadline (a zero deadline in local tools).
+const DEFAULT_TIME: Duration = Duration::from_secs(60);
+
+/// Handles one batch. Records neither published, filtered nor dead-lettered come back in
+/// `batchItemFailures`, lowest sequence number first.
+pub async fn handle(
+    function: &Function,
+    event: LambdaEvent<StreamBatch>,
+) -> Result<DynamoDbEventResponse, lambda_runtime::Error> {
+    let deadline = deadline_of(event.context.deadline);
+    let span = tracing::info_span!("invocation", requestId = %event.context.request_id);
+    span.in_scope(|| {
+        tracing::info!(
+            records = event.payload.records.len(),
+            deadline_ms = event.context.deadline,
+            remaining_ms = deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .as_millis() as u64,
+            "batch received"
+        )
+    });
+    let report = batch::run(
+        function.pipeline.clone(),
+        event.payload.records,
+        Some(&function.publisher),
+        DeadLetterSink::Queue(&function.dead_letters),
+        deadline,
+    )
+    .instrument(span.clone())
+    .await?;
+    let _entered = span.enter();
+    let counts = report.counts();
+    let metrics = InvocationMetrics {
+        records: counts.records,
+        published: counts.published,
+        filtered: counts.filtered,
+        dead_lettered: counts.dead_lettered,
+        retried: counts.retried,
+        entries: report.entries_published,
+        put_events_calls: report.put_events_calls,
+        put_events_retries: report.put_events_retry_calls,
+        plugin_ms: report.plugin_time.as_secs_f64() * 1000.0,
+        tenants: report
+            .counts_by_tenant()
+            .into_iter()
+            .map(|(t, c)| {
+                (
+                    t,
+                    [
+                        c.records,
+                        c.published,
+                        c.filtered,
+                        c.dead_lettered,
+                        c.retried,
+                    ],
+                )
+            })
+            .collect(),
+    };
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    for doc in metrics.emf(&function.function_name, now_ms, function.tenant_metrics) {
+        println!("{doc}");
+    }
+    tracing::info!(
+        records = counts.records,
+        published = counts.published,
+        filtered = counts.filtered,
+        dead_lettered = counts.dead_lettered,
+        retried = counts.retried,
+        "batch done"
+    );
+    let mut failures = Vec::new();
+    for seq in report.retry_sequence_numbers() {
+        let Some(seq) = seq else {
+            // Lambda fails the whole batch on an empty identifier; say so plainly instead.
+            return Err("a record with no readable SequenceNumber could not be published or dead-lettered; failing the batch so Lambda retries it".into());
+        };
+        let mut failure = DynamoDbBatchItemFailure::default();
+        failure.item_identifier = Some(seq);
+        failures.push(failure);
+    }
+    let mut response = DynamoDbEventResponse::default();
+    response.batch_item_failures = failures;
+    Ok(response)
+}
+
+/// Deadlines below this (September 2001 in epoch milliseconds) are not timestamps.
+const EPOCH_MS_FLOOR: u64 = 1_000_000_000_000;
+
+/// The invocation's deadline (epoch milliseconds) as an `Instant`. Lambda sends a
+/// timestamp; some local emulators (cargo-lambda's among them) send the time allowed
+/// instead, which a value far in the past gives away.
+pub fn deadline_of(deadline_ms: u64) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    if deadline_ms == 0 {
+        return now + DEFAULT_TIME;
+    }
+    if deadline_ms < EPOCH_MS_FLOOR {
+        return now + Duration::from_millis(deadline_ms);
+    }
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    now + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}
+
+impl Function {
+    /// Builds the function from its environment: `WEIR_MANIFEST` (the manifest's path),
+    /// the standard AWS SDK configuration, `AWS_LAMBDA_FUNCTION_NAME`, and optionally
+    /// `WEIR_TENANT_METRICS=1` and `WEIR_PUBLISH_CONCURRENCY`. Fails loudly on a missing
+    /// bus or dead-letter queue: a function that cannot keep its promises must not start.
+    pub async fn from_env() -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let manifest_path =
+            std::env::var("WEIR_MANIFEST").context("WEIR_MANIFEST must name the manifest file")?;
+        let manifest = crate::manifest::Manifest::load(std::path::Path::new(&manifest_path))?;
+        let queue_url = manifest.dead_letter_queue.clone().with_context(|| {
+            format!("{manifest_path}: dead_letter_queue must be set for the Lambda function")
+        })?;
+        let engine = crate::plugin::PluginEngine::new()?;
+        let bus = manifest.event_bus.clone();
+        let pipeline = Arc::new(Pipeline::load(manifest, &engine)?);
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let mut publish = crate::publish::PublishConfig::default();
+        if let Ok(n) = std::env::var("WEIR_PUBLISH_CONCURRENCY") {
+            publish.max_concurrency = n
+                .parse()
+                .with_context(|| format!("WEIR_PUBLISH_CONCURRENCY={n:?} is not a number"))?;
+        }
+        let publisher = Publisher::new(Publisher::client_from(&sdk), publish);
+        let arn = publisher.check_bus(&bus).await?;
+        tracing::info!(bus = %bus, arn = %arn, dead_letter_queue = %queue_url, "weir ready");
+        let dead_letters = DeadLetterQueue::new(
+            aws_sdk_sqs::Client::new(&sdk),
+            queue_url,
+            crate::dead_letter::QueueConfig::default(),
+        );
+        Ok(Function {
+            pipeline,
+            publisher,
+            dead_letters,
+            function_name: std::env::var("AWS_LAMBDA_FUNCTION_NAME")
+                .unwrap_or_else(|_| "weir".into()),
+            tenant_metrics: std::env::var("WEIR_TENANT_METRICS")
+                .is_ok_and(|v| v == "1" || v == "true"),
+        })
+    }
+}

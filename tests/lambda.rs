@@ -1,0 +1,868 @@
+//! The Lambda handler, called directly with built events, against a real moto server
+//! (EventBridge, SQS, DynamoDB Streams) and, for faults moto cannot produce, a stand-in
+//! PutEvents endpoint (see `support::FakeEventBridge`).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{Value, json};
+use support::*;
+use weir::dead_letter::{DeadLetterQueue, QueueConfig};
+use weir::lambda::{Function, StreamBatch, handle};
+use weir::manifest::Manifest;
+use weir::pipeline::Pipeline;
+use weir::plugin::PluginEngine;
+use weir::publish::{PublishConfig, Publisher};
+
+const GLOBEX: &str = "[tenants.globex]\nplugin = \"mapping\"\nconfig = { detail_type = \"CustomerChanged\", destination = \"crm\", fields = { Name = \"/name\", Email = \"/email\", LTV = \"/lifetimeValue\" } }\n";
+const ACME: &str = "[tenants.acme]\nplugin = \"salesforce-account\"\nconfig = { external_id_field = \"Ext__c\", external_id = \"/customerId\" }\n";
+
+fn function(
+    manifest: &std::path::Path,
+    eventbridge: &str,
+    sqs: &str,
+    queue_url: &str,
+    publish: PublishConfig,
+) -> Function {
+    let engine = PluginEngine::new().expect("engine");
+    let pipeline = Arc::new(
+        Pipeline::load(Manifest::load(manifest).expect("manifest"), &engine).expect("pipeline"),
+    );
+    Function {
+        pipeline,
+        publisher: Publisher::new(Publisher::client_from(&sdk_config(eventbridge)), publish),
+        dead_letters: DeadLetterQueue::new(
+            aws_sdk_sqs::Client::new(&sdk_config(sqs)),
+            queue_url,
+            QueueConfig {
+                safety_margin: Duration::from_millis(200),
+                ..QueueConfig::default()
+            },
+        ),
+        function_name: "weir-test".into(),
+        tenant_metrics: true,
+    }
+}
+
+fn fast_publish() -> PublishConfig {
+    PublishConfig {
+        safety_margin: Duration::from_millis(300),
+        base_backoff: Duration::from_millis(5),
+        max_backoff: Duration::from_millis(50),
+        ..PublishConfig::default()
+    }
+}
+
+fn event(records: Vec<Value>, within: Duration) -> LambdaEvent<StreamBatch> {
+    let payload: StreamBatch =
+        serde_json::from_value(json!({ "Records": records })).expect("stream batch");
+    let mut context = Context::default();
+    context.request_id = "test-request".into();
+    context.deadline = (SystemTime::now() + within)
+        .duration_since(UNIX_EPOCH)
+        .expect("time")
+        .as_millis() as u64;
+    LambdaEvent::new(payload, context)
+}
+
+fn failures(r: &aws_lambda_events::streams::DynamoDbEventResponse) -> Vec<String> {
+    r.batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone().unwrap_or_default())
+        .collect()
+}
+
+async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> (String, String) {
+    create_queue_with(sqs, name, None).await
+}
+
+async fn create_queue_with(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    max_message_size: Option<usize>,
+) -> (String, String) {
+    let mut create = sqs.create_queue().queue_name(name);
+    if let Some(size) = max_message_size {
+        create = create.attributes(
+            aws_sdk_sqs::types::QueueAttributeName::MaximumMessageSize,
+            size.to_string(),
+        );
+    }
+    let url = create
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url()
+        .expect("url")
+        .to_owned();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("attributes")
+        .attributes()
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .cloned()
+        })
+        .expect("arn");
+    (url, arn)
+}
+
+/// A bus with a rule per (detail-type, tenant) sending matches to its own queue.
+async fn bus_with_rules(
+    events: &aws_sdk_eventbridge::Client,
+    sqs: &aws_sdk_sqs::Client,
+    bus: &str,
+    rules: &[(&str, &str)],
+) -> Vec<String> {
+    events
+        .create_event_bus()
+        .name(bus)
+        .send()
+        .await
+        .expect("bus");
+    let mut urls = Vec::new();
+    for (detail_type, tenant) in rules {
+        let name = format!("{bus}-{tenant}");
+        let (url, arn) = create_queue(sqs, &name).await;
+        let pattern = json!({
+            "source": ["weir.customers"],
+            "detail-type": [detail_type],
+            "detail": {"metadata": {"tenant": [tenant]}}
+        });
+        events
+            .put_rule()
+            .name(&name)
+            .event_bus_name(bus)
+            .event_pattern(pattern.to_string())
+            .send()
+            .await
+            .expect("rule");
+        events
+            .put_targets()
+            .rule(&name)
+            .event_bus_name(bus)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("queue")
+                    .arn(arn)
+                    .build()
+                    .expect("target"),
+            )
+            .send()
+            .await
+            .expect("targets");
+        urls.push(url);
+    }
+    urls
+}
+
+fn body(m: &aws_sdk_sqs::types::Message) -> Value {
+    serde_json::from_str(m.body().expect("body")).expect("JSON body")
+}
+
+/// Builds a Lambda DynamoDB Streams record from a GetRecords record, adding the
+/// eventSourceARN that GetRecords leaves out.
+fn lambda_record(r: &aws_sdk_dynamodbstreams::types::Record, stream_arn: &str) -> Value {
+    let sr = r.dynamodb().expect("stream record");
+    let image = |m: Option<
+        &std::collections::HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>,
+    >| {
+        m.map(|m| Value::Object(m.iter().map(|(k, v)| (k.clone(), attr(v))).collect()))
+    };
+    let mut ddb = json!({
+        "ApproximateCreationDateTime": sr.approximate_creation_date_time().map(|t| t.secs()),
+        "Keys": image(sr.keys()),
+        "SequenceNumber": sr.sequence_number(),
+        "SizeBytes": sr.size_bytes(),
+        "StreamViewType": sr.stream_view_type().map(|v| v.as_str()),
+    });
+    if let Some(new) = image(sr.new_image()) {
+        ddb["NewImage"] = new;
+    }
+    if let Some(old) = image(sr.old_image()) {
+        ddb["OldImage"] = old;
+    }
+    json!({
+        "eventID": r.event_id(),
+        "eventName": r.event_name().map(|n| n.as_str()),
+        "eventVersion": r.event_version(),
+        "eventSource": r.event_source(),
+        "awsRegion": r.aws_region(),
+        "eventSourceARN": stream_arn,
+        "dynamodb": ddb,
+    })
+}
+
+fn attr(v: &aws_sdk_dynamodbstreams::types::AttributeValue) -> Value {
+    use aws_sdk_dynamodbstreams::types::AttributeValue as A;
+    use base64::Engine as _;
+    let b64 = |b: &aws_sdk_dynamodbstreams::primitives::Blob| {
+        base64::engine::general_purpose::STANDARD.encode(b.as_ref())
+    };
+    match v {
+        A::S(s) => json!({"S": s}),
+        A::N(n) => json!({"N": n}),
+        A::B(b) => json!({"B": b64(b)}),
+        A::Bool(b) => json!({"BOOL": b}),
+        A::Null(_) => json!({"NULL": true}),
+        A::Ss(v) => json!({"SS": v}),
+        A::Ns(v) => json!({"NS": v}),
+        A::Bs(v) => json!({"BS": v.iter().map(b64).collect::<Vec<_>>()}),
+        A::M(m) => {
+            json!({"M": m.iter().map(|(k, v)| (k.clone(), attr(v))).collect::<serde_json::Map<_, _>>()})
+        }
+        A::L(l) => json!({"L": l.iter().map(attr).collect::<Vec<_>>()}),
+        _ => json!({"UNKNOWN": true}),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_to_queue_end_to_end() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, AttributeValue as D, KeySchemaElement, KeyType, ScalarAttributeType,
+        StreamSpecification, StreamViewType,
+    };
+    let moto = Moto::start();
+    let config = sdk_config(&moto.endpoint());
+    let ddb = aws_sdk_dynamodb::Client::new(&config);
+    let streams = aws_sdk_dynamodbstreams::Client::new(&config);
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let sqs = aws_sdk_sqs::Client::new(&config);
+
+    let table = ddb
+        .create_table()
+        .table_name("Customers")
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("tenantId")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("def"),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("customerId")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("def"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("tenantId")
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("key"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("customerId")
+                .key_type(KeyType::Range)
+                .build()
+                .expect("key"),
+        )
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .expect("stream"),
+        )
+        .send()
+        .await
+        .expect("table");
+    let stream_arn = table
+        .table_description()
+        .and_then(|t| t.latest_stream_arn())
+        .expect("stream arn")
+        .to_owned();
+
+    let item = |tenant: &str, id: &str, name: Option<&str>, ltv: &str| {
+        let mut m = std::collections::HashMap::from([
+            ("tenantId".to_owned(), D::S(tenant.into())),
+            ("customerId".to_owned(), D::S(id.into())),
+            ("lifetimeValue".to_owned(), D::N(ltv.into())),
+            ("email".to_owned(), D::S(format!("{id}@example.com"))),
+        ]);
+        if let Some(n) = name {
+            m.insert("name".into(), D::S(n.into()));
+        }
+        m
+    };
+    let big = "12345678901234567890123456789012345678";
+    for (tenant, id, name) in [
+        ("globex", "G-1", Some("Hank")),
+        ("globex", "G-2", Some("Mindy")),
+        ("acme", "A-1", Some("Wile")),
+        ("acme", "A-2", None),
+        ("initech", "I-1", Some("Bill")),
+    ] {
+        ddb.put_item()
+            .table_name("Customers")
+            .set_item(Some(item(tenant, id, name, big)))
+            .send()
+            .await
+            .expect("put");
+    }
+    ddb.update_item()
+        .table_name("Customers")
+        .key("tenantId", D::S("globex".into()))
+        .key("customerId", D::S("G-1".into()))
+        .update_expression("SET email = :e")
+        .expression_attribute_values(":e", D::S("hank@globex.example".into()))
+        .send()
+        .await
+        .expect("update");
+    ddb.delete_item()
+        .table_name("Customers")
+        .key("tenantId", D::S("globex".into()))
+        .key("customerId", D::S("G-2".into()))
+        .send()
+        .await
+        .expect("delete");
+
+    let shard = streams
+        .describe_stream()
+        .stream_arn(&stream_arn)
+        .send()
+        .await
+        .expect("describe stream")
+        .stream_description()
+        .and_then(|d| d.shards().first().cloned())
+        .expect("a shard");
+    let iterator = streams
+        .get_shard_iterator()
+        .stream_arn(&stream_arn)
+        .shard_id(shard.shard_id().expect("shard id"))
+        .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .expect("iterator")
+        .shard_iterator()
+        .expect("iterator")
+        .to_owned();
+    let got = streams
+        .get_records()
+        .shard_iterator(iterator)
+        .send()
+        .await
+        .expect("records");
+    let records: Vec<Value> = got
+        .records()
+        .iter()
+        .map(|r| lambda_record(r, &stream_arn))
+        .collect();
+    assert_eq!(records.len(), 7, "5 puts, 1 update, 1 delete");
+
+    let queues = bus_with_rules(
+        &events,
+        &sqs,
+        "weir-test",
+        &[
+            ("CustomerChanged", "globex"),
+            ("SalesforceAccountUpsert", "acme"),
+        ],
+    )
+    .await;
+    let (dlq, _) = create_queue(&sqs, "weir-dlq").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = write_manifest(
+        dir.path(),
+        "weir-test",
+        Some(&dlq),
+        &["mapping", "salesforce-account"],
+        &format!("{GLOBEX}{ACME}"),
+    );
+    let f = function(
+        &manifest,
+        &moto.endpoint(),
+        &moto.endpoint(),
+        &dlq,
+        fast_publish(),
+    );
+
+    let response = handle(&f, event(records.clone(), Duration::from_secs(30)))
+        .await
+        .expect("handler");
+    assert!(failures(&response).is_empty(), "{:?}", failures(&response));
+
+    // globex: insert G-1, insert G-2, modify G-1, remove G-2 — exactly these, in any order.
+    let globex = drain_queue(&sqs, &queues[0], 4, Duration::from_secs(20)).await;
+    let mut seen: Vec<(String, String, String)> = globex
+        .iter()
+        .map(|m| {
+            let e = body(m);
+            assert_eq!(e["source"], "weir.customers");
+            assert_eq!(e["detail-type"], "CustomerChanged");
+            let p = &e["detail"]["payload"];
+            assert_eq!(p["LTV"], big, "every digit, as a string");
+            (
+                e["detail"]["metadata"]["eventName"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+                p["Name"].as_str().unwrap_or("").to_owned(),
+                p["Email"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("INSERT".into(), "Hank".into(), "G-1@example.com".into()),
+            ("INSERT".into(), "Mindy".into(), "G-2@example.com".into()),
+            ("MODIFY".into(), "Hank".into(), "hank@globex.example".into()),
+            ("REMOVE".into(), "Mindy".into(), "G-2@example.com".into()),
+        ]
+    );
+    // acme: only A-1 upserts; A-2 has no name, which the plugin rejects.
+    let acme = drain_queue(&sqs, &queues[1], 1, Duration::from_secs(20)).await;
+    assert_eq!(acme.len(), 1);
+    let upsert = body(&acme[0]);
+    assert_eq!(upsert["detail"]["payload"]["externalId"], "A-1");
+    assert_eq!(upsert["detail"]["payload"]["body"]["Name"], "Wile");
+
+    let dead = drain_queue(&sqs, &dlq, 1, Duration::from_secs(20)).await;
+    assert_eq!(dead.len(), 1);
+    let letter = body(&dead[0]);
+    assert_eq!(letter["reason"]["kind"], "plugin-error");
+    assert!(
+        letter["reason"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no name"),
+        "{letter}"
+    );
+    let a2 = records
+        .iter()
+        .find(|r| r["dynamodb"]["Keys"]["customerId"]["S"] == "A-2")
+        .expect("A-2");
+    assert_eq!(&letter["record"], a2, "the whole original record");
+    let attrs = dead[0].message_attributes().expect("attributes");
+    assert_eq!(
+        attrs.get("kind").and_then(|a| a.string_value()),
+        Some("plugin-error")
+    );
+    assert_eq!(
+        attrs.get("tenant").and_then(|a| a.string_value()),
+        Some("acme")
+    );
+}
+
+fn globex_records(n: u64, marker: impl Fn(u64) -> Option<&'static str>) -> Vec<Value> {
+    (1..=n)
+        .map(|i| {
+            let extra = match marker(i) {
+                Some(m) => json!({"email": {"S": m}}),
+                None => json!({"email": {"S": format!("c{i}@globex.example")}}),
+            };
+            stream_record(i, &format!("ev-{i}"), "globex", extra)
+        })
+        .collect()
+}
+
+/// With moto for SQS (the dead-letter queue) and the stand-in for EventBridge.
+async fn with_fake(
+    fake: &FakeEventBridge,
+    moto: &Moto,
+    dlq_name: Option<&str>,
+) -> (Function, aws_sdk_sqs::Client, String, tempfile::TempDir) {
+    let sqs = aws_sdk_sqs::Client::new(&sdk_config(&moto.endpoint()));
+    let dlq = match dlq_name {
+        Some(name) => create_queue(&sqs, name).await.0,
+        None => format!("{}/123456789012/no-such-queue", moto.endpoint()),
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = write_manifest(dir.path(), "fake", Some(&dlq), &["mapping"], GLOBEX);
+    let f = function(
+        &manifest,
+        &fake.endpoint(),
+        &moto.endpoint(),
+        &dlq,
+        fast_publish(),
+    );
+    (f, sqs, dlq, dir)
+}
+
+fn accept_all(entries: &[Value]) -> Reply {
+    Reply::Results(vec![None; entries.len()])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_calls_are_retried_until_accepted() {
+    // The first two calls are throttled as a whole; everything after is accepted.
+    let fake = FakeEventBridge::start(|n, entries| {
+        if n < 2 {
+            Reply::Throttle
+        } else {
+            accept_all(entries)
+        }
+    });
+    let moto = Moto::start();
+    let (f, sqs, dlq, _dir) = with_fake(&fake, &moto, Some("dlq")).await;
+    let response = handle(
+        &f,
+        event(globex_records(30, |_| None), Duration::from_secs(20)),
+    )
+    .await
+    .expect("handler");
+    assert!(failures(&response).is_empty());
+    let calls = fake.calls();
+    // 30 entries: 3 calls of 10, of which 2 were throttled and re-sent as 2 calls of 10.
+    assert_eq!(
+        calls.iter().map(Vec::len).collect::<Vec<_>>().len(),
+        5,
+        "{:?}",
+        calls.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    assert!(calls.iter().all(|c| c.len() == 10));
+    let mut ids: BTreeMap<String, usize> = BTreeMap::new();
+    for e in calls.iter().skip(2).flatten() {
+        *ids.entry(metadata(e)["eventID"].as_str().unwrap_or("").to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(ids.len(), 30, "every record's entry was accepted once");
+    assert!(
+        drain_queue(&sqs, &dlq, 0, Duration::from_secs(5))
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_entries_that_failed_are_sent_again() {
+    // Entries marked flaky fail with InternalFailure or ThrottlingException the first time.
+    let seen: Arc<std::sync::Mutex<BTreeMap<String, usize>>> = Arc::default();
+    let log = seen.clone();
+    let fake = FakeEventBridge::start(move |_, entries| {
+        let mut seen = log.lock().expect("lock");
+        Reply::Results(
+            entries
+                .iter()
+                .map(|e| {
+                    let id = metadata(e)["eventID"].as_str().unwrap_or("").to_owned();
+                    let detail = e["Detail"].as_str().unwrap_or("");
+                    let times = seen.entry(id).or_default();
+                    *times += 1;
+                    match (
+                        detail.contains("flaky-internal"),
+                        detail.contains("flaky-throttle"),
+                        *times,
+                    ) {
+                        (true, _, 1) => Some("InternalFailure".to_owned()),
+                        (_, true, 1) => Some("ThrottlingException".to_owned()),
+                        _ => None,
+                    }
+                })
+                .collect(),
+        )
+    });
+    let moto = Moto::start();
+    let (f, _sqs, _dlq, _dir) = with_fake(&fake, &moto, Some("dlq")).await;
+    let records = globex_records(25, |i| match i % 5 {
+        0 => Some("flaky-internal@x"),
+        3 => Some("flaky-throttle@x"),
+        _ => None,
+    });
+    let response = handle(&f, event(records, Duration::from_secs(20)))
+        .await
+        .expect("handler");
+    assert!(failures(&response).is_empty());
+    let seen = seen.lock().expect("lock").clone();
+    let flaky: Vec<&String> = seen
+        .iter()
+        .filter(|(_, n)| **n == 2)
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(seen.len(), 25);
+    assert_eq!(
+        flaky.len(),
+        10,
+        "exactly the 10 flaky entries were sent twice: {seen:?}"
+    );
+    assert!(seen.values().all(|&n| n <= 2));
+    // 25 entries → 3 calls; then the 10 failures → 1 call.
+    assert_eq!(fake.calls().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_entry_dead_letters_its_record_and_the_rest_publish() {
+    let fake = FakeEventBridge::start(|_, entries| {
+        Reply::Results(
+            entries
+                .iter()
+                .map(|e| {
+                    e["Detail"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("refuse-me")
+                        .then(|| "InvalidArgument".to_owned())
+                })
+                .collect(),
+        )
+    });
+    let moto = Moto::start();
+    let (f, sqs, dlq, _dir) = with_fake(&fake, &moto, Some("dlq")).await;
+    let records = globex_records(12, |i| (i == 7).then_some("refuse-me@x"));
+    let response = handle(&f, event(records.clone(), Duration::from_secs(20)))
+        .await
+        .expect("handler");
+    assert!(failures(&response).is_empty());
+    assert_eq!(fake.calls().len(), 2, "no re-send for a permanent error");
+    let dead = drain_queue(&sqs, &dlq, 1, Duration::from_secs(10)).await;
+    assert_eq!(dead.len(), 1);
+    let letter = body(&dead[0]);
+    assert_eq!(letter["reason"]["kind"], "put-events");
+    assert!(
+        letter["reason"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("InvalidArgument")
+    );
+    assert_eq!(letter["record"], records[6]);
+    assert_eq!(letter["plugin"]["name"], "mapping");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_slower_than_the_time_left_hands_records_back_to_lambda() {
+    // Each call answers after 30 s; the invocation has 3 s.
+    let fake = FakeEventBridge::start(|_, entries| {
+        Reply::After(Duration::from_secs(30), Box::new(accept_all(entries)))
+    });
+    let moto = Moto::start();
+    let (f, sqs, dlq, _dir) = with_fake(&fake, &moto, Some("dlq")).await;
+    // Sequence numbers out of order, and of different lengths: the lowest must come first.
+    let mut records = globex_records(3, |_| None);
+    records[0]["dynamodb"]["SequenceNumber"] = json!("9000000000000000000000000000000000000001");
+    records[1]["dynamodb"]["SequenceNumber"] = json!("800000000000000000000");
+    records[2]["dynamodb"]["SequenceNumber"] = json!("999999999999999999999");
+    let started = std::time::Instant::now();
+    let response = handle(&f, event(records, Duration::from_secs(3)))
+        .await
+        .expect("handler");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        failures(&response),
+        [
+            "800000000000000000000",
+            "999999999999999999999",
+            "9000000000000000000000000000000000000001"
+        ]
+    );
+    assert!(
+        drain_queue(&sqs, &dlq, 0, Duration::from_secs(5))
+            .await
+            .is_empty(),
+        "nothing dead-lettered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_queue_that_refuses_makes_its_records_retries() {
+    let fake = FakeEventBridge::start(|_, entries| accept_all(entries));
+    let moto = Moto::start();
+    let (f, _sqs, _dlq, _dir) = with_fake(&fake, &moto, None).await;
+    let mut records = globex_records(4, |_| None);
+    records[1]["dynamodb"]["NewImage"]["lifetimeValue"] = json!({"N": "12abc"});
+    records[3]["dynamodb"]["NewImage"]["lifetimeValue"] = json!({"N": "not a number"});
+    let response = handle(&f, event(records, Duration::from_secs(10)))
+        .await
+        .expect("handler");
+    assert_eq!(
+        failures(&response),
+        ["000000000000000000002", "000000000000000000004"]
+    );
+    let published: usize = fake.calls().iter().map(Vec::len).sum();
+    assert_eq!(published, 2, "the two good records were published");
+}
+
+/// 1,000 records with every outcome. Published, dead-lettered, filtered and retried add
+/// up to the records, and the queues hold exactly what the verdicts say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_is_accounted_for() {
+    let moto = Moto::start();
+    let config = sdk_config(&moto.endpoint());
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let queues = bus_with_rules(
+        &events,
+        &sqs,
+        "weir-count",
+        &[
+            ("CustomerChanged", "globex"),
+            ("SalesforceAccountUpsert", "acme"),
+        ],
+    )
+    .await;
+    // A queue that keeps messages up to 256 KiB (the default for queues made before
+    // August 2025): a bigger dead letter is refused, so its record must come back as a
+    // retry, and the letters batched with it must still be kept.
+    let (dlq, _) = create_queue_with(&sqs, "weir-count-dlq", Some(256 * 1024)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = write_manifest(
+        dir.path(),
+        "weir-count",
+        Some(&dlq),
+        &["mapping", "salesforce-account"],
+        &format!("{GLOBEX}{ACME}"),
+    );
+    let f = function(
+        &manifest,
+        &moto.endpoint(),
+        &moto.endpoint(),
+        &dlq,
+        fast_publish(),
+    );
+
+    let huge = "x".repeat(300 * 1024);
+    let mut expected = [0usize; 4]; // published, filtered, dead-lettered, retried
+    let mut expect_acme = 0;
+    let records: Vec<Value> = (1..=1000u64)
+        .map(|i| {
+            let id = format!("acct-{i}");
+            match i % 10 {
+                0 => {
+                    expected[1] += 1;
+                    stream_record(i, &id, "initech", json!({}))
+                }
+                1 => {
+                    expected[2] += 1;
+                    stream_record(i, &id, "globex", json!({"lifetimeValue": {"N": "1.2.3"}}))
+                }
+                2 => {
+                    expected[2] += 1;
+                    let mut r = stream_record(i, &id, "acme", json!({}));
+                    r["dynamodb"]["NewImage"]
+                        .as_object_mut()
+                        .map(|m| m.remove("name"));
+                    r
+                }
+                3 if i % 100 == 3 => {
+                    expected[3] += 1;
+                    stream_record(
+                        i,
+                        &id,
+                        "globex",
+                        json!({"lifetimeValue": {"N": "x"}, "blob": {"S": huge.clone()}}),
+                    )
+                }
+                4 | 5 => {
+                    expected[0] += 1;
+                    expect_acme += 1;
+                    stream_record(i, &id, "acme", json!({}))
+                }
+                _ => {
+                    expected[0] += 1;
+                    stream_record(
+                        i,
+                        &id,
+                        "globex",
+                        json!({"lifetimeValue": {"N": "99999999999999999999999999999999999999"}}),
+                    )
+                }
+            }
+        })
+        .collect();
+    let expect_globex = expected[0] - expect_acme;
+    let ids: Vec<String> = records
+        .iter()
+        .map(|r| r["eventID"].as_str().unwrap_or("").to_owned())
+        .collect();
+    let raw: Vec<Box<serde_json::value::RawValue>> = records
+        .iter()
+        .map(|r| serde_json::value::RawValue::from_string(r.to_string()).expect("raw"))
+        .collect();
+    let report = weir::batch::run(
+        f.pipeline.clone(),
+        raw,
+        Some(&f.publisher),
+        weir::batch::DeadLetterSink::Queue(&f.dead_letters),
+        tokio::time::Instant::now() + Duration::from_secs(120),
+    )
+    .await
+    .expect("batch");
+    let c = report.counts();
+    assert_eq!(
+        [c.published, c.filtered, c.dead_lettered, c.retried],
+        expected
+    );
+    assert_eq!(c.published + c.filtered + c.dead_lettered + c.retried, 1000);
+
+    // What arrived matches the verdicts record for record.
+    let with = |want: fn(&weir::batch::Verdict) -> bool| -> Vec<String> {
+        let mut v: Vec<String> = report
+            .verdicts
+            .iter()
+            .zip(&ids)
+            .filter(|(v, _)| want(v))
+            .map(|(_, id)| id.clone())
+            .collect();
+        v.sort();
+        v
+    };
+    let globex = drain_queue(&sqs, &queues[0], expect_globex, Duration::from_secs(60)).await;
+    let acme = drain_queue(&sqs, &queues[1], expect_acme, Duration::from_secs(60)).await;
+    let dead = drain_queue(&sqs, &dlq, expected[2], Duration::from_secs(60)).await;
+    let mut delivered: Vec<String> = globex
+        .iter()
+        .chain(&acme)
+        .map(|m| {
+            body(m)["detail"]["metadata"]["eventID"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    delivered.sort();
+    assert_eq!(
+        delivered,
+        with(|v| matches!(v, weir::batch::Verdict::Published)),
+        "one event per published record, no duplicates"
+    );
+    let mut dead_ids: Vec<String> = dead
+        .iter()
+        .map(|m| {
+            body(m)["record"]["eventID"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    dead_ids.sort();
+    assert_eq!(
+        dead_ids,
+        with(|v| matches!(v, weir::batch::Verdict::DeadLettered { .. }))
+    );
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for m in &dead {
+        *kinds
+            .entry(body(m)["reason"]["kind"].as_str().unwrap_or("").to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        kinds,
+        BTreeMap::from([("decode".to_owned(), 100), ("plugin-error".to_owned(), 100)])
+    );
+    // The retried ones are the records whose dead letter the queue refused.
+    let retry_seqs: Vec<String> = report
+        .retry_sequence_numbers()
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(retry_seqs.len(), expected[3]);
+    assert!(retry_seqs.windows(2).all(|w| w[0] < w[1]), "lowest first");
+    assert!(
+        retry_seqs
+            .iter()
+            .all(|s| s.parse::<u64>().is_ok_and(|n| n % 100 == 3))
+    );
+}

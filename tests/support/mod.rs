@@ -1,0 +1,342 @@
+//! Shared test fixtures: paths, a moto server per test, AWS clients pointed at it, a
+//! stand-in PutEvents endpoint for faults moto cannot produce, and record builders.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+pub fn plugin(name: &str) -> PathBuf {
+    let p = root().join("target/plugins").join(format!("{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} is missing: build the plugins with ./dev plugins (./dev test does it)",
+        p.display()
+    );
+    p
+}
+
+/// A tool installed in the project's venv by `./dev test`.
+pub fn venv_tool(name: &str) -> PathBuf {
+    let p = root().join(".venv/bin").join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: ./dev test installs it (python venv in .venv)",
+        p.display()
+    );
+    p
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Waits until something accepts connections on the port, or panics after `limit`.
+pub fn wait_for_port(port: u16, limit: Duration, what: &str) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < limit,
+            "{what} did not listen on {port} within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A moto server of its own for one test, stopped when dropped.
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = free_port();
+        let child = Command::new(venv_tool("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let moto = Moto { child, port };
+        wait_for_port(port, Duration::from_secs(30), "moto_server");
+        moto
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// AWS SDK configuration for a local endpoint: fixed region and dummy credentials.
+pub fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(
+            aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "tests"),
+        ))
+        .build()
+}
+
+pub const TABLE_ARN: &str =
+    "arn:aws:dynamodb:us-east-1:123456789012:table/Customers/stream/2026-11-30T00:00:00.000";
+
+/// A stream record as Lambda delivers it, for the Customers table.
+pub fn stream_record(seq: u64, event_id: &str, tenant: &str, extra: Value) -> Value {
+    let mut image = json!({
+        "tenantId": {"S": tenant},
+        "customerId": {"S": format!("C-{seq}")},
+        "name": {"S": format!("Customer {seq}")},
+    });
+    if let (Some(img), Some(extra)) = (image.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            img.insert(k.clone(), v.clone());
+        }
+    }
+    json!({
+        "eventID": event_id,
+        "eventName": "INSERT",
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "eventSourceARN": TABLE_ARN,
+        "dynamodb": {
+            "ApproximateCreationDateTime": 1764460800,
+            "Keys": {"tenantId": {"S": tenant}, "customerId": {"S": format!("C-{seq}")}},
+            "NewImage": image,
+            "SequenceNumber": format!("{seq:021}"),
+            "SizeBytes": 100,
+            "StreamViewType": "NEW_AND_OLD_IMAGES"
+        }
+    })
+}
+
+/// Writes a manifest routing the Customers table by tenantId.
+pub fn write_manifest(
+    dir: &Path,
+    bus: &str,
+    dead_letter_queue: Option<&str>,
+    plugins: &[&str],
+    tenants: &str,
+) -> PathBuf {
+    let mut text = format!("event_bus = {bus:?}\n");
+    if let Some(q) = dead_letter_queue {
+        text.push_str(&format!("dead_letter_queue = {q:?}\n"));
+    }
+    for name in plugins {
+        text.push_str(&format!(
+            "[plugins.{name}]\npath = {:?}\n",
+            plugin(name).display().to_string()
+        ));
+    }
+    text.push_str("[[routes]]\ntable = \"Customers\"\nsource = \"weir.customers\"\ntenant = { attribute = \"tenantId\" }\n");
+    text.push_str(tenants);
+    let path = dir.join("weir.toml");
+    std::fs::write(&path, text).expect("write manifest");
+    path
+}
+
+/// How the stand-in PutEvents endpoint answers one call.
+pub enum Reply {
+    /// HTTP 200 with one result per entry: `None` accepted, `Some(code)` failed.
+    Results(Vec<Option<String>>),
+    /// HTTP 400 ThrottlingException for the whole call.
+    Throttle,
+    /// Wait, then answer.
+    After(Duration, Box<Reply>),
+}
+
+type Script = dyn Fn(usize, &[Value]) -> Reply + Send + Sync;
+
+/// Stands in for EventBridge where moto cannot: it speaks PutEvents (JSON 1.1,
+/// `AWSEvents.PutEvents`) and answers each call as the test scripts it, to produce
+/// throttling, per-entry failures and delays. It records every call's entries.
+pub struct FakeEventBridge {
+    pub port: u16,
+    calls: Arc<Mutex<Vec<Vec<Value>>>>,
+}
+
+impl FakeEventBridge {
+    pub fn start(script: impl Fn(usize, &[Value]) -> Reply + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let calls: Arc<Mutex<Vec<Vec<Value>>>> = Arc::default();
+        let script: Arc<Script> = Arc::new(script);
+        let shared = calls.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (calls, script) = (shared.clone(), script.clone());
+                std::thread::spawn(move || serve(stream, &calls, &*script));
+            }
+        });
+        FakeEventBridge { port, calls }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every PutEvents call so far, each as its list of entries.
+    pub fn calls(&self) -> Vec<Vec<Value>> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+}
+
+fn serve(stream: TcpStream, calls: &Mutex<Vec<Vec<Value>>>, script: &Script) {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut writer = stream;
+    loop {
+        let mut length = 0usize;
+        let mut target = String::new();
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                return;
+            }
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "content-length" => length = value.trim().parse().unwrap_or(0),
+                    "x-amz-target" => target = value.trim().to_owned(),
+                    _ => {}
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let (status, reply) = if target == "AWSEvents.PutEvents" {
+            let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let entries = request["Entries"].as_array().cloned().unwrap_or_default();
+            let n = {
+                let mut c = calls.lock().expect("lock");
+                c.push(entries.clone());
+                c.len() - 1
+            };
+            render(script(n, &entries))
+        } else if target == "AWSEvents.DescribeEventBus" {
+            (200, json!({"Name": "fake", "Arn": "arn:aws:events:us-east-1:123456789012:event-bus/fake"}).to_string())
+        } else {
+            (
+                400,
+                json!({"__type": "UnknownOperationException", "message": target}).to_string(),
+            )
+        };
+        let response = format!(
+            "HTTP/1.1 {status} X\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n{reply}",
+            reply.len()
+        );
+        if writer.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+fn render(reply: Reply) -> (u16, String) {
+    match reply {
+        Reply::Throttle => (
+            400,
+            json!({"__type": "ThrottlingException", "message": "Rate exceeded"}).to_string(),
+        ),
+        Reply::After(wait, then) => {
+            std::thread::sleep(wait);
+            render(*then)
+        }
+        Reply::Results(results) => {
+            let failed = results.iter().filter(|r| r.is_some()).count();
+            let entries: Vec<Value> = results
+                .iter()
+                .enumerate()
+                .map(|(i, r)| match r {
+                    None => json!({"EventId": format!("fake-{i}-{}", fastrand::u64(..))}),
+                    Some(code) => {
+                        json!({"ErrorCode": code, "ErrorMessage": format!("fake {code}")})
+                    }
+                })
+                .collect();
+            (
+                200,
+                json!({"FailedEntryCount": failed, "Entries": entries}).to_string(),
+            )
+        }
+    }
+}
+
+/// The `metadata` of an entry's Detail.
+pub fn metadata(entry: &Value) -> Value {
+    let detail: Value = serde_json::from_str(entry["Detail"].as_str().expect("Detail string"))
+        .expect("Detail JSON");
+    detail["metadata"].clone()
+}
+
+/// Drains an SQS queue: receives until `expected` messages arrived (or `limit` passed),
+/// then once more to prove nothing else is there. Deletes what it reads.
+pub async fn drain_queue(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    expected: usize,
+    limit: Duration,
+) -> Vec<aws_sdk_sqs::types::Message> {
+    let start = Instant::now();
+    let mut got = Vec::new();
+    loop {
+        let enough = got.len() >= expected;
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .wait_time_seconds(if enough { 0 } else { 1 })
+            .send()
+            .await
+            .expect("receive");
+        let batch = out.messages().to_vec();
+        let empty = batch.is_empty();
+        for m in &batch {
+            if let Some(h) = m.receipt_handle() {
+                sqs.delete_message()
+                    .queue_url(url)
+                    .receipt_handle(h)
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+        got.extend(batch);
+        if (enough && empty) || start.elapsed() > limit {
+            return got;
+        }
+    }
+}
