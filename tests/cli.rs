@@ -143,7 +143,14 @@ fn run_prints_the_exact_entries_of_both_plugins() {
         std::fs::write(&golden, &actual).expect("write golden");
     }
     let expected = std::fs::read_to_string(&golden).expect("golden file exists");
-    assert_eq!(actual, expected, "entries differ from {}", golden.display());
+    for (n, (a, e)) in actual.lines().zip(expected.lines()).enumerate() {
+        assert_eq!(a, e, "entry {} differs from {}", n + 1, golden.display());
+    }
+    assert_eq!(
+        actual.lines().count(),
+        expected.lines().count(),
+        "entry count"
+    );
 
     let entries = stdout_lines(&out);
     let types: Vec<&str> = entries
@@ -449,7 +456,7 @@ fn setup_errors_exit_2_with_one_clear_line() {
                 "--event".into(),
                 "examples/events/customers.json".into(),
             ],
-            "/nonexistent/mapping.wasm: cannot read plugin",
+            "/nonexistent/mapping.wasm: cannot read",
         ),
         (vec!["run".into(), "--bogus".into()], "--bogus"),
     ];

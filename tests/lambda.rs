@@ -13,27 +13,32 @@ use serde_json::{Value, json};
 use support::*;
 use weir::dead_letter::{DeadLetterQueue, QueueConfig};
 use weir::lambda::{Function, StreamBatch, handle};
-use weir::manifest::Manifest;
-use weir::pipeline::Pipeline;
 use weir::plugin::PluginEngine;
 use weir::publish::{PublishConfig, Publisher};
+use weir::reload::Loader;
+use weir::store::{Location, Store};
 
 const GLOBEX: &str = "[tenants.globex]\nplugin = \"mapping\"\nconfig = { detail_type = \"CustomerChanged\", destination = \"crm\", fields = { Name = \"/name\", Email = \"/email\", LTV = \"/lifetimeValue\" } }\n";
 const ACME: &str = "[tenants.acme]\nplugin = \"salesforce-account\"\nconfig = { external_id_field = \"Ext__c\", external_id = \"/customerId\" }\n";
 
-fn function(
+async fn function(
     manifest: &std::path::Path,
     eventbridge: &str,
     sqs: &str,
     queue_url: &str,
     publish: PublishConfig,
 ) -> Function {
-    let engine = PluginEngine::new().expect("engine");
-    let pipeline = Arc::new(
-        Pipeline::load(Manifest::load(manifest).expect("manifest"), &engine).expect("pipeline"),
-    );
+    let engine = Arc::new(PluginEngine::with_cache_dir(None).expect("engine"));
+    let loader = Loader::load(
+        Store::default(),
+        engine,
+        Location::File(manifest.to_path_buf()),
+        Duration::from_secs(3600),
+    )
+    .await
+    .expect("manifest and plugins load");
     Function {
-        pipeline,
+        loader: tokio::sync::Mutex::new(loader),
         publisher: Publisher::new(Publisher::client_from(&sdk_config(eventbridge)), publish),
         dead_letters: DeadLetterQueue::new(
             aws_sdk_sqs::Client::new(&sdk_config(sqs)),
@@ -387,7 +392,8 @@ async fn stream_to_queue_end_to_end() {
         &moto.endpoint(),
         &dlq,
         fast_publish(),
-    );
+    )
+    .await;
 
     let response = handle(&f, event(records.clone(), Duration::from_secs(30)))
         .await
@@ -489,7 +495,8 @@ async fn with_fake(
         &moto.endpoint(),
         &dlq,
         fast_publish(),
-    );
+    )
+    .await;
     (f, sqs, dlq, dir)
 }
 
@@ -721,7 +728,8 @@ async fn every_record_is_accounted_for() {
         &moto.endpoint(),
         &dlq,
         fast_publish(),
-    );
+    )
+    .await;
 
     let huge = "x".repeat(300 * 1024);
     let mut expected = [0usize; 4]; // published, filtered, dead-lettered, retried
@@ -782,7 +790,7 @@ async fn every_record_is_accounted_for() {
         .map(|r| serde_json::value::RawValue::from_string(r.to_string()).expect("raw"))
         .collect();
     let report = weir::batch::run(
-        f.pipeline.clone(),
+        f.loader.lock().await.pipeline(),
         raw,
         Some(&f.publisher),
         weir::batch::DeadLetterSink::Queue(&f.dead_letters),

@@ -164,16 +164,10 @@ pub async fn run(
     let mut entries: Vec<Entry> = Vec::new();
     let mut owners: Vec<usize> = Vec::new();
     let mut letters: Vec<(usize, DeadLetter)> = Vec::new();
-    let mut plugin_of: Vec<Option<PluginRef>> = vec![None; records.len()];
     for (i, (outcome, tenant)) in outcomes.into_iter().enumerate() {
         tenants.push(tenant);
         match outcome {
-            Outcome::Publish {
-                entries: es,
-                plugin,
-                ..
-            } => {
-                plugin_of[i] = Some(plugin);
+            Outcome::Publish { entries: es, .. } => {
                 owners.extend(std::iter::repeat_n(i, es.len()));
                 entries.extend(es);
             }
@@ -191,14 +185,15 @@ pub async fn run(
     };
     // A record is published when all its entries are; refused entries dead-letter it,
     // entries still failing when time ran out make it a retry.
-    let mut refused: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    let mut refused: BTreeMap<usize, (Vec<String>, PluginRef)> = BTreeMap::new();
     let mut unpublished: BTreeMap<usize, String> = BTreeMap::new();
-    for (result, &owner) in published.results.iter().zip(&owners) {
+    for ((result, &owner), entry) in published.results.iter().zip(&owners).zip(&entries) {
         match result {
             EntryResult::Accepted => {}
             EntryResult::Rejected { code, message } => refused
                 .entry(owner)
-                .or_default()
+                .or_insert_with(|| (Vec::new(), entry.plugin.as_ref().clone()))
+                .0
                 .push(format!("{code}: {message}")),
             EntryResult::Unpublished { reason } => {
                 unpublished.entry(owner).or_insert_with(|| reason.clone());
@@ -209,7 +204,7 @@ pub async fn run(
         if verdicts[owner].is_some() {
             continue;
         }
-        if let Some(why) = refused.get(&owner) {
+        if let Some((why, plugin)) = refused.get(&owner) {
             let mut letter = DeadLetter::new(
                 &records[owner],
                 Reason {
@@ -222,7 +217,7 @@ pub async fn run(
                 },
             );
             letter.tenant = tenants[owner].clone();
-            letter.plugin = plugin_of[owner].clone();
+            letter.plugin = Some(plugin.clone());
             letters.push((owner, letter));
             verdicts[owner] = Some(Verdict::Retry {
                 reason: "dead letter pending".into(),

@@ -14,11 +14,11 @@ use serde_json::value::RawValue;
 
 use crate::batch::{self, DeadLetterSink};
 use crate::dead_letter::{DeadLetterDir, DeadLetterQueue, QueueConfig};
-use crate::manifest::Manifest;
-use crate::pipeline::Pipeline;
 use crate::plugin::PluginEngine;
 use crate::publish::{PublishConfig, Publisher};
 use crate::record::{self, StreamEvent};
+use crate::reload::Loader;
+use crate::store::{Location, Store};
 
 /// weir maps DynamoDB Streams records with WebAssembly plugins and publishes them to
 /// EventBridge.
@@ -38,8 +38,9 @@ pub enum Command {
     },
     /// Run a stream event through the manifest's plugins and print the PutEvents entries.
     Run {
+        /// The manifest: a file or s3://bucket/key.
         #[arg(long)]
-        manifest: PathBuf,
+        manifest: String,
         #[arg(long)]
         event: PathBuf,
         /// Where each dead-lettered record is written, one JSON file per record (unless
@@ -53,6 +54,46 @@ pub enum Command {
         /// With --publish: seconds allowed for publishing before the rest is reported.
         #[arg(long, default_value_t = 60)]
         timeout_secs: u64,
+    },
+    /// Load everything a manifest names (plugins, pins, contract, limits) and report every
+    /// problem at once. Exit 0 when all is well, 1 otherwise.
+    Check {
+        #[arg(long)]
+        manifest: String,
+    },
+    /// Precompile plugins to .cwasm files (next to each plugin, or in --out-dir), so the
+    /// function never compiles at cold start.
+    Compile {
+        #[arg(required = true)]
+        plugins: Vec<PathBuf>,
+        /// The CPU to compile for: x86_64, or aarch64 for Graviton. Default: this machine.
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+    /// Repair dead letters: run weir's dead-lettered records through the current manifest
+    /// and plugins (--queue), or put an API destination's undelivered events back on the
+    /// bus (--delivery-queue). A message is deleted only once done.
+    Redrive {
+        #[arg(long)]
+        manifest: String,
+        /// weir's dead-letter queue URL.
+        #[arg(
+            long,
+            conflicts_with = "delivery_queue",
+            required_unless_present = "delivery_queue"
+        )]
+        queue: Option<String>,
+        /// An API destination's dead-letter queue URL.
+        #[arg(long)]
+        delivery_queue: Option<String>,
+        /// The bus to put delivery events back on (default: the manifest's event_bus).
+        #[arg(long)]
+        bus: Option<String>,
+        /// Show what would happen; publish and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -109,7 +150,167 @@ fn run(cli: Cli) -> Result<ExitCode, SetupError> {
             &dead_letter_dir,
             publish.then_some(Duration::from_secs(timeout_secs)),
         ),
+        Command::Check { manifest } => check(&manifest),
+        Command::Compile {
+            plugins,
+            target,
+            out_dir,
+        } => compile(&plugins, target.as_deref(), out_dir.as_deref()),
+        Command::Redrive {
+            manifest,
+            queue,
+            delivery_queue,
+            bus,
+            dry_run,
+        } => redrive(&manifest, queue, delivery_queue, bus, dry_run),
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, SetupError> {
+    setup(
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime"),
+    )
+}
+
+/// Loads the manifest and its plugins once (no reloading in the CLI).
+async fn load(manifest: &str) -> anyhow::Result<Loader> {
+    let location = Location::parse(manifest)?;
+    let engine = Arc::new(PluginEngine::new().context("cannot start the plugin engine")?);
+    Ok(Loader::load(
+        Store::default(),
+        engine,
+        location,
+        crate::reload::DEFAULT_INTERVAL,
+    )
+    .await?)
+}
+
+fn check(manifest: &str) -> Result<ExitCode, SetupError> {
+    let runtime = runtime()?;
+    match runtime.block_on(async {
+        let location = Location::parse(manifest)?;
+        let engine = Arc::new(PluginEngine::new().context("cannot start the plugin engine")?);
+        anyhow::Ok(
+            Loader::load(
+                Store::default(),
+                engine,
+                location,
+                crate::reload::DEFAULT_INTERVAL,
+            )
+            .await,
+        )
+    }) {
+        Err(e) => Err(SetupError(e)),
+        Ok(Ok(loader)) => {
+            let m = loader.manifest();
+            println!(
+                "{manifest}: ok: {} plugins, {} tenants, {} routes, bus {:?}",
+                loader.pipeline().plugins().len(),
+                m.tenants.len(),
+                m.routes.len(),
+                m.event_bus
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Err(problems)) => {
+            for p in &problems.problems {
+                println!("{manifest}: {p}");
+            }
+            println!("{manifest}: {} problems", problems.problems.len());
+            Ok(ExitCode::from(EXIT_DEAD_LETTERS))
+        }
+    }
+}
+
+fn compile(
+    plugins: &[PathBuf],
+    target: Option<&str>,
+    out_dir: Option<&Path>,
+) -> Result<ExitCode, SetupError> {
+    let triple = match target {
+        None => None,
+        Some(t) => Some(setup(crate::plugin::target_triple(t).with_context(|| {
+            format!("--target {t:?}: expected x86_64 or aarch64")
+        }))?),
+    };
+    for plugin in plugins {
+        let bytes = setup(
+            std::fs::read(plugin).with_context(|| format!("{}: cannot read", plugin.display())),
+        )?;
+        let started = std::time::Instant::now();
+        let cwasm = setup(
+            PluginEngine::precompile(&bytes, triple)
+                .with_context(|| format!("{}: cannot compile", plugin.display())),
+        )?;
+        let name = plugin.with_extension("cwasm");
+        let out = match out_dir {
+            Some(d) => d.join(name.file_name().unwrap_or_default()),
+            None => name,
+        };
+        setup(
+            std::fs::write(&out, &cwasm)
+                .with_context(|| format!("{}: cannot write", out.display())),
+        )?;
+        println!(
+            "{} -> {} ({} bytes, {} ms, {})",
+            plugin.display(),
+            out.display(),
+            cwasm.len(),
+            started.elapsed().as_millis(),
+            triple.unwrap_or("this machine")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn redrive(
+    manifest: &str,
+    queue: Option<String>,
+    delivery_queue: Option<String>,
+    bus: Option<String>,
+    dry_run: bool,
+) -> Result<ExitCode, SetupError> {
+    let runtime = runtime()?;
+    let report = runtime.block_on(async {
+        let loader = setup(load(manifest).await)?;
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let publisher = Publisher::new(Publisher::client_from(&sdk), PublishConfig::default());
+        let bus = bus.unwrap_or_else(|| loader.manifest().event_bus.clone());
+        if !dry_run {
+            setup(publisher.check_bus(&bus).await)?;
+        }
+        let publisher = (!dry_run).then_some(&publisher);
+        let progress = |done: usize, total: usize| eprintln!("redrive: {done} / {total}");
+        let report = match (queue, delivery_queue) {
+            (Some(q), _) => {
+                crate::redrive::dead_letters(&sqs, &q, loader.pipeline(), publisher, progress).await
+            }
+            (None, Some(q)) => {
+                crate::redrive::deliveries(&sqs, &q, &bus, publisher, progress).await
+            }
+            (None, None) => Err(anyhow::anyhow!("give --queue or --delivery-queue")),
+        };
+        setup(report)
+    })?;
+    for line in &report.lines {
+        println!("{}{line}", if dry_run { "would: " } else { "" });
+    }
+    eprintln!(
+        "redrive{}: {} received, {} done, {} left in the queue",
+        if dry_run { " (dry run)" } else { "" },
+        report.received,
+        report.done,
+        report.left
+    );
+    Ok(if report.left > 0 {
+        ExitCode::from(EXIT_DEAD_LETTERS)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn read_event(path: &Path) -> anyhow::Result<String> {
@@ -150,31 +351,25 @@ fn decode(event: &Path) -> Result<ExitCode, SetupError> {
 }
 
 fn run_event(
-    manifest: &Path,
+    manifest: &str,
     event: &Path,
     dead_letter_dir: &Path,
     publish_within: Option<Duration>,
 ) -> Result<ExitCode, SetupError> {
-    let manifest = setup(Manifest::load(manifest).map_err(anyhow::Error::from))?;
     let text = setup(read_event(event))?;
     let records: Vec<Box<RawValue>> = setup(parse_event(event, &text))?
         .records
         .into_iter()
         .map(RawValue::to_owned)
         .collect();
-    let engine = setup(PluginEngine::new().context("cannot start the plugin engine"))?;
-    let queue_url = manifest.dead_letter_queue.clone();
-    let bus = manifest.event_bus.clone();
-    let pipeline = Arc::new(setup(Pipeline::load(manifest, &engine))?);
-    let runtime = setup(
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime"),
-    )?;
+    let runtime = runtime()?;
     let deadline = tokio::time::Instant::now() + publish_within.unwrap_or(Duration::from_secs(60));
     let mut collected = Vec::new();
     let report = runtime.block_on(async {
+        let loader = setup(load(manifest).await)?;
+        let pipeline = loader.pipeline();
+        let queue_url = loader.manifest().dead_letter_queue.clone();
+        let bus = loader.manifest().event_bus.clone();
         let (publisher, queue) = match publish_within {
             None => (None, None),
             Some(_) => {

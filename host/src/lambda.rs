@@ -12,8 +12,8 @@ use tracing::Instrument as _;
 
 use crate::batch::{self, DeadLetterSink};
 use crate::dead_letter::DeadLetterQueue;
-use crate::pipeline::Pipeline;
 use crate::publish::Publisher;
+use crate::reload::Loader;
 use crate::telemetry::InvocationMetrics;
 
 /// The event Lambda delivers for a DynamoDB stream, each record kept as the exact text
@@ -28,7 +28,8 @@ pub struct StreamBatch {
 
 /// Everything an invocation needs, built once at cold start.
 pub struct Function {
-    pub pipeline: Arc<Pipeline>,
+    /// The manifest and plugins, reloaded between invocations when they change.
+    pub loader: tokio::sync::Mutex<Loader>,
     pub publisher: Publisher,
     pub dead_letters: DeadLetterQueue,
     pub function_name: String,
@@ -57,8 +58,13 @@ pub async fn handle(
             "batch received"
         )
     });
+    let (pipeline, reload_failures) = {
+        let mut loader = function.loader.lock().await;
+        let pipeline = loader.current().instrument(span.clone()).await;
+        (pipeline, loader.reload_failures())
+    };
     let report = batch::run(
-        function.pipeline.clone(),
+        pipeline,
         event.payload.records,
         Some(&function.publisher),
         DeadLetterSink::Queue(&function.dead_letters),
@@ -78,6 +84,7 @@ pub async fn handle(
         put_events_calls: report.put_events_calls,
         put_events_retries: report.put_events_retry_calls,
         plugin_ms: report.plugin_time.as_secs_f64() * 1000.0,
+        reload_failures,
         tenants: report
             .counts_by_tenant()
             .into_iter()
@@ -145,22 +152,36 @@ pub fn deadline_of(deadline_ms: u64) -> tokio::time::Instant {
 }
 
 impl Function {
-    /// Builds the function from its environment: `WEIR_MANIFEST` (the manifest's path),
+    /// Builds the function from its environment: `WEIR_MANIFEST` (a file or `s3://` URL),
     /// the standard AWS SDK configuration, `AWS_LAMBDA_FUNCTION_NAME`, and optionally
-    /// `WEIR_TENANT_METRICS=1` and `WEIR_PUBLISH_CONCURRENCY`. Fails loudly on a missing
-    /// bus or dead-letter queue: a function that cannot keep its promises must not start.
+    /// `WEIR_RELOAD_SECS` (default 60), `WEIR_TENANT_METRICS=1` and
+    /// `WEIR_PUBLISH_CONCURRENCY`. Fails loudly on a missing bus or dead-letter queue: a
+    /// function that cannot keep its promises must not start.
     pub async fn from_env() -> anyhow::Result<Self> {
         use anyhow::Context as _;
-        let manifest_path =
-            std::env::var("WEIR_MANIFEST").context("WEIR_MANIFEST must name the manifest file")?;
-        let manifest = crate::manifest::Manifest::load(std::path::Path::new(&manifest_path))?;
-        let queue_url = manifest.dead_letter_queue.clone().with_context(|| {
-            format!("{manifest_path}: dead_letter_queue must be set for the Lambda function")
-        })?;
-        let engine = crate::plugin::PluginEngine::new()?;
-        let bus = manifest.event_bus.clone();
-        let pipeline = Arc::new(Pipeline::load(manifest, &engine)?);
+        let manifest = std::env::var("WEIR_MANIFEST")
+            .context("WEIR_MANIFEST must name the manifest (a file or s3://bucket/key)")?;
+        let location = crate::store::Location::parse(&manifest)?;
+        let interval = match std::env::var("WEIR_RELOAD_SECS") {
+            Ok(v) => Duration::from_secs(
+                v.parse()
+                    .with_context(|| format!("WEIR_RELOAD_SECS={v:?} is not a number"))?,
+            ),
+            Err(_) => crate::reload::DEFAULT_INTERVAL,
+        };
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let engine = Arc::new(crate::plugin::PluginEngine::new()?);
+        let store = crate::store::Store::with_s3(aws_sdk_s3::Client::new(&sdk));
+        let loader = Loader::load(store, engine, location, interval)
+            .await
+            .with_context(|| format!("{manifest}: cannot load"))?;
+        let (bus, queue_url) = {
+            let m = loader.manifest();
+            (m.event_bus.clone(), m.dead_letter_queue.clone())
+        };
+        let queue_url = queue_url.with_context(|| {
+            format!("{manifest}: dead_letter_queue must be set for the Lambda function")
+        })?;
         let mut publish = crate::publish::PublishConfig::default();
         if let Ok(n) = std::env::var("WEIR_PUBLISH_CONCURRENCY") {
             publish.max_concurrency = n
@@ -176,7 +197,7 @@ impl Function {
             crate::dead_letter::QueueConfig::default(),
         );
         Ok(Function {
-            pipeline,
+            loader: tokio::sync::Mutex::new(loader),
             publisher,
             dead_letters,
             function_name: std::env::var("AWS_LAMBDA_FUNCTION_NAME")

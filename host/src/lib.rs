@@ -2,7 +2,8 @@
 //! Amazon EventBridge.
 //!
 //! Each module does one job: [`record`] decodes stream records, [`manifest`] reads the
-//! configuration, [`plugin`] runs sandboxed plugins, [`validate`] checks what EventBridge
+//! configuration, [`store`] reads files and S3 objects, [`reload`] loads and hot-reloads
+//! the manifest and plugins, [`plugin`] runs sandboxed plugins, [`validate`] checks what EventBridge
 //! would refuse, [`pipeline`] takes each record to its outcome, [`publish`] sends entries
 //! to EventBridge, [`dead_letter`] keeps what was rejected, [`batch`] gives every record of
 //! a batch its verdict, [`lambda`] is the handler, [`telemetry`] logs and measures, and
@@ -17,5 +18,8 @@ pub mod pipeline;
 pub mod plugin;
 pub mod publish;
 pub mod record;
+pub mod redrive;
+pub mod reload;
+pub mod store;
 pub mod telemetry;
 pub mod validate;

@@ -2,9 +2,11 @@
 //! the limits every plugin call runs under.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
+
+use crate::store::Location;
 
 /// The whole configuration, as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -24,18 +26,30 @@ pub struct Manifest {
     pub routes: Vec<Route>,
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantSpec>,
-    /// The directory relative plugin paths are resolved against (the manifest's own).
-    #[serde(skip)]
-    pub base_dir: PathBuf,
+    /// Where the manifest was read from; relative plugin paths are resolved against it.
+    #[serde(skip, default = "no_location")]
+    pub location: Location,
 }
+
+fn no_location() -> Location {
+    Location::File(".".into())
+}
+
+/// The tenant id that serves records whose own tenant has no entry.
+pub const DEFAULT_TENANT: &str = "default";
 
 /// Where a plugin's component lives, and optionally the sha256 it must have.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginSpec {
+    /// A file path (relative to the manifest) or an `s3://` URL.
     pub path: String,
     #[serde(default)]
     pub sha256: Option<String>,
+    /// A precompiled `.cwasm` from `weir compile`; by default the loader looks for one
+    /// next to the plugin (`name.wasm` → `name.cwasm`).
+    #[serde(default)]
+    pub compiled: Option<String>,
 }
 
 /// Records from `table` belong to a tenant named by `tenant`, and publish with `source`.
@@ -47,23 +61,71 @@ pub struct Route {
     pub tenant: TenantSelector,
 }
 
-/// How a record names its tenant.
+/// How a record names its tenant: an attribute, or a pattern over a key attribute.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantSelector {
-    /// A string attribute, read from the new image, else the old image, else the keys.
-    pub attribute: String,
+    /// A string attribute holding the tenant id, read from the new image, else the old
+    /// image, else the keys.
+    #[serde(default)]
+    pub attribute: Option<String>,
+    /// A key attribute whose value embeds the tenant id, e.g. `pk`.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// With `key`: where the id sits, e.g. `TENANT#{tenant}#...` (`...` matches anything).
+    #[serde(default)]
+    pub pattern: Option<String>,
 }
 
-/// One tenant: the plugin that maps its records, its configuration and its limits.
+impl TenantSelector {
+    /// The attribute to read.
+    pub fn attribute_name(&self) -> &str {
+        self.attribute
+            .as_deref()
+            .or(self.key.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// The tenant id within the attribute's value.
+    pub fn extract<'v>(&self, value: &'v str) -> Option<&'v str> {
+        let Some(pattern) = &self.pattern else {
+            return (!value.is_empty()).then_some(value);
+        };
+        let (prefix, rest) = pattern.split_once("{tenant}")?;
+        let after = value.strip_prefix(prefix)?;
+        let (delimiter, open) = match rest.strip_suffix("...") {
+            Some(d) => (d, true),
+            None => (rest, false),
+        };
+        let id = if delimiter.is_empty() {
+            after
+        } else if open {
+            &after[..after.find(delimiter)?]
+        } else {
+            after.strip_suffix(delimiter)?
+        };
+        (!id.is_empty()).then_some(id)
+    }
+}
+
+/// One tenant: the plugins that map its records, its configuration, its limits and the
+/// destinations its events may go to.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantSpec {
-    pub plugin: String,
+    /// The one plugin for this tenant...
+    #[serde(default)]
+    pub plugin: Option<String>,
+    /// ...or several: each record fans out to every one, each with its own instance.
+    #[serde(default)]
+    pub plugins: Vec<String>,
     #[serde(default)]
     pub config: Option<toml::Table>,
     #[serde(default)]
     pub limits: LimitOverrides,
+    /// When set, events for any other destination are refused (`invalid-output`).
+    #[serde(default)]
+    pub destinations: Option<Vec<String>>,
 }
 
 /// Per-call limits a plugin runs under. The defaults are safe for untrusted code.
@@ -149,28 +211,22 @@ impl Manifest {
             file: file.clone(),
             source,
         })?;
-        let base_dir = path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
-        Self::parse(&text, &file, base_dir)
+        Self::parse(&text, Location::File(path.to_path_buf()))
     }
 
-    /// Parses and checks manifest text; `file` names it in errors.
-    pub fn parse(text: &str, file: &str, base_dir: PathBuf) -> Result<Self, ManifestError> {
+    /// Parses and checks manifest text read from `location`.
+    pub fn parse(text: &str, location: Location) -> Result<Self, ManifestError> {
+        let file = location.to_string();
         let mut manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError::Parse {
-            file: file.to_owned(),
+            file: file.clone(),
             message: one_line(&e.to_string()),
         })?;
-        manifest.base_dir = base_dir;
+        manifest.location = location;
         let problems = manifest.problems();
         if problems.is_empty() {
             Ok(manifest)
         } else {
-            Err(ManifestError::Invalid {
-                file: file.to_owned(),
-                problems,
-            })
+            Err(ManifestError::Invalid { file, problems })
         }
     }
 
@@ -181,11 +237,28 @@ impl Manifest {
             problems.push("event_bus is empty".to_owned());
         }
         for (name, tenant) in &self.tenants {
-            if !self.plugins.contains_key(&tenant.plugin) {
+            if tenant.plugin.is_some() == !tenant.plugins.is_empty() {
                 problems.push(format!(
-                    "tenants.{name}.plugin names {:?}, which is not in [plugins]",
-                    tenant.plugin
+                    "tenants.{name} must name exactly one of plugin = \"...\" or plugins = [...]"
                 ));
+            }
+            for plugin in tenant.plugin_names() {
+                if !self.plugins.contains_key(plugin) {
+                    problems.push(format!(
+                        "tenants.{name} names plugin {plugin:?}, which is not in [plugins]"
+                    ));
+                }
+            }
+            let limits = self.limits_for(tenant);
+            for (field, value) in [
+                ("memory_mib", limits.memory_mib),
+                ("time_ms", limits.time_ms),
+                ("max_events", limits.max_events as u64),
+                ("max_entry_bytes", limits.max_entry_bytes as u64),
+            ] {
+                if value == 0 {
+                    problems.push(format!("tenants.{name}: limit {field} must be above 0"));
+                }
             }
         }
         for (name, plugin) in &self.plugins {
@@ -201,21 +274,45 @@ impl Manifest {
             if route.source.is_empty() {
                 problems.push(format!("routes[{i}].source is empty"));
             }
-            if route.tenant.attribute.is_empty() {
-                problems.push(format!("routes[{i}].tenant.attribute is empty"));
+            let t = &route.tenant;
+            match (&t.attribute, &t.key, &t.pattern) {
+                (Some(a), None, None) if !a.is_empty() => {}
+                (None, Some(k), Some(p)) if !k.is_empty() && p.contains("{tenant}") => {}
+                _ => problems.push(format!(
+                    "routes[{i}].tenant must be {{ attribute = \"NAME\" }} or {{ key = \"NAME\", pattern = \"...{{tenant}}...\" }}"
+                )),
             }
         }
         problems
     }
 
-    /// A plugin's file, resolved against the manifest's directory.
-    pub fn plugin_path(&self, spec: &PluginSpec) -> PathBuf {
-        let p = Path::new(&spec.path);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.base_dir.join(p)
+    /// A plugin's location, resolved against the manifest's.
+    pub fn plugin_location(&self, spec: &PluginSpec) -> anyhow::Result<Location> {
+        self.location.join(&spec.path)
+    }
+
+    /// Where a plugin's precompiled `.cwasm` is: as named, or next to the plugin.
+    pub fn compiled_location(&self, spec: &PluginSpec) -> anyhow::Result<Location> {
+        match &spec.compiled {
+            Some(c) => self.location.join(c),
+            None => {
+                let path = spec.path.strip_suffix(".wasm").unwrap_or(&spec.path);
+                self.location.join(&format!("{path}.cwasm"))
+            }
         }
+    }
+
+    /// The tenant serving `id`: its own entry, else the `default` entry.
+    pub fn tenant(&self, id: &str) -> Option<&TenantSpec> {
+        self.tenant_entry(id).map(|(_, t)| t)
+    }
+
+    /// The entry serving `id`, with the entry's name (`id`, or `default`).
+    pub fn tenant_entry(&self, id: &str) -> Option<(&str, &TenantSpec)> {
+        self.tenants
+            .get_key_value(id)
+            .or_else(|| self.tenants.get_key_value(DEFAULT_TENANT))
+            .map(|(k, t)| (k.as_str(), t))
     }
 
     /// The route for a table, if any.
@@ -230,6 +327,18 @@ impl Manifest {
 }
 
 impl TenantSpec {
+    /// The plugins this tenant's records go through, in order.
+    pub fn plugin_names(&self) -> impl Iterator<Item = &str> {
+        self.plugin.iter().chain(&self.plugins).map(String::as_str)
+    }
+
+    /// Whether events for `destination` are allowed.
+    pub fn allows(&self, destination: &str) -> bool {
+        self.destinations
+            .as_ref()
+            .is_none_or(|d| d.iter().any(|x| x == destination))
+    }
+
     /// The tenant's config as JSON text, `{}` when it has none.
     pub fn config_json(&self) -> String {
         match &self.config {
@@ -269,11 +378,20 @@ config = { detail_type = "CustomerChanged", events = ["INSERT", "MODIFY", "REMOV
 
     #[test]
     fn the_documented_form_parses() {
-        let m = Manifest::parse(EXAMPLE, "weir.toml", PathBuf::from("/srv/weir")).expect("parses");
+        let m =
+            Manifest::parse(EXAMPLE, Location::File("/srv/weir/weir.toml".into())).expect("parses");
         assert_eq!(m.event_bus, "weir-demo");
         assert_eq!(
-            m.plugin_path(&m.plugins["mapping"]),
-            PathBuf::from("/srv/weir/../target/plugins/mapping.wasm")
+            m.plugin_location(&m.plugins["mapping"])
+                .expect("location")
+                .to_string(),
+            "/srv/weir/../target/plugins/mapping.wasm"
+        );
+        assert_eq!(
+            m.compiled_location(&m.plugins["mapping"])
+                .expect("location")
+                .to_string(),
+            "/srv/weir/../target/plugins/mapping.cwasm"
         );
         assert_eq!(
             m.route("Customers").map(|r| r.source.as_str()),
@@ -291,7 +409,7 @@ config = { detail_type = "CustomerChanged", events = ["INSERT", "MODIFY", "REMOV
         let text = format!(
             "{EXAMPLE}\n[limits]\ntime_ms = 50\nmemory_mib = 32\n[tenants.globex.limits]\ntime_ms = 7\n"
         );
-        let m = Manifest::parse(&text, "weir.toml", PathBuf::new()).expect("parses");
+        let m = Manifest::parse(&text, Location::File("weir.toml".into())).expect("parses");
         let l = m.limits_for(&m.tenants["globex"]);
         assert_eq!((l.time_ms, l.memory_mib), (7, 32));
     }
@@ -305,21 +423,67 @@ path = "p.wasm"
 sha256 = "abc"
 [tenants.a]
 plugin = "missing"
+limits = { time_ms = 0 }
 "#;
-        let err = Manifest::parse(text, "m.toml", PathBuf::new()).expect_err("invalid");
+        let err = Manifest::parse(text, Location::File("m.toml".into())).expect_err("invalid");
         let msg = err.to_string();
         assert!(msg.starts_with("m.toml: "), "{msg}");
-        for part in ["event_bus is empty", "\"missing\"", "64 hex digits"] {
+        for part in [
+            "event_bus is empty",
+            "\"missing\"",
+            "64 hex digits",
+            "limit time_ms must be above 0",
+        ] {
             assert!(msg.contains(part), "{msg} lacks {part}");
         }
+    }
+
+    #[test]
+    fn tenants_come_from_attributes_or_key_patterns() {
+        let sel = |pattern: &str| TenantSelector {
+            attribute: None,
+            key: Some("pk".into()),
+            pattern: Some(pattern.into()),
+        };
+        assert_eq!(
+            sel("TENANT#{tenant}#...").extract("TENANT#acme#CUST#1"),
+            Some("acme")
+        );
+        assert_eq!(sel("TENANT#{tenant}#...").extract("TENANT#acme"), None);
+        assert_eq!(sel("TENANT#{tenant}#...").extract("ORG#acme#1"), None);
+        assert_eq!(
+            sel("{tenant}/...").extract("globex/orders/1"),
+            Some("globex")
+        );
+        assert_eq!(sel("T-{tenant}").extract("T-initech"), Some("initech"));
+        assert_eq!(sel("T-{tenant}.x").extract("T-initech.x"), Some("initech"));
+        assert_eq!(sel("T-{tenant}...").extract("T-initech"), Some("initech"));
+        let attr = TenantSelector {
+            attribute: Some("t".into()),
+            key: None,
+            pattern: None,
+        };
+        assert_eq!(attr.extract("acme"), Some("acme"));
+        assert_eq!(attr.extract(""), None);
+    }
+
+    #[test]
+    fn a_default_tenant_serves_the_rest() {
+        let text = format!(
+            "{EXAMPLE}\n[tenants.default]\nplugin = \"mapping\"\ndestinations = [\"crm\"]\n"
+        );
+        let m = Manifest::parse(&text, Location::File("m.toml".into())).expect("parses");
+        assert!(m.tenant("globex").is_some_and(|t| t.destinations.is_none()));
+        let fallback = m.tenant("unknown").expect("default");
+        assert!(fallback.allows("crm") && !fallback.allows("slack"));
+        assert!(m.tenants["globex"].allows("anything"));
     }
 
     #[test]
     fn unknown_keys_are_refused() {
         let err = Manifest::parse(
             &format!("{EXAMPLE}\nevent_buss = 1\n"),
-            "m.toml",
-            PathBuf::new(),
+            Location::File("m.toml".into()),
         )
         .expect_err("unknown key");
         assert!(err.to_string().contains("event_buss"), "{err}");

@@ -2,15 +2,15 @@
 //! ends in exactly one [`Outcome`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use anyhow::Context as _;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use sha2::Digest as _;
 
 use crate::dead_letter::{DeadLetter, PluginRef, Reason};
-use crate::manifest::{Limits, Manifest};
-use crate::plugin::{Blame, Plugin, PluginEngine, PluginEvent, PluginInstance};
+use crate::manifest::{DEFAULT_TENANT, Limits, Manifest};
+use crate::plugin::{Blame, Plugin, PluginEvent, PluginInstance};
 use crate::record::{self, StreamRecord, write_json_string};
 use crate::validate::{self, MAX_DETAIL_DEPTH, MAX_DETAIL_TYPE_CHARS, MAX_RESOURCE_CHARS};
 
@@ -24,6 +24,9 @@ pub struct Entry {
     pub detail: String,
     pub event_bus_name: String,
     pub resources: Vec<String>,
+    /// The plugin that produced it, for the dead letter if EventBridge refuses it.
+    #[serde(skip)]
+    pub plugin: Arc<PluginRef>,
 }
 
 impl Entry {
@@ -60,7 +63,6 @@ pub enum Outcome {
     Publish {
         entries: Vec<Entry>,
         tenant: String,
-        plugin: PluginRef,
     },
     Filtered {
         reason: FilterReason,
@@ -90,38 +92,32 @@ impl Outcome {
 /// The manifest with its plugins loaded.
 pub struct Pipeline {
     manifest: Manifest,
-    plugins: HashMap<String, Plugin>,
+    plugins: HashMap<String, Arc<Plugin>>,
     configs: HashMap<String, String>,
 }
 
 impl Pipeline {
-    /// Loads every plugin the manifest's tenants use; fails on the first that cannot load.
-    pub fn load(manifest: Manifest, engine: &PluginEngine) -> anyhow::Result<Self> {
-        let mut plugins = HashMap::new();
-        for (name, spec) in &manifest.plugins {
-            if !manifest.tenants.values().any(|t| &t.plugin == name) {
-                continue;
-            }
-            let path = manifest.plugin_path(spec);
-            let plugin = engine
-                .load_file(name, &path, spec.sha256.as_deref())
-                .with_context(|| format!("plugin {name:?}"))?;
-            plugins.insert(name.clone(), plugin);
-        }
+    /// A pipeline over a checked manifest and its loaded plugins.
+    pub fn new(manifest: Manifest, plugins: HashMap<String, Arc<Plugin>>) -> Self {
         let configs = manifest
             .tenants
             .iter()
             .map(|(id, t)| (id.clone(), t.config_json()))
             .collect();
-        Ok(Pipeline {
+        Pipeline {
             manifest,
             plugins,
             configs,
-        })
+        }
     }
 
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// The loaded plugins by name.
+    pub fn plugins(&self) -> &HashMap<String, Arc<Plugin>> {
+        &self.plugins
     }
 
     /// Starts a batch: instances are created on first use and live until the batch ends.
@@ -150,13 +146,21 @@ impl Batch<'_> {
         let Some(route) = manifest.route(parsed.table()) else {
             return Outcome::filtered(FilterReason::NoRoute, None);
         };
-        let Some(tenant_id) = parsed.string_attribute(&route.tenant.attribute) else {
-            return Outcome::filtered(FilterReason::NoTenant, None);
+        let own_id = parsed
+            .string_attribute(route.tenant.attribute_name())
+            .and_then(|v| route.tenant.extract(v));
+        let Some((entry, tenant)) = manifest.tenant_entry(own_id.unwrap_or(DEFAULT_TENANT)) else {
+            return Outcome::filtered(
+                if own_id.is_some() {
+                    FilterReason::UnknownTenant
+                } else {
+                    FilterReason::NoTenant
+                },
+                own_id,
+            );
         };
-        let tenant_id = tenant_id.to_owned();
-        let Some(tenant) = manifest.tenants.get(&tenant_id) else {
-            return Outcome::filtered(FilterReason::UnknownTenant, Some(&tenant_id));
-        };
+        // A record served by the default entry still runs as its own tenant.
+        let tenant_id = own_id.unwrap_or(DEFAULT_TENANT).to_owned();
         let record = match parsed.decode() {
             Ok(r) => r,
             Err(e) => {
@@ -173,75 +177,96 @@ impl Batch<'_> {
             }
         };
         let limits = manifest.limits_for(tenant);
-        let Some(plugin) = self.pipeline.plugins.get(&tenant.plugin) else {
-            return dead(
-                raw,
-                "host-error",
-                format!("plugin {:?} is not loaded", tenant.plugin),
-                Blame::Host,
-            );
-        };
         let config = self
             .pipeline
             .configs
-            .get(&tenant_id)
+            .get(entry)
             .map_or("{}", String::as_str);
-        let key = (tenant_id.clone(), tenant.plugin.clone());
-        let result = match self.instances.get_mut(&key) {
-            Some(instance) => instance.transform(&record, config).result,
-            None => match plugin.instantiate(&tenant_id, limits) {
-                Ok(mut instance) => {
-                    let r = instance.transform(&record, config).result;
-                    self.instances.insert(key.clone(), instance);
-                    r
+        let reject =
+            |kind: &'static str, message: String, blame: Blame, plugin: Option<&Plugin>| {
+                let mut letter = DeadLetter::new(
+                    raw,
+                    Reason {
+                        kind,
+                        message,
+                        blame,
+                    },
+                );
+                letter.tenant = Some(tenant_id.clone());
+                letter.plugin = plugin.map(|p| p.reference().as_ref().clone());
+                Outcome::DeadLetter(Box::new(letter))
+            };
+        let mut entries = Vec::new();
+        for name in tenant.plugin_names() {
+            let Some(plugin) = self.pipeline.plugins.get(name) else {
+                return reject(
+                    "host-error",
+                    format!("plugin {name:?} is not loaded"),
+                    Blame::Host,
+                    None,
+                );
+            };
+            let key = (tenant_id.clone(), name.to_owned());
+            let result = match self.instances.get_mut(&key) {
+                Some(instance) => instance.transform(&record, config).result,
+                None => plugin
+                    .instantiate(&tenant_id, limits)
+                    .map(|mut instance| {
+                        let r = instance.transform(&record, config).result;
+                        self.instances.insert(key.clone(), instance);
+                        r
+                    })
+                    .and_then(|r| r),
+            };
+            let events = match result {
+                Ok(events) => events,
+                Err(e) => {
+                    if e.poisons_instance() {
+                        // A trapped instance is never reused: the next record gets a fresh one.
+                        self.instances.remove(&key);
+                    }
+                    return reject(e.kind(), e.to_string(), e.blame(), Some(plugin));
                 }
-                Err(e) => Err(e),
-            },
-        };
-        let plugin_ref = PluginRef {
-            name: plugin.name().to_owned(),
-            sha256: plugin.sha256().to_owned(),
-        };
-        let reject = |kind: &'static str, message: String, blame: Blame| {
-            let mut letter = DeadLetter::new(
-                raw,
-                Reason {
-                    kind,
-                    message,
-                    blame,
-                },
-            );
-            letter.tenant = Some(tenant_id.clone());
-            letter.plugin = Some(plugin_ref.clone());
-            Outcome::DeadLetter(Box::new(letter))
-        };
-        let events = match result {
-            Ok(events) => events,
-            Err(e) => {
-                if e.poisons_instance() {
-                    // A trapped instance is never reused: the next record gets a fresh one.
-                    self.instances.remove(&key);
-                }
-                return reject(e.kind(), e.to_string(), e.blame());
+            };
+            if let Some(e) = events.iter().find(|e| !tenant.allows(&e.destination)) {
+                return reject(
+                    "invalid-output",
+                    format!(
+                        "event for destination {:?}, which tenant {tenant_id:?} may not use (allowed: {})",
+                        e.destination,
+                        tenant
+                            .destinations
+                            .as_deref()
+                            .unwrap_or_default()
+                            .join(", ")
+                    ),
+                    Blame::Plugin,
+                    Some(plugin),
+                );
             }
-        };
-        if events.is_empty() {
+            let first = entries.len();
+            match build_entries(
+                &record,
+                &tenant_id,
+                &route.source,
+                manifest,
+                &limits,
+                plugin,
+                first,
+                events,
+            ) {
+                Ok(built) => entries.extend(built),
+                Err(EntryError { kind, message }) => {
+                    return reject(kind, message, Blame::Plugin, Some(plugin));
+                }
+            }
+        }
+        if entries.is_empty() {
             return Outcome::filtered(FilterReason::NoEvents, Some(&tenant_id));
         }
-        match build_entries(
-            &record,
-            &tenant_id,
-            &route.source,
-            manifest,
-            &limits,
-            events,
-        ) {
-            Ok(entries) => Outcome::Publish {
-                entries,
-                tenant: tenant_id.clone(),
-                plugin: plugin_ref.clone(),
-            },
-            Err(EntryError { kind, message }) => reject(kind, message, Blame::Plugin),
+        Outcome::Publish {
+            entries,
+            tenant: tenant_id,
         }
     }
 }
@@ -270,12 +295,15 @@ fn invalid(message: String) -> EntryError {
 }
 
 /// Validates the plugin's events and wraps each in weir's metadata envelope.
+#[allow(clippy::too_many_arguments)]
 fn build_entries(
     record: &StreamRecord,
     tenant: &str,
     source: &str,
     manifest: &Manifest,
     limits: &Limits,
+    plugin: &Plugin,
+    first_index: usize,
     events: Vec<PluginEvent>,
 ) -> Result<Vec<Entry>, EntryError> {
     if events.len() > limits.max_events {
@@ -302,8 +330,8 @@ fn build_entries(
         });
     }
     let mut entries = Vec::with_capacity(events.len());
-    for (index, event) in events.into_iter().enumerate() {
-        let n = index + 1;
+    for (i, event) in events.into_iter().enumerate() {
+        let (n, index) = (i + 1, first_index + i);
         let chars = event.detail_type.chars().count();
         if chars == 0 || chars > MAX_DETAIL_TYPE_CHARS {
             return Err(invalid(format!(
@@ -326,13 +354,14 @@ fn build_entries(
         // The envelope adds one level of nesting around the payload.
         validate::check_detail(&event.detail, MAX_DETAIL_DEPTH - 1)
             .map_err(|e| invalid(format!("event {n}: {e}")))?;
-        let detail = envelope(record, tenant, index, &event);
+        let detail = envelope(record, tenant, plugin.name(), index, &event);
         let entry = Entry {
             source: source.to_owned(),
             detail_type: event.detail_type,
             detail,
             event_bus_name: manifest.event_bus.clone(),
             resources: event.resources,
+            plugin: plugin.reference().clone(),
         };
         let size = entry.size();
         if size > limits.max_entry_bytes {
@@ -351,7 +380,13 @@ fn build_entries(
 
 /// `{"metadata": {...}, "payload": DETAIL}`, written as text so the payload's digits are
 /// kept exactly as the plugin wrote them.
-fn envelope(record: &StreamRecord, tenant: &str, index: usize, event: &PluginEvent) -> String {
+fn envelope(
+    record: &StreamRecord,
+    tenant: &str,
+    plugin: &str,
+    index: usize,
+    event: &PluginEvent,
+) -> String {
     let mut out = String::with_capacity(event.detail.len() + 320);
     out.push_str("{\"metadata\":{\"id\":");
     write_json_string(&event_id(&record.event_id, index), &mut out);
@@ -359,6 +394,8 @@ fn envelope(record: &StreamRecord, tenant: &str, index: usize, event: &PluginEve
     write_json_string(tenant, &mut out);
     out.push_str(",\"destination\":");
     write_json_string(&event.destination, &mut out);
+    out.push_str(",\"plugin\":");
+    write_json_string(plugin, &mut out);
     out.push_str(",\"table\":");
     write_json_string(&record.table, &mut out);
     out.push_str(",\"eventID\":");

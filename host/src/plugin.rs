@@ -8,6 +8,10 @@
 //! zero. Any other import (`wasi:http`, `wasi:sockets`, anything unknown) is refused when
 //! the plugin is loaded, with a message naming the import.
 
+use std::collections::HashMap;
+use std::hash::{Hash as _, Hasher as _};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +20,7 @@ use wasmtime::component::{Component, Linker, ResourceTable, types::ComponentItem
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use crate::dead_letter::PluginRef;
 use crate::manifest::Limits;
 use crate::record::{Change, StreamRecord};
 
@@ -111,11 +116,8 @@ pub enum Blame {
 /// A plugin that cannot be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{path}: cannot read plugin: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("{path}: cannot read plugin: {message}")]
+    Read { path: String, message: String },
     #[error("{path}: sha256 is {actual}, but the manifest pins {pinned}; refusing to load")]
     PinMismatch {
         path: String,
@@ -134,20 +136,59 @@ pub enum LoadError {
     Contract { path: String, message: String },
 }
 
-/// The shared wasmtime engine and the linker every plugin is instantiated against.
+/// The shared wasmtime engine, the linker every plugin is instantiated against, and the
+/// cache of compiled plugins.
+///
+/// Compiled components are cached by the sha256 of the plugin's bytes: in memory, and as
+/// `.cwasm` files under a cache directory whose names also carry the engine's settings
+/// and version. An identical plugin uploaded under another name is never compiled twice.
 pub struct PluginEngine {
     engine: Engine,
     linker: Linker<PluginState>,
+    compiled: Mutex<HashMap<String, Component>>,
+    cache_dir: Option<PathBuf>,
+    engine_tag: String,
+    compiles: AtomicUsize,
+}
+
+/// The first line of a `.cwasm` written by `weir compile`: it names the plugin it was
+/// compiled from, so a stale one is never used for a changed plugin.
+const CWASM_MAGIC: &str = "weir-cwasm-1";
+
+/// The Lambda architectures `weir compile --target` can precompile for.
+pub fn target_triple(arch: &str) -> Option<&'static str> {
+    match arch {
+        "x86_64" => Some("x86_64-unknown-linux-gnu"),
+        "aarch64" | "arm64" => Some("aarch64-unknown-linux-gnu"),
+        _ => None,
+    }
+}
+
+fn engine_config(target: Option<&str>) -> anyhow::Result<wasmtime::Config> {
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.max_wasm_stack(1 << 20);
+    if let Some(t) = target {
+        config.target(t)?;
+    }
+    Ok(config)
 }
 
 impl PluginEngine {
-    /// Builds the engine and starts the epoch ticker that enforces time limits.
+    /// Builds the engine and starts the epoch ticker that enforces time limits. Compiled
+    /// plugins are also cached on disk under `WEIR_CACHE_DIR` if set, else
+    /// `$TMPDIR/weir-cache` (in Lambda, `/tmp/weir-cache`).
     pub fn new() -> anyhow::Result<Self> {
-        let mut config = wasmtime::Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        config.max_wasm_stack(1 << 20);
-        let engine = Engine::new(&config)?;
+        let dir = std::env::var_os("WEIR_CACHE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| std::env::temp_dir().join("weir-cache"));
+        Self::with_cache_dir(Some(dir))
+    }
+
+    /// The engine with a given disk cache (or none).
+    pub fn with_cache_dir(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+        let engine = Engine::new(&engine_config(None)?)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         bindings::Plugin::add_to_linker::<PluginState, wasmtime::component::HasSelf<PluginState>>(
@@ -167,16 +208,153 @@ impl PluginEngine {
                     }
                 }
             })?;
-        Ok(PluginEngine { engine, linker })
+        let engine_tag = engine_tag(&engine);
+        Ok(PluginEngine {
+            engine,
+            linker,
+            compiled: Mutex::new(HashMap::new()),
+            cache_dir,
+            engine_tag,
+            compiles: AtomicUsize::new(0),
+        })
+    }
+
+    /// How many plugins this engine has compiled (not taken from a cache).
+    pub fn compiles(&self) -> usize {
+        self.compiles.load(Ordering::Relaxed)
+    }
+
+    /// Precompiles a plugin into a `.cwasm` for `target` (`None`: this machine), with the
+    /// same settings the runtime uses.
+    pub fn precompile(bytes: &[u8], target: Option<&str>) -> anyhow::Result<Vec<u8>> {
+        let engine = Engine::new(&engine_config(target)?)?;
+        let sha256 = hex::encode(sha2::Sha256::digest(bytes));
+        let compiled = engine.precompile_component(bytes)?;
+        let mut out = format!("{CWASM_MAGIC} {sha256}\n").into_bytes();
+        out.extend_from_slice(&compiled);
+        Ok(out)
+    }
+
+    /// The compiled component for `bytes` (whose hash is `sha256`): from memory, from a
+    /// valid precompiled `.cwasm`, from the disk cache, or compiled now.
+    fn component(
+        &self,
+        path: &str,
+        sha256: &str,
+        bytes: &[u8],
+        precompiled: Option<&[u8]>,
+    ) -> Result<Component, LoadError> {
+        if let Some(c) = self
+            .compiled
+            .lock()
+            .ok()
+            .and_then(|m| m.get(sha256).cloned())
+        {
+            return Ok(c);
+        }
+        let component = match precompiled.map(|p| self.deserialize_cwasm(sha256, p)) {
+            Some(Ok(c)) => Some(c),
+            Some(Err(why)) => {
+                tracing::warn!(
+                    plugin = path,
+                    "precompiled plugin not used, compiling instead: {why}"
+                );
+                None
+            }
+            None => None,
+        };
+        let component = match component.or_else(|| self.from_disk_cache(sha256)) {
+            Some(c) => c,
+            None => {
+                if precompiled.is_none() {
+                    tracing::info!(plugin = path, "compiling plugin (no precompiled .cwasm)");
+                }
+                self.compiles.fetch_add(1, Ordering::Relaxed);
+                let c = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
+                    path: path.to_owned(),
+                    message: format!("{e:#}"),
+                })?;
+                self.to_disk_cache(sha256, &c);
+                c
+            }
+        };
+        if let Ok(mut m) = self.compiled.lock() {
+            m.insert(sha256.to_owned(), component.clone());
+        }
+        Ok(component)
+    }
+
+    fn deserialize_cwasm(&self, sha256: &str, cwasm: &[u8]) -> Result<Component, String> {
+        let newline = cwasm
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or("not a weir .cwasm (no header)")?;
+        let header = std::str::from_utf8(&cwasm[..newline]).map_err(|_| "not a weir .cwasm")?;
+        let (magic, made_from) = header.split_once(' ').ok_or("not a weir .cwasm")?;
+        if magic != CWASM_MAGIC {
+            return Err(format!("not a weir .cwasm (header {magic:?})"));
+        }
+        if made_from != sha256 {
+            return Err(format!(
+                "it was compiled from a plugin with sha256 {made_from}, not this one ({sha256})"
+            ));
+        }
+        // SAFETY: wasmtime checks the artifact was made by a compatible engine (version,
+        // settings, target). The bytes must come from `weir compile`: whoever can write
+        // them can run native code in the host, so they need the same trust as the host.
+        unsafe { Component::deserialize(&self.engine, &cwasm[newline + 1..]) }
+            .map_err(|e| format!("{e:#}"))
+    }
+
+    fn cache_file(&self, sha256: &str) -> Option<PathBuf> {
+        self.cache_dir
+            .as_ref()
+            .map(|d| d.join(format!("{sha256}-{}.cwasm", self.engine_tag)))
+    }
+
+    fn from_disk_cache(&self, sha256: &str) -> Option<Component> {
+        let file = self.cache_file(sha256)?;
+        if !file.exists() {
+            return None;
+        }
+        // SAFETY: only weir writes this directory, from `Component::serialize`, under a
+        // name that carries this engine's compatibility hash.
+        match unsafe { Component::deserialize_file(&self.engine, &file) } {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(file = %file.display(), "ignoring unreadable compiled cache entry: {e:#}");
+                None
+            }
+        }
+    }
+
+    fn to_disk_cache(&self, sha256: &str, component: &Component) {
+        let Some(file) = self.cache_file(sha256) else {
+            return;
+        };
+        let write = || -> anyhow::Result<()> {
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+            std::fs::write(&tmp, component.serialize()?)?;
+            std::fs::rename(&tmp, &file)?;
+            Ok(())
+        };
+        if let Err(e) = write() {
+            tracing::warn!(file = %file.display(), "cannot write compiled cache entry: {e:#}");
+        }
     }
 
     /// Loads a component from bytes: checks its pin, its imports and its exports.
+    /// `precompiled` is a `.cwasm` from `weir compile`, used when valid for this engine.
     pub fn load(
         &self,
         name: &str,
         path: &str,
         bytes: &[u8],
         pinned_sha256: Option<&str>,
+        precompiled: Option<&[u8]>,
     ) -> Result<Plugin, LoadError> {
         let sha256 = hex::encode(sha2::Sha256::digest(bytes));
         if let Some(pin) = pinned_sha256
@@ -188,10 +366,7 @@ impl PluginEngine {
                 actual: sha256,
             });
         }
-        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
-            path: path.to_owned(),
-            message: format!("{e:#}"),
-        })?;
+        let component = self.component(path, &sha256, bytes, precompiled)?;
         for (import, _) in component.component_type().imports(&self.engine) {
             if let Some(why) = forbidden(import) {
                 return Err(LoadError::ForbiddenImport {
@@ -225,25 +400,21 @@ impl PluginEngine {
             })?;
         Ok(Plugin {
             name: name.to_owned(),
+            reference: Arc::new(PluginRef {
+                name: name.to_owned(),
+                sha256: sha256.clone(),
+            }),
             sha256,
             pre,
         })
     }
+}
 
-    /// Reads and loads a component file.
-    pub fn load_file(
-        &self,
-        name: &str,
-        path: &std::path::Path,
-        pinned_sha256: Option<&str>,
-    ) -> Result<Plugin, LoadError> {
-        let shown = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: shown.clone(),
-            source,
-        })?;
-        self.load(name, &shown, &bytes, pinned_sha256)
-    }
+/// A short tag for the engine's compatibility (wasmtime version and settings).
+fn engine_tag(engine: &Engine) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    format!("{:016x}", h.finish())
 }
 
 fn forbidden(import: &str) -> Option<&'static str> {
@@ -265,6 +436,7 @@ fn forbidden(import: &str) -> Option<&'static str> {
 pub struct Plugin {
     name: String,
     sha256: String,
+    reference: Arc<PluginRef>,
     pre: bindings::PluginPre<PluginState>,
 }
 
@@ -276,6 +448,11 @@ impl Plugin {
     /// The sha256 of the component's bytes, as a manifest would pin it.
     pub fn sha256(&self) -> &str {
         &self.sha256
+    }
+
+    /// Name and hash, as dead letters carry them.
+    pub fn reference(&self) -> &Arc<PluginRef> {
+        &self.reference
     }
 
     /// A fresh instance for one tenant. Instances are never shared across tenants.

@@ -30,7 +30,7 @@ pub fn init_lambda() {
         .json()
         .flatten_event(true)
         .with_current_span(true)
-        .with_span_list(false)
+        .with_span_list(true)
         .with_env_filter(filter("info"))
         .with_writer(std::io::stdout)
         .with_target(false)
@@ -50,6 +50,8 @@ pub struct InvocationMetrics {
     pub put_events_calls: usize,
     pub put_events_retries: usize,
     pub plugin_ms: f64,
+    /// Reloads that failed so far in this process (the old version kept serving).
+    pub reload_failures: usize,
     /// Per tenant: (records, published, filtered, dead-lettered, retried).
     pub tenants: Vec<(String, [usize; 5])>,
 }
@@ -80,6 +82,7 @@ impl InvocationMetrics {
                             count("DeadLettered"), count("Retried"), count("EntriesPublished"),
                             count("PutEventsCalls"), count("PutEventsRetries"),
                             {"Name": "PluginTime", "Unit": "Milliseconds"},
+                            count("ReloadFailures"),
                         ],
                     }],
                 },
@@ -93,6 +96,7 @@ impl InvocationMetrics {
                 "PutEventsCalls": self.put_events_calls,
                 "PutEventsRetries": self.put_events_retries,
                 "PluginTime": self.plugin_ms,
+                "ReloadFailures": self.reload_failures,
             })
             .to_string(),
         ];
@@ -141,6 +145,7 @@ mod tests {
             put_events_calls: 2,
             put_events_retries: 1,
             plugin_ms: 1.5,
+            reload_failures: 0,
             tenants: vec![("acme".into(), [5, 2, 1, 1, 1])],
         };
         let docs = m.emf("weir-fn", 1_700_000_000_000, true);
