@@ -470,3 +470,77 @@ fn setup_errors_exit_2_with_one_clear_line() {
         assert!(out.stdout.is_empty());
     }
 }
+
+#[test]
+fn check_reports_every_problem_at_once() {
+    let out = weir(&["check", "--manifest", "examples/weir.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 2 plugins, 2 tenants, 1 routes"));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"not wasm").expect("write");
+    let mapping = plugin("mapping");
+    let m = manifest(
+        dir.path(),
+        &[
+            ("mapping", &mapping, Some(&"1".repeat(64))),
+            ("garbage", &garbage, None),
+            ("gone", Path::new("/nonexistent.wasm"), None),
+        ],
+        "[tenants.a]\nplugin = \"mapping\"\n[tenants.b]\nplugin = \"garbage\"\n[tenants.c]\nplugin = \"gone\"\n",
+    );
+    let out = weir(&["check", "--manifest", m.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("plugins.mapping:") && text.contains("refusing to load"),
+        "{text}"
+    );
+    assert!(
+        text.contains("plugins.garbage:") && text.contains("not a valid WebAssembly component"),
+        "{text}"
+    );
+    assert!(
+        text.contains("plugins.gone:") && text.contains("/nonexistent.wasm: cannot read"),
+        "{text}"
+    );
+    assert!(text.contains("3 problems"), "{text}");
+}
+
+#[test]
+fn compile_writes_cwasm_for_both_lambda_architectures() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("mapping.wasm");
+    std::fs::copy(plugin("mapping"), &src).expect("copy");
+    for target in ["x86_64", "aarch64"] {
+        let out_dir = dir.path().join(target);
+        std::fs::create_dir_all(&out_dir).expect("mkdir");
+        let out = weir(&[
+            "compile",
+            src.to_str().expect("utf-8"),
+            "--target",
+            target,
+            "--out-dir",
+            out_dir.to_str().expect("utf-8"),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let cwasm = std::fs::read(out_dir.join("mapping.cwasm")).expect("cwasm written");
+        assert!(
+            cwasm.starts_with(b"weir-cwasm-1 "),
+            "header names the plugin it was made from"
+        );
+        // The precompiled code is an ELF object for the named CPU (e_machine at byte 18).
+        let body = &cwasm[cwasm.iter().position(|&b| b == b'\n').expect("header") + 1..];
+        assert_eq!(&body[..4], b"\x7fELF");
+        let machine = u16::from_le_bytes([body[18], body[19]]);
+        assert_eq!(
+            machine,
+            if target == "x86_64" { 62 } else { 183 },
+            "{target}"
+        );
+    }
+    let out = weir(&["compile", src.to_str().expect("utf-8"), "--target", "sparc"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("expected x86_64 or aarch64"));
+}

@@ -874,3 +874,95 @@ async fn every_record_is_accounted_for() {
             .all(|s| s.parse::<u64>().is_ok_and(|n| n % 100 == 3))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_handler_picks_up_a_plugin_replaced_in_s3() {
+    let fake = FakeEventBridge::start(|_, entries| accept_all(entries));
+    let moto = Moto::start();
+    let config = sdk_config(&moto.endpoint());
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket()
+        .bucket("warm")
+        .send()
+        .await
+        .expect("bucket");
+    let put = |key: &'static str, bytes: Vec<u8>| {
+        let s3 = s3.clone();
+        async move {
+            s3.put_object()
+                .bucket("warm")
+                .key(key)
+                .body(bytes.into())
+                .send()
+                .await
+                .expect("put");
+        }
+    };
+    put(
+        "plugins/p.wasm",
+        std::fs::read(plugin("mapping")).expect("read"),
+    )
+    .await;
+    let manifest = format!(
+        "event_bus = \"fake\"\ndead_letter_queue = \"{}/123456789012/unused\"\n[plugins.mapping]\npath = \"plugins/p.wasm\"\n[[routes]]\ntable = \"Customers\"\nsource = \"weir.customers\"\ntenant = {{ attribute = \"tenantId\" }}\n{GLOBEX}",
+        moto.endpoint()
+    );
+    put("weir.toml", manifest.into_bytes()).await;
+    // Interval zero: every invocation checks (conditional GETs) for a new version.
+    let loader = Loader::load(
+        Store::with_s3(s3.clone()),
+        Arc::new(PluginEngine::with_cache_dir(None).expect("engine")),
+        Location::parse("s3://warm/weir.toml").expect("url"),
+        Duration::ZERO,
+    )
+    .await
+    .expect("loads from S3");
+    let f = Function {
+        loader: tokio::sync::Mutex::new(loader),
+        publisher: Publisher::new(
+            Publisher::client_from(&sdk_config(&fake.endpoint())),
+            fast_publish(),
+        ),
+        dead_letters: DeadLetterQueue::new(
+            aws_sdk_sqs::Client::new(&config),
+            format!("{}/123456789012/unused", moto.endpoint()),
+            QueueConfig::default(),
+        ),
+        function_name: "warm".into(),
+        tenant_metrics: false,
+    };
+    let types = |calls: &[Vec<Value>]| -> Vec<String> {
+        calls
+            .iter()
+            .flatten()
+            .map(|e| e["DetailType"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    handle(
+        &f,
+        event(globex_records(1, |_| None), Duration::from_secs(10)),
+    )
+    .await
+    .expect("first");
+    assert_eq!(types(&fake.calls()), ["CustomerChanged"]);
+    put(
+        "plugins/p.wasm",
+        std::fs::read(plugin("echo-state")).expect("read"),
+    )
+    .await;
+    handle(
+        &f,
+        event(globex_records(1, |_| None), Duration::from_secs(10)),
+    )
+    .await
+    .expect("second");
+    assert_eq!(
+        types(&fake.calls()),
+        ["CustomerChanged", "EchoState"],
+        "the same warm function now runs the new plugin"
+    );
+}

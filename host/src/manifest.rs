@@ -237,7 +237,7 @@ impl Manifest {
             problems.push("event_bus is empty".to_owned());
         }
         for (name, tenant) in &self.tenants {
-            if tenant.plugin.is_some() == !tenant.plugins.is_empty() {
+            if tenant.plugin.is_some() != tenant.plugins.is_empty() {
                 problems.push(format!(
                     "tenants.{name} must name exactly one of plugin = \"...\" or plugins = [...]"
                 ));

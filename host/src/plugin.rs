@@ -263,7 +263,7 @@ impl PluginEngine {
             }
             None => None,
         };
-        let component = match component.or_else(|| self.from_disk_cache(sha256)) {
+        let component = match component.or_else(|| self.read_disk_cache(sha256)) {
             Some(c) => c,
             None => {
                 if precompiled.is_none() {
@@ -274,7 +274,7 @@ impl PluginEngine {
                     path: path.to_owned(),
                     message: format!("{e:#}"),
                 })?;
-                self.to_disk_cache(sha256, &c);
+                self.write_disk_cache(sha256, &c);
                 c
             }
         };
@@ -312,7 +312,7 @@ impl PluginEngine {
             .map(|d| d.join(format!("{sha256}-{}.cwasm", self.engine_tag)))
     }
 
-    fn from_disk_cache(&self, sha256: &str) -> Option<Component> {
+    fn read_disk_cache(&self, sha256: &str) -> Option<Component> {
         let file = self.cache_file(sha256)?;
         if !file.exists() {
             return None;
@@ -328,7 +328,7 @@ impl PluginEngine {
         }
     }
 
-    fn to_disk_cache(&self, sha256: &str, component: &Component) {
+    fn write_disk_cache(&self, sha256: &str, component: &Component) {
         let Some(file) = self.cache_file(sha256) else {
             return;
         };

@@ -310,3 +310,48 @@ fn entry_of(body: &str, bus: &str, origin: &Arc<PluginRef>) -> Option<Entry> {
         plugin: origin.clone(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delivery_event_goes_back_with_its_detail_byte_for_byte() {
+        let origin = Arc::new(PluginRef {
+            name: "redrive".into(),
+            sha256: String::new(),
+        });
+        let body = r#"{"version":"0","id":"x","detail-type":"T","source":"weir.s","resources":["arn:r"],"detail":{"payload":{"tiny":0.000000000000000000000000000000000001,"big":"12345678901234567890123456789012345678"}}}"#;
+        let entry = entry_of(body, "bus", &origin).expect("an event");
+        assert_eq!(
+            entry.detail,
+            r#"{"payload":{"tiny":0.000000000000000000000000000000000001,"big":"12345678901234567890123456789012345678"}}"#
+        );
+        assert_eq!(
+            (
+                entry.source.as_str(),
+                entry.detail_type.as_str(),
+                entry.event_bus_name.as_str()
+            ),
+            ("weir.s", "T", "bus")
+        );
+        assert_eq!(entry.resources, ["arn:r"]);
+        assert!(
+            entry_of(
+                r#"{"source":"s","detail-type":"T","detail":[1]}"#,
+                "bus",
+                &origin
+            )
+            .is_none()
+        );
+        assert!(entry_of("not json", "bus", &origin).is_none());
+    }
+
+    #[test]
+    fn only_weir_dead_letters_yield_records() {
+        let r = record_of(r#"{"weirVersion":"0.1.0","record":{"eventID":"a",  "x":1.50}}"#)
+            .expect("record");
+        assert_eq!(r.get(), r#"{"eventID":"a",  "x":1.50}"#);
+        assert!(record_of(r#"{"something":"else"}"#).is_none());
+    }
+}

@@ -1,0 +1,728 @@
+//! Drop-in plugins against a real moto server (S3, SQS, EventBridge): manifests and
+//! plugins in S3, hot reload, the compiled cache, tenant isolation, and redrive.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use support::*;
+use weir::batch::{self, DeadLetterSink, Verdict};
+use weir::dead_letter::{DeadLetterQueue, QueueConfig};
+use weir::plugin::PluginEngine;
+use weir::publish::{PublishConfig, Publisher};
+use weir::reload::Loader;
+use weir::store::{Location, Store};
+
+struct S3 {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl S3 {
+    async fn new(moto: &Moto, bucket: &str) -> S3 {
+        let conf = aws_sdk_s3::config::Builder::from(&sdk_config(&moto.endpoint()))
+            .force_path_style(true)
+            .build();
+        let client = aws_sdk_s3::Client::from_conf(conf);
+        client
+            .create_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("bucket");
+        S3 {
+            client,
+            bucket: bucket.to_owned(),
+        }
+    }
+
+    async fn put(&self, key: &str, bytes: Vec<u8>) {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(bytes.into())
+            .send()
+            .await
+            .expect("put object");
+    }
+
+    fn url(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+
+    fn store(&self) -> Store {
+        Store::with_s3(self.client.clone())
+    }
+}
+
+fn wasm(name: &str) -> Vec<u8> {
+    std::fs::read(plugin(name)).expect("plugin bytes")
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+fn raw(records: &[Value]) -> Vec<Box<RawValue>> {
+    records
+        .iter()
+        .map(|r| RawValue::from_string(r.to_string()).expect("raw"))
+        .collect()
+}
+
+/// Runs records through a pipeline without publishing; returns each record's entries'
+/// detail types and the verdicts.
+async fn dry_run(loader: &mut Loader, records: &[Value]) -> (Vec<String>, Vec<Verdict>) {
+    let mut letters = Vec::new();
+    let report = batch::run(
+        loader.current().await,
+        raw(records),
+        None,
+        DeadLetterSink::Collect(&mut letters),
+        tokio::time::Instant::now() + Duration::from_secs(30),
+    )
+    .await
+    .expect("batch");
+    (
+        report
+            .entries
+            .iter()
+            .map(|e| e.detail_type.clone())
+            .collect(),
+        report.verdicts,
+    )
+}
+
+fn details(entries: &[weir::pipeline::Entry]) -> Vec<Value> {
+    entries
+        .iter()
+        .map(|e| serde_json::from_str(&e.detail).expect("detail JSON"))
+        .collect()
+}
+
+const MAPPING_TENANT: &str = "[tenants.globex]\nplugin = \"mapping\"\nconfig = { detail_type = \"CustomerChanged\", fields = { Name = \"/name\" } }\n";
+
+fn manifest_text(plugin_path: &str, pin: Option<&str>, tenants: &str) -> String {
+    let mut text = format!("event_bus = \"drop-in\"\n[plugins.mapping]\npath = {plugin_path:?}\n");
+    if let Some(p) = pin {
+        text.push_str(&format!("sha256 = \"{p}\"\n"));
+    }
+    text.push_str("[[routes]]\ntable = \"Customers\"\nsource = \"weir.customers\"\ntenant = { attribute = \"tenantId\" }\n");
+    text.push_str(tenants);
+    text
+}
+
+async fn s3_loader(
+    s3: &S3,
+    engine: Arc<PluginEngine>,
+    interval: Duration,
+) -> Result<Loader, weir::reload::LoadProblems> {
+    Loader::load(
+        s3.store(),
+        engine,
+        Location::parse(&s3.url("weir.toml")).expect("url"),
+        interval,
+    )
+    .await
+}
+
+fn engine() -> Arc<PluginEngine> {
+    Arc::new(PluginEngine::with_cache_dir(None).expect("engine"))
+}
+
+#[tokio::test]
+async fn a_manifest_and_pinned_plugins_in_s3_work_and_a_wrong_pin_is_refused() {
+    let moto = Moto::start();
+    let s3 = S3::new(&moto, "plugins").await;
+    let bytes = wasm("mapping");
+    s3.put("v1/mapping.wasm", bytes.clone()).await;
+    // The plugin path is relative to the manifest's key.
+    s3.put(
+        "weir.toml",
+        manifest_text("v1/mapping.wasm", Some(&sha256(&bytes)), MAPPING_TENANT).into_bytes(),
+    )
+    .await;
+    let mut loader = s3_loader(&s3, engine(), Duration::from_secs(3600))
+        .await
+        .expect("loads from S3");
+    let records = vec![stream_record(1, "e1", "globex", json!({}))];
+    let (types, verdicts) = dry_run(&mut loader, &records).await;
+    assert_eq!(types, ["CustomerChanged"]);
+    assert_eq!(verdicts, [Verdict::Published]);
+
+    s3.put(
+        "weir.toml",
+        manifest_text("v1/mapping.wasm", Some(&"ab".repeat(32)), MAPPING_TENANT).into_bytes(),
+    )
+    .await;
+    let err = s3_loader(&s3, engine(), Duration::from_secs(3600))
+        .await
+        .err()
+        .expect("pin mismatch");
+    let msg = err.to_string();
+    assert!(msg.contains("s3://plugins/v1/mapping.wasm"), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "sha256 is {}, but the manifest pins {}",
+            sha256(&bytes),
+            "ab".repeat(32)
+        )),
+        "{msg}"
+    );
+}
+
+/// A subscriber that keeps what is logged, for asserting on log lines.
+fn captured_logs() -> (tracing::subscriber::DefaultGuard, Arc<Mutex<Vec<u8>>>) {
+    #[derive(Clone)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut v) = self.0.lock() {
+                v.extend_from_slice(b);
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let sink = Sink(buf.clone());
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    (tracing::subscriber::set_default(subscriber), buf)
+}
+
+#[tokio::test]
+async fn a_replaced_plugin_is_picked_up_warm_and_a_broken_one_keeps_the_old() {
+    let (_guard, logs) = captured_logs();
+    let moto = Moto::start();
+    let s3 = S3::new(&moto, "reload").await;
+    s3.put("plugins/mapping.wasm", wasm("mapping")).await;
+    s3.put(
+        "weir.toml",
+        manifest_text("plugins/mapping.wasm", None, MAPPING_TENANT).into_bytes(),
+    )
+    .await;
+    let mut loader = s3_loader(&s3, engine(), Duration::from_secs(3600))
+        .await
+        .expect("loads");
+    let records = vec![stream_record(1, "e1", "globex", json!({}))];
+    assert_eq!(dry_run(&mut loader, &records).await.0, ["CustomerChanged"]);
+
+    // A new version under the same key: not used before the interval has passed...
+    s3.put("plugins/mapping.wasm", wasm("echo-state")).await;
+    assert_eq!(dry_run(&mut loader, &records).await.0, ["CustomerChanged"]);
+    // ...and used from the next invocation once it has (no restart, same loader).
+    loader.check_now();
+    assert_eq!(dry_run(&mut loader, &records).await.0, ["EchoState"]);
+    assert_eq!((loader.reloads(), loader.reload_failures()), (1, 0));
+
+    // Nothing changed: a check is a conditional GET, and nothing is rebuilt.
+    loader.check_now();
+    assert_eq!(dry_run(&mut loader, &records).await.0, ["EchoState"]);
+    assert_eq!(loader.reloads(), 1);
+
+    // A broken replacement: the old version keeps serving, and the failure is logged.
+    s3.put("plugins/mapping.wasm", b"\0asm but not really".to_vec())
+        .await;
+    loader.check_now();
+    assert_eq!(dry_run(&mut loader, &records).await.0, ["EchoState"]);
+    assert_eq!(loader.reload_failures(), 1);
+    let text = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
+    assert!(
+        text.contains("reload failed; the previous manifest and plugins stay in use"),
+        "{text}"
+    );
+    assert!(text.contains("not a valid WebAssembly component"), "{text}");
+
+    // A manifest pinning a hash the plugin does not have: refused the same way.
+    s3.put("plugins/mapping.wasm", wasm("mapping")).await;
+    s3.put(
+        "weir.toml",
+        manifest_text(
+            "plugins/mapping.wasm",
+            Some(&"0".repeat(64)),
+            MAPPING_TENANT,
+        )
+        .into_bytes(),
+    )
+    .await;
+    loader.check_now();
+    assert_eq!(dry_run(&mut loader, &records).await.0, ["EchoState"]);
+    assert_eq!(loader.reload_failures(), 2);
+}
+
+#[tokio::test]
+async fn an_identical_plugin_under_another_key_is_not_compiled_again() {
+    let moto = Moto::start();
+    let s3 = S3::new(&moto, "cache").await;
+    let bytes = wasm("mapping");
+    s3.put("a/mapping.wasm", bytes.clone()).await;
+    s3.put("b/copy.wasm", bytes.clone()).await;
+    let text = "event_bus = \"b\"\n[plugins.one]\npath = \"a/mapping.wasm\"\n[plugins.two]\npath = \"b/copy.wasm\"\n[[routes]]\ntable = \"Customers\"\nsource = \"s\"\ntenant = { attribute = \"tenantId\" }\n[tenants.t1]\nplugin = \"one\"\n[tenants.t2]\nplugin = \"two\"\n";
+    s3.put("weir.toml", text.as_bytes().to_vec()).await;
+    let cache = tempfile::tempdir().expect("tempdir");
+    let first =
+        Arc::new(PluginEngine::with_cache_dir(Some(cache.path().to_path_buf())).expect("engine"));
+    let _loader = s3_loader(&s3, first.clone(), Duration::from_secs(3600))
+        .await
+        .expect("loads");
+    assert_eq!(first.compiles(), 1, "two keys, one content: one compile");
+
+    // A cold start sharing the disk cache compiles nothing.
+    let second =
+        Arc::new(PluginEngine::with_cache_dir(Some(cache.path().to_path_buf())).expect("engine"));
+    let _loader = s3_loader(&s3, second.clone(), Duration::from_secs(3600))
+        .await
+        .expect("loads");
+    assert_eq!(second.compiles(), 0);
+
+    // With no cache, a `.cwasm` from `weir compile` next to the plugin is used instead...
+    s3.put(
+        "a/mapping.cwasm",
+        PluginEngine::precompile(&bytes, None).expect("precompile"),
+    )
+    .await;
+    s3.put(
+        "weir.toml",
+        text.replace("[plugins.two]\npath = \"b/copy.wasm\"\n", "")
+            .replace("[tenants.t2]\nplugin = \"two\"\n", "")
+            .into_bytes(),
+    )
+    .await;
+    let third = engine();
+    let _loader = s3_loader(&s3, third.clone(), Duration::from_secs(3600))
+        .await
+        .expect("loads");
+    assert_eq!(third.compiles(), 0, "the precompiled .cwasm was used");
+
+    // ...but not one compiled for another CPU, nor one made from other bytes.
+    let other_cpu = if cfg!(target_arch = "x86_64") {
+        "aarch64"
+    } else {
+        "x86_64"
+    };
+    let triple = weir::plugin::target_triple(other_cpu);
+    s3.put(
+        "a/mapping.cwasm",
+        PluginEngine::precompile(&bytes, triple).expect("cross-compile"),
+    )
+    .await;
+    let fourth = engine();
+    let _loader = s3_loader(&s3, fourth.clone(), Duration::from_secs(3600))
+        .await
+        .expect("loads");
+    assert_eq!(
+        fourth.compiles(),
+        1,
+        "a .cwasm for {other_cpu} is not valid here"
+    );
+    s3.put(
+        "a/mapping.cwasm",
+        PluginEngine::precompile(&wasm("echo-state"), None).expect("precompile"),
+    )
+    .await;
+    let fifth = engine();
+    let _loader = s3_loader(&s3, fifth.clone(), Duration::from_secs(3600))
+        .await
+        .expect("loads");
+    assert_eq!(
+        fifth.compiles(),
+        1,
+        "a .cwasm of another plugin is never used"
+    );
+}
+
+#[tokio::test]
+async fn two_tenants_outputs_never_mix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = write_manifest(
+        dir.path(),
+        "b",
+        None,
+        &["echo-state"],
+        "[tenants.acme]\nplugin = \"echo-state\"\n[tenants.globex]\nplugin = \"echo-state\"\n",
+    );
+    let mut loader = Loader::load(
+        Store::default(),
+        engine(),
+        Location::File(manifest),
+        Duration::from_secs(3600),
+    )
+    .await
+    .expect("loads");
+    let records: Vec<Value> = [
+        ("acme", 1),
+        ("globex", 2),
+        ("acme", 3),
+        ("globex", 4),
+        ("acme", 5),
+    ]
+    .iter()
+    .map(|(t, i)| stream_record(*i, &format!("{t}-{i}"), t, json!({})))
+    .collect();
+    let mut letters = Vec::new();
+    let report = batch::run(
+        loader.current().await,
+        raw(&records),
+        None,
+        DeadLetterSink::Collect(&mut letters),
+        tokio::time::Instant::now() + Duration::from_secs(30),
+    )
+    .await
+    .expect("batch");
+    let d = details(&report.entries);
+    let seen: Vec<(String, Value, Value)> = d
+        .iter()
+        .map(|x| {
+            let p = &x["payload"];
+            (
+                p["eventId"].as_str().unwrap_or("").to_owned(),
+                p["previousEventId"].clone(),
+                p["calls"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("acme-1".into(), Value::Null, json!(1)),
+            ("globex-2".into(), Value::Null, json!(1)),
+            ("acme-3".into(), json!("acme-1"), json!(2)),
+            ("globex-4".into(), json!("globex-2"), json!(2)),
+            ("acme-5".into(), json!("acme-3"), json!(3)),
+        ]
+    );
+    for x in &d {
+        let p = &x["payload"];
+        if !p["previousTenant"].is_null() {
+            assert_eq!(p["previousTenant"], p["tenant"], "{x}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn tenants_from_key_patterns_default_entries_fan_out_and_destination_rules() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "event_bus = \"b\"\n[plugins.mapping]\npath = {:?}\n[plugins.echo]\npath = {:?}\n[[routes]]\ntable = \"Customers\"\nsource = \"s\"\ntenant = {{ key = \"pk\", pattern = \"TENANT#{{tenant}}#...\" }}\n\
+         [tenants.acme]\nplugins = [\"mapping\", \"echo\"]\nconfig = {{ detail_type = \"Mapped\", destination = \"crm\", fields = {{ Name = \"/name\" }} }}\n\
+         [tenants.default]\nplugin = \"mapping\"\ndestinations = [\"webhook\"]\nconfig = {{ detail_type = \"Mapped\", destination = \"crm\", fields = {{ Name = \"/name\" }} }}\n",
+        plugin("mapping").display().to_string(),
+        plugin("echo-state").display().to_string()
+    );
+    let path = dir.path().join("weir.toml");
+    std::fs::write(&path, text).expect("write");
+    let mut loader = Loader::load(
+        Store::default(),
+        engine(),
+        Location::File(path),
+        Duration::from_secs(3600),
+    )
+    .await
+    .expect("loads");
+    let keyed = |seq: u64, pk: &str| {
+        let mut r = stream_record(seq, &format!("e{seq}"), "ignored", json!({"pk": {"S": pk}}));
+        r["dynamodb"]["Keys"] = json!({"pk": {"S": pk}});
+        r
+    };
+    let records = vec![
+        keyed(1, "TENANT#acme#CUSTOMER#1"),
+        keyed(2, "TENANT#initech#CUSTOMER#9"),
+        keyed(3, "NOPE"),
+    ];
+    let mut letters = Vec::new();
+    let report = batch::run(
+        loader.current().await,
+        raw(&records),
+        None,
+        DeadLetterSink::Collect(&mut letters),
+        tokio::time::Instant::now() + Duration::from_secs(30),
+    )
+    .await
+    .expect("batch");
+    // acme fans out to both plugins, each with its own events and ids.
+    let d = details(&report.entries);
+    assert_eq!(d.len(), 2);
+    assert_eq!(
+        (
+            d[0]["metadata"]["plugin"].as_str(),
+            d[1]["metadata"]["plugin"].as_str()
+        ),
+        (Some("mapping"), Some("echo"))
+    );
+    assert_eq!(d[1]["payload"]["tenant"], "acme");
+    assert_ne!(d[0]["metadata"]["id"], d[1]["metadata"]["id"]);
+    assert_eq!(report.verdicts[0], Verdict::Published);
+    // initech has no entry: the default serves it, as itself, and its rule refuses "crm".
+    assert_eq!(
+        report.verdicts[1],
+        Verdict::DeadLettered {
+            kind: "invalid-output"
+        }
+    );
+    assert_eq!(letters[0].tenant.as_deref(), Some("initech"));
+    assert!(
+        letters[0]
+            .reason
+            .message
+            .contains("\"crm\", which tenant \"initech\" may not use (allowed: webhook)"),
+        "{}",
+        letters[0].reason.message
+    );
+    // A key that does not fit the pattern has no tenant: the default serves it too.
+    assert_eq!(
+        report.verdicts[2],
+        Verdict::DeadLettered {
+            kind: "invalid-output"
+        }
+    );
+    assert_eq!(letters[1].tenant.as_deref(), Some("default"));
+}
+
+async fn queue(sqs: &aws_sdk_sqs::Client, name: &str) -> (String, String) {
+    let url = sqs
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .expect("queue")
+        .queue_url()
+        .expect("url")
+        .to_owned();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("attrs")
+        .attributes()
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .cloned()
+        })
+        .expect("arn");
+    (url, arn)
+}
+
+async fn bus_to_queue(events: &aws_sdk_eventbridge::Client, bus: &str, queue_arn: &str) {
+    events
+        .create_event_bus()
+        .name(bus)
+        .send()
+        .await
+        .expect("bus");
+    events
+        .put_rule()
+        .name("all")
+        .event_bus_name(bus)
+        .event_pattern(json!({"source": ["weir.customers"]}).to_string())
+        .send()
+        .await
+        .expect("rule");
+    events
+        .put_targets()
+        .rule("all")
+        .event_bus_name(bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("q")
+                .arn(queue_arn)
+                .build()
+                .expect("target"),
+        )
+        .send()
+        .await
+        .expect("target");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redrive_after_a_fix_publishes_and_empties_weirs_dead_letter_queue() {
+    let moto = Moto::start();
+    let config = sdk_config(&moto.endpoint());
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let (dlq, _) = queue(&sqs, "redrive-dlq").await;
+    let (out, out_arn) = queue(&sqs, "redrive-out").await;
+    bus_to_queue(&events, "redrive-bus", &out_arn).await;
+    let publisher = Publisher::new(Publisher::client_from(&config), PublishConfig::default());
+    let dead_letters = DeadLetterQueue::new(sqs.clone(), &dlq, QueueConfig::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // A broken config: the salesforce plugin rejects every record.
+    let broken = write_manifest(
+        dir.path(),
+        "redrive-bus",
+        Some(&dlq),
+        &["salesforce-account"],
+        "[tenants.acme]\nplugin = \"salesforce-account\"\n",
+    );
+    let mut loader = Loader::load(
+        Store::default(),
+        engine(),
+        Location::File(broken),
+        Duration::from_secs(3600),
+    )
+    .await
+    .expect("loads");
+    let mut records: Vec<Value> = (1..=12)
+        .map(|i| stream_record(i, &format!("r{i}"), "acme", json!({})))
+        .collect();
+    // One record the fix will not cure: it has no name.
+    records[4]["dynamodb"]["NewImage"]
+        .as_object_mut()
+        .map(|m| m.remove("name"));
+    let report = batch::run(
+        loader.current().await,
+        raw(&records),
+        Some(&publisher),
+        DeadLetterSink::Queue(&dead_letters),
+        tokio::time::Instant::now() + Duration::from_secs(30),
+    )
+    .await
+    .expect("batch");
+    assert_eq!(report.counts().dead_lettered, 12);
+
+    // The fix: the config the plugin needs.
+    let fixed = write_manifest(
+        dir.path(),
+        "redrive-bus",
+        Some(&dlq),
+        &["salesforce-account"],
+        "[tenants.acme]\nplugin = \"salesforce-account\"\nconfig = { external_id_field = \"Ext__c\" }\n",
+    );
+    let loader = Loader::load(
+        Store::default(),
+        engine(),
+        Location::File(fixed),
+        Duration::from_secs(3600),
+    )
+    .await
+    .expect("loads");
+    let mut progress = Vec::new();
+    let dry = weir::redrive::dead_letters(&sqs, &dlq, loader.pipeline(), None, |d, t| {
+        progress.push((d, t))
+    })
+    .await
+    .expect("dry run");
+    assert_eq!((dry.received, dry.done, dry.left), (12, 11, 1));
+    assert!(
+        drain_queue(&sqs, &out, 0, Duration::from_secs(2))
+            .await
+            .is_empty(),
+        "a dry run publishes nothing"
+    );
+
+    let done =
+        weir::redrive::dead_letters(&sqs, &dlq, loader.pipeline(), Some(&publisher), |d, t| {
+            progress.push((d, t))
+        })
+        .await
+        .expect("redrive");
+    assert_eq!((done.received, done.done, done.left), (12, 11, 1));
+    assert_eq!(progress.last(), Some(&(12, 12)));
+    let arrived = drain_queue(&sqs, &out, 11, Duration::from_secs(20)).await;
+    assert_eq!(arrived.len(), 11);
+    // The record that fails again is still there, received once more each time.
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .expect("attrs");
+    let count = |name: aws_sdk_sqs::types::QueueAttributeName| {
+        attrs
+            .attributes()
+            .and_then(|a| a.get(&name))
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(usize::MAX)
+    };
+    assert_eq!(
+        count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            + count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        1
+    );
+    let dry_line = dry
+        .lines
+        .iter()
+        .filter(|l| l.contains("fails again (plugin-error)"))
+        .count();
+    assert_eq!(dry_line, 1, "{:?}", dry.lines);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redrive_of_a_delivery_queue_puts_the_events_back_on_the_bus() {
+    let moto = Moto::start();
+    let config = sdk_config(&moto.endpoint());
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let (delivery_dlq, _) = queue(&sqs, "api-destination-dlq").await;
+    let (out, out_arn) = queue(&sqs, "delivered").await;
+    bus_to_queue(&events, "delivery-bus", &out_arn).await;
+    // What an API destination's dead-letter queue holds: the EventBridge event itself.
+    for i in 0..3 {
+        let event = json!({
+            "version": "0", "id": format!("ev-{i}"), "detail-type": "CustomerChanged",
+            "source": "weir.customers", "account": "123456789012", "time": "2026-11-30T00:00:00Z",
+            "region": "us-east-1", "resources": [],
+            "detail": {"metadata": {"id": format!("m-{i}")}, "payload": {"tiny": 0.000000000000000000000000000000000001}}
+        });
+        sqs.send_message()
+            .queue_url(&delivery_dlq)
+            .message_body(event.to_string())
+            .message_attributes(
+                "ERROR_CODE",
+                aws_sdk_sqs::types::MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value("SDK_CLIENT_ERROR")
+                    .build()
+                    .expect("attr"),
+            )
+            .send()
+            .await
+            .expect("send");
+    }
+    let publisher = Publisher::new(Publisher::client_from(&config), PublishConfig::default());
+    let report = weir::redrive::deliveries(
+        &sqs,
+        &delivery_dlq,
+        "delivery-bus",
+        Some(&publisher),
+        |_, _| {},
+    )
+    .await
+    .expect("redrive");
+    assert_eq!((report.received, report.done, report.left), (3, 3, 0));
+    let arrived = drain_queue(&sqs, &out, 3, Duration::from_secs(20)).await;
+    let mut ids: Vec<String> = arrived
+        .iter()
+        .map(|m| {
+            // (moto re-serialises what it delivers, so digit-exactness is shown in
+            // redrive's own unit test, not here.)
+            let body = m.body().unwrap_or_default();
+            let e: Value = serde_json::from_str(body).expect("JSON");
+            e["detail"]["metadata"]["id"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["m-0", "m-1", "m-2"]);
+    assert!(
+        drain_queue(&sqs, &delivery_dlq, 0, Duration::from_secs(2))
+            .await
+            .is_empty(),
+        "the delivery queue is empty"
+    );
+}
