@@ -267,7 +267,10 @@ impl PluginEngine {
             Some(c) => c,
             None => {
                 if precompiled.is_none() {
-                    tracing::info!(plugin = path, "compiling plugin (no precompiled .cwasm)");
+                    tracing::warn!(
+                        plugin = path,
+                        "compiling plugin: no precompiled .cwasm next to it (weir compile makes one)"
+                    );
                 }
                 self.compiles.fetch_add(1, Ordering::Relaxed);
                 let c = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
