@@ -9,30 +9,19 @@ use serde::Deserialize;
 use crate::store::Location;
 
 /// The whole configuration, as written.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct Manifest {
     /// The EventBridge bus every entry goes to.
     pub event_bus: String,
     /// weir's own dead-letter queue (an SQS queue URL), used when publishing.
-    #[serde(default)]
     pub dead_letter_queue: Option<String>,
     /// Defaults for every tenant; each tenant may override any of them.
-    #[serde(default)]
     pub limits: LimitOverrides,
-    #[serde(default)]
     pub plugins: BTreeMap<String, PluginSpec>,
-    #[serde(default)]
     pub routes: Vec<Route>,
-    #[serde(default)]
     pub tenants: BTreeMap<String, TenantSpec>,
     /// Where the manifest was read from; relative plugin paths are resolved against it.
-    #[serde(skip, default = "no_location")]
     pub location: Location,
-}
-
-fn no_location() -> Location {
-    Location::File(".".into())
 }
 
 /// The tenant id that serves records whose own tenant has no entry.
@@ -214,15 +203,62 @@ impl Manifest {
         Self::parse(&text, Location::File(path.to_path_buf()))
     }
 
-    /// Parses and checks manifest text read from `location`.
+    /// Parses and checks manifest text read from `location`. Every problem is reported at
+    /// once: unknown keys, wrong types and dangling references in any section.
     pub fn parse(text: &str, location: Location) -> Result<Self, ManifestError> {
         let file = location.to_string();
-        let mut manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError::Parse {
+        let table: toml::Table = toml::from_str(text).map_err(|e| ManifestError::Parse {
             file: file.clone(),
             message: one_line(&e.to_string()),
         })?;
-        manifest.location = location;
-        let problems = manifest.problems();
+        let mut problems = Vec::new();
+        const KEYS: &[&str] = &[
+            "event_bus",
+            "dead_letter_queue",
+            "limits",
+            "plugins",
+            "routes",
+            "tenants",
+        ];
+        for key in table.keys().filter(|k| !KEYS.contains(&k.as_str())) {
+            problems.push(format!(
+                "unknown key {key:?} (expected one of {})",
+                KEYS.join(", ")
+            ));
+        }
+        let field = |key: &str| table.get(key).cloned();
+        let event_bus = field("event_bus")
+            .and_then(|v| typed::<String>(v, "event_bus", &mut problems))
+            .unwrap_or_default();
+        let dead_letter_queue = field("dead_letter_queue")
+            .and_then(|v| typed::<String>(v, "dead_letter_queue", &mut problems));
+        let limits = field("limits")
+            .and_then(|v| typed::<LimitOverrides>(v, "limits", &mut problems))
+            .unwrap_or_default();
+        let plugins = entries(field("plugins"), "plugins", &mut problems);
+        let tenants = entries(field("tenants"), "tenants", &mut problems);
+        let routes = match field("routes") {
+            None => Vec::new(),
+            Some(toml::Value::Array(items)) => items
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, v)| typed::<Route>(v, &format!("routes[{i}]"), &mut problems))
+                .collect(),
+            Some(_) => {
+                problems.push("routes must be an array of tables ([[routes]])".to_owned());
+                Vec::new()
+            }
+        };
+        let manifest = Manifest {
+            event_bus,
+            dead_letter_queue,
+            limits,
+            plugins,
+            routes,
+            tenants,
+            location,
+        };
+        problems.extend(manifest.problems());
         if problems.is_empty() {
             Ok(manifest)
         } else {
@@ -234,7 +270,7 @@ impl Manifest {
     fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.event_bus.trim().is_empty() {
-            problems.push("event_bus is empty".to_owned());
+            problems.push("event_bus is missing or empty".to_owned());
         }
         for (name, tenant) in &self.tenants {
             if tenant.plugin.is_some() != tenant.plugins.is_empty() {
@@ -348,6 +384,42 @@ impl TenantSpec {
     }
 }
 
+/// `value` as a `T`, or a problem naming `what`.
+fn typed<T: serde::de::DeserializeOwned>(
+    value: toml::Value,
+    what: &str,
+    problems: &mut Vec<String>,
+) -> Option<T> {
+    match value.try_into::<T>() {
+        Ok(v) => Some(v),
+        Err(e) => {
+            problems.push(format!("{what}: {}", one_line(e.message())));
+            None
+        }
+    }
+}
+
+/// A table of named entries (`[plugins.x]`, `[tenants.y]`), each checked on its own.
+fn entries<T: serde::de::DeserializeOwned>(
+    value: Option<toml::Value>,
+    what: &str,
+    problems: &mut Vec<String>,
+) -> BTreeMap<String, T> {
+    match value {
+        None => BTreeMap::new(),
+        Some(toml::Value::Table(t)) => t
+            .into_iter()
+            .filter_map(|(name, v)| {
+                typed::<T>(v, &format!("{what}.{name}"), problems).map(|x| (name, x))
+            })
+            .collect(),
+        Some(_) => {
+            problems.push(format!("{what} must be a table"));
+            BTreeMap::new()
+        }
+    }
+}
+
 fn one_line(s: &str) -> String {
     s.lines()
         .map(str::trim)
@@ -429,7 +501,7 @@ limits = { time_ms = 0 }
         let msg = err.to_string();
         assert!(msg.starts_with("m.toml: "), "{msg}");
         for part in [
-            "event_bus is empty",
+            "event_bus is missing or empty",
             "\"missing\"",
             "64 hex digits",
             "limit time_ms must be above 0",
@@ -480,6 +552,43 @@ limits = { time_ms = 0 }
     }
 
     #[test]
+    fn unknown_keys_bad_types_and_missing_plugins_are_reported_at_once() {
+        let text = r#"
+event_bus = "b"
+colour = "blue"
+[plugins.p]
+path = 5
+[plugins.q]
+path = "q.wasm"
+pathh = "typo"
+[[routes]]
+table = "T"
+source = "s"
+tenant = { attribute = "t" }
+[tenants.a]
+plugin = "missing"
+[tenants.b]
+plugin = "q"
+limits = { time_ms = "fast" }
+"#;
+        let err = Manifest::parse(text, Location::File("m.toml".into())).expect_err("invalid");
+        let ManifestError::Invalid { problems, .. } = &err else {
+            panic!("expected a list of problems, got {err}");
+        };
+        let all = problems.join("\n");
+        for part in [
+            "unknown key \"colour\"",
+            "plugins.p: invalid type: integer `5`, expected a string",
+            "plugins.q: unknown field `pathh`",
+            "tenants.b: invalid type: string \"fast\"",
+            "tenants.a names plugin \"missing\"",
+        ] {
+            assert!(all.contains(part), "{all}\nlacks: {part}");
+        }
+        assert_eq!(problems.len(), 5, "{all}");
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let err = Manifest::parse(
             &format!("{EXAMPLE}\nevent_buss = 1\n"),
@@ -487,5 +596,25 @@ limits = { time_ms = 0 }
         )
         .expect_err("unknown key");
         assert!(err.to_string().contains("event_buss"), "{err}");
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn fuzz_manifest_parse_never_panics_on_arbitrary_text(text in any::<String>()) {
+            let _ = Manifest::parse(&text, Location::File("f.toml".into()));
+        }
+
+        #[test]
+        fn fuzz_manifest_parse_never_panics_on_mangled_manifests(
+            drop in prop::collection::vec(any::<bool>(), 20),
+            junk in "[a-z_]{1,8} = (1|\"x\"|\\[\\]|\\{\\})",
+            at in 0usize..20,
+        ) {
+            let mut lines: Vec<String> = EXAMPLE.lines().zip(drop.iter().cycle()).filter(|(_, d)| !**d).map(|(l, _)| l.to_owned()).collect();
+            lines.insert(at.min(lines.len()), junk);
+            let _ = Manifest::parse(&lines.join("\n"), Location::File("f.toml".into()));
+        }
     }
 }

@@ -2,11 +2,12 @@
 //! that run one tenant's records under that tenant's limits.
 //!
 //! Sandbox policy: a plugin may import only the `weir:transform` log and the WASI
-//! interfaces a language runtime needs to start (cli, io, clocks, random, and a filesystem
-//! with nothing in it). Those are backed by a context that grants nothing: no preopened
-//! directories, no environment, no arguments, no network, stdin empty, clocks frozen at
-//! zero. Any other import (`wasi:http`, `wasi:sockets`, anything unknown) is refused when
-//! the plugin is loaded, with a message naming the import.
+//! interfaces a language runtime links (cli, io, clocks, random, filesystem, sockets).
+//! Those are backed by a context that grants nothing: no preopened directories, no
+//! environment, no arguments, stdin empty, clocks frozen at zero, and sockets linked to
+//! deny-all (TCP, UDP and name lookup disabled, every address refused), so a runtime
+//! whose standard library merely links them still loads. `wasi:http`, and any interface
+//! weir does not know, is refused when the plugin is loaded, with a message naming it.
 
 use std::collections::HashMap;
 use std::hash::{Hash as _, Hasher as _};
@@ -44,6 +45,7 @@ const ALLOWED_IMPORT_PREFIXES: &[&str] = &[
     "wasi:clocks/",
     "wasi:random/",
     "wasi:filesystem/",
+    "wasi:sockets/",
 ];
 
 /// One event a plugin returned, not yet validated.
@@ -423,15 +425,15 @@ fn engine_tag(engine: &Engine) -> String {
 fn forbidden(import: &str) -> Option<&'static str> {
     if import.starts_with("wasi:http/") {
         Some("weir plugins have no network; EventBridge API destinations make the calls")
-    } else if import.starts_with("wasi:sockets/") {
-        Some("weir plugins have no network")
     } else if ALLOWED_IMPORT_PREFIXES
         .iter()
         .any(|p| import.starts_with(p))
     {
         None
     } else {
-        Some("weir provides only weir:transform and wasi cli, io, clocks, random, filesystem")
+        Some(
+            "weir provides only weir:transform and wasi cli, io, clocks, random, filesystem, sockets (deny-all)",
+        )
     }
 }
 
@@ -625,7 +627,10 @@ impl PluginState {
     /// line, which for a panic holds its message.
     fn flush_captured(&mut self) -> String {
         let (text, dropped) = match self.captured.lock() {
-            Ok(mut c) => (std::mem::take(&mut c.bytes), std::mem::take(&mut c.dropped)),
+            Ok(mut c) => (
+                std::mem::take(&mut c.bytes),
+                std::mem::take(&mut c.dropped_lines),
+            ),
             Err(_) => return String::new(),
         };
         let text = String::from_utf8_lossy(&text);
@@ -636,9 +641,7 @@ impl PluginState {
                 last = line;
             }
         }
-        if dropped > 0 {
-            self.log.dropped_lines += 1;
-        }
+        self.log.dropped_lines += dropped;
         self.log.finish(&self.plugin, &self.tenant);
         // A Rust panic prints "panicked at FILE:LINE:COL:\nMESSAGE"; keep both parts.
         match text.rfind("panicked at ") {
@@ -798,7 +801,8 @@ impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
 #[derive(Default)]
 struct Captured {
     bytes: Vec<u8>,
-    dropped: usize,
+    /// Lines written after the cap was reached.
+    dropped_lines: usize,
 }
 
 /// Most a plugin may write to stdout and stderr in one call before writes are dropped.
@@ -811,9 +815,17 @@ impl CapturedPipe {
     fn append(&self, buf: &[u8]) {
         if let Ok(mut c) = self.0.lock() {
             let room = CAPTURE_CAP.saturating_sub(c.bytes.len());
-            let take = room.min(buf.len());
+            // Past the cap, keep whole lines only, so every dropped line is counted once.
+            let take = if buf.len() <= room {
+                buf.len()
+            } else {
+                buf[..room]
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |p| p + 1)
+            };
             c.bytes.extend_from_slice(&buf[..take]);
-            c.dropped += buf.len() - take;
+            c.dropped_lines += buf[take..].iter().filter(|&&b| b == b'\n').count();
         }
     }
 }

@@ -151,8 +151,14 @@ pub struct ParsedRecord {
 
 /// Reads one record's text (as found in the event's `Records` array) far enough to route it.
 pub fn parse(raw: &str) -> Result<ParsedRecord, DecodeError> {
-    let wire: WireRecord = serde_json::from_str(raw)
-        .map_err(|e| DecodeError::at("record", format!("not a stream record: {e}")))?;
+    let wire: WireRecord = serde_json::from_str(raw).map_err(|e| {
+        let why = if e.to_string().starts_with("recursion limit exceeded") {
+            format!("nested deeper than any DynamoDB item can be ({e})")
+        } else {
+            e.to_string()
+        };
+        DecodeError::at("record", format!("not a stream record: {why}"))
+    })?;
     let event_id = wire
         .event_id
         .ok_or_else(|| DecodeError::at("eventID", "missing"))?;
@@ -820,5 +826,73 @@ mod tests {
         )
         .expect_err("bad seq");
         assert_eq!(err.path, "dynamodb.SequenceNumber");
+    }
+
+    use proptest::prelude::*;
+
+    /// DynamoDB attribute values, nested a few levels, of every type.
+    fn attribute() -> impl Strategy<Value = Value> {
+        // At most 38 significant digits: 18 + 20 with a fraction, or 38 without.
+        let digits = "[1-9][0-9]{0,17}";
+        let leaf = prop_oneof![
+            "-?[1-9][0-9]{37}".prop_map(|n| json!({ "N": n })),
+            any::<String>().prop_map(|s| json!({ "S": s })),
+            (digits, prop::option::of("[0-9]{1,20}"), any::<bool>()).prop_map(|(i, f, neg)| {
+                let mut n = format!("{}{i}", if neg { "-" } else { "" });
+                if let Some(f) = f {
+                    n = format!("{n}.{f}");
+                }
+                json!({ "N": n })
+            }),
+            prop::collection::vec(any::<u8>(), 0..32).prop_map(|b| {
+                json!({ "B": base64::engine::general_purpose::STANDARD.encode(b) })
+            }),
+            any::<bool>().prop_map(|b| json!({ "BOOL": b })),
+            Just(json!({ "NULL": true })),
+            prop::collection::vec(any::<String>(), 0..4).prop_map(|v| json!({ "SS": v })),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(|v| json!({ "L": v })),
+                prop::collection::btree_map("[a-z]{1,6}", inner, 0..4)
+                    .prop_map(|m| json!({ "M": m })),
+            ]
+        })
+    }
+
+    fn record_with(image: Value) -> String {
+        json!({
+            "eventID": "e", "eventName": "MODIFY",
+            "eventSourceARN": "arn:aws:dynamodb:r:1:table/T/stream/s",
+            "dynamodb": {"Keys": {"k": {"S": "1"}}, "NewImage": image, "SequenceNumber": "1"}
+        })
+        .to_string()
+    }
+
+    proptest! {
+        #[test]
+        fn fuzz_decode_never_panics_on_arbitrary_text(text in any::<String>()) {
+            let _ = decode(&text);
+        }
+
+        #[test]
+        fn fuzz_decode_never_panics_on_arbitrary_json_shapes(image in prop::collection::btree_map("[a-z]{1,4}", any::<String>().prop_map(Value::String), 0..4), tag in "[A-Z]{1,4}") {
+            let image: serde_json::Map<String, Value> = image.into_iter().map(|(k, v)| (k, json!({ tag.clone(): v }))).collect();
+            let _ = decode(&record_with(Value::Object(image)));
+        }
+
+        #[test]
+        fn fuzz_generated_items_decode_to_valid_json_with_every_digit(attrs in prop::collection::btree_map("[a-z]{1,6}", attribute(), 1..6)) {
+            let image = Value::Object(attrs.into_iter().collect());
+            let r = decode(&record_with(image.clone())).expect("generated items are valid");
+            let text = r.new_image.expect("new image");
+            let back: Value = serde_json::from_str(&text).expect("valid JSON");
+            prop_assert_eq!(back.as_object().map(|m| m.len()), image.as_object().map(|m| m.len()));
+            // Every N in the input appears, digit for digit, in the output.
+            let input = image.to_string();
+            for n in input.split("{\"N\":\"").skip(1).filter_map(|rest| rest.split('"').next()) {
+                prop_assert!(text.contains(n), "{} lost from {}", n, text);
+            }
+        }
     }
 }
