@@ -488,32 +488,6 @@ async fn tenants_from_key_patterns_default_entries_fan_out_and_destination_rules
     assert_eq!(letters[1].tenant.as_deref(), Some("default"));
 }
 
-async fn queue(sqs: &aws_sdk_sqs::Client, name: &str) -> (String, String) {
-    let url = sqs
-        .create_queue()
-        .queue_name(name)
-        .send()
-        .await
-        .expect("queue")
-        .queue_url()
-        .expect("url")
-        .to_owned();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("attrs")
-        .attributes()
-        .and_then(|a| {
-            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                .cloned()
-        })
-        .expect("arn");
-    (url, arn)
-}
-
 async fn bus_to_queue(events: &aws_sdk_eventbridge::Client, bus: &str, queue_arn: &str) {
     events
         .create_event_bus()
@@ -551,8 +525,8 @@ async fn redrive_after_a_fix_publishes_and_empties_weirs_dead_letter_queue() {
     let config = sdk_config(&moto.endpoint());
     let sqs = aws_sdk_sqs::Client::new(&config);
     let events = aws_sdk_eventbridge::Client::new(&config);
-    let (dlq, _) = queue(&sqs, "redrive-dlq").await;
-    let (out, out_arn) = queue(&sqs, "redrive-out").await;
+    let (dlq, _) = create_queue(&sqs, "redrive-dlq", None).await;
+    let (out, out_arn) = create_queue(&sqs, "redrive-out", None).await;
     bus_to_queue(&events, "redrive-bus", &out_arn).await;
     let publisher = Publisher::new(Publisher::client_from(&config), PublishConfig::default());
     let dead_letters = DeadLetterQueue::new(sqs.clone(), &dlq, QueueConfig::default());
@@ -666,8 +640,8 @@ async fn redrive_of_a_delivery_queue_puts_the_events_back_on_the_bus() {
     let config = sdk_config(&moto.endpoint());
     let sqs = aws_sdk_sqs::Client::new(&config);
     let events = aws_sdk_eventbridge::Client::new(&config);
-    let (delivery_dlq, _) = queue(&sqs, "api-destination-dlq").await;
-    let (out, out_arn) = queue(&sqs, "delivered").await;
+    let (delivery_dlq, _) = create_queue(&sqs, "api-destination-dlq", None).await;
+    let (out, out_arn) = create_queue(&sqs, "delivered", None).await;
     bus_to_queue(&events, "delivery-bus", &out_arn).await;
     // What an API destination's dead-letter queue holds: the EventBridge event itself.
     for i in 0..3 {

@@ -81,45 +81,6 @@ fn failures(r: &aws_lambda_events::streams::DynamoDbEventResponse) -> Vec<String
         .collect()
 }
 
-async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> (String, String) {
-    create_queue_with(sqs, name, None).await
-}
-
-async fn create_queue_with(
-    sqs: &aws_sdk_sqs::Client,
-    name: &str,
-    max_message_size: Option<usize>,
-) -> (String, String) {
-    let mut create = sqs.create_queue().queue_name(name);
-    if let Some(size) = max_message_size {
-        create = create.attributes(
-            aws_sdk_sqs::types::QueueAttributeName::MaximumMessageSize,
-            size.to_string(),
-        );
-    }
-    let url = create
-        .send()
-        .await
-        .expect("create queue")
-        .queue_url()
-        .expect("url")
-        .to_owned();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("attributes")
-        .attributes()
-        .and_then(|a| {
-            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                .cloned()
-        })
-        .expect("arn");
-    (url, arn)
-}
-
 /// A bus with a rule per (detail-type, tenant) sending matches to its own queue.
 async fn bus_with_rules(
     events: &aws_sdk_eventbridge::Client,
@@ -136,7 +97,7 @@ async fn bus_with_rules(
     let mut urls = Vec::new();
     for (detail_type, tenant) in rules {
         let name = format!("{bus}-{tenant}");
-        let (url, arn) = create_queue(sqs, &name).await;
+        let (url, arn) = create_queue(sqs, &name, None).await;
         let pattern = json!({
             "source": ["weir.customers"],
             "detail-type": [detail_type],
@@ -377,7 +338,7 @@ async fn stream_to_queue_end_to_end() {
         ],
     )
     .await;
-    let (dlq, _) = create_queue(&sqs, "weir-dlq").await;
+    let (dlq, _) = create_queue(&sqs, "weir-dlq", None).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let manifest = write_manifest(
         dir.path(),
@@ -484,7 +445,7 @@ async fn with_fake(
 ) -> (Function, aws_sdk_sqs::Client, String, tempfile::TempDir) {
     let sqs = aws_sdk_sqs::Client::new(&sdk_config(&moto.endpoint()));
     let dlq = match dlq_name {
-        Some(name) => create_queue(&sqs, name).await.0,
+        Some(name) => create_queue(&sqs, name, None).await.0,
         None => format!("{}/123456789012/no-such-queue", moto.endpoint()),
     };
     let dir = tempfile::tempdir().expect("tempdir");
@@ -713,7 +674,7 @@ async fn every_record_is_accounted_for() {
     // A queue that keeps messages up to 256 KiB (the default for queues made before
     // August 2025): a bigger dead letter is refused, so its record must come back as a
     // retry, and the letters batched with it must still be kept.
-    let (dlq, _) = create_queue_with(&sqs, "weir-count-dlq", Some(256 * 1024)).await;
+    let (dlq, _) = create_queue(&sqs, "weir-count-dlq", Some(256 * 1024)).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let manifest = write_manifest(
         dir.path(),

@@ -885,3 +885,44 @@ impl tokio::io::AsyncWrite for CapturedPipe {
         std::task::Poll::Ready(Ok(()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(wat: &str) -> Result<Plugin, LoadError> {
+        let engine = PluginEngine::with_cache_dir(None).expect("engine");
+        let bytes = wat::parse_str(wat).expect("valid component text");
+        engine.load("p", "p.wasm", &bytes, None, None)
+    }
+
+    #[test]
+    fn http_and_unknown_imports_are_refused_at_load_by_name() {
+        for (import, why) in [
+            ("wasi:http/outgoing-handler@0.2.0", "no network"),
+            ("acme:evil/backdoor@1.0.0", "weir provides only"),
+        ] {
+            let err = load(&format!("(component (import \"{import}\" (instance)))"))
+                .err()
+                .expect("refused");
+            let msg = err.to_string();
+            assert!(matches!(err, LoadError::ForbiddenImport { .. }), "{msg}");
+            assert!(
+                msg.contains(&format!("imports {import}")) && msg.contains(why),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn sockets_and_filesystem_imports_are_linked_not_refused() {
+        // These pass the import check (they are linked to deny-all) and fail only because
+        // the component implements nothing.
+        for import in ["wasi:sockets/tcp@0.2.0", "wasi:filesystem/preopens@0.2.0"] {
+            let err = load(&format!("(component (import \"{import}\" (instance)))"))
+                .err()
+                .expect("no transform export");
+            assert!(matches!(err, LoadError::Contract { .. }), "{import}: {err}");
+        }
+    }
+}

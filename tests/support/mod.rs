@@ -340,3 +340,34 @@ pub async fn drain_queue(
         }
     }
 }
+
+/// Makes an SQS queue (optionally with a lower MaximumMessageSize); returns URL and ARN.
+pub async fn create_queue(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    max_message_size: Option<usize>,
+) -> (String, String) {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let mut create = sqs.create_queue().queue_name(name);
+    if let Some(size) = max_message_size {
+        create = create.attributes(QueueAttributeName::MaximumMessageSize, size.to_string());
+    }
+    let url = create
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url()
+        .expect("url")
+        .to_owned();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("attributes")
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .expect("arn");
+    (url, arn)
+}

@@ -1,18 +1,7 @@
 //! Fault plugin: logs 100,000 lines (half through the log import, half on stdout) on a
 //! record with a `fault` attribute, then returns one normal event.
-use weir_plugin_sdk::{Error, Event, Record, Tenant, json};
-
-fn faulty(record: &Record) -> bool {
-    record.image().and_then(|i| i.get("/fault")).is_some()
-}
-
-fn normal(record: &Record) -> Vec<Event> {
-    vec![Event::new(
-        "test",
-        "Survived",
-        json!({ "eventId": record.event_id }),
-    )]
-}
+use weir_fault_common::{faulty, normal};
+use weir_plugin_sdk::{Error, Event, Record, Tenant};
 
 fn transform(record: &Record, _tenant: &Tenant) -> Result<Vec<Event>, Error> {
     if faulty(record) {

@@ -1,17 +1,6 @@
 //! Fault plugin: returns one 5 MB event for a record with a `fault` attribute.
+use weir_fault_common::{faulty, normal};
 use weir_plugin_sdk::{Error, Event, Record, Tenant, json};
-
-fn faulty(record: &Record) -> bool {
-    record.image().and_then(|i| i.get("/fault")).is_some()
-}
-
-fn normal(record: &Record) -> Vec<Event> {
-    vec![Event::new(
-        "test",
-        "Survived",
-        json!({ "eventId": record.event_id }),
-    )]
-}
 
 fn transform(record: &Record, _tenant: &Tenant) -> Result<Vec<Event>, Error> {
     if faulty(record) {

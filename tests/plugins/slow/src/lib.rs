@@ -1,19 +1,8 @@
 //! Fault plugin: on a record with a `fault` attribute, stays busy for `config.iterations`
 //! rounds of work (set to about twice the time budget), then returns; other records map
 //! normally. The guest has no clock, so the budget is crossed by work, not by reading time.
+use weir_fault_common::{faulty, normal};
 use weir_plugin_sdk::{Error, Event, Record, Tenant, json};
-
-fn faulty(record: &Record) -> bool {
-    record.image().and_then(|i| i.get("/fault")).is_some()
-}
-
-fn normal(record: &Record) -> Vec<Event> {
-    vec![Event::new(
-        "test",
-        "Survived",
-        json!({ "eventId": record.event_id }),
-    )]
-}
 
 fn transform(record: &Record, tenant: &Tenant) -> Result<Vec<Event>, Error> {
     if faulty(record) {
