@@ -248,14 +248,11 @@ impl DeadLetterQueue {
                 continue;
             }
             round += 1;
-            let cap = self
-                .config
-                .base_backoff
-                .saturating_mul(1u32 << round.min(16))
-                .min(self.config.max_backoff);
-            let wait = Duration::from_nanos(fastrand::u64(
-                0..=u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX),
-            ));
+            let wait = crate::publish::full_jitter(
+                self.config.base_backoff,
+                self.config.max_backoff,
+                round,
+            );
             if Instant::now() + wait >= stop_at {
                 break;
             }
@@ -267,24 +264,12 @@ impl DeadLetterQueue {
     }
 
     fn pack(&self, bodies: &[String], pending: &[usize]) -> Vec<Vec<usize>> {
-        let mut batches: Vec<Vec<usize>> = Vec::new();
-        let mut bytes = 0;
-        for &i in pending {
-            let size = bodies[i].len();
-            let fits = batches.last().is_some_and(|b| {
-                b.len() < MAX_MESSAGES_PER_BATCH && bytes + size <= self.config.max_batch_bytes
-            });
-            if fits {
-                if let Some(b) = batches.last_mut() {
-                    b.push(i);
-                }
-                bytes += size;
-            } else {
-                batches.push(vec![i]);
-                bytes = size;
-            }
-        }
-        batches
+        crate::publish::pack(
+            pending,
+            |i| bodies[i].len(),
+            MAX_MESSAGES_PER_BATCH,
+            self.config.max_batch_bytes,
+        )
     }
 
     fn entries(

@@ -227,37 +227,18 @@ impl Publisher {
         report
     }
 
-    /// Full jitter: a uniform wait in [0, min(max, base · 2^round)].
     fn backoff(&self, round: u32) -> Duration {
-        let cap = self
-            .config
-            .base_backoff
-            .saturating_mul(1u32 << round.min(16))
-            .min(self.config.max_backoff);
-        let nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
-        Duration::from_nanos(fastrand::u64(0..=nanos))
+        full_jitter(self.config.base_backoff, self.config.max_backoff, round)
     }
 
-    /// Greedy packing in order: up to 10 entries and `max_request_bytes` per call.
+    /// Up to 10 entries and `max_request_bytes` per call.
     fn pack(&self, entries: &[Entry], pending: &[usize]) -> Vec<Vec<usize>> {
-        let mut calls: Vec<Vec<usize>> = Vec::new();
-        let mut bytes = 0;
-        for &i in pending {
-            let size = entries[i].size();
-            let fits = calls.last().is_some_and(|c| {
-                c.len() < MAX_ENTRIES_PER_CALL && bytes + size <= self.config.max_request_bytes
-            });
-            if fits {
-                if let Some(c) = calls.last_mut() {
-                    c.push(i);
-                }
-                bytes += size;
-            } else {
-                calls.push(vec![i]);
-                bytes = size;
-            }
-        }
-        calls
+        pack(
+            pending,
+            |i| entries[i].size(),
+            MAX_ENTRIES_PER_CALL,
+            self.config.max_request_bytes,
+        )
     }
 
     async fn call(&self, entries: &[Entry], call: &[usize], remaining: Duration) -> CallOutcome {
@@ -349,6 +330,39 @@ where
     }
 }
 
+/// Full jitter: a uniform wait in [0, min(max, base · 2^round)].
+pub fn full_jitter(base: Duration, max: Duration, round: u32) -> Duration {
+    let cap = base.saturating_mul(1u32 << round.min(16)).min(max);
+    let nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(fastrand::u64(0..=nanos))
+}
+
+/// Greedy packing in order: each group holds at most `max_count` items and `max_bytes`
+/// (an item larger than `max_bytes` goes alone). Used for PutEvents and SendMessageBatch.
+pub fn pack(
+    pending: &[usize],
+    size: impl Fn(usize) -> usize,
+    max_count: usize,
+    max_bytes: usize,
+) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut bytes = 0;
+    for &i in pending {
+        let s = size(i);
+        match groups.last_mut() {
+            Some(g) if g.len() < max_count && bytes + s <= max_bytes => {
+                g.push(i);
+                bytes += s;
+            }
+            _ => {
+                groups.push(vec![i]);
+                bytes = s;
+            }
+        }
+    }
+    groups
+}
+
 /// When to stop trying: `margin` before the deadline, but keeping at least three quarters
 /// of the time left.
 pub fn stop_before(deadline: Instant, margin: Duration) -> Instant {
@@ -398,5 +412,32 @@ where
             }
             s
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packing_fills_groups_by_count_then_bytes() {
+        let all: Vec<usize> = (0..25).collect();
+        let lens: Vec<usize> = pack(&all, |_| 1, 10, 100).iter().map(Vec::len).collect();
+        assert_eq!(lens, [10, 10, 5]);
+        let sizes = [60, 50, 40, 200, 10];
+        let groups = pack(&[0, 1, 2, 3, 4], |i| sizes[i], 10, 100);
+        assert_eq!(groups, [vec![0], vec![1, 2], vec![3], vec![4]]);
+    }
+
+    #[test]
+    fn jitter_stays_under_its_cap() {
+        for round in 0..20 {
+            let d = full_jitter(Duration::from_millis(10), Duration::from_millis(500), round);
+            assert!(d <= Duration::from_millis(500));
+        }
+        assert!(
+            full_jitter(Duration::from_millis(10), Duration::from_secs(5), 0)
+                <= Duration::from_millis(10)
+        );
     }
 }
