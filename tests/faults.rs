@@ -639,3 +639,40 @@ fn bad_input_gets_a_clear_error_and_loses_nothing() {
         &[0, 1],
     );
 }
+
+/// A plugin that sleeps an hour at a time gets no host time: every sleep returns at once,
+/// so it is a busy loop the time limit stops, not a host thread parked for an hour.
+#[test]
+fn a_plugin_that_sleeps_cannot_hold_the_host() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = write_manifest(
+        dir.path(),
+        "b",
+        None,
+        &["sleepy"],
+        "[tenants.sleepy]\nplugin = \"sleepy\"\n",
+    );
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let loader = runtime
+        .block_on(Loader::load(
+            Store::default(),
+            Arc::new(PluginEngine::with_cache_dir(None).expect("engine")),
+            Location::File(m),
+            Duration::from_secs(3600),
+        ))
+        .expect("loads");
+    let pipeline = loader.pipeline();
+    let mut batch = pipeline.batch();
+    let bad = RawValue::from_string(record(1, "sleepy", true).to_string()).expect("raw");
+    let started = Instant::now();
+    let outcome = batch.process(&bad);
+    let took = started.elapsed();
+    match outcome {
+        Outcome::DeadLetter(l) => assert_eq!(l.reason.kind, "time-limit"),
+        other => panic!("expected a time-limit dead letter, got {other:?}"),
+    }
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    let next = RawValue::from_string(record(2, "sleepy", false).to_string()).expect("raw");
+    assert!(matches!(batch.process(&next), Outcome::Publish { .. }));
+}

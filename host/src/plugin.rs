@@ -193,6 +193,20 @@ impl PluginEngine {
         let engine = Engine::new(&engine_config(None)?)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        // Host time does not pass for plugins: a sleep (a pollable on the monotonic clock)
+        // is ready at once, so it cannot park the host thread where the epoch deadline
+        // cannot reach it. A plugin that sleeps in a loop is a busy loop, and time-limited.
+        linker.allow_shadowing(true);
+        {
+            let mut clock = linker.instance(MONOTONIC_CLOCK)?;
+            clock.func_wrap("subscribe-duration", |mut cx, (_,): (u64,)| {
+                Ok((ready_now(cx.data_mut())?,))
+            })?;
+            clock.func_wrap("subscribe-instant", |mut cx, (_,): (u64,)| {
+                Ok((ready_now(cx.data_mut())?,))
+            })?;
+        }
+        linker.allow_shadowing(false);
         bindings::Plugin::add_to_linker::<PluginState, wasmtime::component::HasSelf<PluginState>>(
             &mut linker,
             |s| s,
@@ -413,6 +427,25 @@ impl PluginEngine {
             pre,
         })
     }
+}
+
+/// The monotonic clock interface as wasmtime-wasi 48 defines it; older 0.2 imports link
+/// to it by semver.
+const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
+
+/// A pollable that is already ready: what every sleep gets.
+struct ReadyNow;
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime_wasi::p2::Pollable for ReadyNow {
+    async fn ready(&mut self) {}
+}
+
+fn ready_now(
+    state: &mut PluginState,
+) -> wasmtime::Result<wasmtime::component::Resource<wasmtime_wasi::p2::DynPollable>> {
+    let ready = state.table.push(ReadyNow)?;
+    wasmtime_wasi::p2::subscribe(&mut state.table, ready)
 }
 
 /// A short tag for the engine's compatibility (wasmtime version and settings).
