@@ -2,7 +2,6 @@
 //! the limits every plugin call runs under.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde::Deserialize;
 
@@ -193,16 +192,6 @@ pub enum ManifestError {
 }
 
 impl Manifest {
-    /// Reads and checks a manifest file.
-    pub fn load(path: &Path) -> Result<Self, ManifestError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
-            file: file.clone(),
-            source,
-        })?;
-        Self::parse(&text, Location::File(path.to_path_buf()))
-    }
-
     /// Parses and checks manifest text read from `location`. Every problem is reported at
     /// once: unknown keys, wrong types and dangling references in any section.
     pub fn parse(text: &str, location: Location) -> Result<Self, ManifestError> {

@@ -519,11 +519,10 @@ impl Plugin {
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(ticks(limits.time_ms));
-        let started = Instant::now();
         let instance = self
             .pre
             .instantiate(&mut store)
-            .map_err(|e| classify(e, &mut store, limits, started))?;
+            .map_err(|e| classify(e, &mut store, limits))?;
         Ok(PluginInstance {
             store,
             instance,
@@ -591,7 +590,7 @@ impl PluginInstance {
                 })
                 .collect()),
             Ok(Err(reason)) => Err(CallError::Rejected(reason)),
-            Err(e) => Err(classify(e, &mut self.store, self.limits, started)),
+            Err(e) => Err(classify(e, &mut self.store, self.limits)),
         };
         self.store.data_mut().flush_captured();
         CallReport {
@@ -601,12 +600,7 @@ impl PluginInstance {
     }
 }
 
-fn classify(
-    e: wasmtime::Error,
-    store: &mut Store<PluginState>,
-    limits: Limits,
-    started: Instant,
-) -> CallError {
+fn classify(e: wasmtime::Error, store: &mut Store<PluginState>, limits: Limits) -> CallError {
     let state = store.data_mut();
     let stderr_tail = state.flush_captured();
     let detail = if stderr_tail.is_empty() {
@@ -626,12 +620,9 @@ fn classify(
         },
         Some(Trap::StackOverflow) => CallError::StackOverflow(detail),
         Some(trap) => CallError::Trap(format!("{trap}{detail}")),
-        None => {
-            // Errors raised inside host calls on the guest's behalf are still the guest's
-            // doing when they come from a WASI stream (e.g. writing to a closed pipe).
-            let _ = started;
-            CallError::Trap(format!("{e:#}{detail}"))
-        }
+        // Errors raised inside host calls on the guest's behalf (e.g. a WASI stream) are
+        // still the guest's doing.
+        None => CallError::Trap(format!("{e:#}{detail}")),
     }
 }
 

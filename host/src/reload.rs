@@ -109,10 +109,6 @@ impl Loader {
         self.reload_failures
     }
 
-    pub fn engine(&self) -> &Arc<PluginEngine> {
-        &self.engine
-    }
-
     /// The pipeline now serving, without checking for changes.
     pub fn pipeline(&self) -> Arc<Pipeline> {
         self.current.clone()
