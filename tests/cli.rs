@@ -475,7 +475,7 @@ fn setup_errors_exit_2_with_one_clear_line() {
 fn check_reports_every_problem_at_once() {
     let out = weir(&["check", "--manifest", "examples/weir.toml"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 2 plugins, 2 tenants, 1 routes"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 3 plugins, 3 tenants, 1 routes"));
 
     let dir = tempfile::tempdir().expect("tempdir");
     let garbage = dir.path().join("garbage.wasm");
@@ -543,4 +543,58 @@ fn compile_writes_cwasm_for_both_lambda_architectures() {
     let out = weir(&["compile", src.to_str().expect("utf-8"), "--target", "sparc"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("expected x86_64 or aarch64"));
+}
+
+#[test]
+fn report_shows_fuel_memory_and_time_beside_limits_and_a_fuel_limit_holds() {
+    let out = weir(&[
+        "run",
+        "--manifest",
+        "examples/weir.toml",
+        "--event",
+        "examples/events/customers.json",
+        "--report",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    let rows: Vec<&str> = err.lines().filter(|l| l.starts_with("| 1110")).collect();
+    // One row per plugin call: the six records that reach a plugin.
+    assert_eq!(rows.len(), 6, "{err}");
+    for row in &rows {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let fuel: u64 = cells[4]
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(fuel > 1000, "{row}");
+        assert!(
+            cells[5].ends_with("of 64 MiB") && cells[6].ends_with("of 100 ms"),
+            "{row}"
+        );
+    }
+
+    // A fuel limit below what a call needs stops the call, as a fuel-limit dead letter.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mapping = plugin("mapping");
+    let m = manifest(
+        dir.path(),
+        &[("mapping", &mapping, None)],
+        "[tenants.globex]\nplugin = \"mapping\"\nlimits = { fuel = 1000 }\nconfig = { detail_type = \"C\", fields = { Name = \"/name\" } }\n",
+    );
+    let letters = dir.path().join("letters");
+    let out = weir(&[
+        "run",
+        "--manifest",
+        m.to_str().expect("utf-8"),
+        "--event",
+        "examples/events/customers.json",
+        "--report",
+        "--dead-letter-dir",
+        letters.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("fuel limit of 1000 instructions"), "{err}");
+    assert!(err.contains("of 1000 |"), "{err}");
 }

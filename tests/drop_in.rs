@@ -700,3 +700,150 @@ async fn redrive_of_a_delivery_queue_puts_the_events_back_on_the_bus() {
         "the delivery queue is empty"
     );
 }
+
+/// A manifest in `dir` with one tenant per (tenant, plugin path) pair.
+fn lazy_manifest(dir: &std::path::Path, tenants: &[(&str, &std::path::Path)]) -> Location {
+    let mut text = String::from(
+        "event_bus = \"lazy\"\n[[routes]]\ntable = \"Customers\"\nsource = \"weir.customers\"\ntenant = { attribute = \"tenantId\" }\n",
+    );
+    for (tenant, path) in tenants {
+        text.push_str(&format!(
+            "[plugins.{tenant}-plugin]\npath = {:?}\n[tenants.{tenant}]\nplugin = \"{tenant}-plugin\"\nconfig = {{ detail_type = \"CustomerChanged\", fields = {{ Name = \"/name\" }} }}\n",
+            path.display().to_string()
+        ));
+    }
+    let file = dir.join("weir.toml");
+    std::fs::write(&file, text).expect("manifest");
+    Location::File(file)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plugins_load_on_first_use_not_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mapping = plugin("mapping");
+    // Two plugins with different bytes, so each is its own compile.
+    let echo = plugin("echo-state");
+    let location = lazy_manifest(dir.path(), &[("globex", &mapping), ("acme", &echo)]);
+    let engine = engine();
+    let mut loader = Loader::load_lazy(
+        Store::default(),
+        engine.clone(),
+        location,
+        Duration::from_secs(3600),
+    )
+    .await
+    .expect("manifest loads");
+    assert_eq!(engine.compiles(), 0, "nothing is compiled at start");
+    assert!(loader.pipeline().loaded_plugins().is_empty());
+
+    let records: Vec<Value> = (1..=3)
+        .map(|i| stream_record(i, &format!("ev-{i}"), "globex", json!({})))
+        .collect();
+    let (types, verdicts) = dry_run(&mut loader, &records).await;
+    assert_eq!(verdicts, vec![Verdict::Published; 3]);
+    assert_eq!(types.len(), 3);
+    let loaded: Vec<String> = loader.pipeline().loaded_plugins().into_keys().collect();
+    assert_eq!(
+        loaded,
+        vec!["globex-plugin".to_owned()],
+        "only the plugin used"
+    );
+    assert_eq!(engine.compiles(), 1);
+
+    // The same pipeline keeps it: a second batch loads nothing more.
+    let (_, verdicts) = dry_run(&mut loader, &records).await;
+    assert_eq!(verdicts, vec![Verdict::Published; 3]);
+    assert_eq!(engine.compiles(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_plugin_dead_letters_its_tenant_and_a_missing_one_retries_while_others_publish() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"not a component").expect("write");
+    let missing = dir.path().join("not-uploaded-yet.wasm");
+    let mapping = plugin("mapping");
+    let location = lazy_manifest(
+        dir.path(),
+        &[
+            ("globex", &mapping),
+            ("broken", &garbage),
+            ("missing", &missing),
+        ],
+    );
+    let mut loader = Loader::load_lazy(
+        Store::default(),
+        engine(),
+        location.clone(),
+        Duration::from_secs(3600),
+    )
+    .await
+    .expect("a lazy start does not read plugins");
+    let records = vec![
+        stream_record(1, "ev-1", "broken", json!({})),
+        stream_record(2, "ev-2", "globex", json!({})),
+        stream_record(3, "ev-3", "missing", json!({})),
+        stream_record(4, "ev-4", "broken", json!({})),
+        stream_record(5, "ev-5", "globex", json!({})),
+    ];
+    let mut letters = Vec::new();
+    let report = batch::run(
+        loader.current().await,
+        raw(&records),
+        None,
+        DeadLetterSink::Collect(&mut letters),
+        tokio::time::Instant::now() + Duration::from_secs(30),
+    )
+    .await
+    .expect("batch");
+    let kinds: Vec<String> = report
+        .verdicts
+        .iter()
+        .map(|v| match v {
+            Verdict::Published => "published".to_owned(),
+            Verdict::Filtered => "filtered".to_owned(),
+            Verdict::DeadLettered { kind } => (*kind).to_owned(),
+            Verdict::Retry { .. } => "retry".to_owned(),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "plugin-load",
+            "published",
+            "retry",
+            "plugin-load",
+            "published"
+        ]
+    );
+    assert_eq!(letters.len(), 2);
+    for letter in &letters {
+        assert_eq!(letter.tenant.as_deref(), Some("broken"));
+        assert!(
+            letter
+                .reason
+                .message
+                .contains("not a valid WebAssembly component"),
+            "{}",
+            letter.reason.message
+        );
+    }
+    assert_eq!(report.retry_sequence_numbers().len(), 1);
+
+    // The eager load (weir check, weir run) names both plugins at once.
+    let problems = Loader::load(
+        Store::default(),
+        engine(),
+        location,
+        Duration::from_secs(3600),
+    )
+    .await
+    .err()
+    .expect("eager load refuses");
+    let all = problems.problems.join("\n");
+    assert_eq!(problems.problems.len(), 2, "{all}");
+    assert!(
+        all.contains("broken-plugin") && all.contains("missing-plugin"),
+        "{all}"
+    );
+}

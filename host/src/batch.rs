@@ -10,10 +10,9 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 
 use crate::dead_letter::{DeadLetter, DeadLetterQueue, PluginRef, Reason};
-use crate::pipeline::{Entry, Outcome, Pipeline};
+use crate::pipeline::{Entry, Outcome, Pipeline, PluginCall};
 use crate::plugin::Blame;
 use crate::publish::{EntryResult, Publisher};
-use crate::record;
 
 /// The final state of one record. Exactly one per record, always.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +43,8 @@ pub struct BatchReport {
     pub put_events_retry_calls: usize,
     pub dead_letters_sent: usize,
     pub plugin_time: Duration,
+    /// Each record's plugin calls and what they cost (the per-record report).
+    pub calls: Vec<Vec<PluginCall>>,
 }
 
 impl BatchReport {
@@ -134,24 +135,16 @@ pub async fn run(
     deadline: Instant,
 ) -> anyhow::Result<BatchReport> {
     let started = std::time::Instant::now();
-    let sequence_numbers: Vec<Option<String>> = records
-        .iter()
-        .map(|r| record::sequence_number_of(r.get()))
-        .collect();
-    let seqs = sequence_numbers.clone();
     let span = tracing::Span::current();
     let (records, outcomes) = tokio::task::spawn_blocking(move || {
         let _invocation = span.enter();
         let mut batch = pipeline.batch();
-        let outcomes: Vec<(Outcome, Option<String>)> = records
+        let outcomes: Vec<Processed> = records
             .iter()
-            .zip(&seqs)
-            .map(|(raw, seq)| {
-                let _record =
-                    tracing::info_span!("record", sequenceNumber = seq.as_deref()).entered();
-                let outcome = batch.process(raw);
+            .map(|raw| {
+                let (outcome, seq) = batch.process_with_sequence_number(raw);
                 let tenant = outcome.tenant().map(str::to_owned);
-                (outcome, tenant)
+                (outcome, seq, tenant, batch.take_calls())
             })
             .collect();
         (records, outcomes)
@@ -161,11 +154,15 @@ pub async fn run(
 
     let mut verdicts: Vec<Option<Verdict>> = vec![None; records.len()];
     let mut tenants = Vec::with_capacity(records.len());
+    let mut sequence_numbers = Vec::with_capacity(records.len());
     let mut entries: Vec<Entry> = Vec::new();
     let mut owners: Vec<usize> = Vec::new();
     let mut letters: Vec<(usize, DeadLetter)> = Vec::new();
-    for (i, (outcome, tenant)) in outcomes.into_iter().enumerate() {
+    let mut calls = Vec::with_capacity(records.len());
+    for (i, (outcome, seq, tenant, record_calls)) in outcomes.into_iter().enumerate() {
         tenants.push(tenant);
+        sequence_numbers.push(seq);
+        calls.push(record_calls);
         match outcome {
             Outcome::Publish { entries: es, .. } => {
                 owners.extend(std::iter::repeat_n(i, es.len()));
@@ -173,6 +170,7 @@ pub async fn run(
             }
             Outcome::Filtered { .. } => verdicts[i] = Some(Verdict::Filtered),
             Outcome::DeadLetter(letter) => letters.push((i, *letter)),
+            Outcome::Retry { reason, .. } => verdicts[i] = Some(Verdict::Retry { reason }),
         }
     }
 
@@ -286,7 +284,47 @@ pub async fn run(
         put_events_retry_calls: published.retry_calls,
         dead_letters_sent,
         plugin_time,
+        calls,
     })
+}
+
+/// One record's outcome, sequence number, tenant and plugin calls.
+type Processed = (Outcome, Option<String>, Option<String>, Vec<PluginCall>);
+
+/// The per-record report `weir run --report` and `weir test --report` print: for each plugin
+/// call, the instructions (fuel), linear memory and time it used, each beside its limit.
+pub fn render_report(report: &BatchReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from(
+        "| record | tenant | plugin | fuel (instructions) | memory | time |\n| --- | --- | --- | ---: | ---: | ---: |\n",
+    );
+    for ((calls, seq), tenant) in report
+        .calls
+        .iter()
+        .zip(&report.sequence_numbers)
+        .zip(&report.tenants)
+    {
+        for call in calls {
+            let c = &call.cost;
+            let fuel = match (c.fuel, c.limits.fuel) {
+                (Some(used), Some(limit)) => format!("{used} of {limit}"),
+                (Some(used), None) => format!("{used} (no limit set)"),
+                (None, _) => "not counted".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {fuel} | {:.2} MiB of {} MiB | {:.3} ms of {} ms |",
+                seq.as_deref().unwrap_or("?"),
+                tenant.as_deref().unwrap_or("-"),
+                call.plugin,
+                c.memory_bytes as f64 / (1024.0 * 1024.0),
+                c.limits.memory_mib,
+                c.elapsed.as_secs_f64() * 1000.0,
+                c.limits.time_ms
+            );
+        }
+    }
+    out
 }
 
 #[cfg(test)]

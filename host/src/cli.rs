@@ -54,6 +54,11 @@ pub enum Command {
         /// With --publish: seconds allowed for publishing before the rest is reported.
         #[arg(long, default_value_t = 60)]
         timeout_secs: u64,
+        /// Print, on stderr, each record's plugin calls: fuel (instructions), peak linear
+        /// memory and time, each beside its limit. Counting fuel compiles the plugins
+        /// afresh (precompiled .cwasm files are for the faster engine without it).
+        #[arg(long)]
+        report: bool,
     },
     /// Load everything a manifest names (plugins, pins, contract, limits) and report every
     /// problem at once. Exit 0 when all is well, 1 otherwise.
@@ -94,6 +99,39 @@ pub enum Command {
         /// Show what would happen; publish and delete nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Print CloudFormation YAML for the manifest's [destinations]: per destination a
+    /// Connection, ApiDestination, Rule and target, dead-letter queue, policy and alarm.
+    Infra {
+        /// The manifest: a file or s3://bucket/key.
+        #[arg(long)]
+        manifest: String,
+    },
+    /// Scaffold something new: `weir new plugin NAME --lang rust|js|python`.
+    New {
+        #[command(subcommand)]
+        what: crate::scaffold::NewCommand,
+    },
+    /// Run a plugin's golden cases (CASES_DIR/<case>/event.json against entries.jsonl and
+    /// dead-letters.jsonl) and print a diff for each case that differs. Exit 1 if any does.
+    Test {
+        /// The plugin under test (.wasm).
+        #[arg(long)]
+        plugin: PathBuf,
+        /// The tenant's config, TOML or JSON (default: CASES_DIR/config.toml or config.json).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The plugin's name in the entries' metadata (default: the folder holding CASES_DIR).
+        #[arg(long)]
+        name: Option<String>,
+        /// Rewrite every case's expectations with what the plugin now produces.
+        #[arg(long)]
+        update: bool,
+        /// Print each case's per-record report: fuel, peak memory and time beside limits.
+        #[arg(long)]
+        report: bool,
+        /// The folder of cases, one folder per case.
+        cases_dir: PathBuf,
     },
 }
 
@@ -144,11 +182,13 @@ fn run(cli: Cli) -> Result<ExitCode, SetupError> {
             dead_letter_dir,
             publish,
             timeout_secs,
+            report,
         } => run_event(
             &manifest,
             &event,
             &dead_letter_dir,
             publish.then_some(Duration::from_secs(timeout_secs)),
+            report,
         ),
         Command::Check { manifest } => check(&manifest),
         Command::Compile {
@@ -163,6 +203,25 @@ fn run(cli: Cli) -> Result<ExitCode, SetupError> {
             bus,
             dry_run,
         } => redrive(&manifest, queue, delivery_queue, bus, dry_run),
+        Command::Infra { manifest } => infra(&manifest),
+        Command::New { what } => new(what),
+        Command::Test {
+            plugin,
+            config,
+            name,
+            update,
+            report,
+            cases_dir,
+        } => test_cases(
+            crate::cases::TestOptions {
+                plugin,
+                config,
+                name,
+                update,
+                report,
+            },
+            &cases_dir,
+        ),
     }
 }
 
@@ -175,10 +234,29 @@ fn runtime() -> Result<tokio::runtime::Runtime, SetupError> {
     )
 }
 
+/// The engine for the command line: one that counts fuel for `--report`, else the
+/// runtime's own (which uses `.cwasm` files).
+pub(crate) fn plugin_engine(fuel: bool) -> anyhow::Result<PluginEngine> {
+    if fuel {
+        let dir = std::env::var_os("WEIR_CACHE_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::env::temp_dir().join("weir-cache"));
+        PluginEngine::counting_fuel(Some(dir))
+    } else {
+        PluginEngine::new()
+    }
+    .context("cannot start the plugin engine")
+}
+
 /// Loads the manifest and its plugins once (no reloading in the CLI).
 async fn load(manifest: &str) -> anyhow::Result<Loader> {
+    load_with(manifest, false).await
+}
+
+/// [`load`], with an engine that counts fuel when `fuel` (for `--report`).
+async fn load_with(manifest: &str, fuel: bool) -> anyhow::Result<Loader> {
     let location = Location::parse(manifest)?;
-    let engine = Arc::new(PluginEngine::new().context("cannot start the plugin engine")?);
+    let engine = Arc::new(plugin_engine(fuel)?);
     Ok(Loader::load(
         Store::default(),
         engine,
@@ -208,7 +286,7 @@ fn check(manifest: &str) -> Result<ExitCode, SetupError> {
             let m = loader.manifest();
             println!(
                 "{manifest}: ok: {} plugins, {} tenants, {} routes, bus {:?}",
-                loader.pipeline().plugins().len(),
+                loader.pipeline().loaded_plugins().len(),
                 m.tenants.len(),
                 m.routes.len(),
                 m.event_bus
@@ -223,6 +301,28 @@ fn check(manifest: &str) -> Result<ExitCode, SetupError> {
             Ok(ExitCode::from(EXIT_DEAD_LETTERS))
         }
     }
+}
+
+fn infra(manifest: &str) -> Result<ExitCode, SetupError> {
+    let runtime = runtime()?;
+    let text = setup(runtime.block_on(async {
+        let location = Location::parse(manifest)?;
+        let (bytes, _) = Store::default().read(&location).await?;
+        let text =
+            String::from_utf8(bytes).with_context(|| format!("{location}: not UTF-8 text"))?;
+        anyhow::Ok((text, location))
+    }))?;
+    let (m, destinations) = setup(
+        crate::manifest::Manifest::parse_with_destinations(&text.0, text.1)
+            .map_err(anyhow::Error::from),
+    )?;
+    if destinations.is_empty() {
+        return Err(SetupError(anyhow::anyhow!(
+            "{manifest}: no [destinations.<name>] sections: nothing to generate"
+        )));
+    }
+    print!("{}", crate::infra::template(&m, &destinations));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn compile(
@@ -313,6 +413,57 @@ fn redrive(
     })
 }
 
+fn new(what: crate::scaffold::NewCommand) -> Result<ExitCode, SetupError> {
+    let crate::scaffold::NewCommand::Plugin {
+        name,
+        lang,
+        dir,
+        sdk,
+    } = what;
+    let made = setup(crate::scaffold::new_plugin(
+        &name,
+        lang,
+        &dir,
+        sdk.as_deref(),
+    ))?;
+    println!(
+        "created {} ({} files)",
+        made.dir.display(),
+        made.files.len()
+    );
+    println!("next:");
+    for command in &made.next {
+        println!("  {command}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn test_cases(
+    options: crate::cases::TestOptions,
+    cases_dir: &Path,
+) -> Result<ExitCode, SetupError> {
+    let runtime = runtime()?;
+    let mut out = std::io::stdout().lock();
+    let summary = setup(runtime.block_on(crate::cases::run(&options, cases_dir, &mut out)))?;
+    let _ = writeln!(
+        out,
+        "cases: {}, passed: {}, failed: {}{}",
+        summary.cases,
+        summary.passed,
+        summary.failed,
+        if options.update {
+            format!(", updated: {}", summary.updated)
+        } else {
+            String::new()
+        }
+    );
+    Ok(if summary.failed > 0 {
+        ExitCode::from(EXIT_DEAD_LETTERS)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn read_event(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("{}: cannot read event", path.display()))
 }
@@ -355,6 +506,7 @@ fn run_event(
     event: &Path,
     dead_letter_dir: &Path,
     publish_within: Option<Duration>,
+    with_report: bool,
 ) -> Result<ExitCode, SetupError> {
     let text = setup(read_event(event))?;
     let records: Vec<Box<RawValue>> = setup(parse_event(event, &text))?
@@ -366,7 +518,7 @@ fn run_event(
     let deadline = tokio::time::Instant::now() + publish_within.unwrap_or(Duration::from_secs(60));
     let mut collected = Vec::new();
     let report = runtime.block_on(async {
-        let loader = setup(load(manifest).await)?;
+        let loader = setup(load_with(manifest, with_report).await)?;
         let pipeline = loader.pipeline();
         let queue_url = loader.manifest().dead_letter_queue.clone();
         let bus = loader.manifest().event_bus.clone();
@@ -393,6 +545,9 @@ fn run_event(
         };
         setup(batch::run(pipeline, records, publisher.as_ref(), sink, deadline).await)
     })?;
+    if with_report {
+        eprint!("{}", batch::render_report(&report));
+    }
     let mut out = std::io::stdout().lock();
     for entry in &report.entries {
         let line = serde_json::to_string(entry).unwrap_or_default();

@@ -133,6 +133,11 @@ pub struct Limits {
     pub max_log_bytes: usize,
     /// The PutEvents entry size limit, by AWS's formula (1 MB since January 2026).
     pub max_entry_bytes: usize,
+    /// Instructions (wasmtime fuel) one call may execute. Counted, and enforced, only by an
+    /// engine that counts fuel (`weir run --report`, `weir test --report`, or `WEIR_FUEL=1`
+    /// in the function); otherwise time is bounded by the epoch deadline alone, which costs
+    /// less per instruction.
+    pub fuel: Option<u64>,
 }
 
 impl Default for Limits {
@@ -145,6 +150,7 @@ impl Default for Limits {
             max_log_lines: 100,
             max_log_bytes: 16 << 10,
             max_entry_bytes: 1 << 20,
+            fuel: None,
         }
     }
 }
@@ -160,6 +166,7 @@ pub struct LimitOverrides {
     pub max_log_lines: Option<usize>,
     pub max_log_bytes: Option<usize>,
     pub max_entry_bytes: Option<usize>,
+    pub fuel: Option<u64>,
 }
 
 impl LimitOverrides {
@@ -173,6 +180,7 @@ impl LimitOverrides {
             max_log_lines: self.max_log_lines.unwrap_or(base.max_log_lines),
             max_log_bytes: self.max_log_bytes.unwrap_or(base.max_log_bytes),
             max_entry_bytes: self.max_entry_bytes.unwrap_or(base.max_entry_bytes),
+            fuel: self.fuel.or(base.fuel),
         }
     }
 }
@@ -195,6 +203,15 @@ impl Manifest {
     /// Parses and checks manifest text read from `location`. Every problem is reported at
     /// once: unknown keys, wrong types and dangling references in any section.
     pub fn parse(text: &str, location: Location) -> Result<Self, ManifestError> {
+        Self::parse_with_destinations(text, location).map(|(m, _)| m)
+    }
+
+    /// [`Manifest::parse`], also returning the `[destinations.<name>]` sections, checked
+    /// against the tenants, for `weir infra`.
+    pub fn parse_with_destinations(
+        text: &str,
+        location: Location,
+    ) -> Result<(Self, BTreeMap<String, DestinationSpec>), ManifestError> {
         let file = location.to_string();
         let table: toml::Table = toml::from_str(text).map_err(|e| ManifestError::Parse {
             file: file.clone(),
@@ -208,6 +225,7 @@ impl Manifest {
             "plugins",
             "routes",
             "tenants",
+            "destinations",
         ];
         for key in table.keys().filter(|k| !KEYS.contains(&k.as_str())) {
             problems.push(format!(
@@ -238,7 +256,9 @@ impl Manifest {
                 Vec::new()
             }
         };
-        let manifest = Manifest {
+        let destinations: BTreeMap<String, DestinationSpec> =
+            entries(field("destinations"), "destinations", &mut problems);
+        let mut manifest = Manifest {
             event_bus,
             dead_letter_queue,
             limits,
@@ -248,11 +268,41 @@ impl Manifest {
             location,
         };
         problems.extend(manifest.problems());
+        problems.extend(destination_problems(&destinations, &manifest.tenants));
         if problems.is_empty() {
-            Ok(manifest)
+            manifest.apply_destinations(&destinations);
+            Ok((manifest, destinations))
         } else {
             Err(ManifestError::Invalid { file, problems })
         }
+    }
+
+    /// Once `[destinations]` is defined, a tenant without an allow-list may use exactly the
+    /// destinations defined for it (every one without a `tenant`, and those naming it), so
+    /// an event for an undefined destination is refused like one the allow-list excludes.
+    fn apply_destinations(&mut self, destinations: &BTreeMap<String, DestinationSpec>) {
+        if destinations.is_empty() {
+            return;
+        }
+        for (name, tenant) in &mut self.tenants {
+            if tenant.destinations.is_none() {
+                tenant.destinations = Some(
+                    destinations
+                        .iter()
+                        .filter(|(_, d)| d.tenant.as_ref().is_none_or(|t| t == name))
+                        .map(|(n, _)| n.clone())
+                        .collect(),
+                );
+            }
+        }
+    }
+
+    /// Every route's `source`, sorted and without repeats: what a destination's rule matches.
+    pub fn sources(&self) -> Vec<&str> {
+        let mut sources: Vec<&str> = self.routes.iter().map(|r| r.source.as_str()).collect();
+        sources.sort_unstable();
+        sources.dedup();
+        sources
     }
 
     /// Every reference and value that cannot work, found without loading any plugin.
@@ -371,6 +421,396 @@ impl TenantSpec {
             None => "{}".to_owned(),
         }
     }
+}
+
+/// One `[destinations.<name>]` section: an API destination, its connection, and the rule
+/// that sends it the events plugins address to `<name>`. `weir infra` turns it into
+/// CloudFormation; the pipeline refuses events for destinations a tenant may not use.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationSpec {
+    /// The HTTPS URL EventBridge calls; each `*` is filled from `path_parameters`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The URL kept in Secrets Manager instead, for endpoints whose URL is the credential
+    /// (a Slack incoming webhook).
+    #[serde(default)]
+    pub endpoint_secret: Option<SecretRef>,
+    /// The HTTP method: GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS.
+    pub method: String,
+    /// How EventBridge authenticates to the endpoint.
+    pub auth: DestinationAuth,
+    /// Requests per second EventBridge sends at most (its default: 300).
+    #[serde(default)]
+    pub rate_limit_per_second: Option<u32>,
+    /// How long and how often EventBridge retries 429s, 5xx and timeouts.
+    #[serde(default)]
+    pub retry: RetrySpec,
+    /// The detail types this destination takes.
+    pub detail_types: Vec<String>,
+    /// Only this tenant's events; the other tenants may not use the destination.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// The part of the event sent as the request body (default `$.detail.payload`: the
+    /// plugin's payload exactly).
+    #[serde(default)]
+    pub input_path: Option<String>,
+    /// JSON paths into the event filling the endpoint's `*`s, in order.
+    #[serde(default)]
+    pub path_parameters: Vec<String>,
+    /// The header carrying the event's `metadata.id` (default `Idempotency-Key`; `""` for
+    /// none), so the receiver can drop the redeliveries that at-least-once implies.
+    #[serde(default)]
+    pub idempotency_header: Option<String>,
+}
+
+/// A value kept in AWS Secrets Manager: the secret's name or ARN, and optionally the key
+/// of a JSON secret. Only the reference ever appears in the manifest and the template.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    pub secret: String,
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+/// A connection's authorization: the three kinds EventBridge offers, or `none` for
+/// endpoints that authenticate by their URL (EventBridge still requires a connection).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DestinationAuth {
+    /// OAuth 2.0 client credentials: EventBridge fetches and caches the token.
+    OauthClientCredentials {
+        token_url: String,
+        client_id: String,
+        client_secret: SecretRef,
+        #[serde(default)]
+        scope: Option<String>,
+    },
+    /// A header holding a key.
+    ApiKey { header: String, value: SecretRef },
+    /// HTTP Basic.
+    Basic {
+        username: String,
+        password: SecretRef,
+    },
+    /// No credential beyond the URL.
+    None,
+}
+
+/// An API destination target's RetryPolicy. The defaults are EventBridge's own maximums.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    /// Retries after the first attempt, 0 to 185.
+    #[serde(default = "RetrySpec::max_attempts")]
+    pub attempts: u32,
+    /// How long an event is retried, 60 to 86,400 seconds.
+    #[serde(default = "RetrySpec::max_age")]
+    pub max_age_secs: u32,
+}
+
+impl RetrySpec {
+    /// EventBridge's largest MaximumRetryAttempts.
+    pub const MAX_ATTEMPTS: u32 = 185;
+    /// EventBridge's largest MaximumEventAgeInSeconds (24 hours).
+    pub const MAX_AGE_SECS: u32 = 86_400;
+    /// EventBridge's smallest MaximumEventAgeInSeconds.
+    pub const MIN_AGE_SECS: u32 = 60;
+
+    fn max_attempts() -> u32 {
+        Self::MAX_ATTEMPTS
+    }
+
+    fn max_age() -> u32 {
+        Self::MAX_AGE_SECS
+    }
+}
+
+impl Default for RetrySpec {
+    fn default() -> Self {
+        RetrySpec {
+            attempts: Self::MAX_ATTEMPTS,
+            max_age_secs: Self::MAX_AGE_SECS,
+        }
+    }
+}
+
+/// The header an idempotency id travels in unless a destination says otherwise.
+pub const DEFAULT_IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+
+/// The body an API destination receives unless a destination says otherwise.
+pub const DEFAULT_INPUT_PATH: &str = "$.detail.payload";
+
+/// HTTP methods an API destination may use (EventBridge takes any but CONNECT and TRACE).
+pub const DESTINATION_METHODS: &[&str] =
+    &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+/// Headers EventBridge does not let a target set.
+const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "connection",
+    "content-encoding",
+    "content-length",
+    "host",
+    "max-forwards",
+    "te",
+    "transfer-encoding",
+    "trailer",
+    "upgrade",
+    "via",
+    "www-authenticate",
+    "x-forwarded-for",
+];
+
+impl DestinationSpec {
+    /// The body's JSON path.
+    pub fn input_path(&self) -> &str {
+        self.input_path.as_deref().unwrap_or(DEFAULT_INPUT_PATH)
+    }
+
+    /// The idempotency header's name, if the destination sends one.
+    pub fn idempotency_header(&self) -> Option<&str> {
+        match self.idempotency_header.as_deref() {
+            None => Some(DEFAULT_IDEMPOTENCY_HEADER),
+            Some("") => None,
+            Some(h) => Some(h),
+        }
+    }
+}
+
+/// Whether `name` can name a destination: it becomes part of CloudFormation logical ids.
+fn is_destination_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && name.bytes().any(|b| b.is_ascii_alphanumeric())
+}
+
+/// A JSON path EventBridge evaluates: `$` then `.name` segments of letters, digits, `-`, `_`.
+fn is_simple_json_path(path: &str) -> bool {
+    path.strip_prefix('$').is_some_and(|rest| {
+        rest.split('.').skip(1).all(|seg| {
+            !seg.is_empty()
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        }) && (rest.is_empty() || rest.starts_with('.'))
+    })
+}
+
+/// Text that may sit inside a CloudFormation dynamic reference and a header or URL:
+/// printable ASCII without spaces or braces.
+fn is_plain_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}')
+}
+
+fn secret_problems(what: &str, secret: &SecretRef, problems: &mut Vec<String>) {
+    if !is_plain_token(&secret.secret) {
+        problems.push(format!(
+            "{what}.secret must be a Secrets Manager secret name or ARN, found {:?}",
+            secret.secret
+        ));
+    }
+    if let Some(key) = &secret.key
+        && (!is_plain_token(key) || key.contains(':'))
+    {
+        problems.push(format!(
+            "{what}.key must be a JSON key without spaces, braces or ':', found {key:?}"
+        ));
+    }
+}
+
+fn https_problems(what: &str, url: &str, problems: &mut Vec<String>) {
+    let host = url
+        .strip_prefix("https://")
+        .map(|r| r.split('/').next().unwrap_or_default());
+    if host.is_none_or(str::is_empty) || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        problems.push(format!(
+            "{what} must be an https:// URL (API destinations call public HTTPS endpoints only), found {url:?}"
+        ));
+    }
+}
+
+/// Everything in `[destinations]` that cannot work, and every tenant allow-list that
+/// names a destination it may not use.
+fn destination_problems(
+    destinations: &BTreeMap<String, DestinationSpec>,
+    tenants: &BTreeMap<String, TenantSpec>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut logical_ids: BTreeMap<String, &str> = BTreeMap::new();
+    for (name, d) in destinations {
+        let what = format!("destinations.{name}");
+        if !is_destination_name(name) {
+            problems.push(format!(
+                "{what}: a destination name is 1 to 64 letters, digits, '-' or '_'"
+            ));
+        } else if let Some(other) = logical_ids.insert(crate::infra::logical_id(name), name) {
+            problems.push(format!(
+                "{what}: makes the same CloudFormation names as destinations.{other}"
+            ));
+        }
+        match (&d.endpoint, &d.endpoint_secret) {
+            (Some(url), None) => {
+                https_problems(&format!("{what}.endpoint"), url, &mut problems);
+                let wildcards = url.matches('*').count();
+                if wildcards != d.path_parameters.len() {
+                    problems.push(format!(
+                        "{what}: the endpoint has {wildcards} '*' but path_parameters has {} values",
+                        d.path_parameters.len()
+                    ));
+                }
+            }
+            (None, Some(secret)) => {
+                secret_problems(&format!("{what}.endpoint_secret"), secret, &mut problems)
+            }
+            _ => problems.push(format!(
+                "{what} must give exactly one of endpoint = \"https://...\" or endpoint_secret = {{ secret = \"...\", key = \"...\" }}"
+            )),
+        }
+        if !DESTINATION_METHODS.contains(&d.method.as_str()) {
+            problems.push(format!(
+                "{what}.method must be one of {}, found {:?}",
+                DESTINATION_METHODS.join(", "),
+                d.method
+            ));
+        }
+        match &d.auth {
+            DestinationAuth::OauthClientCredentials {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+            } => {
+                https_problems(&format!("{what}.auth.token_url"), token_url, &mut problems);
+                if !is_plain_token(client_id) {
+                    problems.push(format!(
+                        "{what}.auth.client_id is empty or has spaces or braces"
+                    ));
+                }
+                secret_problems(
+                    &format!("{what}.auth.client_secret"),
+                    client_secret,
+                    &mut problems,
+                );
+                if scope
+                    .as_deref()
+                    .is_some_and(|s| s.trim().is_empty() || s.contains(['{', '}']))
+                {
+                    problems.push(format!("{what}.auth.scope is empty or has braces"));
+                }
+            }
+            DestinationAuth::ApiKey { header, value } => {
+                if !is_header_name(header) {
+                    problems.push(format!(
+                        "{what}.auth.header is not an HTTP header name: {header:?}"
+                    ));
+                }
+                secret_problems(&format!("{what}.auth.value"), value, &mut problems);
+            }
+            DestinationAuth::Basic { username, password } => {
+                if !is_plain_token(username) || username.contains(':') {
+                    problems.push(format!(
+                        "{what}.auth.username is empty or has spaces, braces or ':'"
+                    ));
+                }
+                secret_problems(&format!("{what}.auth.password"), password, &mut problems);
+            }
+            DestinationAuth::None => {}
+        }
+        if d.rate_limit_per_second == Some(0) {
+            problems.push(format!("{what}.rate_limit_per_second must be at least 1"));
+        }
+        if d.retry.attempts > RetrySpec::MAX_ATTEMPTS {
+            problems.push(format!(
+                "{what}.retry.attempts must be 0 to {}, found {}",
+                RetrySpec::MAX_ATTEMPTS,
+                d.retry.attempts
+            ));
+        }
+        if !(RetrySpec::MIN_AGE_SECS..=RetrySpec::MAX_AGE_SECS).contains(&d.retry.max_age_secs) {
+            problems.push(format!(
+                "{what}.retry.max_age_secs must be {} to {}, found {}",
+                RetrySpec::MIN_AGE_SECS,
+                RetrySpec::MAX_AGE_SECS,
+                d.retry.max_age_secs
+            ));
+        }
+        if d.detail_types.is_empty() {
+            problems.push(format!(
+                "{what}.detail_types must name at least one detail type"
+            ));
+        }
+        for t in &d.detail_types {
+            if t.is_empty() || t.len() > 128 || t.chars().any(char::is_control) {
+                problems.push(format!(
+                    "{what}.detail_types: {t:?} is not a detail type (1 to 128 characters)"
+                ));
+            }
+        }
+        if let Some(t) = &d.tenant
+            && (t == DEFAULT_TENANT || !tenants.contains_key(t))
+        {
+            problems.push(format!(
+                "{what}.tenant names {t:?}, which is not a tenant with its own [tenants.{t}] entry"
+            ));
+        }
+        let input_path = d.input_path();
+        if !is_simple_json_path(input_path) || !input_path.starts_with(DEFAULT_INPUT_PATH) {
+            problems.push(format!(
+                "{what}.input_path must be {DEFAULT_INPUT_PATH} or a field inside it (dot notation), found {input_path:?}"
+            ));
+        }
+        for p in &d.path_parameters {
+            if !is_simple_json_path(p) || !p.starts_with("$.detail.") {
+                problems.push(format!(
+                    "{what}.path_parameters: {p:?} is not a JSON path into the event's detail ($.detail.payload.id)"
+                ));
+            }
+        }
+        if let Some(h) = d.idempotency_header()
+            && !is_header_name(h)
+        {
+            problems.push(format!(
+                "{what}.idempotency_header is not a header EventBridge lets a target set: {h:?}"
+            ));
+        }
+    }
+    if destinations.is_empty() {
+        return problems;
+    }
+    for (tenant_name, tenant) in tenants {
+        for allowed in tenant.destinations.iter().flatten() {
+            match destinations.get(allowed) {
+                None => problems.push(format!(
+                    "tenants.{tenant_name}.destinations names {allowed:?}, which is not in [destinations]"
+                )),
+                Some(d) => {
+                    if let Some(owner) = d.tenant.as_ref().filter(|o| *o != tenant_name) {
+                        problems.push(format!(
+                            "tenants.{tenant_name}.destinations names {allowed:?}, which is for tenant {owner:?} only"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// An HTTP header name (RFC 9110 token) a target may set.
+fn is_header_name(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 512
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && !RESERVED_HEADERS.contains(&h.to_ascii_lowercase().as_str())
+        && !h.to_ascii_lowercase().starts_with("x-amz")
 }
 
 /// `value` as a `T`, or a problem naming `what`.

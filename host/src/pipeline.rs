@@ -12,6 +12,7 @@ use crate::dead_letter::{DeadLetter, PluginRef, Reason};
 use crate::manifest::{DEFAULT_TENANT, Limits, Manifest};
 use crate::plugin::{Blame, Plugin, PluginEvent, PluginInstance};
 use crate::record::{self, StreamRecord, write_json_string};
+use crate::reload::{LoadProblems, PluginSlot, SlotError};
 use crate::validate::{self, MAX_DETAIL_DEPTH, MAX_DETAIL_TYPE_CHARS, MAX_RESOURCE_CHARS};
 
 /// One PutEvents entry, with AWS's field names, as `aws events put-events --entries` takes.
@@ -69,6 +70,12 @@ pub enum Outcome {
         tenant: Option<String>,
     },
     DeadLetter(Box<DeadLetter>),
+    /// It could not be taken to an outcome now (its plugin could not be read): Lambda
+    /// must deliver it again.
+    Retry {
+        reason: String,
+        tenant: Option<String>,
+    },
 }
 
 impl Outcome {
@@ -85,20 +92,21 @@ impl Outcome {
             Outcome::Publish { tenant, .. } => Some(tenant),
             Outcome::Filtered { tenant, .. } => tenant.as_deref(),
             Outcome::DeadLetter(l) => l.tenant.as_deref(),
+            Outcome::Retry { tenant, .. } => tenant.as_deref(),
         }
     }
 }
 
-/// The manifest with its plugins loaded.
+/// The manifest with its plugins, each loaded on first use.
 pub struct Pipeline {
     manifest: Manifest,
-    plugins: HashMap<String, Arc<Plugin>>,
+    plugins: HashMap<String, Arc<PluginSlot>>,
     configs: HashMap<String, String>,
 }
 
 impl Pipeline {
-    /// A pipeline over a checked manifest and its loaded plugins.
-    pub fn new(manifest: Manifest, plugins: HashMap<String, Arc<Plugin>>) -> Self {
+    /// A pipeline over a checked manifest and a slot for each plugin its tenants use.
+    pub fn new(manifest: Manifest, plugins: HashMap<String, Arc<PluginSlot>>) -> Self {
         let configs = manifest
             .tenants
             .iter()
@@ -115,9 +123,36 @@ impl Pipeline {
         &self.manifest
     }
 
-    /// The loaded plugins by name.
-    pub fn plugins(&self) -> &HashMap<String, Arc<Plugin>> {
+    /// The plugins by name, loaded or not yet.
+    pub fn slots(&self) -> &HashMap<String, Arc<PluginSlot>> {
         &self.plugins
+    }
+
+    /// The plugins loaded so far, by name.
+    pub fn loaded_plugins(&self) -> HashMap<String, Arc<Plugin>> {
+        self.plugins
+            .iter()
+            .filter_map(|(n, s)| Some((n.clone(), s.loaded()?.clone())))
+            .collect()
+    }
+
+    /// Loads every plugin now, listing every one that cannot be loaded.
+    pub async fn load_all(&self) -> Result<(), LoadProblems> {
+        let mut names: Vec<&String> = self.plugins.keys().collect();
+        names.sort();
+        let mut problems = Vec::new();
+        for name in names {
+            if let Some(slot) = self.plugins.get(name)
+                && let Err(e) = slot.load().await
+            {
+                problems.push(e.to_string());
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(LoadProblems { problems })
+        }
     }
 
     /// Starts a batch: instances are created on first use and live until the batch ends.
@@ -125,6 +160,7 @@ impl Pipeline {
         Batch {
             pipeline: self,
             instances: HashMap::new(),
+            calls: Vec::new(),
         }
     }
 }
@@ -133,22 +169,55 @@ impl Pipeline {
 pub struct Batch<'p> {
     pipeline: &'p Pipeline,
     instances: HashMap<(String, String), PluginInstance>,
+    /// The plugin calls of the record being processed.
+    calls: Vec<PluginCall>,
+}
+
+/// One plugin call for a record and what it cost: a line of the per-record report.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginCall {
+    pub plugin: String,
+    pub cost: crate::plugin::CallCost,
 }
 
 impl Batch<'_> {
     /// Runs one record, given as its exact text, to its outcome.
     pub fn process(&mut self, raw: &RawValue) -> Outcome {
-        let manifest = &self.pipeline.manifest;
+        self.process_with_sequence_number(raw).0
+    }
+
+    /// [`Self::process`], also giving the record's sequence number (what Lambda needs to
+    /// retry it), read by the same parse; a record too broken to parse is scanned for it.
+    pub fn process_with_sequence_number(&mut self, raw: &RawValue) -> (Outcome, Option<String>) {
+        self.calls.clear();
         let parsed = match record::parse(raw.get()) {
             Ok(p) => p,
-            Err(e) => return dead(raw, "decode", e.to_string(), Blame::Record),
+            Err(e) => {
+                let seq = record::sequence_number_of(raw.get());
+                let _record =
+                    tracing::info_span!("record", sequenceNumber = seq.as_deref()).entered();
+                return (dead(raw, "decode", e.to_string(), Blame::Record), seq);
+            }
         };
+        let sequence_number = parsed.sequence_number().to_owned();
+        // Every log line about this record, the plugin's included, carries its number.
+        let _record =
+            tracing::info_span!("record", sequenceNumber = sequence_number.as_str()).entered();
+        (self.process_parsed(raw, parsed), Some(sequence_number))
+    }
+
+    /// The plugin calls the last record made, and what each cost.
+    pub fn take_calls(&mut self) -> Vec<PluginCall> {
+        std::mem::take(&mut self.calls)
+    }
+
+    fn process_parsed(&mut self, raw: &RawValue, parsed: record::ParsedRecord<'_>) -> Outcome {
+        let manifest = &self.pipeline.manifest;
         let Some(route) = manifest.route(parsed.table()) else {
             return Outcome::filtered(FilterReason::NoRoute, None);
         };
-        let own_id = parsed
-            .string_attribute(route.tenant.attribute_name())
-            .and_then(|v| route.tenant.extract(v));
+        let attribute = parsed.string_attribute(route.tenant.attribute_name());
+        let own_id = attribute.as_deref().and_then(|v| route.tenant.extract(v));
         let Some((entry, tenant)) = manifest.tenant_entry(own_id.unwrap_or(DEFAULT_TENANT)) else {
             return Outcome::filtered(
                 if own_id.is_some() {
@@ -198,25 +267,45 @@ impl Batch<'_> {
             };
         let mut entries = Vec::new();
         for name in tenant.plugin_names() {
-            let Some(plugin) = self.pipeline.plugins.get(name) else {
-                return reject(
-                    "host-error",
-                    format!("plugin {name:?} is not loaded"),
-                    Blame::Host,
-                    None,
-                );
+            let plugin = match self.pipeline.plugins.get(name).map(|s| s.get()) {
+                Some(Ok(p)) => p,
+                Some(Err(SlotError::Broken(why))) => {
+                    return reject("plugin-load", why, Blame::Plugin, None);
+                }
+                Some(Err(SlotError::Unavailable(why))) => {
+                    return Outcome::Retry {
+                        reason: why,
+                        tenant: Some(tenant_id),
+                    };
+                }
+                None => {
+                    return reject(
+                        "host-error",
+                        format!("plugin {name:?} is not in the manifest"),
+                        Blame::Host,
+                        None,
+                    );
+                }
             };
+            let plugin = plugin.as_ref();
             let key = (tenant_id.clone(), name.to_owned());
-            let result = match self.instances.get_mut(&key) {
-                Some(instance) => instance.transform(&record, config).result,
-                None => plugin
-                    .instantiate(&tenant_id, limits)
-                    .map(|mut instance| {
-                        let r = instance.transform(&record, config).result;
-                        self.instances.insert(key.clone(), instance);
-                        r
-                    })
-                    .and_then(|r| r),
+            let report = match self.instances.get_mut(&key) {
+                Some(instance) => Ok(instance.transform(&record, config)),
+                None => plugin.instantiate(&tenant_id, limits).map(|mut instance| {
+                    let r = instance.transform(&record, config);
+                    self.instances.insert(key.clone(), instance);
+                    r
+                }),
+            };
+            let result = match report {
+                Ok(report) => {
+                    self.calls.push(PluginCall {
+                        plugin: name.to_owned(),
+                        cost: report.cost,
+                    });
+                    report.result
+                }
+                Err(e) => Err(e),
             };
             let events = match result {
                 Ok(events) => events,
@@ -251,7 +340,7 @@ impl Batch<'_> {
                 &route.source,
                 manifest,
                 &limits,
-                plugin,
+                plugin.reference(),
                 first,
                 events,
             ) {
@@ -282,9 +371,11 @@ fn dead(raw: &RawValue, kind: &'static str, message: String, blame: Blame) -> Ou
     )))
 }
 
-struct EntryError {
-    kind: &'static str,
-    message: String,
+/// Why a plugin's events cannot be published: the dead-letter kind and message.
+#[derive(Debug)]
+pub struct EntryError {
+    pub kind: &'static str,
+    pub message: String,
 }
 
 fn invalid(message: String) -> EntryError {
@@ -294,15 +385,16 @@ fn invalid(message: String) -> EntryError {
     }
 }
 
-/// Validates the plugin's events and wraps each in weir's metadata envelope.
+/// Validates a plugin's events and wraps each in weir's metadata envelope. (Public so
+/// the benchmark's native mapping goes through exactly the same checks.)
 #[allow(clippy::too_many_arguments)]
-fn build_entries(
+pub fn build_entries(
     record: &StreamRecord,
     tenant: &str,
     source: &str,
     manifest: &Manifest,
     limits: &Limits,
-    plugin: &Plugin,
+    plugin: &Arc<PluginRef>,
     first_index: usize,
     events: Vec<PluginEvent>,
 ) -> Result<Vec<Entry>, EntryError> {
@@ -354,14 +446,14 @@ fn build_entries(
         // The envelope adds one level of nesting around the payload.
         validate::check_detail(&event.detail, MAX_DETAIL_DEPTH - 1)
             .map_err(|e| invalid(format!("event {n}: {e}")))?;
-        let detail = envelope(record, tenant, plugin.name(), index, &event);
+        let detail = envelope(record, tenant, &plugin.name, index, &event);
         let entry = Entry {
             source: source.to_owned(),
             detail_type: event.detail_type,
             detail,
             event_bus_name: manifest.event_bus.clone(),
             resources: event.resources,
-            plugin: plugin.reference().clone(),
+            plugin: plugin.clone(),
         };
         let size = entry.size();
         if size > limits.max_entry_bytes {

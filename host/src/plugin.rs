@@ -2,12 +2,13 @@
 //! that run one tenant's records under that tenant's limits.
 //!
 //! Sandbox policy: a plugin may import only the `weir:transform` log and the WASI
-//! interfaces a language runtime links (cli, io, clocks, random, filesystem, sockets).
-//! Those are backed by a context that grants nothing: no preopened directories, no
-//! environment, no arguments, stdin empty, clocks frozen at zero, and sockets linked to
-//! deny-all (TCP, UDP and name lookup disabled, every address refused), so a runtime
-//! whose standard library merely links them still loads. `wasi:http`, and any interface
-//! weir does not know, is refused when the plugin is loaded, with a message naming it.
+//! interfaces a language runtime links for computing (cli, io, clocks, random,
+//! filesystem). Those are backed by a context that grants nothing: no preopened
+//! directories, no environment, no arguments, stdin empty, clocks frozen at zero.
+//! `wasi:http` and `wasi:sockets` (a plugin has no network: API destinations make the
+//! calls), and any interface weir does not know, are refused when the plugin is loaded,
+//! with a message naming the import. The sockets context is still deny-all (TCP, UDP and
+//! name lookup disabled), as a second wall.
 
 use std::collections::HashMap;
 use std::hash::{Hash as _, Hasher as _};
@@ -45,7 +46,6 @@ const ALLOWED_IMPORT_PREFIXES: &[&str] = &[
     "wasi:clocks/",
     "wasi:random/",
     "wasi:filesystem/",
-    "wasi:sockets/",
 ];
 
 /// One event a plugin returned, not yet validated.
@@ -65,6 +65,8 @@ pub enum CallError {
     Rejected(String),
     #[error("plugin exceeded its time limit of {limit_ms} ms")]
     TimeLimit { limit_ms: u64 },
+    #[error("plugin exceeded its fuel limit of {limit} instructions")]
+    FuelLimit { limit: u64 },
     #[error("plugin exceeded its memory limit of {limit_mib} MiB{detail}")]
     MemoryLimit { limit_mib: u64, detail: String },
     #[error("plugin overflowed its stack{0}")]
@@ -82,6 +84,7 @@ impl CallError {
         match self {
             CallError::Rejected(_) => "plugin-error",
             CallError::TimeLimit { .. } => "time-limit",
+            CallError::FuelLimit { .. } => "fuel-limit",
             CallError::MemoryLimit { .. } => "memory-limit",
             CallError::StackOverflow(_) => "stack-overflow",
             CallError::Trap(_) => "trap",
@@ -151,6 +154,7 @@ pub struct PluginEngine {
     cache_dir: Option<PathBuf>,
     engine_tag: String,
     compiles: AtomicUsize,
+    fuel: bool,
 }
 
 /// The first line of a `.cwasm` written by `weir compile`: it names the plugin it was
@@ -166,11 +170,44 @@ pub fn target_triple(arch: &str) -> Option<&'static str> {
     }
 }
 
-fn engine_config(target: Option<&str>) -> anyhow::Result<wasmtime::Config> {
+/// The most (tenant, plugin) instances alive at once: one batch's distinct pairs. A batch
+/// needing more gets a host error for the rest, and those records are retried.
+pub const MAX_LIVE_INSTANCES: u32 = 1000;
+
+/// Engine settings shared by the runtime and `weir compile` (a `.cwasm` only loads into an
+/// engine with the same settings).
+///
+/// - Pooling allocator: instance slots are reserved once and reused, and linear memories
+///   are mapped copy-on-write from the compiled image, so instantiating is mostly mapping,
+///   not copying. The limits are generous enough for componentize-js and componentize-py
+///   output (many core instances and tables per component).
+/// - Component-model concurrency off: weir's calls are synchronous, and the support costs
+///   every call a fixed overhead.
+/// - An epoch deadline, not fuel, bounds time: a counter check per loop back-edge instead
+///   of fuel accounting on every block.
+fn engine_config(target: Option<&str>, fuel: bool) -> anyhow::Result<wasmtime::Config> {
+    let mut pool = wasmtime::PoolingAllocationConfig::new();
+    pool.total_component_instances(MAX_LIVE_INSTANCES)
+        .total_core_instances(MAX_LIVE_INSTANCES * 8)
+        .total_memories(MAX_LIVE_INSTANCES * 2)
+        .total_tables(MAX_LIVE_INSTANCES * 8)
+        .max_tables_per_module(4)
+        .max_memories_per_module(1)
+        .table_elements(1 << 17)
+        .max_core_instance_size(4 << 20)
+        .max_component_instance_size(4 << 20)
+        // Keep the first pages of a reused memory mapped: a plugin's stack and hot data
+        // live there, and zeroing them is cheaper than faulting them in again.
+        .linear_memory_keep_resident(256 << 10)
+        .table_keep_resident(64 << 10);
     let mut config = wasmtime::Config::new();
     config.wasm_component_model(true);
+    config.concurrency_support(false);
     config.epoch_interruption(true);
+    config.consume_fuel(fuel);
     config.max_wasm_stack(1 << 20);
+    config.memory_init_cow(true);
+    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
     if let Some(t) = target {
         config.target(t)?;
     }
@@ -190,7 +227,18 @@ impl PluginEngine {
 
     /// The engine with a given disk cache (or none).
     pub fn with_cache_dir(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
-        let engine = Engine::new(&engine_config(None)?)?;
+        Self::with_options(cache_dir, false)
+    }
+
+    /// An engine that also counts fuel (instructions) per call, for reports and fuel
+    /// limits. Counting costs every call a little, and its compiled code differs, so
+    /// `.cwasm` files from `weir compile` are not used by it.
+    pub fn counting_fuel(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+        Self::with_options(cache_dir, true)
+    }
+
+    fn with_options(cache_dir: Option<PathBuf>, fuel: bool) -> anyhow::Result<Self> {
+        let engine = Engine::new(&engine_config(None, fuel)?)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         // Host time does not pass for plugins: a sleep (a pollable on the monotonic clock)
@@ -232,6 +280,7 @@ impl PluginEngine {
             cache_dir,
             engine_tag,
             compiles: AtomicUsize::new(0),
+            fuel,
         })
     }
 
@@ -243,7 +292,7 @@ impl PluginEngine {
     /// Precompiles a plugin into a `.cwasm` for `target` (`None`: this machine), with the
     /// same settings the runtime uses.
     pub fn precompile(bytes: &[u8], target: Option<&str>) -> anyhow::Result<Vec<u8>> {
-        let engine = Engine::new(&engine_config(target)?)?;
+        let engine = Engine::new(&engine_config(target, false)?)?;
         let sha256 = hex::encode(sha2::Sha256::digest(bytes));
         let compiled = engine.precompile_component(bytes)?;
         let mut out = format!("{CWASM_MAGIC} {sha256}\n").into_bytes();
@@ -418,6 +467,7 @@ impl PluginEngine {
                 message: format!("{e:#}"),
             })?;
         Ok(Plugin {
+            fuel: self.fuel,
             name: name.to_owned(),
             reference: Arc::new(PluginRef {
                 name: name.to_owned(),
@@ -456,8 +506,10 @@ fn engine_tag(engine: &Engine) -> String {
 }
 
 fn forbidden(import: &str) -> Option<&'static str> {
-    if import.starts_with("wasi:http/") {
-        Some("weir plugins have no network; EventBridge API destinations make the calls")
+    if import.starts_with("wasi:http/") || import.starts_with("wasi:sockets/") {
+        Some(
+            "weir plugins have no network; EventBridge API destinations make the calls (build JavaScript without http/fetch, and keep std::net out of Rust plugins)",
+        )
     } else if ALLOWED_IMPORT_PREFIXES
         .iter()
         .any(|p| import.starts_with(p))
@@ -465,13 +517,15 @@ fn forbidden(import: &str) -> Option<&'static str> {
         None
     } else {
         Some(
-            "weir provides only weir:transform and wasi cli, io, clocks, random, filesystem, sockets (deny-all)",
+            "weir provides only weir:transform and wasi cli, io, clocks, random and filesystem (no preopens)",
         )
     }
 }
 
 /// A loaded plugin, ready to instantiate cheaply for each tenant.
 pub struct Plugin {
+    /// Whether its engine counts fuel.
+    fuel: bool,
     name: String,
     sha256: String,
     reference: Arc<PluginRef>,
@@ -517,6 +571,11 @@ impl Plugin {
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
+        if self.fuel {
+            store
+                .set_fuel(limits.fuel.unwrap_or(u64::MAX))
+                .map_err(|e| CallError::Host(format!("{e:#}")))?;
+        }
         store.epoch_deadline_trap();
         store.set_epoch_deadline(ticks(limits.time_ms));
         let instance = self
@@ -527,6 +586,7 @@ impl Plugin {
             store,
             instance,
             limits,
+            fuel: self.fuel,
         })
     }
 }
@@ -540,13 +600,25 @@ pub struct PluginInstance {
     store: Store<PluginState>,
     instance: bindings::Plugin,
     limits: Limits,
+    fuel: bool,
 }
 
 /// What one call produced, and what it cost.
 #[derive(Debug)]
 pub struct CallReport {
     pub result: Result<Vec<PluginEvent>, CallError>,
+    pub cost: CallCost,
+}
+
+/// What one call cost, beside the limits it ran under: the per-record report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CallCost {
     pub elapsed: Duration,
+    /// Instructions executed (wasmtime fuel), when the engine counts them.
+    pub fuel: Option<u64>,
+    /// The instance's linear memory after the call (it never shrinks, so this is its peak).
+    pub memory_bytes: usize,
+    pub limits: Limits,
 }
 
 impl PluginInstance {
@@ -555,6 +627,13 @@ impl PluginInstance {
         let started = Instant::now();
         self.store.set_epoch_deadline(ticks(self.limits.time_ms));
         self.store.data_mut().log.reset();
+        let fuel_budget = self.limits.fuel.unwrap_or(u64::MAX);
+        if self.fuel && self.store.set_fuel(fuel_budget).is_err() {
+            return CallReport {
+                result: Err(CallError::Host("cannot set the fuel budget".into())),
+                cost: self.cost(started, None),
+            };
+        }
         let wit_record = wit::StreamRecord {
             table: record.table.clone(),
             event_id: record.event_id.clone(),
@@ -593,9 +672,23 @@ impl PluginInstance {
             Err(e) => Err(classify(e, &mut self.store, self.limits)),
         };
         self.store.data_mut().flush_captured();
+        let used = self
+            .fuel
+            .then(|| self.store.get_fuel().ok())
+            .flatten()
+            .map(|left| fuel_budget - left);
         CallReport {
             result,
+            cost: self.cost(started, used),
+        }
+    }
+
+    fn cost(&self, started: Instant, fuel: Option<u64>) -> CallCost {
+        CallCost {
             elapsed: started.elapsed(),
+            fuel,
+            memory_bytes: self.store.data().limiter.peak,
+            limits: self.limits,
         }
     }
 }
@@ -617,6 +710,9 @@ fn classify(e: wasmtime::Error, store: &mut Store<PluginState>, limits: Limits) 
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => CallError::TimeLimit {
             limit_ms: limits.time_ms,
+        },
+        Some(Trap::OutOfFuel) => CallError::FuelLimit {
+            limit: limits.fuel.unwrap_or(u64::MAX),
         },
         Some(Trap::StackOverflow) => CallError::StackOverflow(detail),
         Some(trap) => CallError::Trap(format!("{trap}{detail}")),
@@ -765,6 +861,8 @@ impl LogBudget {
 struct MemoryLimiter {
     max_bytes: usize,
     hit: bool,
+    /// The largest size a memory has been allowed to reach.
+    peak: usize,
 }
 
 impl MemoryLimiter {
@@ -772,6 +870,7 @@ impl MemoryLimiter {
         MemoryLimiter {
             max_bytes: usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
             hit: false,
+            peak: 0,
         }
     }
 }
@@ -787,6 +886,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
             self.hit = true;
             return Ok(false);
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 
@@ -924,6 +1024,8 @@ mod tests {
     fn http_and_unknown_imports_are_refused_at_load_by_name() {
         for (import, why) in [
             ("wasi:http/outgoing-handler@0.2.0", "no network"),
+            ("wasi:sockets/tcp@0.2.0", "no network"),
+            ("wasi:sockets/ip-name-lookup@0.2.3", "no network"),
             ("acme:evil/backdoor@1.0.0", "weir provides only"),
         ] {
             let err = load(&format!("(component (import \"{import}\" (instance)))"))
@@ -939,10 +1041,13 @@ mod tests {
     }
 
     #[test]
-    fn sockets_and_filesystem_imports_are_linked_not_refused() {
-        // These pass the import check (they are linked to deny-all) and fail only because
+    fn filesystem_imports_are_linked_not_refused() {
+        // This passes the import check (linked with no preopens) and fails only because
         // the component implements nothing.
-        for import in ["wasi:sockets/tcp@0.2.0", "wasi:filesystem/preopens@0.2.0"] {
+        for import in [
+            "wasi:filesystem/preopens@0.2.0",
+            "wasi:clocks/wall-clock@0.2.0",
+        ] {
             let err = load(&format!("(component (import \"{import}\" (instance)))"))
                 .err()
                 .expect("no transform export");

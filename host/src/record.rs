@@ -105,7 +105,7 @@ impl<'a> StreamEvent<'a> {
 }
 
 #[derive(Deserialize)]
-struct WireRecord {
+struct WireRecord<'a> {
     #[serde(rename = "eventID")]
     event_id: Option<String>,
     #[serde(rename = "eventName")]
@@ -114,7 +114,8 @@ struct WireRecord {
     event_source_arn: Option<String>,
     #[serde(rename = "userIdentity")]
     user_identity: Option<WireIdentity>,
-    dynamodb: Option<WireStreamRecord>,
+    #[serde(borrow)]
+    dynamodb: Option<WireStreamRecord<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -127,30 +128,34 @@ struct WireIdentity {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct WireStreamRecord {
+struct WireStreamRecord<'a> {
     approximate_creation_date_time: Option<Value>,
-    keys: Option<Map<String, Value>>,
-    new_image: Option<Map<String, Value>>,
-    old_image: Option<Map<String, Value>>,
+    // Images stay as the text received until decoded, straight to plain JSON.
+    #[serde(borrow)]
+    keys: Option<&'a RawValue>,
+    #[serde(borrow)]
+    new_image: Option<&'a RawValue>,
+    #[serde(borrow)]
+    old_image: Option<&'a RawValue>,
     sequence_number: Option<String>,
 }
 
 /// A record split into its parts but not yet decoded: enough to route it and find its
 /// tenant without converting images that may never be needed.
-pub struct ParsedRecord {
+pub struct ParsedRecord<'a> {
     table: String,
     event_id: String,
     change: Change,
     sequence_number: String,
     approximate_creation_time_ms: Option<u64>,
     removed_by_ttl: bool,
-    keys: Map<String, Value>,
-    new_image: Option<Map<String, Value>>,
-    old_image: Option<Map<String, Value>>,
+    keys: &'a RawValue,
+    new_image: Option<&'a RawValue>,
+    old_image: Option<&'a RawValue>,
 }
 
 /// Reads one record's text (as found in the event's `Records` array) far enough to route it.
-pub fn parse(raw: &str) -> Result<ParsedRecord, DecodeError> {
+pub fn parse(raw: &str) -> Result<ParsedRecord<'_>, DecodeError> {
     let wire: WireRecord = serde_json::from_str(raw).map_err(|e| {
         let why = if e.to_string().starts_with("recursion limit exceeded") {
             format!("nested deeper than any DynamoDB item can be ({e})")
@@ -230,7 +235,7 @@ pub fn parse(raw: &str) -> Result<ParsedRecord, DecodeError> {
     })
 }
 
-impl ParsedRecord {
+impl ParsedRecord<'_> {
     /// The table's name, from `eventSourceARN`.
     pub fn table(&self) -> &str {
         &self.table
@@ -246,32 +251,25 @@ impl ParsedRecord {
 
     /// A string (or number) attribute, from the new image, else the old image, else the
     /// keys: how a record names its tenant.
-    pub fn string_attribute(&self, name: &str) -> Option<&str> {
-        [
-            self.new_image.as_ref(),
-            self.old_image.as_ref(),
-            Some(&self.keys),
-        ]
-        .into_iter()
-        .flatten()
-        .find_map(|image| {
-            let v = image.get(name)?.as_object()?;
-            v.get("S").or_else(|| v.get("N"))?.as_str()
-        })
+    pub fn string_attribute(&self, name: &str) -> Option<String> {
+        // A key attribute never changes, so when the keys hold it they hold the value
+        // both images have; the keys are a few bytes to scan, an image a kilobyte.
+        [Some(self.keys), self.new_image, self.old_image]
+            .into_iter()
+            .flatten()
+            .find_map(|image| top_level_string(image, name))
     }
 
     /// Converts the images to plain JSON.
     pub fn decode(self) -> Result<StreamRecord, DecodeError> {
-        let keys = image_to_json(&self.keys, "dynamodb.Keys")?;
+        let keys = transcode_image(self.keys.get(), "dynamodb.Keys")?;
         let new_image = self
             .new_image
-            .as_ref()
-            .map(|m| image_to_json(m, "dynamodb.NewImage"))
+            .map(|m| transcode_image(m.get(), "dynamodb.NewImage"))
             .transpose()?;
         let old_image = self
             .old_image
-            .as_ref()
-            .map(|m| image_to_json(m, "dynamodb.OldImage"))
+            .map(|m| transcode_image(m.get(), "dynamodb.OldImage"))
             .transpose()?;
         Ok(StreamRecord {
             table: self.table,
@@ -337,159 +335,550 @@ fn epoch_seconds_to_ms(v: &Value) -> Option<u64> {
 
 /// Converts a DynamoDB attribute map (`{"name": {"S": "x"}}`) into plain JSON text.
 pub fn image_to_json(image: &Map<String, Value>, path: &str) -> Result<String, DecodeError> {
-    let mut out = String::with_capacity(256);
-    let mut path = path.to_owned();
-    write_map(image, &mut path, &mut out, 0)?;
-    Ok(out)
+    let text = serde_json::to_string(image)
+        .map_err(|e| DecodeError::at(path, format!("cannot be read: {e}")))?;
+    transcode_image(&text, path)
 }
 
-fn write_map(
-    map: &Map<String, Value>,
-    path: &mut String,
+/// Converts an attribute map's JSON text straight into plain JSON text, in one pass and
+/// without building a tree. Object keys come out sorted, as a JSON map sorts them (a
+/// duplicated name keeps its last value), so the output does not depend on the order the
+/// stream happened to write.
+pub fn transcode_image(image: &str, path: &str) -> Result<String, DecodeError> {
+    use serde::de::DeserializeSeed as _;
+    let cx = Cx::default();
+    let mut out = String::with_capacity(image.len());
+    let root = Path::Root(path);
+    let mut de = serde_json::Deserializer::from_str(image);
+    let result = ImageSeed {
+        out: &mut out,
+        path: &root,
+        cx: &cx,
+    }
+    .deserialize(&mut de)
+    .and_then(|()| de.end());
+    match result {
+        Ok(()) => Ok(out),
+        Err(e) => Err(cx.error.take().unwrap_or_else(|| {
+            if e.to_string().starts_with("recursion limit exceeded") {
+                DecodeError::at(
+                    path,
+                    format!(
+                        "nested deeper than any DynamoDB item can be (over {MAX_ATTRIBUTE_DEPTH} levels)"
+                    ),
+                )
+            } else {
+                DecodeError::at(path, format!("not valid JSON: {e}"))
+            }
+        })),
+    }
+}
+
+/// Where an attribute is, built up as the transcoder descends and written out only for
+/// an error.
+enum Path<'a> {
+    Root(&'a str),
+    Key(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl Path<'_> {
+    fn render(&self) -> String {
+        match self {
+            Path::Root(s) => (*s).to_owned(),
+            Path::Key(p, k) => format!("{}.{k}", p.render()),
+            Path::Index(p, i) => format!("{}[{i}]", p.render()),
+        }
+    }
+}
+
+/// The first decode error found; serde's own error only says that one was.
+#[derive(Default)]
+struct Cx {
+    error: std::cell::RefCell<Option<DecodeError>>,
+}
+
+impl Cx {
+    fn fail<E: serde::de::Error>(&self, path: &Path<'_>, message: impl Into<String>) -> E {
+        let mut slot = self.error.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(DecodeError::at(&path.render(), message));
+        }
+        E::custom("invalid attribute")
+    }
+}
+
+/// A map key, borrowed from the input when it has no escapes.
+struct Key;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Key {
+    type Value = std::borrow::Cow<'de, str>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Key {
+    type Value = std::borrow::Cow<'de, str>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(v))
+    }
+}
+
+/// A whole image: an object of attributes.
+struct ImageSeed<'o, 'p> {
+    out: &'o mut String,
+    path: &'p Path<'p>,
+    cx: &'o Cx,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ImageSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ImageSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object of attributes")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        write_attribute_map(map, self.out, self.path, 0, self.cx)
+    }
+}
+
+/// Writes a map of attributes as a JSON object with sorted keys.
+fn write_attribute_map<'de, A: serde::de::MapAccess<'de>>(
+    mut map: A,
     out: &mut String,
+    path: &Path<'_>,
     depth: usize,
-) -> Result<(), DecodeError> {
+    cx: &Cx,
+) -> Result<(), A::Error> {
+    use std::borrow::Cow;
     out.push('{');
-    for (i, (name, value)) in map.iter().enumerate() {
-        if i > 0 {
+    let body = out.len();
+    // Each entry's key and where its `"key":value` text lies in `out`.
+    let mut spans: Vec<(Cow<'de, str>, usize, usize)> = Vec::new();
+    while let Some(name) = map.next_key_seed(Key)? {
+        if !spans.is_empty() {
             out.push(',');
         }
-        write_json_string(name, out);
+        let start = out.len();
+        write_json_string(&name, out);
         out.push(':');
-        let len = path.len();
-        path.push('.');
-        path.push_str(name);
-        write_attribute(value, path, out, depth + 1)?;
-        path.truncate(len);
+        let child = Path::Key(path, &name);
+        map.next_value_seed(AttributeSeed {
+            out: &mut *out,
+            path: &child,
+            depth: depth + 1,
+            cx,
+        })?;
+        let end = out.len();
+        spans.push((name, start, end));
+    }
+    if !spans.windows(2).all(|w| w[0].0 < w[1].0) {
+        let text = out[body..].to_owned();
+        spans.sort_by(|a, b| a.0.cmp(&b.0));
+        // Equal names: the last one written wins, as in a JSON map.
+        spans.reverse();
+        spans.dedup_by(|a, b| a.0 == b.0);
+        spans.reverse();
+        out.truncate(body);
+        for (i, (_, start, end)) in spans.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&text[start - body..end - body]);
+        }
     }
     out.push('}');
     Ok(())
 }
 
-fn write_attribute(
-    value: &Value,
-    path: &mut String,
-    out: &mut String,
+/// One attribute value: `{"TAG": value}`.
+struct AttributeSeed<'o, 'p> {
+    out: &'o mut String,
+    path: &'p Path<'p>,
     depth: usize,
-) -> Result<(), DecodeError> {
-    if depth > MAX_ATTRIBUTE_DEPTH {
-        return Err(DecodeError::at(
-            path,
-            format!("nested deeper than {MAX_ATTRIBUTE_DEPTH} levels"),
-        ));
-    }
-    let obj = value.as_object().ok_or_else(|| {
-        DecodeError::at(
-            path,
-            "an attribute value must be an object like {\"S\": \"x\"}",
-        )
-    })?;
-    let mut entries = obj.iter();
-    let (tag, inner) = match (entries.next(), entries.next()) {
-        (Some(e), None) => e,
-        _ => {
-            return Err(DecodeError::at(
-                path,
-                format!(
-                    "an attribute value must have exactly one type tag, found {}",
-                    obj.len()
-                ),
-            ));
-        }
-    };
-    let wrong = |expected: &str| {
-        DecodeError::at(
-            path,
-            format!("type {tag} holds {expected}, found {}", kind_of(inner)),
-        )
-    };
-    match tag.as_str() {
-        "S" => write_json_string(inner.as_str().ok_or_else(|| wrong("a string"))?, out),
-        "N" => write_number(inner.as_str().ok_or_else(|| wrong("a string"))?, path, out)?,
-        "B" => write_binary(
-            inner.as_str().ok_or_else(|| wrong("a base64 string"))?,
-            path,
-            out,
-        )?,
-        "BOOL" => out.push_str(if inner.as_bool().ok_or_else(|| wrong("a bool"))? {
-            "true"
-        } else {
-            "false"
-        }),
-        "NULL" => match inner {
-            Value::Bool(true) => out.push_str("null"),
-            _ => return Err(wrong("true")),
-        },
-        "M" => write_map(
-            inner.as_object().ok_or_else(|| wrong("an object"))?,
-            path,
-            out,
-            depth,
-        )?,
-        "L" => {
-            let items = inner.as_array().ok_or_else(|| wrong("an array"))?;
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                let len = path.len();
-                let _ = write!(path, "[{i}]");
-                write_attribute(item, path, out, depth + 1)?;
-                path.truncate(len);
-            }
-            out.push(']');
-        }
-        "SS" | "NS" | "BS" => {
-            let items = inner
-                .as_array()
-                .ok_or_else(|| wrong("an array of strings"))?;
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                let len = path.len();
-                let _ = write!(path, "[{i}]");
-                let s = item.as_str().ok_or_else(|| {
-                    DecodeError::at(path, format!("a {tag} member must be a string"))
-                })?;
-                match tag.as_str() {
-                    "SS" => write_json_string(s, out),
-                    "NS" => write_number(s, path, out)?,
-                    _ => write_binary(s, path, out)?,
-                }
-                path.truncate(len);
-            }
-            out.push(']');
-        }
-        other => {
-            return Err(DecodeError::at(
-                path,
-                format!(
-                    "unknown type tag {other:?} (expected S, N, B, BOOL, NULL, M, L, SS, NS or BS)"
-                ),
-            ));
-        }
-    }
-    Ok(())
+    cx: &'o Cx,
 }
 
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a bool",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+const NOT_AN_ATTRIBUTE: &str = "an attribute value must be an object like {\"S\": \"x\"}";
+
+impl<'de> serde::de::DeserializeSeed<'de> for AttributeSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        if self.depth > MAX_ATTRIBUTE_DEPTH {
+            return Err(self.cx.fail(
+                self.path,
+                format!("nested deeper than {MAX_ATTRIBUTE_DEPTH} levels"),
+            ));
+        }
+        d.deserialize_any(self)
     }
 }
 
-fn write_binary(b64: &str, path: &str, out: &mut String) -> Result<(), DecodeError> {
+impl<'de> serde::de::Visitor<'de> for AttributeSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(NOT_AN_ATTRIBUTE)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Some(tag) = map.next_key_seed(Key)? else {
+            return Err(self.cx.fail(
+                self.path,
+                "an attribute value must have exactly one type tag, found 0",
+            ));
+        };
+        let tag = match Tag::of(&tag) {
+            Some(t) => t,
+            None => {
+                return Err(self.cx.fail(
+                    self.path,
+                    format!(
+                        "unknown type tag {tag:?} (expected S, N, B, BOOL, NULL, M, L, SS, NS or BS)"
+                    ),
+                ));
+            }
+        };
+        map.next_value_seed(TypedSeed {
+            tag,
+            out: &mut *self.out,
+            path: self.path,
+            depth: self.depth,
+            cx: self.cx,
+        })?;
+        let mut tags = 1;
+        while map.next_key_seed(Key)?.is_some() {
+            map.next_value::<serde::de::IgnoredAny>()?;
+            tags += 1;
+        }
+        if tags > 1 {
+            return Err(self.cx.fail(
+                self.path,
+                format!("an attribute value must have exactly one type tag, found {tags}"),
+            ));
+        }
+        Ok(())
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        Err(self.cx.fail(self.path, NOT_AN_ATTRIBUTE))
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        Err(self.cx.fail(self.path, NOT_AN_ATTRIBUTE))
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        Err(self.cx.fail(self.path, NOT_AN_ATTRIBUTE))
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        Err(self.cx.fail(self.path, NOT_AN_ATTRIBUTE))
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        Err(self.cx.fail(self.path, NOT_AN_ATTRIBUTE))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Err(self.cx.fail(self.path, NOT_AN_ATTRIBUTE))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(self.cx.fail(self.path, NOT_AN_ATTRIBUTE))
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tag {
+    S,
+    N,
+    B,
+    Bool,
+    Null,
+    M,
+    L,
+    Ss,
+    Ns,
+    Bs,
+}
+
+impl Tag {
+    fn of(text: &str) -> Option<Tag> {
+        Some(match text {
+            "S" => Tag::S,
+            "N" => Tag::N,
+            "B" => Tag::B,
+            "BOOL" => Tag::Bool,
+            "NULL" => Tag::Null,
+            "M" => Tag::M,
+            "L" => Tag::L,
+            "SS" => Tag::Ss,
+            "NS" => Tag::Ns,
+            "BS" => Tag::Bs,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Tag::S => "S",
+            Tag::N => "N",
+            Tag::B => "B",
+            Tag::Bool => "BOOL",
+            Tag::Null => "NULL",
+            Tag::M => "M",
+            Tag::L => "L",
+            Tag::Ss => "SS",
+            Tag::Ns => "NS",
+            Tag::Bs => "BS",
+        }
+    }
+
+    /// What the tag's value must be, for error messages.
+    fn holds(self) -> &'static str {
+        match self {
+            Tag::S | Tag::N => "a string",
+            Tag::B => "a base64 string",
+            Tag::Bool => "a bool",
+            Tag::Null => "true",
+            Tag::M => "an object",
+            Tag::L => "an array",
+            Tag::Ss | Tag::Ns | Tag::Bs => "an array of strings",
+        }
+    }
+}
+
+/// The value under a type tag.
+struct TypedSeed<'o, 'p> {
+    tag: Tag,
+    out: &'o mut String,
+    path: &'p Path<'p>,
+    depth: usize,
+    cx: &'o Cx,
+}
+
+impl TypedSeed<'_, '_> {
+    fn wrong<E: serde::de::Error>(&self, found: &str) -> E {
+        self.cx.fail(
+            self.path,
+            format!(
+                "type {} holds {}, found {found}",
+                self.tag.name(),
+                self.tag.holds()
+            ),
+        )
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for TypedSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for TypedSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.tag.holds())
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        let result = match self.tag {
+            Tag::S => {
+                write_json_string(v, self.out);
+                Ok(())
+            }
+            Tag::N => write_number(v, self.out),
+            Tag::B => write_binary(v, self.out),
+            _ => return Err(self.wrong("a string")),
+        };
+        result.map_err(|why| self.cx.fail(self.path, why))
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<(), E> {
+        match (self.tag, v) {
+            (Tag::Bool, v) => {
+                self.out.push_str(if v { "true" } else { "false" });
+                Ok(())
+            }
+            (Tag::Null, true) => {
+                self.out.push_str("null");
+                Ok(())
+            }
+            _ => Err(self.wrong("a bool")),
+        }
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        Err(self.wrong("a number"))
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        Err(self.wrong("a number"))
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        Err(self.wrong("a number"))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Err(self.wrong("null"))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        if self.tag != Tag::M {
+            return Err(self.wrong("an object"));
+        }
+        write_attribute_map(map, self.out, self.path, self.depth, self.cx)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let set = match self.tag {
+            Tag::L => None,
+            Tag::Ss | Tag::Ns | Tag::Bs => Some(self.tag),
+            _ => return Err(self.wrong("an array")),
+        };
+        self.out.push('[');
+        let mut i = 0;
+        loop {
+            let child = Path::Index(self.path, i);
+            if i > 0 {
+                self.out.push(',');
+            }
+            let before = self.out.len();
+            let more = match set {
+                None => seq.next_element_seed(AttributeSeed {
+                    out: &mut *self.out,
+                    path: &child,
+                    depth: self.depth + 1,
+                    cx: self.cx,
+                })?,
+                Some(tag) => seq.next_element_seed(SetMemberSeed {
+                    tag,
+                    out: &mut *self.out,
+                    path: &child,
+                    cx: self.cx,
+                })?,
+            };
+            if more.is_none() {
+                if i > 0 {
+                    // Take back the separator written for an element that was not there.
+                    self.out.truncate(before - 1);
+                }
+                break;
+            }
+            i += 1;
+        }
+        self.out.push(']');
+        Ok(())
+    }
+}
+
+/// One member of a string, number or binary set.
+struct SetMemberSeed<'o, 'p> {
+    tag: Tag,
+    out: &'o mut String,
+    path: &'p Path<'p>,
+    cx: &'o Cx,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for SetMemberSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl SetMemberSeed<'_, '_> {
+    fn not_a_string<E: serde::de::Error>(&self) -> E {
+        self.cx.fail(
+            self.path,
+            format!("a {} member must be a string", self.tag.name()),
+        )
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for SetMemberSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        let result = match self.tag {
+            Tag::Ns => write_number(v, self.out),
+            Tag::Bs => write_binary(v, self.out),
+            _ => {
+                write_json_string(v, self.out);
+                Ok(())
+            }
+        };
+        result.map_err(|why| self.cx.fail(self.path, why))
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        Err(self.not_a_string())
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        Err(self.not_a_string())
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        Err(self.not_a_string())
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        Err(self.not_a_string())
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Err(self.not_a_string())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(self.not_a_string())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(self.not_a_string())
+    }
+}
+
+/// The `S` or `N` text of a top-level attribute of an image, without decoding the rest.
+fn top_level_string(image: &RawValue, name: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Scalar {
+        #[serde(rename = "S")]
+        s: Option<String>,
+        #[serde(rename = "N")]
+        n: Option<String>,
+    }
+    struct Find<'n>(&'n str);
+    impl<'de> serde::de::Visitor<'de> for Find<'_> {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Option<String>, A::Error> {
+            let mut found = None;
+            while let Some(key) = map.next_key_seed(Key)? {
+                if found.is_none() && key == self.0 {
+                    let v: Option<Scalar> = map.next_value()?;
+                    found = v.and_then(|v| v.s.or(v.n));
+                } else {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(image.get());
+    serde::Deserializer::deserialize_map(&mut de, Find(name))
+        .ok()
+        .flatten()
+}
+
+fn write_binary(b64: &str, out: &mut String) -> Result<(), String> {
     base64::engine::general_purpose::STANDARD
         .decode(b64)
-        .map_err(|e| DecodeError::at(path, format!("invalid base64: {e}")))?;
+        .map_err(|e| format!("invalid base64: {e}"))?;
     write_json_string(b64, out);
     Ok(())
 }
@@ -498,16 +887,12 @@ fn write_binary(b64: &str, path: &str, out: &mut String) -> Result<(), DecodeErr
 ///
 /// DynamoDB's grammar is looser than JSON's (`+1`, `.5`, `5.`, `007`), so the text is
 /// normalised to JSON's form without changing its value or dropping a digit.
-fn write_number(text: &str, path: &str, out: &mut String) -> Result<(), DecodeError> {
-    let n = parse_number(text)
-        .map_err(|why| DecodeError::at(path, format!("N value {text:?} is not a number: {why}")))?;
+fn write_number(text: &str, out: &mut String) -> Result<(), String> {
+    let n = parse_number(text).map_err(|why| format!("N value {text:?} is not a number: {why}"))?;
     let digits = n.significant_digits();
     if digits > MAX_NUMBER_DIGITS {
-        return Err(DecodeError::at(
-            path,
-            format!(
-                "N value {text:?} has {digits} significant digits; DynamoDB allows {MAX_NUMBER_DIGITS}"
-            ),
+        return Err(format!(
+            "N value {text:?} has {digits} significant digits; DynamoDB allows {MAX_NUMBER_DIGITS}"
         ));
     }
     n.write_json(out);

@@ -1,12 +1,20 @@
 //! Loading a manifest and its plugins from files or S3, and reloading them while warm.
 //!
+//! Plugins are loaded lazily: the manifest is read and checked at start, and each plugin
+//! is fetched, checked and compiled (or taken precompiled) the first time a record needs
+//! it. A function serving forty tenants does not pay for forty plugins before its first
+//! record, and one tenant's broken plugin dead-letters that tenant's records instead of
+//! stopping the function. [`Loader::load`] loads everything up front instead (for
+//! `weir check` and `weir run`, which must report a broken plugin at once).
+//!
 //! A reload asks each location whether it changed (S3: conditional GET on the ETag), and
 //! rebuilds the pipeline only when something did. A new version that cannot be read,
 //! fails its pin, fails to compile or fails the manifest's checks leaves the old one
 //! serving; the failure is logged and counted.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -19,13 +27,6 @@ use crate::store::{Fetched, Location, Store};
 /// The default time between checks for a changed manifest or plugin.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 
-/// One plugin as last loaded: the version it was read at, and the result.
-struct LoadedPlugin {
-    version: String,
-    sha256_pin: Option<String>,
-    plugin: Arc<Plugin>,
-}
-
 /// What a load found wrong, all of it.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", problems.join("; "))]
@@ -33,15 +34,202 @@ pub struct LoadProblems {
     pub problems: Vec<String>,
 }
 
-/// Reads a manifest and its plugins, and keeps them fresh.
-pub struct Loader {
+/// Where plugins come from: shared by every slot of a loader.
+pub struct PluginSource {
     store: Store,
     engine: Arc<PluginEngine>,
+    /// Slots load from blocking threads; S3 reads run on this runtime.
+    runtime: tokio::runtime::Handle,
+}
+
+/// What the manifest says about one plugin. A reload keeps a slot whose spec is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SlotSpec {
+    location: Location,
+    pin: Option<String>,
+    compiled: Location,
+    /// The manifest names the `.cwasm` (so a missing one is worth a warning).
+    compiled_named: bool,
+}
+
+/// Why a plugin is not there for a record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SlotError {
+    /// It could not be read (an S3 or file error, perhaps passing): retry the record.
+    #[error("{0}")]
+    Unavailable(String),
+    /// It was read but cannot be used (pin, compile, imports, contract): the records
+    /// that need it are dead-lettered until a fixed version is uploaded.
+    #[error("{0}")]
+    Broken(String),
+}
+
+/// A plugin the manifest names, loaded on first use and then kept.
+pub struct PluginSlot {
+    name: String,
+    spec: SlotSpec,
+    source: Arc<PluginSource>,
+    loaded: OnceLock<LoadedPlugin>,
+    /// Held while loading; holds the error of a plugin that cannot be used.
+    loading: tokio::sync::Mutex<Option<String>>,
+}
+
+/// A loaded plugin and the version of the bytes it came from.
+#[derive(Clone)]
+struct LoadedPlugin {
+    plugin: Arc<Plugin>,
+    version: String,
+}
+
+impl PluginSlot {
+    fn new(name: &str, spec: SlotSpec, source: Arc<PluginSource>) -> Self {
+        PluginSlot {
+            name: name.to_owned(),
+            spec,
+            source,
+            loaded: OnceLock::new(),
+            loading: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The plugin if it has been loaded.
+    pub fn loaded(&self) -> Option<&Arc<Plugin>> {
+        self.loaded.get().map(|l| &l.plugin)
+    }
+
+    /// The plugin, loaded now if this is its first use. It blocks, so call it from a
+    /// thread that may block (a `spawn_blocking` thread, or outside any runtime).
+    pub fn get(&self) -> Result<Arc<Plugin>, SlotError> {
+        if let Some(l) = self.loaded.get() {
+            return Ok(l.plugin.clone());
+        }
+        block_on(&self.source.runtime, self.load_with(true))
+    }
+
+    /// The plugin, loaded now if this is its first use.
+    pub async fn load(&self) -> Result<Arc<Plugin>, SlotError> {
+        self.load_with(false).await
+    }
+
+    /// Loads the plugin; `log` says a failed attempt is logged (once per attempt, not once
+    /// per record that finds the plugin broken).
+    async fn load_with(&self, log: bool) -> Result<Arc<Plugin>, SlotError> {
+        let result = self.attempt().await;
+        if log && let Err((e, true)) = &result {
+            tracing::error!(
+                plugin = self.name.as_str(),
+                "plugin not available; the records that need it are {}: {e}",
+                match e {
+                    SlotError::Broken(_) => "dead-lettered until a fixed version is uploaded",
+                    SlotError::Unavailable(_) => "retried",
+                }
+            );
+        }
+        result.map_err(|(e, _)| e)
+    }
+
+    /// The plugin, or why not and whether this call tried to load it.
+    async fn attempt(&self) -> Result<Arc<Plugin>, (SlotError, bool)> {
+        let mut broken = self.loading.lock().await;
+        if let Some(l) = self.loaded.get() {
+            return Ok(l.plugin.clone());
+        }
+        if let Some(why) = broken.as_ref() {
+            return Err((SlotError::Broken(why.clone()), false));
+        }
+        let started = std::time::Instant::now();
+        let (bytes, version) = self
+            .source
+            .store
+            .read(&self.spec.location)
+            .await
+            .map_err(|e| {
+                (
+                    SlotError::Unavailable(format!("plugins.{}: {e:#}", self.name)),
+                    true,
+                )
+            })?;
+        match self.load_bytes(&bytes).await {
+            Ok(plugin) => {
+                tracing::info!(
+                    plugin = self.name.as_str(),
+                    sha256 = plugin.sha256(),
+                    load_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "plugin loaded"
+                );
+                let _ = self.loaded.set(LoadedPlugin {
+                    plugin: plugin.clone(),
+                    version,
+                });
+                Ok(plugin)
+            }
+            Err(why) => {
+                *broken = Some(why.clone());
+                Err((SlotError::Broken(why), true))
+            }
+        }
+    }
+
+    async fn load_bytes(&self, bytes: &[u8]) -> Result<Arc<Plugin>, String> {
+        let precompiled = match self.source.store.read(&self.spec.compiled).await {
+            Ok((bytes, _)) => Some(bytes),
+            Err(e) => {
+                if self.spec.compiled_named {
+                    tracing::warn!(compiled = %self.spec.compiled, "named .cwasm not readable: {e:#}");
+                }
+                None
+            }
+        };
+        self.source
+            .engine
+            .load(
+                &self.name,
+                &self.spec.location.to_string(),
+                bytes,
+                self.spec.pin.as_deref(),
+                precompiled.as_deref(),
+            )
+            .map(Arc::new)
+            .map_err(|e| format!("plugins.{}: {e}", self.name))
+    }
+
+    /// A slot for a new version whose bytes were already fetched: loaded now, so a bad
+    /// version is found before it replaces a good one.
+    async fn preloaded(
+        name: &str,
+        spec: SlotSpec,
+        source: Arc<PluginSource>,
+        bytes: &[u8],
+        version: String,
+    ) -> Result<Self, String> {
+        let slot = PluginSlot::new(name, spec, source);
+        let plugin = slot.load_bytes(bytes).await?;
+        let _ = slot.loaded.set(LoadedPlugin { plugin, version });
+        Ok(slot)
+    }
+}
+
+/// Runs `f` to completion from synchronous code on a thread that may block.
+fn block_on<F: Future>(runtime: &tokio::runtime::Handle, f: F) -> F::Output {
+    match tokio::runtime::Handle::try_current() {
+        Ok(current) if current.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| runtime.block_on(f))
+        }
+        _ => runtime.block_on(f),
+    }
+}
+
+/// Reads a manifest and its plugins, and keeps them fresh.
+pub struct Loader {
+    source: Arc<PluginSource>,
     location: Location,
     interval: Duration,
     manifest_version: String,
     manifest_text: String,
-    plugins: HashMap<(String, Location), LoadedPlugin>,
     current: Arc<Pipeline>,
     next_check: Instant,
     reloads: usize,
@@ -49,29 +237,43 @@ pub struct Loader {
 }
 
 impl Loader {
-    /// Loads everything once; any problem is an error (a function must not start broken).
+    /// Reads and checks the manifest and loads every plugin its tenants use; any problem
+    /// is an error, and all of them are listed.
     pub async fn load(
         store: Store,
         engine: Arc<PluginEngine>,
         location: Location,
         interval: Duration,
     ) -> Result<Self, LoadProblems> {
-        let (text, version) = store.read(&location).await.map_err(|e| LoadProblems {
-            problems: vec![format!("{e:#}")],
-        })?;
-        let text = String::from_utf8(text).map_err(|_| LoadProblems {
-            problems: vec![format!("{location}: not UTF-8 text")],
-        })?;
-        let (pipeline, plugins) = build(&store, &engine, &location, &HashMap::new(), &text).await?;
-        Ok(Loader {
+        let loader = Self::load_lazy(store, engine, location, interval).await?;
+        loader.current.load_all().await?;
+        Ok(loader)
+    }
+
+    /// Reads and checks the manifest; each plugin is loaded when a record first needs it.
+    pub async fn load_lazy(
+        store: Store,
+        engine: Arc<PluginEngine>,
+        location: Location,
+        interval: Duration,
+    ) -> Result<Self, LoadProblems> {
+        let (text, version) = store.read(&location).await.map_err(one)?;
+        let text = String::from_utf8(text)
+            .map_err(|_| one(anyhow::anyhow!("{location}: not UTF-8 text")))?;
+        let source = Arc::new(PluginSource {
             store,
             engine,
+            runtime: tokio::runtime::Handle::current(),
+        });
+        let manifest = parse(&text, &location)?;
+        let slots = slots(&manifest, &source, &HashMap::new()).await?;
+        Ok(Loader {
+            source,
             location,
             interval,
             manifest_version: version,
             manifest_text: text,
-            plugins,
-            current: Arc::new(pipeline),
+            current: Arc::new(Pipeline::new(manifest, slots.slots)),
             next_check: Instant::now() + interval,
             reloads: 0,
             reload_failures: 0,
@@ -121,6 +323,7 @@ impl Loader {
 
     async fn reload(&mut self) -> Result<(), LoadProblems> {
         let fetched = self
+            .source
             .store
             .fetch(&self.location, Some(&self.manifest_version))
             .await
@@ -134,20 +337,12 @@ impl Loader {
             ),
         };
         let manifest_changed = version != self.manifest_version;
-        let (pipeline, plugins) = build(
-            &self.store,
-            &self.engine,
-            &self.location,
-            &self.plugins,
-            &text,
-        )
-        .await?;
-        let plugins_changed = versions(&plugins) != versions(&self.plugins);
-        self.plugins = plugins;
-        if manifest_changed || plugins_changed {
+        let manifest = parse(&text, &self.location)?;
+        let rebuilt = slots(&manifest, &self.source, self.current.slots()).await?;
+        if manifest_changed || rebuilt.changed {
             tracing::info!(manifest = %self.location, "reloaded manifest and plugins");
             self.reloads += 1;
-            self.current = Arc::new(pipeline);
+            self.current = Arc::new(Pipeline::new(manifest, rebuilt.slots));
         }
         self.manifest_text = text;
         self.manifest_version = version;
@@ -155,117 +350,127 @@ impl Loader {
     }
 }
 
-fn versions(plugins: &HashMap<(String, Location), LoadedPlugin>) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = plugins
-        .iter()
-        .map(|((name, loc), p)| (format!("{name}@{loc}"), p.version.clone()))
-        .collect();
-    v.sort();
-    v
+fn parse(text: &str, location: &Location) -> Result<Manifest, LoadProblems> {
+    Manifest::parse(text, location.clone()).map_err(|e| LoadProblems {
+        problems: vec![e.to_string()],
+    })
 }
 
-type Plugins = HashMap<(String, Location), LoadedPlugin>;
+/// The slots of a manifest, and whether any differs from `known`'s.
+struct Slots {
+    slots: HashMap<String, Arc<PluginSlot>>,
+    changed: bool,
+}
 
-/// Parses `text` and loads every plugin its tenants use, reading again only plugins that
-/// changed since `known`. All problems are gathered; on any, nothing is returned.
-async fn build(
-    store: &Store,
-    engine: &PluginEngine,
-    manifest_location: &Location,
-    known: &Plugins,
-    text: &str,
-) -> Result<(Pipeline, Plugins), LoadProblems> {
-    let manifest = Manifest::parse(text, manifest_location.clone()).map_err(|e| LoadProblems {
-        problems: vec![e.to_string()],
-    })?;
+/// One slot per plugin the tenants use. A slot of `known` with the same spec is kept: a
+/// loaded one only if its bytes have not changed (a changed one is loaded now, and must
+/// load), an unloaded one as it is. A slot whose plugin could not be used is replaced by
+/// a fresh one, so a fixed upload is tried again. All problems are gathered.
+async fn slots(
+    manifest: &Manifest,
+    source: &Arc<PluginSource>,
+    known: &HashMap<String, Arc<PluginSlot>>,
+) -> Result<Slots, LoadProblems> {
     let mut problems = Vec::new();
-    let mut loaded: Plugins = HashMap::new();
-    let mut plugins = HashMap::new();
+    let mut slots = HashMap::new();
+    let mut changed = known.len()
+        != manifest
+            .plugins
+            .keys()
+            .filter(|name| used(manifest, name))
+            .count();
     for (name, spec) in &manifest.plugins {
-        if !manifest
-            .tenants
-            .values()
-            .any(|t| t.plugin_names().any(|p| p == name))
-        {
+        if !used(manifest, name) {
             continue;
         }
-        let location = match manifest.plugin_location(spec) {
+        let locations = manifest
+            .plugin_location(spec)
+            .and_then(|l| Ok((l, manifest.compiled_location(spec)?)));
+        let (location, compiled) = match locations {
             Ok(l) => l,
             Err(e) => {
                 problems.push(format!("plugins.{name}: {e:#}"));
                 continue;
             }
         };
-        let key = (name.clone(), location.clone());
-        let previous = known.get(&key).filter(|p| p.sha256_pin == spec.sha256);
-        let fetched = match store
-            .fetch(&location, previous.map(|p| p.version.as_str()))
-            .await
-        {
-            Ok(f) => f,
-            Err(e) => {
-                problems.push(format!("plugins.{name}: {e:#}"));
-                continue;
-            }
+        let spec = SlotSpec {
+            location,
+            pin: spec.sha256.clone(),
+            compiled,
+            compiled_named: spec.compiled.is_some(),
         };
-        let entry = match (fetched, previous) {
-            (Fetched::NotModified, Some(p)) => LoadedPlugin {
-                version: p.version.clone(),
-                sha256_pin: p.sha256_pin.clone(),
-                plugin: p.plugin.clone(),
-            },
-            (Fetched::NotModified, None) => {
-                problems.push(format!(
-                    "plugins.{name}: {location} answered 304 to a first read"
-                ));
-                continue;
-            }
-            (Fetched::Content { bytes, version }, _) => {
-                let precompiled = precompiled(store, &manifest, spec).await;
-                match engine.load(
-                    name,
-                    &location.to_string(),
-                    &bytes,
-                    spec.sha256.as_deref(),
-                    precompiled.as_deref(),
-                ) {
-                    Ok(plugin) => LoadedPlugin {
-                        version,
-                        sha256_pin: spec.sha256.clone(),
-                        plugin: Arc::new(plugin),
-                    },
-                    Err(e) => {
-                        problems.push(format!("plugins.{name}: {e}"));
-                        continue;
+        let previous = known.get(name).filter(|s| s.spec == spec);
+        let in_use = known.get(name).is_some_and(|s| s.loaded.get().is_some());
+        if previous.is_none() && in_use {
+            // A plugin in use now has a new path or pin: load the new one before it
+            // replaces the old, so a bad change keeps the old serving.
+            changed = true;
+            let fetched = source.store.read(&spec.location).await;
+            match fetched {
+                Ok((bytes, version)) => {
+                    match PluginSlot::preloaded(name, spec, source.clone(), &bytes, version).await {
+                        Ok(s) => {
+                            slots.insert(name.clone(), Arc::new(s));
+                        }
+                        Err(why) => problems.push(why),
                     }
                 }
+                Err(e) => problems.push(format!("plugins.{name}: {e:#}")),
+            }
+            continue;
+        }
+        let slot = match previous {
+            Some(old) => match old.loaded.get() {
+                Some(loaded) => {
+                    match source
+                        .store
+                        .fetch(&spec.location, Some(&loaded.version))
+                        .await
+                    {
+                        Ok(Fetched::NotModified) => old.clone(),
+                        Ok(Fetched::Content { bytes, version }) => {
+                            changed = true;
+                            match PluginSlot::preloaded(name, spec, source.clone(), &bytes, version)
+                                .await
+                            {
+                                Ok(s) => Arc::new(s),
+                                Err(why) => {
+                                    problems.push(why);
+                                    continue;
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            problems.push(format!("plugins.{name}: {e:#}"));
+                            continue;
+                        }
+                    }
+                }
+                None if old.loading.try_lock().is_ok_and(|b| b.is_some()) => {
+                    changed = true;
+                    Arc::new(PluginSlot::new(name, spec, source.clone()))
+                }
+                None => old.clone(),
+            },
+            None => {
+                changed = true;
+                Arc::new(PluginSlot::new(name, spec, source.clone()))
             }
         };
-        plugins.insert(name.clone(), entry.plugin.clone());
-        loaded.insert(key, entry);
+        slots.insert(name.clone(), slot);
     }
     if !problems.is_empty() {
         return Err(LoadProblems { problems });
     }
-    Ok((Pipeline::new(manifest, plugins), loaded))
+    Ok(Slots { slots, changed })
 }
 
-/// The plugin's `.cwasm`, if there is one where the manifest says (or next to it).
-async fn precompiled(
-    store: &Store,
-    manifest: &Manifest,
-    spec: &crate::manifest::PluginSpec,
-) -> Option<Vec<u8>> {
-    let location = manifest.compiled_location(spec).ok()?;
-    match store.read(&location).await {
-        Ok((bytes, _)) => Some(bytes),
-        Err(e) => {
-            if spec.compiled.is_some() {
-                tracing::warn!(compiled = %location, "named .cwasm not readable: {e:#}");
-            }
-            None
-        }
-    }
+/// Whether any tenant uses plugin `name`.
+fn used(manifest: &Manifest, name: &str) -> bool {
+    manifest
+        .tenants
+        .values()
+        .any(|t| t.plugin_names().any(|p| p == name))
 }
 
 fn one(e: anyhow::Error) -> LoadProblems {

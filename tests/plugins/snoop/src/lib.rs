@@ -1,8 +1,8 @@
-//! Fault plugin: tries to reach outside its sandbox — a file, an environment variable,
-//! its arguments, a TCP socket, an HTTP request, the clock — and returns one event
-//! reporting what each attempt got.
+//! Fault plugin: tries to reach outside its sandbox — a file, a directory, an environment
+//! variable, its arguments, the clock — and returns one event reporting what each attempt
+//! got. (The network is `netcat`'s: a plugin that imports sockets is refused at load.)
 
-use std::io::{Read, Write};
+use std::io::Read;
 
 use weir_plugin_sdk::{Error, Event, Record, Tenant, json};
 
@@ -22,19 +22,6 @@ fn transform(record: &Record, _tenant: &Tenant) -> Result<Vec<Event>, Error> {
     let env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
     let home = std::env::var("HOME").map_err(|e| e.to_string());
     let args: Vec<String> = std::env::args().collect();
-    let socket = match std::net::TcpStream::connect("127.0.0.1:22") {
-        Ok(_) => "connected".to_owned(),
-        Err(e) => format!("denied: {e}"),
-    };
-    let http = match std::net::TcpStream::connect("93.184.216.34:80") {
-        Ok(mut s) => {
-            let _ = s.write_all(b"GET / HTTP/1.0\r\nHost: example.com\r\n\r\n");
-            let mut buf = Vec::new();
-            let _ = s.read_to_end(&mut buf);
-            format!("got {} bytes", buf.len())
-        }
-        Err(e) => format!("denied: {e}"),
-    };
     let clock = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -49,8 +36,6 @@ fn transform(record: &Record, _tenant: &Tenant) -> Result<Vec<Event>, Error> {
             "env": env,
             "home": match home { Ok(h) => h, Err(e) => format!("denied: {e}") },
             "args": args,
-            "socket": socket,
-            "http": http,
             "clockSecs": clock,
         }),
     )])

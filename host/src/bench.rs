@@ -1,0 +1,1441 @@
+//! `weir-bench`: weir against the limit (the same mapping in native Rust) and against the
+//! handlers users deploy today (Python + boto3, Node + the AWS SDK), on one generated
+//! batch, on this machine, in one run.
+//!
+//! Every contender runs in its own process (so each has its own peak RSS), on the same
+//! event file, in batches of the same size, and writes its entries; an entry list that
+//! differs from the native one by a single byte makes the contender "wrong", whatever its
+//! speed. Then cold start (process start to the first batch done) and the publish path
+//! (against a local zero-latency PutEvents endpoint) are measured.
+//!
+//! `./dev bench` builds what it needs and runs `weir-bench all`; the table is printed as
+//! Markdown and the rows are written to `target/bench/results.json`.
+
+use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use crate::batch::{self, DeadLetterSink};
+use crate::dead_letter::PluginRef;
+use crate::manifest::{DEFAULT_TENANT, Manifest};
+use crate::pipeline::{self, Entry};
+use crate::plugin::{PluginEngine, PluginEvent};
+use crate::publish::{PublishConfig, Publisher};
+use crate::record::{self, Change, StreamRecord};
+use crate::reload::Loader;
+use crate::store::{Location, Store};
+
+#[derive(Parser)]
+#[command(
+    name = "weir-bench",
+    about = "weir's benchmark: throughput, cold start, publish path"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Step,
+}
+
+#[derive(Subcommand)]
+enum Step {
+    /// Run every contender, cold start and the publish path; print the tables.
+    All {
+        /// Records in the batch.
+        #[arg(long, default_value_t = 10_000)]
+        records: usize,
+        /// Records per Lambda invocation.
+        #[arg(long, default_value_t = 100)]
+        batch_size: usize,
+        /// Tenants the records are spread over.
+        #[arg(long, default_value_t = 8)]
+        tenants: usize,
+        /// Runs of each cold-start case (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        cold_runs: usize,
+        /// Where plugins were built (`./dev plugins`).
+        #[arg(long, default_value = "target/plugins")]
+        plugins: PathBuf,
+        /// Where the peers live.
+        #[arg(long, default_value = "bench/peers")]
+        peers: PathBuf,
+        #[arg(long, default_value = "target/bench")]
+        out: PathBuf,
+    },
+    /// One weir contender in this process (run by `all`).
+    Contender {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        manifest: PathBuf,
+        #[arg(long)]
+        event: PathBuf,
+        #[arg(long)]
+        batch_size: usize,
+        #[arg(long)]
+        entries_out: PathBuf,
+    },
+    /// Start, load, run one batch, report (run by `all`, timed from outside).
+    ColdStart {
+        #[arg(long)]
+        manifest: PathBuf,
+        #[arg(long)]
+        event: PathBuf,
+    },
+}
+
+/// The binary's entry point.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Step::All {
+            records,
+            batch_size,
+            tenants,
+            cold_runs,
+            plugins,
+            peers,
+            out,
+        } => all(&Settings {
+            records,
+            batch_size,
+            tenants,
+            cold_runs,
+            plugins,
+            peers,
+            out,
+        }),
+        Step::Contender {
+            name,
+            manifest,
+            event,
+            batch_size,
+            entries_out,
+        } => contender(&name, &manifest, &event, batch_size, &entries_out),
+        Step::ColdStart { manifest, event } => cold_start(&manifest, &event),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("weir-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Settings {
+    records: usize,
+    batch_size: usize,
+    tenants: usize,
+    cold_runs: usize,
+    plugins: PathBuf,
+    peers: PathBuf,
+    out: PathBuf,
+}
+
+/// One row of the throughput table, as written to `results.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub name: String,
+    pub records_per_s: f64,
+    pub us_per_record: f64,
+    pub p99_batch_ms: f64,
+    pub peak_rss_mb: f64,
+    /// `ok`, `wrong: ...` or `skipped: ...`.
+    pub status: String,
+}
+
+/// What a contender process reports on its one line of stdout.
+#[derive(Debug, serde::Deserialize)]
+struct ContenderReport {
+    records: usize,
+    batch_ms: Vec<f64>,
+    peak_rss_mb: f64,
+}
+
+// ---------------------------------------------------------------------------------------
+// The batch
+
+/// The tenant config every contender maps with (the acme tenant of examples/weir.toml,
+/// with the remove policy varying by tenant).
+fn tenant_config(i: usize) -> Value {
+    json!({
+        "external_id_field": if i.is_multiple_of(3) { "Weir_Customer_Id__c" } else { "External_Id__c" },
+        "external_id": "/customerId",
+        "api_version": if i.is_multiple_of(2) { "v61.0" } else { "v60.0" },
+        "on_remove": if i.is_multiple_of(2) { "delete" } else { "skip" },
+    })
+}
+
+const TABLE_ARN: &str =
+    "arn:aws:dynamodb:eu-west-1:123456789012:table/Customers/stream/2026-11-30T00:00:00.000";
+
+/// A DynamoDB stream event of `n` records of about 1 KB each: every attribute type,
+/// unicode and escapes, decimals, 38-digit integers, INSERT/MODIFY/REMOVE over `tenants`
+/// tenants, and one record in 200 without a name (the mapping rejects it).
+pub fn generate(n: usize, tenants: usize, seed: u64) -> Value {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let names = [
+        "Hank Scorpio",
+        "Zoë Ångström",
+        "株式会社グローバル",
+        "O'Brien & \"Sons\"",
+        "Back\\slash\tTab Ltd",
+        "Émile Zola SARL",
+        "Ωmega Systems",
+        "Ünïcödé GmbH 🚀",
+    ];
+    const COUNTRIES: [&str; 6] = ["US", "CH", "BR", "JP", "PL", "IS"];
+    let cities = [
+        "Springfield",
+        "Zürich",
+        "São Paulo",
+        "東京",
+        "Kraków",
+        "Reykjavík",
+    ];
+    let records: Vec<Value> = (0..n)
+        .map(|i| {
+            let tenant = format!("t{}", rng.usize(..tenants.max(1)));
+            let customer = if rng.u8(..10) == 0 {
+                format!("C-{i}/{}", rng.u16(..1000))
+            } else {
+                format!("C-{i:06}")
+            };
+            let image = |rng: &mut fastrand::Rng, version: u32| {
+                let lifetime = if rng.u8(..8) == 0 {
+                    // More digits than an f64 or an i64 holds.
+                    format!("{}{:018}{:018}", rng.u8(1..10), rng.u64(..10u64.pow(18)), rng.u64(..10u64.pow(18)))
+                } else {
+                    format!("{}.{:02}", rng.u32(..5_000_000), rng.u8(..100))
+                };
+                let mut img = json!({
+                    "tenantId": {"S": tenant},
+                    "customerId": {"S": customer},
+                    "email": {"S": format!("contact{i}@example.com")},
+                    "phone": {"S": format!("+1 555 {:04}", rng.u16(..10000))},
+                    "website": {"S": format!("https://customer{i}.example/path?q=a&b=\"c\"")},
+                    "lifetimeValue": {"N": lifetime},
+                    "employees": {"N": rng.u32(1..250_000).to_string()},
+                    "score": {"N": format!("0.{:06}", rng.u32(..1_000_000))},
+                    "active": {"BOOL": rng.bool()},
+                    "deletedAt": {"NULL": true},
+                    "version": {"N": version.to_string()},
+                    "address": {"M": {
+                        "street": {"S": format!("{} Evergreen Terrace", rng.u16(1..2000))},
+                        "city": {"S": cities[rng.usize(..cities.len())]},
+                        "country": {"S": COUNTRIES[rng.usize(..COUNTRIES.len())]},
+                        "zip": {"S": format!("{:05}", rng.u32(..100_000))},
+                        "geo": {"M": {
+                            "lat": {"N": format!("{}.{:06}", rng.i8(-89..89), rng.u32(..1_000_000))},
+                            "lon": {"N": format!("{}.{:06}", rng.i16(-179..179), rng.u32(..1_000_000))}
+                        }}
+                    }},
+                    "labels": {"SS": ["enterprise", "priority", "emea"]},
+                    "luckyNumbers": {"NS": ["7", "42", "12345678901234567890123456789"]},
+                    "avatar": {"B": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"},
+                    "history": {"L": [
+                        {"M": {"at": {"S": "2026-01-01T00:00:00Z"}, "what": {"S": "created"}, "amount": {"N": "0"}}},
+                        {"M": {"at": {"S": "2026-03-04T05:06:07Z"}, "what": {"S": "upgraded"}, "amount": {"N": "199.99"}}}
+                    ]},
+                    "notes": {"S": "Line one.\nLine two with “quotes” and a tab\tand a backslash \\ end."}
+                });
+                if rng.u8(..200) != 0 {
+                    img["name"] = json!({"S": format!("{} #{i}", names[rng.usize(..names.len())])});
+                }
+                img
+            };
+            let keys = json!({"tenantId": {"S": tenant}, "customerId": {"S": customer}});
+            let roll = rng.u8(..10);
+            let (name, new, old) = match roll {
+                0..=1 => ("INSERT", Some(image(&mut rng, 1)), None),
+                2..=8 => ("MODIFY", Some(image(&mut rng, 2)), Some(image(&mut rng, 1))),
+                _ => ("REMOVE", None, Some(image(&mut rng, 2))),
+            };
+            let mut ddb = json!({
+                "ApproximateCreationDateTime": 1_764_489_600 + i as u64,
+                "Keys": keys,
+                "SequenceNumber": format!("{:021}", 111_000_000_000_000_000_000u128 + i as u128),
+                "SizeBytes": 1024,
+                "StreamViewType": "NEW_AND_OLD_IMAGES"
+            });
+            if let Some(v) = new {
+                ddb["NewImage"] = v;
+            }
+            if let Some(v) = old {
+                ddb["OldImage"] = v;
+            }
+            json!({
+                "eventID": format!("{:032x}", rng.u128(..)),
+                "eventName": name,
+                "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb",
+                "awsRegion": "eu-west-1",
+                "eventSourceARN": TABLE_ARN,
+                "dynamodb": ddb
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+// ---------------------------------------------------------------------------------------
+// The native contender: salesforce-account written in the host
+
+/// Account fields and the item attributes they come from (as the plugin has them).
+const FIELDS: &[(&str, &[&str])] = &[
+    ("AnnualRevenue", &["lifetimeValue"]),
+    ("BillingCity", &["address", "city"]),
+    ("BillingCountry", &["address", "country"]),
+    ("BillingPostalCode", &["address", "zip"]),
+    ("BillingStreet", &["address", "street"]),
+    ("Name", &["name"]),
+    ("NumberOfEmployees", &["employees"]),
+    ("Phone", &["phone"]),
+    ("Website", &["website"]),
+];
+
+type Fields<'a> = HashMap<String, &'a RawValue>;
+
+/// An image's fields as raw JSON text, each nested object parsed once when first needed.
+struct ImageView<'a> {
+    top: Fields<'a>,
+    nested: HashMap<String, Fields<'a>>,
+}
+
+impl<'a> ImageView<'a> {
+    fn new(image: &'a str) -> Self {
+        ImageView {
+            top: serde_json::from_str(image).unwrap_or_default(),
+            nested: HashMap::new(),
+        }
+    }
+
+    /// The value at `path` (one or two levels), as raw text.
+    fn get(&mut self, path: &[&str]) -> Option<&'a RawValue> {
+        match path {
+            [one] => self.top.get(*one).copied(),
+            [first, second] => {
+                if !self.nested.contains_key(*first) {
+                    let raw = *self.top.get(*first)?;
+                    let fields: Fields<'a> = serde_json::from_str(raw.get()).ok()?;
+                    self.nested.insert((*first).to_owned(), fields);
+                }
+                self.nested.get(*first)?.get(*second).copied()
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The SDK's `eventbridge_safe`, on raw JSON text: integers outside i64 become strings,
+/// everything else is written as serde_json writes it, digits kept.
+fn write_safe(raw: &str, out: &mut String) -> anyhow::Result<()> {
+    match raw.as_bytes().first() {
+        Some(b'"') => {
+            let s: String = serde_json::from_str(raw)?;
+            out.push_str(&serde_json::to_string(&s)?);
+        }
+        Some(b'[') => {
+            let items: Vec<&RawValue> = serde_json::from_str(raw)?;
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_safe(item.get(), out)?;
+            }
+            out.push(']');
+        }
+        Some(b'{') => {
+            let fields: std::collections::BTreeMap<String, &RawValue> = serde_json::from_str(raw)?;
+            out.push('{');
+            for (i, (k, v)) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::to_string(k)?);
+                out.push(':');
+                write_safe(v.get(), out)?;
+            }
+            out.push('}');
+        }
+        Some(b'-' | b'0'..=b'9') => {
+            if !raw.contains(['.', 'e', 'E']) && raw.parse::<i64>().is_err() {
+                out.push('"');
+                out.push_str(raw);
+                out.push('"');
+            } else {
+                out.push_str(raw);
+            }
+        }
+        _ => out.push_str(raw),
+    }
+    Ok(())
+}
+
+fn external_id(image: &mut ImageView<'_>, pointer: &[&str]) -> Option<String> {
+    let v = image.get(pointer)?;
+    match v.get().as_bytes().first() {
+        Some(b'"') => serde_json::from_str::<String>(v.get())
+            .ok()
+            .filter(|s| !s.is_empty()),
+        Some(b'-' | b'0'..=b'9') => Some(v.get().to_owned()),
+        _ => None,
+    }
+}
+
+fn encode_path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// What the `salesforce-account` plugin does, in the host.
+pub fn native_transform(record: &StreamRecord, config: &Value) -> Result<Vec<PluginEvent>, String> {
+    let text = |k: &str| config.get(k).and_then(Value::as_str);
+    let field = text("external_id_field")
+        .ok_or("config.external_id_field must name the Account's external id field")?;
+    let id_pointer = text("external_id").unwrap_or("/customerId");
+    let api_version = text("api_version").unwrap_or("v61.0");
+    let remove = record.change == Change::Remove;
+    if remove && text("on_remove").unwrap_or("skip") == "skip" {
+        return Ok(vec![]);
+    }
+    let image = match record.change {
+        Change::Remove => record.old_image.as_deref(),
+        _ => record.new_image.as_deref(),
+    }
+    .unwrap_or(&record.keys);
+    let pointer: Vec<&str> = id_pointer.trim_start_matches('/').split('/').collect();
+    let mut image = ImageView::new(image);
+    let id = external_id(&mut image, &pointer)
+        .or_else(|| external_id(&mut ImageView::new(&record.keys), &pointer))
+        .ok_or_else(|| format!("the item has no external id at {id_pointer}"))?;
+    let path = format!(
+        "/services/data/{api_version}/sobjects/Account/{field}/{}",
+        encode_path_segment(&id)
+    );
+    let strings = |out: &mut String| -> Result<(), String> {
+        out.push_str("\"externalId\":");
+        out.push_str(&serde_json::to_string(&id).map_err(|e| e.to_string())?);
+        out.push_str(",\"externalIdField\":");
+        out.push_str(&serde_json::to_string(field).map_err(|e| e.to_string())?);
+        out.push_str(",\"path\":");
+        out.push_str(&serde_json::to_string(&path).map_err(|e| e.to_string())?);
+        Ok(())
+    };
+    let mut detail = String::with_capacity(512);
+    detail.push('{');
+    let detail_type = if remove {
+        strings(&mut detail)?;
+        "SalesforceAccountDelete"
+    } else {
+        let mut body = String::with_capacity(384);
+        let mut has_name = false;
+        for (account_field, path) in FIELDS {
+            let Some(v) = image.get(path) else {
+                continue;
+            };
+            if v.get() == "null" {
+                continue;
+            }
+            has_name |= *account_field == "Name";
+            body.push(if body.is_empty() { '{' } else { ',' });
+            body.push('"');
+            body.push_str(account_field);
+            body.push_str("\":");
+            write_safe(v.get(), &mut body).map_err(|e| e.to_string())?;
+        }
+        if !has_name {
+            return Err("the item has no name; Salesforce requires Account.Name".into());
+        }
+        body.push('}');
+        detail.push_str("\"body\":");
+        detail.push_str(&body);
+        detail.push(',');
+        strings(&mut detail)?;
+        "SalesforceAccountUpsert"
+    };
+    detail.push('}');
+    Ok(vec![PluginEvent {
+        destination: "salesforce".into(),
+        detail_type: detail_type.into(),
+        detail,
+        resources: vec![],
+    }])
+}
+
+/// The native contender's whole path for one record: decode, route, map, validate, wrap.
+fn native_record(
+    raw: &RawValue,
+    manifest: &Manifest,
+    configs: &HashMap<String, Value>,
+    plugin: &Arc<PluginRef>,
+) -> Vec<Entry> {
+    let Ok(parsed) = record::parse(raw.get()) else {
+        return vec![];
+    };
+    let Some(route) = manifest.route(parsed.table()) else {
+        return vec![];
+    };
+    let own = parsed
+        .string_attribute(route.tenant.attribute_name())
+        .and_then(|v| route.tenant.extract(&v).map(str::to_owned));
+    let Some((entry, tenant)) = manifest.tenant_entry(own.as_deref().unwrap_or(DEFAULT_TENANT))
+    else {
+        return vec![];
+    };
+    let tenant_id = own.unwrap_or_else(|| DEFAULT_TENANT.to_owned());
+    let Ok(record) = parsed.decode() else {
+        return vec![];
+    };
+    let limits = manifest.limits_for(tenant);
+    let Some(config) = configs.get(entry) else {
+        return vec![];
+    };
+    let Ok(events) = native_transform(&record, config) else {
+        return vec![];
+    };
+    pipeline::build_entries(
+        &record,
+        &tenant_id,
+        &route.source,
+        manifest,
+        &limits,
+        plugin,
+        0,
+        events,
+    )
+    .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------
+// Child processes
+
+fn peak_rss_mb() -> f64 {
+    proc_status_kb("VmHWM:") / 1024.0
+}
+
+fn rss_mb() -> f64 {
+    proc_status_kb("VmRSS:") / 1024.0
+}
+
+fn proc_status_kb(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .unwrap_or(f64::NAN)
+}
+
+fn read_records(event: &Path) -> anyhow::Result<Vec<Box<RawValue>>> {
+    #[derive(serde::Deserialize)]
+    struct Event {
+        #[serde(rename = "Records")]
+        records: Vec<Box<RawValue>>,
+    }
+    let text = std::fs::read_to_string(event).with_context(|| format!("{}", event.display()))?;
+    let e: Event = serde_json::from_str(&text).with_context(|| format!("{}", event.display()))?;
+    Ok(e.records)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+async fn lazy_loader(manifest: &Path) -> anyhow::Result<Loader> {
+    let location = Location::File(std::path::absolute(manifest)?);
+    let engine = Arc::new(PluginEngine::new()?);
+    Ok(Loader::load_lazy(
+        Store::default(),
+        engine,
+        location,
+        Duration::from_secs(3600),
+    )
+    .await?)
+}
+
+fn contender(
+    name: &str,
+    manifest_path: &Path,
+    event: &Path,
+    batch_size: usize,
+    entries_out: &Path,
+) -> anyhow::Result<()> {
+    let records = read_records(event)?;
+    let total = records.len();
+    let batches: Vec<Vec<Box<RawValue>>> = records
+        .chunks(batch_size.max(1))
+        .map(<[Box<RawValue>]>::to_vec)
+        .collect();
+    let rt = runtime()?;
+    let mut batch_ms = Vec::with_capacity(batches.len());
+    let mut all_entries: Vec<Entry> = Vec::new();
+    if name == "native" {
+        let text = std::fs::read_to_string(manifest_path)?;
+        let manifest = Manifest::parse(&text, Location::File(std::path::absolute(manifest_path)?))?;
+        let configs: HashMap<String, Value> = manifest
+            .tenants
+            .iter()
+            .map(|(id, t)| Ok((id.clone(), serde_json::from_str(&t.config_json())?)))
+            .collect::<anyhow::Result<_>>()?;
+        let plugin = Arc::new(PluginRef {
+            name: "salesforce-account".into(),
+            sha256: String::new(),
+        });
+        // Two passes over the batches; the first warms up, the second is the one timed.
+        for _pass in 0..2 {
+            batch_ms.clear();
+            all_entries.clear();
+            for batch in &batches {
+                let started = Instant::now();
+                let mut entries = Vec::new();
+                for raw in batch {
+                    entries.extend(native_record(raw, &manifest, &configs, &plugin));
+                }
+                batch_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+                all_entries.extend(entries);
+            }
+        }
+    } else {
+        let loader = rt.block_on(lazy_loader(manifest_path))?;
+        let pipeline = loader.pipeline();
+        for _pass in 0..2 {
+            batch_ms.clear();
+            all_entries.clear();
+            for batch in &batches {
+                let started = Instant::now();
+                let report = dry_batch(&rt, &pipeline, batch.clone())?;
+                batch_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+                all_entries.extend(report.entries);
+            }
+        }
+    }
+    write_entries(entries_out, &all_entries)?;
+    println!(
+        "{}",
+        json!({
+            "name": name,
+            "records": total,
+            "entries": all_entries.len(),
+            "batch_ms": batch_ms,
+            "peak_rss_mb": peak_rss_mb(),
+        })
+    );
+    Ok(())
+}
+
+/// One batch through weir's whole path, without publishing (dead letters collected).
+fn dry_batch(
+    rt: &tokio::runtime::Runtime,
+    pipeline: &Arc<crate::pipeline::Pipeline>,
+    records: Vec<Box<RawValue>>,
+) -> anyhow::Result<batch::BatchReport> {
+    let mut letters = Vec::new();
+    rt.block_on(batch::run(
+        pipeline.clone(),
+        records,
+        None,
+        DeadLetterSink::Collect(&mut letters),
+        tokio::time::Instant::now() + Duration::from_secs(60),
+    ))
+}
+
+fn write_entries(path: &Path, entries: &[Entry]) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for e in entries {
+        serde_json::to_writer(&mut out, e)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The cold-start child: everything a Lambda does before and during its first batch.
+fn cold_start(manifest: &Path, event: &Path) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let rt = runtime()?;
+    let records = read_records(event)?;
+    let t1 = Instant::now();
+    let engine = Arc::new(PluginEngine::new()?);
+    let t2 = Instant::now();
+    let location = Location::File(std::path::absolute(manifest)?);
+    let loader = rt.block_on(Loader::load_lazy(
+        Store::default(),
+        engine,
+        location,
+        Duration::from_secs(3600),
+    ))?;
+    let t3 = Instant::now();
+    let report = dry_batch(&rt, &loader.pipeline(), records)?;
+    let t4 = Instant::now();
+    let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1000.0;
+    let loaded = loader.pipeline().loaded_plugins().len();
+    println!(
+        "{}",
+        json!({
+            "entries": report.entries.len(),
+            "plugins_loaded": loaded,
+            "rss_mb": rss_mb(),
+            "runtime_and_event_ms": ms(t0, t1),
+            "engine_ms": ms(t1, t2),
+            "manifest_ms": ms(t2, t3),
+            "first_batch_ms": ms(t3, t4),
+        })
+    );
+    std::io::stdout().flush()?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The driver
+
+fn all(s: &Settings) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&s.out)?;
+    let out = std::path::absolute(&s.out)?;
+    let plugins = std::path::absolute(&s.plugins)?;
+    let rust_plugin = plugins.join("salesforce-account.wasm");
+    if !rust_plugin.exists() {
+        bail!(
+            "{} is missing: run ./dev plugins first",
+            rust_plugin.display()
+        );
+    }
+    let me = std::env::current_exe()?;
+    eprintln!(
+        "weir-bench: {} records of ~1 KB, {} tenants, batches of {}",
+        s.records, s.tenants, s.batch_size
+    );
+    let event = generate(s.records, s.tenants, 7);
+    let event_path = out.join("events.json");
+    std::fs::write(&event_path, serde_json::to_vec(&event)?)?;
+    let image_bytes = average_image_bytes(&event);
+
+    // Precompile each plugin for this machine, as `weir compile` would.
+    let plugin_dir = out.join("plugins");
+    std::fs::create_dir_all(&plugin_dir)?;
+    let mut weir_contenders = vec![("weir-rust", "salesforce-account")];
+    for (name, file) in [
+        ("weir-js", "salesforce-account-js"),
+        ("weir-python", "salesforce-account-py"),
+    ] {
+        if plugins.join(format!("{file}.wasm")).exists() {
+            weir_contenders.push((name, file));
+        }
+    }
+    let mut precompile_ms = Vec::new();
+    for (_, file) in &weir_contenders {
+        let bytes = std::fs::read(plugins.join(format!("{file}.wasm")))?;
+        let started = Instant::now();
+        let cwasm = PluginEngine::precompile(&bytes, None)?;
+        precompile_ms.push((
+            file.to_string(),
+            bytes.len(),
+            started.elapsed().as_secs_f64() * 1000.0,
+        ));
+        std::fs::write(plugin_dir.join(format!("{file}.wasm")), &bytes)?;
+        std::fs::write(plugin_dir.join(format!("{file}.cwasm")), &cwasm)?;
+    }
+    let tenants: Vec<(String, Value)> = (0..s.tenants)
+        .map(|i| (format!("t{i}"), tenant_config(i)))
+        .collect();
+    let cache = out.join("cache");
+    let _ = std::fs::remove_dir_all(&cache);
+
+    let native_entries = out.join("native.entries.jsonl");
+    let mut rows = Vec::new();
+    let mut contenders: Vec<(String, Command, PathBuf)> = Vec::new();
+    for (name, file) in
+        std::iter::once(("native", "salesforce-account")).chain(weir_contenders.iter().copied())
+    {
+        let manifest = out.join(format!("{name}.toml"));
+        std::fs::write(
+            &manifest,
+            // Every build is named `salesforce-account`, so the entries' metadata match.
+            manifest_text(
+                &[(
+                    "salesforce-account",
+                    plugin_dir.join(format!("{file}.wasm")),
+                )],
+                &tenants,
+                |_| "salesforce-account",
+            ),
+        )?;
+        let entries = out.join(format!("{name}.entries.jsonl"));
+        let mut cmd = Command::new(&me);
+        cmd.args([
+            "contender",
+            "--name",
+            name,
+            "--batch-size",
+            &s.batch_size.to_string(),
+        ])
+        .arg("--manifest")
+        .arg(&manifest)
+        .arg("--event")
+        .arg(&event_path)
+        .arg("--entries-out")
+        .arg(&entries)
+        .env("WEIR_CACHE_DIR", &cache)
+        .env("RUST_LOG", "error");
+        contenders.push((name.to_owned(), cmd, entries));
+    }
+    let peers_config = out.join("peers-config.json");
+    std::fs::write(
+        &peers_config,
+        serde_json::to_vec_pretty(&json!({
+            "event_bus": "weir-bench",
+            "source": "weir.customers",
+            "plugin": "salesforce-account",
+            "tenant_attribute": "tenantId",
+            "tenants": tenants.iter().cloned().collect::<serde_json::Map<String, Value>>(),
+        }))?,
+    )?;
+    let peers = std::path::absolute(&s.peers)?;
+    let python = out.join("venv/bin/python");
+    let peer_specs: [(&str, PathBuf, Vec<PathBuf>); 2] = [
+        (
+            "python-boto3",
+            python.clone(),
+            vec![peers.join("python-boto3/run.py")],
+        ),
+        (
+            "node-sdk",
+            PathBuf::from("node"),
+            vec![peers.join("node-sdk/run.mjs")],
+        ),
+    ];
+    let mut skipped = Vec::new();
+    for (name, program, script) in peer_specs {
+        let ready = script.iter().all(|p| p.exists())
+            && (program.components().count() == 1 || program.exists())
+            && (name != "node-sdk" || peers.join("node-sdk/node_modules").exists());
+        if !ready {
+            skipped.push((name.to_owned(), "run bench/peers/setup first".to_owned()));
+            continue;
+        }
+        let entries = out.join(format!("{name}.entries.jsonl"));
+        let mut cmd = Command::new(&program);
+        cmd.args(&script)
+            .arg("--event")
+            .arg(&event_path)
+            .arg("--config")
+            .arg(&peers_config)
+            // Two passes, like the weir contenders: the second is the one timed.
+            .args([
+                "--batch-size",
+                &s.batch_size.to_string(),
+                "--iterations",
+                "2",
+            ])
+            .arg("--entries-out")
+            .arg(&entries);
+        contenders.push((name.to_owned(), cmd, entries));
+    }
+
+    for (name, mut cmd, entries) in contenders {
+        eprintln!("weir-bench: running {name}");
+        let output = cmd
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("starting {name}"))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let report: Option<ContenderReport> = stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok());
+        let Some(report) = report.filter(|_| output.status.success()) else {
+            rows.push(Row {
+                name,
+                records_per_s: f64::NAN,
+                us_per_record: f64::NAN,
+                p99_batch_ms: f64::NAN,
+                peak_rss_mb: f64::NAN,
+                status: format!("failed: {}", output.status),
+            });
+            continue;
+        };
+        let status = compare_entries(&native_entries, &entries)?;
+        rows.push(row(&name, &report, s.batch_size, status));
+    }
+    for (name, why) in skipped {
+        rows.push(Row {
+            name,
+            records_per_s: f64::NAN,
+            us_per_record: f64::NAN,
+            p99_batch_ms: f64::NAN,
+            peak_rss_mb: f64::NAN,
+            status: format!("skipped: {why}"),
+        });
+    }
+
+    let cold = cold_starts(s, &me, &out, &plugins)?;
+    let publish = publish_path(s, &out)?;
+    let results = out.join("results.json");
+    std::fs::write(&results, serde_json::to_vec_pretty(&rows)?)?;
+    std::fs::write(
+        out.join("details.json"),
+        serde_json::to_vec_pretty(&json!({
+            "cold_start": cold,
+            "publish": publish,
+            "precompile": precompile_ms,
+            "image_bytes": image_bytes,
+        }))?,
+    )?;
+    print_tables(s, &rows, &cold, &publish, &precompile_ms, image_bytes);
+    eprintln!("weir-bench: rows written to {}", results.display());
+    Ok(())
+}
+
+fn average_image_bytes(event: &Value) -> f64 {
+    let Some(records) = event["Records"].as_array() else {
+        return 0.0;
+    };
+    let (mut n, mut bytes) = (0usize, 0usize);
+    for r in records {
+        for key in ["NewImage", "OldImage"] {
+            if let Some(img) = r["dynamodb"].get(key) {
+                n += 1;
+                bytes += img.to_string().len();
+            }
+        }
+    }
+    bytes as f64 / n.max(1) as f64
+}
+
+fn manifest_text<'a>(
+    plugins: &[(&str, PathBuf)],
+    tenants: &[(String, Value)],
+    plugin_of: impl Fn(usize) -> &'a str,
+) -> String {
+    let mut m = String::from("event_bus = \"weir-bench\"\n\n");
+    for (name, path) in plugins {
+        m.push_str(&format!(
+            "[plugins.{name}]\npath = {:?}\n\n",
+            path.display().to_string()
+        ));
+    }
+    m.push_str("[[routes]]\ntable = \"Customers\"\nsource = \"weir.customers\"\ntenant = { attribute = \"tenantId\" }\n\n");
+    for (i, (id, config)) in tenants.iter().enumerate() {
+        let table: toml::Table = serde_json::from_value(config.clone()).unwrap_or_default();
+        m.push_str(&format!(
+            "[tenants.{id}]\nplugin = {:?}\nconfig = {}\nlimits = {{ time_ms = 10000 }}\n\n",
+            plugin_of(i),
+            toml::Value::Table(table)
+        ));
+    }
+    m
+}
+
+fn row(name: &str, r: &ContenderReport, batch_size: usize, status: String) -> Row {
+    // Only the last pass counts: the first warms up caches, JITs and allocators.
+    let per_pass = r.records.div_ceil(batch_size.max(1));
+    let timed = &r.batch_ms[r.batch_ms.len().saturating_sub(per_pass)..];
+    let total_ms: f64 = timed.iter().sum();
+    Row {
+        name: name.to_owned(),
+        records_per_s: r.records as f64 / (total_ms / 1000.0),
+        us_per_record: total_ms * 1000.0 / r.records.max(1) as f64,
+        p99_batch_ms: percentile(timed, 0.99),
+        peak_rss_mb: r.peak_rss_mb,
+        status,
+    }
+}
+
+fn percentile(values: &[f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
+/// `ok` when `actual` holds exactly the native entries, else what differs.
+fn compare_entries(expected: &Path, actual: &Path) -> anyhow::Result<String> {
+    let want = std::fs::read_to_string(expected).context("native entries")?;
+    let got = std::fs::read_to_string(actual).with_context(|| format!("{}", actual.display()))?;
+    if want == got {
+        return Ok(format!("ok ({} entries)", want.lines().count()));
+    }
+    let (w, g): (Vec<&str>, Vec<&str>) = (want.lines().collect(), got.lines().collect());
+    let first = w
+        .iter()
+        .zip(&g)
+        .position(|(a, b)| a != b)
+        .unwrap_or(w.len().min(g.len()));
+    Ok(format!(
+        "wrong: {} entries vs native's {}; first difference at entry {}",
+        g.len(),
+        w.len(),
+        first + 1
+    ))
+}
+
+/// One cold-start case's median.
+#[derive(Debug, Serialize)]
+struct ColdStart {
+    plugins: usize,
+    precompiled: bool,
+    start_to_first_batch_ms: f64,
+    rss_after_load_mb: f64,
+}
+
+fn cold_starts(
+    s: &Settings,
+    me: &Path,
+    out: &Path,
+    plugins: &Path,
+) -> anyhow::Result<Vec<ColdStart>> {
+    let dir = out.join("cold");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let base = std::fs::read(plugins.join("salesforce-account.wasm"))?;
+    let event = generate(100, 20, 11);
+    let event_path = dir.join("events.json");
+    std::fs::write(&event_path, serde_json::to_vec(&event)?)?;
+    let mut results = Vec::new();
+    for count in [1usize, 20] {
+        for precompiled in [true, false] {
+            let case = dir.join(format!(
+                "{count}-{}",
+                if precompiled { "cwasm" } else { "wasm" }
+            ));
+            std::fs::create_dir_all(&case)?;
+            let mut specs = Vec::new();
+            for i in 0..count {
+                // Distinct bytes per plugin (a custom section naming it), so each is a
+                // plugin of its own to load, not a cache hit.
+                let bytes =
+                    with_custom_section(&base, "weir-bench-variant", i.to_string().as_bytes());
+                let path = case.join(format!("p{i}.wasm"));
+                std::fs::write(&path, &bytes)?;
+                if precompiled {
+                    std::fs::write(
+                        case.join(format!("p{i}.cwasm")),
+                        PluginEngine::precompile(&bytes, None)?,
+                    )?;
+                }
+                specs.push((format!("p{i}"), path));
+            }
+            let names: Vec<String> = specs.iter().map(|(n, _)| n.clone()).collect();
+            let spec_refs: Vec<(&str, PathBuf)> =
+                specs.iter().map(|(n, p)| (n.as_str(), p.clone())).collect();
+            let tenants: Vec<(String, Value)> = (0..20)
+                .map(|i| (format!("t{i}"), tenant_config(i)))
+                .collect();
+            let manifest = case.join("weir.toml");
+            std::fs::write(
+                &manifest,
+                manifest_text(&spec_refs, &tenants, |i| names[i % count].as_str()),
+            )?;
+            let mut times = Vec::new();
+            let mut rss = Vec::new();
+            for run in 0..s.cold_runs.max(1) {
+                // A fresh compiled-code cache each run: nothing carried over.
+                let cache = case.join(format!("cache-{run}"));
+                let started = Instant::now();
+                let mut child = Command::new(me)
+                    .arg("cold-start")
+                    .arg("--manifest")
+                    .arg(&manifest)
+                    .arg("--event")
+                    .arg(&event_path)
+                    .env("WEIR_CACHE_DIR", &cache)
+                    .env("RUST_LOG", "error")
+                    .stdout(Stdio::piped())
+                    .spawn()?;
+                let mut line = String::new();
+                if let Some(stdout) = child.stdout.take() {
+                    BufReader::new(stdout).read_line(&mut line)?;
+                }
+                let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+                let status = child.wait()?;
+                let report: Value = serde_json::from_str(&line).with_context(|| {
+                    format!("cold start ({count} plugins) printed {line:?}, {status}")
+                })?;
+                if report["plugins_loaded"].as_u64() != Some(count as u64) {
+                    bail!(
+                        "cold start with {count} plugins loaded {}",
+                        report["plugins_loaded"]
+                    );
+                }
+                times.push(elapsed);
+                rss.push(report["rss_mb"].as_f64().unwrap_or(f64::NAN));
+            }
+            results.push(ColdStart {
+                plugins: count,
+                precompiled,
+                start_to_first_batch_ms: percentile(&times, 0.5),
+                rss_after_load_mb: percentile(&rss, 0.5),
+            });
+        }
+    }
+    Ok(results)
+}
+
+/// `component` with a custom section appended (valid anywhere at the top level).
+fn with_custom_section(component: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut body = Vec::new();
+    leb(name.len(), &mut body);
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(payload);
+    let mut out = component.to_vec();
+    out.push(0);
+    leb(body.len(), &mut out);
+    out.extend_from_slice(&body);
+    out
+}
+
+/// The publish path's figures.
+#[derive(Debug, Serialize)]
+struct PublishFigures {
+    records: usize,
+    entries: usize,
+    calls: usize,
+    entries_per_call: f64,
+    bytes_per_call: f64,
+    /// Calls with fewer than 10 entries while 10 or more were pending.
+    short_calls_with_10_pending: usize,
+    transform_ms: f64,
+    publish_ms: f64,
+    publish_share: f64,
+}
+
+/// A PutEvents endpoint that accepts everything at once: it stands for EventBridge with no
+/// latency, so what is measured is weir's side of publishing.
+struct ZeroLatencyEventBridge {
+    port: u16,
+    calls: Arc<Mutex<Vec<(usize, usize)>>>,
+}
+
+impl ZeroLatencyEventBridge {
+    fn start() -> anyhow::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let calls: Arc<Mutex<Vec<(usize, usize)>>> = Arc::default();
+        let shared = calls.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let calls = shared.clone();
+                std::thread::spawn(move || serve_put_events(stream, &calls));
+            }
+        });
+        Ok(ZeroLatencyEventBridge { port, calls })
+    }
+}
+
+fn serve_put_events(stream: TcpStream, calls: &Mutex<Vec<(usize, usize)>>) {
+    // Answer at once: no Nagle delay waiting on the client's delayed ACK.
+    let _ = stream.set_nodelay(true);
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(read_half);
+    let mut writer = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let (mut length, mut target) = (0usize, String::new());
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                return;
+            }
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = header.split_once(':') {
+                match k.trim().to_ascii_lowercase().as_str() {
+                    "content-length" => length = v.trim().parse().unwrap_or(0),
+                    "x-amz-target" => target = v.trim().to_owned(),
+                    _ => {}
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let reply = if target == "AWSEvents.PutEvents" {
+            let n = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v["Entries"].as_array().map(Vec::len))
+                .unwrap_or(0);
+            if let Ok(mut c) = calls.lock() {
+                c.push((n, body.len()));
+            }
+            let entries: Vec<Value> = (0..n)
+                .map(|i| json!({"EventId": format!("e{i}")}))
+                .collect();
+            json!({"FailedEntryCount": 0, "Entries": entries}).to_string()
+        } else {
+            json!({"Name": "weir-bench", "Arn": "arn:aws:events:eu-west-1:123456789012:event-bus/weir-bench"}).to_string()
+        };
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\n\r\n",
+            reply.len()
+        );
+        if writer
+            .write_all(format!("{head}{reply}").as_bytes())
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn publish_path(s: &Settings, out: &Path) -> anyhow::Result<PublishFigures> {
+    let endpoint = ZeroLatencyEventBridge::start()?;
+    let rt = runtime()?;
+    let manifest = out.join("weir-rust.toml");
+    let records = read_records(&out.join("events.json"))?;
+    let records: Vec<Box<RawValue>> = records.into_iter().take(10_000).collect();
+    let n = records.len();
+    let sdk = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("eu-west-1"))
+        .endpoint_url(format!("http://127.0.0.1:{}", endpoint.port))
+        .credentials_provider(aws_sdk_eventbridge::config::SharedCredentialsProvider::new(
+            aws_sdk_eventbridge::config::Credentials::new("bench", "bench", None, None, "bench"),
+        ))
+        .build();
+    let publisher = Publisher::new(Publisher::client_from(&sdk), PublishConfig::default());
+    let loader = rt.block_on(lazy_loader(&manifest))?;
+    let pipeline = loader.pipeline();
+    let (mut transform_ms, mut publish_ms, mut entries_total, mut short) =
+        (0.0, 0.0, 0usize, 0usize);
+    for batch in records.chunks(s.batch_size.max(1)) {
+        let started = Instant::now();
+        let report = dry_batch(&rt, &pipeline, batch.to_vec())?;
+        transform_ms += started.elapsed().as_secs_f64() * 1000.0;
+        let started = Instant::now();
+        let published = rt.block_on(publisher.publish(
+            &report.entries,
+            tokio::time::Instant::now() + Duration::from_secs(60),
+        ));
+        publish_ms += started.elapsed().as_secs_f64() * 1000.0;
+        entries_total += report.entries.len();
+        // Calls are packed in order: all but the last carry 10 when 10 were pending.
+        let sizes: Vec<usize> = published.call_sizes.iter().map(|(e, _)| *e).collect();
+        let mut pending = report.entries.len();
+        for size in sizes {
+            if pending >= 10 && size < 10 {
+                short += 1;
+            }
+            pending = pending.saturating_sub(size);
+        }
+    }
+    let calls = endpoint.calls.lock().map(|c| c.clone()).unwrap_or_default();
+    let (entries_sent, bytes): (usize, usize) =
+        calls.iter().fold((0, 0), |(e, b), (n, l)| (e + n, b + l));
+    if entries_sent != entries_total {
+        bail!("the endpoint received {entries_sent} entries, weir made {entries_total}");
+    }
+    Ok(PublishFigures {
+        records: n,
+        entries: entries_total,
+        calls: calls.len(),
+        entries_per_call: entries_sent as f64 / calls.len().max(1) as f64,
+        bytes_per_call: bytes as f64 / calls.len().max(1) as f64,
+        short_calls_with_10_pending: short,
+        transform_ms,
+        publish_ms,
+        publish_share: publish_ms / (transform_ms + publish_ms),
+    })
+}
+
+fn print_tables(
+    s: &Settings,
+    rows: &[Row],
+    cold: &[ColdStart],
+    publish: &PublishFigures,
+    precompile: &[(String, usize, f64)],
+    image_bytes: f64,
+) {
+    println!(
+        "## Throughput: {} records (images {:.0} bytes on average), {} tenants, batches of {}\n",
+        s.records, image_bytes, s.tenants, s.batch_size
+    );
+    println!("| contender | records/s | µs/record | p99 batch (ms) | peak RSS (MB) | entries |");
+    println!("| --- | ---: | ---: | ---: | ---: | --- |");
+    for r in rows {
+        println!(
+            "| {} | {:.0} | {:.1} | {:.2} | {:.1} | {} |",
+            r.name, r.records_per_s, r.us_per_record, r.p99_batch_ms, r.peak_rss_mb, r.status
+        );
+    }
+    println!(
+        "\n## Cold start: process start to the first batch of 100 records done (median of {})\n",
+        s.cold_runs
+    );
+    println!("| plugins | precompiled | start → first batch (ms) | RSS after loading (MB) |");
+    println!("| ---: | --- | ---: | ---: |");
+    for c in cold {
+        println!(
+            "| {} | {} | {:.1} | {:.1} |",
+            c.plugins,
+            if c.precompiled { "yes" } else { "no" },
+            c.start_to_first_batch_ms,
+            c.rss_after_load_mb
+        );
+    }
+    println!(
+        "\n## Publish path: {} records against a zero-latency PutEvents endpoint\n",
+        publish.records
+    );
+    println!(
+        "| entries | calls | entries/call | bytes/call | short calls with ≥10 pending | share of batch time publishing |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| {} | {} | {:.2} | {:.0} | {} | {:.1} % |",
+        publish.entries,
+        publish.calls,
+        publish.entries_per_call,
+        publish.bytes_per_call,
+        publish.short_calls_with_10_pending,
+        publish.publish_share * 100.0
+    );
+    println!("\n## Precompiling (`weir compile`) on this machine\n");
+    println!("| plugin | size (KB) | compile (ms) |");
+    println!("| --- | ---: | ---: |");
+    for (name, size, ms) in precompile {
+        println!("| {name} | {:.0} | {ms:.0} |", *size as f64 / 1024.0);
+    }
+
+    let get = |n: &str| {
+        rows.iter()
+            .find(|r| r.name == n && r.status.starts_with("ok"))
+    };
+    let ratio = |a: &str, b: &str| match (get(a), get(b)) {
+        (Some(a), Some(b)) => Some(a.records_per_s / b.records_per_s),
+        _ => None,
+    };
+    let cold20 = cold.iter().find(|c| c.plugins == 20 && c.precompiled);
+    let verdict = |ok: Option<bool>| match ok {
+        Some(true) => "met",
+        Some(false) => "NOT met",
+        None => "not measured",
+    };
+    println!("\n## Goals\n");
+    println!("| goal | measured | |");
+    println!("| --- | ---: | --- |");
+    let goals: Vec<(String, String, Option<bool>)> = vec![
+        (
+            "weir-rust ≥ 0.9 × native records/s".into(),
+            ratio("weir-rust", "native").map_or("-".into(), |r| format!("{r:.2} ×")),
+            ratio("weir-rust", "native").map(|r| r >= 0.9),
+        ),
+        (
+            "weir-rust ≥ 10 × python-boto3".into(),
+            ratio("weir-rust", "python-boto3").map_or("-".into(), |r| format!("{r:.1} ×")),
+            ratio("weir-rust", "python-boto3").map(|r| r >= 10.0),
+        ),
+        (
+            "weir-rust ≥ 5 × node-sdk".into(),
+            ratio("weir-rust", "node-sdk").map_or("-".into(), |r| format!("{r:.1} ×")),
+            ratio("weir-rust", "node-sdk").map(|r| r >= 5.0),
+        ),
+        (
+            "cold start ≤ 25 ms with 20 precompiled plugins".into(),
+            cold20.map_or("-".into(), |c| {
+                format!("{:.1} ms", c.start_to_first_batch_ms)
+            }),
+            cold20.map(|c| c.start_to_first_batch_ms <= 25.0),
+        ),
+        (
+            "RSS ≤ 64 MB with 20 plugins loaded".into(),
+            cold20.map_or("-".into(), |c| format!("{:.1} MB", c.rss_after_load_mb)),
+            cold20.map(|c| c.rss_after_load_mb <= 64.0),
+        ),
+        (
+            "PutEvents calls carry 10 entries whenever ≥ 10 are pending".into(),
+            format!(
+                "{} short calls of {}",
+                publish.short_calls_with_10_pending, publish.calls
+            ),
+            Some(publish.short_calls_with_10_pending == 0),
+        ),
+    ];
+    for (goal, measured, ok) in goals {
+        println!("| {goal} | {measured} | {} |", verdict(ok));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_section_is_appended_with_its_length() {
+        let out = with_custom_section(b"\0asm", "n", b"xy");
+        assert_eq!(&out[4..], &[0, 4, 1, b'n', b'x', b'y']);
+    }
+
+    #[test]
+    fn percentile_takes_the_rank_not_an_average() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.99), 99.0);
+        assert_eq!(percentile(&v, 0.5), 50.0);
+        assert_eq!(percentile(&[3.0], 0.99), 3.0);
+    }
+
+    #[test]
+    fn big_integers_become_strings_and_decimals_keep_their_digits() {
+        let mut out = String::new();
+        write_safe(
+            r#"{"b":12345678901234567890123456789012345678,"a":[100000.00,-7,"x\by"]}"#,
+            &mut out,
+        )
+        .expect("valid");
+        assert_eq!(
+            out,
+            r#"{"a":[100000.00,-7,"x\by"],"b":"12345678901234567890123456789012345678"}"#
+        );
+    }
+
+    #[test]
+    fn generated_images_are_about_a_kilobyte() {
+        let event = generate(200, 4, 1);
+        let bytes = average_image_bytes(&event);
+        assert!((800.0..1600.0).contains(&bytes), "{bytes}");
+        assert_eq!(event["Records"].as_array().map(Vec::len), Some(200));
+    }
+}

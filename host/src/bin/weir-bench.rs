@@ -1,0 +1,4 @@
+//! The benchmark: see `weir::bench`.
+fn main() -> std::process::ExitCode {
+    weir::bench::main()
+}

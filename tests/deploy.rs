@@ -1,0 +1,791 @@
+//! Deployment: `examples/deploy/template.yaml` and `weir infra`'s output lint clean with
+//! cfn-lint and `sam validate --lint` (both from `.venv`, installed by `./dev test`, both
+//! offline), the template embeds exactly what `weir infra` prints for `examples/weir.toml`,
+//! and `[destinations]` is enforced: `weir check` reports allow-lists naming undefined
+//! destinations, and the pipeline dead-letters events for them.
+//!
+//! After changing the example manifest's destinations, rewrite the template's generated
+//! block with `WEIR_UPDATE_GOLDEN=1 cargo test -p weir --test deploy` and review the diff.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use support::{plugin, root, venv_tool};
+
+const BEGIN: &str = weir::infra::BEGIN_MARKER;
+const END: &str = weir::infra::END_MARKER;
+
+fn template_path() -> PathBuf {
+    root().join("examples/deploy/template.yaml")
+}
+
+fn weir(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .current_dir(root())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("weir runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `weir infra --manifest examples/weir.toml`, which must succeed.
+fn example_infra() -> String {
+    let out = weir(&["infra", "--manifest", "examples/weir.toml"]);
+    assert!(
+        out.status.success(),
+        "weir infra failed: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// The lines from the BEGIN marker to the END marker, both included, and where they sit.
+fn generated_block(yaml: &str) -> (usize, usize) {
+    let start = yaml
+        .find(&format!("{BEGIN}\n"))
+        .unwrap_or_else(|| panic!("no line {BEGIN:?}"));
+    let end_line = format!("{END}\n");
+    let end = yaml[start..]
+        .find(&end_line)
+        .map(|i| start + i + end_line.len())
+        .unwrap_or_else(|| panic!("no line {END:?} after the BEGIN marker"));
+    assert_eq!(
+        yaml.matches(BEGIN).count(),
+        1,
+        "exactly one generated block expected"
+    );
+    (start, end)
+}
+
+fn write_temp(dir: &Path, name: &str, contents: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("write");
+    path
+}
+
+/// Runs a venv tool with a clean, offline-friendly environment.
+fn run_tool(tool: &str, args: &[&str], home: &Path) -> Output {
+    Command::new(venv_tool(tool))
+        .args(args)
+        .current_dir(root())
+        .env("HOME", home)
+        .env("AWS_DEFAULT_REGION", "eu-west-1")
+        .env("AWS_REGION", "eu-west-1")
+        .env("SAM_CLI_TELEMETRY", "0")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} runs: {e}"))
+}
+
+fn report(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    )
+}
+
+#[test]
+fn the_template_embeds_exactly_what_weir_infra_prints() {
+    let generated = example_infra();
+    let (g_start, g_end) = generated_block(&generated);
+    let block = &generated[g_start..g_end];
+    let template = std::fs::read_to_string(template_path()).expect("read template");
+    let (t_start, t_end) = generated_block(&template);
+    if std::env::var_os("WEIR_UPDATE_GOLDEN").is_some() {
+        let updated = format!("{}{block}{}", &template[..t_start], &template[t_end..]);
+        std::fs::write(template_path(), updated).expect("rewrite template");
+        return;
+    }
+    assert!(
+        template[t_start..t_end] == *block,
+        "examples/deploy/template.yaml's generated block differs from `weir infra --manifest examples/weir.toml`: \
+         regenerate it with WEIR_UPDATE_GOLDEN=1 cargo test -p weir --test deploy\n--- template\n{}\n--- weir infra\n{block}",
+        &template[t_start..t_end]
+    );
+    // Every destination of the example is in the block, with its rule and dead-letter queue.
+    for id in ["Salesforce", "Slack", "CrmWebhook"] {
+        for suffix in [
+            "Connection",
+            "ApiDestination",
+            "Rule",
+            "DeadLetterQueue",
+            "DeadLetterQueuePolicy",
+            "DeadLetterAlarm",
+        ] {
+            assert!(
+                block.contains(&format!("\n  {id}{suffix}:\n")),
+                "no {id}{suffix} in\n{block}"
+            );
+        }
+    }
+}
+
+#[test]
+fn cfn_lint_passes_on_the_template_and_on_weir_infra_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let generated = write_temp(dir.path(), "infra.yaml", &example_infra());
+    let template = template_path();
+    for file in [&template, &generated] {
+        let out = run_tool(
+            "cfn-lint",
+            &["--format", "parseable", "--", &file.display().to_string()],
+            dir.path(),
+        );
+        assert!(
+            out.status.success(),
+            "cfn-lint found problems in {}:\n{}",
+            file.display(),
+            report(&out)
+        );
+    }
+    // The same lint does fail on a broken copy, so a pass above means something.
+    let broken = write_temp(
+        dir.path(),
+        "broken.yaml",
+        &std::fs::read_to_string(&generated)
+            .expect("read")
+            .replacen("HttpMethod: PATCH", "HttpMethod: FETCH", 1)
+            .replacen("MaximumRetryAttempts: 185", "MaximumRetryAttempts: 186", 1),
+    );
+    let out = run_tool(
+        "cfn-lint",
+        &["--format", "parseable", "--", &broken.display().to_string()],
+        dir.path(),
+    );
+    let found = text(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "cfn-lint passed a broken template:\n{}",
+        report(&out)
+    );
+    assert!(found.contains("FETCH"), "{}", report(&out));
+    assert!(found.contains("186"), "{}", report(&out));
+}
+
+#[test]
+fn sam_validate_lint_passes_on_the_template() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run_tool(
+        "sam",
+        &[
+            "validate",
+            "--lint",
+            "--template-file",
+            &template_path().display().to_string(),
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "sam validate --lint failed:\n{}",
+        report(&out)
+    );
+    assert!(
+        text(&out.stdout).contains("is a valid SAM Template"),
+        "{}",
+        report(&out)
+    );
+}
+
+/// The example manifest, with `edit` applied, in a temp dir with absolute plugin paths.
+fn edited_example(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("examples/weir.toml")).expect("read");
+    let text = text.replace(
+        "\"../target/plugins/",
+        &format!("\"{}/", root().join("target/plugins").display()),
+    );
+    write_temp(dir, "weir.toml", &edit(text))
+}
+
+/// Drops one `[destinations.<name>]` section (up to the next section or the end).
+fn without_destination(text: String, name: &str) -> String {
+    let header = format!("[destinations.{name}]\n");
+    let start = text.find(&header).unwrap_or_else(|| panic!("no {header}"));
+    let rest = &text[start + header.len()..];
+    let end = rest
+        .find("\n[")
+        .map_or(text.len(), |i| start + header.len() + i + 1);
+    format!("{}{}", &text[..start], &text[end..])
+}
+
+#[test]
+fn weir_check_reports_allow_lists_naming_undefined_destinations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = edited_example(dir.path(), |t| {
+        t.replace(
+            "[tenants.umbrella]\n",
+            "[tenants.umbrella]\ndestinations = [\"slack\", \"teams\", \"salesforce\"]\n",
+        )
+    });
+    let out = weir(&["check", "--manifest", &manifest.display().to_string()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{}", report(&out));
+    assert!(
+        stdout.contains(
+            "tenants.umbrella.destinations names \"teams\", which is not in [destinations]"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "tenants.umbrella.destinations names \"salesforce\", which is for tenant \"acme\" only"
+        ),
+        "{stdout}"
+    );
+    // weir infra refuses the same manifest, naming the problem.
+    let out = weir(&["infra", "--manifest", &manifest.display().to_string()]);
+    assert_eq!(out.status.code(), Some(2), "{}", report(&out));
+    assert!(text(&out.stderr).contains("\"teams\""), "{}", report(&out));
+    assert!(out.stdout.is_empty(), "{}", report(&out));
+}
+
+#[test]
+fn weir_infra_needs_destinations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = edited_example(dir.path(), |t| {
+        let t = without_destination(t, "salesforce");
+        let t = without_destination(t, "slack");
+        without_destination(t, "crm-webhook")
+    });
+    let out = weir(&["infra", "--manifest", &manifest.display().to_string()]);
+    assert_eq!(out.status.code(), Some(2), "{}", report(&out));
+    assert!(
+        text(&out.stderr).contains("no [destinations.<name>] sections"),
+        "{}",
+        report(&out)
+    );
+}
+
+#[test]
+fn events_for_an_undefined_destination_are_dead_lettered() {
+    plugin("mapping");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Without [destinations.crm-webhook], globex's mapping events have nowhere to go.
+    let manifest = edited_example(dir.path(), |t| without_destination(t, "crm-webhook"));
+    let letters = dir.path().join("dead-letters");
+    let out = weir(&[
+        "run",
+        "--manifest",
+        &manifest.display().to_string(),
+        "--event",
+        "examples/events/customers.json",
+        "--dead-letter-dir",
+        &letters.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", report(&out));
+    let entries: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("entry is JSON"))
+        .collect();
+    assert!(!entries.is_empty(), "acme's events still publish");
+    for entry in &entries {
+        let detail: Value =
+            serde_json::from_str(entry["Detail"].as_str().expect("Detail")).expect("detail");
+        assert_eq!(detail["metadata"]["tenant"], "acme", "{entry}");
+    }
+    let mut reasons = Vec::new();
+    for file in std::fs::read_dir(&letters).expect("dead letters written") {
+        let letter: Value = serde_json::from_str(
+            &std::fs::read_to_string(file.expect("entry").path()).expect("read"),
+        )
+        .expect("dead letter is JSON");
+        assert_eq!(letter["tenant"], "globex", "{letter}");
+        assert_eq!(letter["reason"]["kind"], "invalid-output", "{letter}");
+        reasons.push(
+            letter["reason"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    assert_eq!(reasons.len(), 3, "globex's three records: {reasons:?}");
+    for r in &reasons {
+        assert!(
+            r.contains("\"crm-webhook\"") && r.contains("allowed: slack"),
+            "{r}"
+        );
+    }
+}
+
+// ---- optional: the destination part, delivered by LocalStack ------------------------------
+
+/// Deploys `weir infra`'s output to LocalStack (CloudFormation, EventBridge, Secrets
+/// Manager), publishes the example event with `weir run --publish`, and checks what a local
+/// token endpoint and webhook receive: the OAuth client-credentials exchange with the
+/// secret, `Authorization: Bearer <token>`, the API key from its secret, and bodies that are
+/// exactly the plugins' payloads (`InputPath`). Skips, saying why, where LocalStack cannot
+/// start (it needs Python 3.13 and the packages in tests/requirements-localstack.txt).
+#[test]
+fn localstack_delivers_plugin_payloads_with_the_connections_auth() {
+    plugin("salesforce-account");
+    plugin("mapping");
+    let python = match localstack_python() {
+        Ok(p) => p,
+        Err(why) => {
+            println!(
+                "SKIPPED localstack_delivers_plugin_payloads_with_the_connections_auth: {why}"
+            );
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let localstack = match LocalStack::start(&python, dir.path()) {
+        Ok(l) => l,
+        Err(why) => {
+            println!(
+                "SKIPPED localstack_delivers_plugin_payloads_with_the_connections_auth: {why}"
+            );
+            return;
+        }
+    };
+    let hooks = Webhook::start();
+    let local = format!("http://127.0.0.1:{}", hooks.port);
+
+    // The generated template, pointed at the local endpoints. LocalStack's CloudFormation
+    // needs the Name that AWS's makes up, so each Connection and ApiDestination gets one.
+    let manifest = edited_example(dir.path(), |t| t);
+    let out = weir(&["infra", "--manifest", &manifest.display().to_string()]);
+    assert!(out.status.success(), "{}", report(&out));
+    let template = text(&out.stdout)
+        .replace("https://example.my.salesforce.com", &local)
+        .replace("https://crm.example.com", &local);
+    let template = name_resources_for_localstack(&template);
+    let template_file = write_temp(dir.path(), "destinations.yaml", &template);
+    let deploy = write_temp(dir.path(), "deploy.py", DEPLOY_PY);
+    let out = Command::new(&python)
+        .arg(&deploy)
+        .arg(&localstack.endpoint)
+        .arg(&template_file)
+        .arg(format!("{local}/slack"))
+        .output()
+        .expect("deploy script runs");
+    assert!(
+        out.status.success(),
+        "deploying to LocalStack failed:\n{}",
+        report(&out)
+    );
+
+    // The real pipeline publishes the example event to LocalStack's bus.
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "--manifest", &manifest.display().to_string()])
+        .args(["--event", "examples/events/customers.json", "--publish"])
+        .arg("--dead-letter-dir")
+        .arg(dir.path().join("dead-letters"))
+        .current_dir(root())
+        .env("AWS_ENDPOINT_URL", &localstack.endpoint)
+        .env("AWS_REGION", "eu-west-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("AWS_PROFILE")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("weir runs");
+    assert!(out.status.success(), "weir run --publish: {}", report(&out));
+    let published: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("entry is JSON"))
+        .collect();
+    let payloads = |detail_type: &str| -> Vec<Value> {
+        published
+            .iter()
+            .filter(|e| e["DetailType"] == detail_type)
+            .map(|e| {
+                let d: Value =
+                    serde_json::from_str(e["Detail"].as_str().expect("Detail")).expect("detail");
+                d["payload"].clone()
+            })
+            .collect()
+    };
+    let upserts = payloads("SalesforceAccountUpsert");
+    let customers = payloads("CustomerChanged");
+    assert_eq!((upserts.len(), customers.len()), (2, 3), "{published:?}");
+
+    // 2 Salesforce upserts, 3 CRM webhook calls, and at least one token request.
+    let mut salesforce = Vec::new();
+    let mut crm = Vec::new();
+    let mut tokens = Vec::new();
+    while salesforce.len() < 2 || crm.len() < 3 {
+        let request = hooks
+            .next(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|| {
+                panic!(
+                    "LocalStack delivered {} upserts and {} CRM calls within 60 s; log:\n{}",
+                    salesforce.len(),
+                    crm.len(),
+                    localstack.log_tail()
+                )
+            });
+        if request.path.ends_with("/oauth2/token") {
+            tokens.push(request);
+        } else if request.path.starts_with("/services/data/") {
+            salesforce.push(request);
+        } else if request.path.starts_with("/hooks/customers") {
+            crm.push(request);
+        } else {
+            panic!("unexpected request {} {}", request.method, request.path);
+        }
+    }
+    assert!(!tokens.is_empty(), "no OAuth token request");
+    for t in &tokens {
+        let form = &t.body;
+        assert!(
+            form.contains("client_credentials")
+                && form.contains("weir-connected-app")
+                && form.contains("secret-from-secrets-manager"),
+            "token request lacks the client credentials: {form}"
+        );
+    }
+    let mut bodies = Vec::new();
+    for r in &salesforce {
+        assert_eq!(r.method, "PATCH", "{r:?}");
+        assert!(
+            r.path
+                .starts_with("/services/data/v61.0/sobjects/Account/Weir_Customer_Id__c/"),
+            "{r:?}"
+        );
+        assert_eq!(
+            r.header("authorization"),
+            Some("Bearer local-token-1"),
+            "{r:?}"
+        );
+        bodies.push(serde_json::from_str::<Value>(&r.body).expect("JSON body"));
+        println!(
+            "LocalStack sent Idempotency-Key: {:?} (EventBridge documents target JSON paths as evaluated at delivery; LocalStack 2026.3 sends them as written)",
+            r.header("idempotency-key")
+        );
+    }
+    let expected: Vec<Value> = upserts.iter().map(|p| p["body"].clone()).collect();
+    assert_same_set(
+        bodies,
+        expected,
+        "Salesforce bodies are the plugin's payload.body",
+    );
+    let mut bodies = Vec::new();
+    for r in &crm {
+        assert_eq!(r.method, "POST", "{r:?}");
+        assert_eq!(
+            r.header("x-api-key"),
+            Some("crm-key-from-secrets-manager"),
+            "{r:?}"
+        );
+        bodies.push(serde_json::from_str::<Value>(&r.body).expect("JSON body"));
+    }
+    assert_same_set(bodies, customers, "CRM bodies are the plugin's payload");
+}
+
+fn assert_same_set(got: Vec<Value>, want: Vec<Value>, what: &str) {
+    // The webhook's body was re-serialised by LocalStack (Python writes 100000.00 as
+    // 100000.0), so numbers compare by value, not by text.
+    let mut got: Vec<Value> = got.iter().map(numbers_by_value).collect();
+    let mut want: Vec<Value> = want.iter().map(numbers_by_value).collect();
+    got.sort_by_key(Value::to_string);
+    want.sort_by_key(Value::to_string);
+    assert_eq!(got, want, "{what}");
+}
+
+/// `v` with every number as the f64 it denotes.
+fn numbers_by_value(v: &Value) -> Value {
+    match v {
+        Value::Number(n) => n
+            .as_f64()
+            .and_then(serde_json::Number::from_f64)
+            .map_or(Value::Null, Value::Number),
+        Value::Array(items) => Value::Array(items.iter().map(numbers_by_value).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), numbers_by_value(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Gives each Connection and ApiDestination a `Name` (LocalStack's CloudFormation requires
+/// one; AWS's generates it).
+fn name_resources_for_localstack(template: &str) -> String {
+    let mut out = String::new();
+    let mut pending: Option<String> = None;
+    for line in template.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if let Some(id) = line
+            .strip_prefix("  ")
+            .and_then(|l| l.strip_suffix(':'))
+            .filter(|l| {
+                !l.starts_with(' ') && (l.ends_with("Connection") || l.ends_with("ApiDestination"))
+            })
+        {
+            pending = Some(id.to_owned());
+        } else if line == "    Properties:"
+            && let Some(id) = pending.take()
+        {
+            out.push_str(&format!("      Name: weir-test-{id}\n"));
+        }
+    }
+    out
+}
+
+/// Creates the secrets and the bus, deploys the template and waits for the stack.
+const DEPLOY_PY: &str = r#"
+import json, sys, time
+import boto3
+endpoint, template, slack = sys.argv[1], sys.argv[2], sys.argv[3]
+kw = dict(endpoint_url=endpoint, region_name="eu-west-1",
+          aws_access_key_id="test", aws_secret_access_key="test")
+sm = boto3.client("secretsmanager", **kw)
+for name, value in [("weir/salesforce", {"client_secret": "secret-from-secrets-manager"}),
+                    ("weir/slack-webhook", {"url": slack}),
+                    ("weir/crm-webhook", {"api_key": "crm-key-from-secrets-manager"})]:
+    sm.create_secret(Name=name, SecretString=json.dumps(value))
+boto3.client("events", **kw).create_event_bus(Name="weir-demo")
+cf = boto3.client("cloudformation", **kw)
+cf.create_stack(StackName="weir-destinations", TemplateBody=open(template).read(),
+                Parameters=[{"ParameterKey": "AlarmTopic",
+                             "ParameterValue": "arn:aws:sns:eu-west-1:000000000000:alarms"}],
+                Capabilities=["CAPABILITY_IAM"])
+deadline = time.time() + 120
+while True:
+    status = cf.describe_stacks(StackName="weir-destinations")["Stacks"][0]["StackStatus"]
+    if not status.endswith("_IN_PROGRESS") or time.time() > deadline:
+        break
+    time.sleep(0.5)
+if status != "CREATE_COMPLETE":
+    for e in cf.describe_stack_events(StackName="weir-destinations")["StackEvents"]:
+        print(e["LogicalResourceId"], e["ResourceStatus"], e.get("ResourceStatusReason"))
+    sys.exit(f"stack status {status}")
+"#;
+
+/// Python 3.13 with LocalStack, in target/localstack-venv (made on first use from
+/// tests/requirements-localstack.txt), or why not.
+fn localstack_python() -> Result<PathBuf, String> {
+    let venv = root().join("target/localstack-venv");
+    let python = venv.join("bin/python");
+    let requirements = root().join("tests/requirements-localstack.txt");
+    let stamp = venv.join(".requirements");
+    let wanted =
+        std::fs::read(&requirements).map_err(|e| format!("{}: {e}", requirements.display()))?;
+    if python.exists() && std::fs::read(&stamp).is_ok_and(|s| s == wanted) {
+        return Ok(python);
+    }
+    let base = python313()
+        .ok_or("no Python 3.13 (python3.13 on PATH or under ~/.pyenv/versions/3.13*)")?;
+    let status = Command::new(&base)
+        .args(["-m", "venv", "--clear"])
+        .arg(&venv)
+        .status()
+        .map_err(|e| format!("{}: {e}", base.display()))?;
+    if !status.success() {
+        return Err(format!("{} -m venv failed", base.display()));
+    }
+    let out = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
+        .arg(&requirements)
+        .output()
+        .map_err(|e| format!("pip: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "pip install -r tests/requirements-localstack.txt failed: {}",
+            text(&out.stderr)
+        ));
+    }
+    std::fs::write(&stamp, wanted).map_err(|e| format!("{}: {e}", stamp.display()))?;
+    Ok(python)
+}
+
+fn python313() -> Option<PathBuf> {
+    if let Ok(out) = Command::new("python3.13")
+        .arg("-c")
+        .arg("import sys; print(sys.executable)")
+        .output()
+        && out.status.success()
+    {
+        return Some(PathBuf::from(text(&out.stdout).trim()));
+    }
+    let home = std::env::var_os("HOME")?;
+    let versions = Path::new(&home).join(".pyenv/versions");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(versions)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("3.13"))
+        })
+        .map(|p| p.join("bin/python3.13"))
+        .filter(|p| p.exists())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// A LocalStack of its own on a free port (events, SQS, Secrets Manager, CloudFormation,
+/// IAM, STS, CloudWatch), stopped when dropped.
+struct LocalStack {
+    child: std::process::Child,
+    endpoint: String,
+    log: PathBuf,
+}
+
+impl LocalStack {
+    fn start(python: &Path, dir: &Path) -> Result<LocalStack, String> {
+        let port = support::free_port();
+        let log = dir.join("localstack.log");
+        let log_file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+        let err_file = log_file.try_clone().map_err(|e| e.to_string())?;
+        let child = Command::new(python)
+            .args(["-m", "localstack.runtime.main"])
+            .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("DNS_ADDRESS", "0")
+            .env("SKIP_SSL_CERT_DOWNLOAD", "1")
+            .env("DISABLE_EVENTS", "1")
+            .env(
+                "SERVICES",
+                "events,sqs,secretsmanager,cloudformation,iam,sts,cloudwatch",
+            )
+            .env("LOCALSTACK_VOLUME_DIR", dir.join("volume"))
+            .env("TMPDIR", dir)
+            .stdout(log_file)
+            .stderr(err_file)
+            .spawn()
+            .map_err(|e| format!("cannot start LocalStack: {e}"))?;
+        let localstack = LocalStack {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        let started = std::time::Instant::now();
+        loop {
+            if localstack.log_tail().contains("\nReady.") {
+                return Ok(localstack);
+            }
+            if started.elapsed() > std::time::Duration::from_secs(90) {
+                return Err(format!(
+                    "LocalStack was not ready within 90 s:\n{}",
+                    localstack.log_tail()
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        format!("\n{}", lines[lines.len().saturating_sub(40)..].join("\n"))
+    }
+}
+
+impl Drop for LocalStack {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request the local webhook received.
+#[derive(Debug)]
+struct Received {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A local HTTP endpoint: answers `.../oauth2/token` with a bearer token and everything
+/// else with `{}`, and hands each request to the test.
+struct Webhook {
+    port: u16,
+    requests: std::sync::mpsc::Receiver<Received>,
+}
+
+impl Webhook {
+    fn start() -> Webhook {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (tx, requests) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    if let Some(r) = serve(stream) {
+                        let _ = tx.send(r);
+                    }
+                });
+            }
+        });
+        Webhook { port, requests }
+    }
+
+    fn next(&self, limit: std::time::Duration) -> Option<Received> {
+        self.requests.recv_timeout(limit).ok()
+    }
+}
+
+fn serve(mut stream: std::net::TcpStream) -> Option<Received> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_owned();
+    let path = parts.next()?.to_owned();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_owned(), v.trim().to_owned()));
+        }
+    }
+    let length = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    let reply = if path.ends_with("/oauth2/token") {
+        r#"{"access_token":"local-token-1","token_type":"Bearer","expires_in":3600}"#
+    } else {
+        "{}"
+    };
+    let _ = write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+        reply.len()
+    );
+    Some(Received {
+        method,
+        path,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
