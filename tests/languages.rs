@@ -312,3 +312,50 @@ fn the_example_event_and_every_golden_case_map_identically() {
         assert!(dead_letters >= 1, "no case dead-lettered a record");
     }
 }
+
+/// What the function does with the big builds (1.7 MB JS, 18 MB Python): nothing at cold
+/// start, and at first use the precompiled `.cwasm`, never a compile.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_big_builds_load_lazily_and_precompiled_in_the_function() {
+    let (_, config) = example_routes_and_acme_config();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = std::fs::read_to_string(support::root().join("examples/events/customers.json"))
+        .expect("example event");
+    let event: Value = serde_json::from_str(&text).expect("JSON");
+    let records: Vec<Box<serde_json::value::RawValue>> = event["Records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| serde_json::value::RawValue::from_string(r.to_string()).expect("raw"))
+        .collect();
+    for build in &BUILDS[1..] {
+        let engine =
+            std::sync::Arc::new(weir::plugin::PluginEngine::with_cache_dir(None).expect("engine"));
+        let loader = weir::reload::Loader::load_lazy(
+            weir::store::Store::default(),
+            engine.clone(),
+            weir::store::Location::File(manifest(dir.path(), build, &config)),
+            std::time::Duration::from_secs(3600),
+        )
+        .await
+        .expect("manifest loads");
+        assert!(loader.pipeline().loaded_plugins().is_empty(), "{build}");
+        let mut letters = Vec::new();
+        let report = weir::batch::run(
+            loader.pipeline(),
+            records.clone(),
+            None,
+            weir::batch::DeadLetterSink::Collect(&mut letters),
+            tokio::time::Instant::now() + std::time::Duration::from_secs(60),
+        )
+        .await
+        .expect("batch");
+        assert!(!report.entries.is_empty(), "{build}");
+        assert_eq!(loader.pipeline().loaded_plugins().len(), 1, "{build}");
+        assert_eq!(
+            engine.compiles(),
+            0,
+            "{build} was compiled, not loaded precompiled"
+        );
+    }
+}
