@@ -61,6 +61,9 @@ enum Step {
         /// Runs of each cold-start case (the median is reported).
         #[arg(long, default_value_t = 5)]
         cold_runs: usize,
+        /// Runs of each throughput contender (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
         /// Where plugins were built (`./dev plugins`).
         #[arg(long, default_value = "target/plugins")]
         plugins: PathBuf,
@@ -83,6 +86,22 @@ enum Step {
         #[arg(long)]
         entries_out: PathBuf,
     },
+    /// Precompile a plugin as `weir compile` does; print the milliseconds (run by `all`).
+    Precompile {
+        #[arg(long)]
+        plugin: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write the generated batch to a file; print the images' average size (run by `all`).
+    Generate {
+        #[arg(long)]
+        records: usize,
+        #[arg(long)]
+        tenants: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Start, load, run one batch, report (run by `all`, timed from outside).
     ColdStart {
         #[arg(long)]
@@ -101,6 +120,7 @@ pub fn main() -> ExitCode {
             batch_size,
             tenants,
             cold_runs,
+            runs,
             plugins,
             peers,
             out,
@@ -109,6 +129,7 @@ pub fn main() -> ExitCode {
             batch_size,
             tenants,
             cold_runs,
+            runs,
             plugins,
             peers,
             out,
@@ -121,6 +142,26 @@ pub fn main() -> ExitCode {
             entries_out,
         } => contender(&name, &manifest, &event, batch_size, &entries_out),
         Step::ColdStart { manifest, event } => cold_start(&manifest, &event),
+        Step::Precompile { plugin, out } => (|| {
+            let bytes = std::fs::read(&plugin).with_context(|| format!("{}", plugin.display()))?;
+            let started = Instant::now();
+            let cwasm = PluginEngine::precompile(&bytes, None)?;
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            std::fs::write(&out, cwasm).with_context(|| format!("{}", out.display()))?;
+            println!("{ms}");
+            Ok(())
+        })(),
+        Step::Generate {
+            records,
+            tenants,
+            out,
+        } => (|| {
+            let event = generate(records, tenants, 7);
+            std::fs::write(&out, serde_json::to_vec(&event)?)
+                .with_context(|| format!("{}", out.display()))?;
+            println!("{}", average_image_bytes(&event));
+            Ok(())
+        })(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -136,6 +177,7 @@ struct Settings {
     batch_size: usize,
     tenants: usize,
     cold_runs: usize,
+    runs: usize,
     plugins: PathBuf,
     peers: PathBuf,
     out: PathBuf,
@@ -727,10 +769,28 @@ fn all(s: &Settings) -> anyhow::Result<()> {
         "weir-bench: {} records of ~1 KB, {} tenants, batches of {}",
         s.records, s.tenants, s.batch_size
     );
-    let event = generate(s.records, s.tenants, 7);
+    // Generated in a child, like every heavy step: this process only starts and times others.
     let event_path = out.join("events.json");
-    std::fs::write(&event_path, serde_json::to_vec(&event)?)?;
-    let image_bytes = average_image_bytes(&event);
+    let generated = Command::new(&me)
+        .args([
+            "generate",
+            "--records",
+            &s.records.to_string(),
+            "--tenants",
+            &s.tenants.to_string(),
+        ])
+        .arg("--out")
+        .arg(&event_path)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("starting the generator")?;
+    if !generated.status.success() {
+        bail!("generating the batch failed: {}", generated.status);
+    }
+    let image_bytes: f64 = String::from_utf8_lossy(&generated.stdout)
+        .trim()
+        .parse()
+        .context("the generator's output")?;
 
     // Precompile each plugin for this machine, as `weir compile` would.
     let plugin_dir = out.join("plugins");
@@ -747,15 +807,25 @@ fn all(s: &Settings) -> anyhow::Result<()> {
     let mut precompile_ms = Vec::new();
     for (_, file) in &weir_contenders {
         let bytes = std::fs::read(plugins.join(format!("{file}.wasm")))?;
-        let started = Instant::now();
-        let cwasm = PluginEngine::precompile(&bytes, None)?;
-        precompile_ms.push((
-            file.to_string(),
-            bytes.len(),
-            started.elapsed().as_secs_f64() * 1000.0,
-        ));
         std::fs::write(plugin_dir.join(format!("{file}.wasm")), &bytes)?;
-        std::fs::write(plugin_dir.join(format!("{file}.cwasm")), &cwasm)?;
+        // In a child, like every heavy step: this process only starts and times others.
+        let compiled = Command::new(&me)
+            .arg("precompile")
+            .arg("--plugin")
+            .arg(plugin_dir.join(format!("{file}.wasm")))
+            .arg("--out")
+            .arg(plugin_dir.join(format!("{file}.cwasm")))
+            .stderr(Stdio::inherit())
+            .output()
+            .context("starting the precompiler")?;
+        if !compiled.status.success() {
+            bail!("precompiling {file} failed: {}", compiled.status);
+        }
+        let ms: f64 = String::from_utf8_lossy(&compiled.stdout)
+            .trim()
+            .parse()
+            .context("the precompiler's output")?;
+        precompile_ms.push((file.to_string(), bytes.len(), ms));
     }
     let tenants: Vec<(String, Value)> = (0..s.tenants)
         .map(|i| (format!("t{i}"), tenant_config(i)))
@@ -797,8 +867,7 @@ fn all(s: &Settings) -> anyhow::Result<()> {
         .arg(&event_path)
         .arg("--entries-out")
         .arg(&entries)
-        .env("WEIR_CACHE_DIR", &cache)
-        .env("RUST_LOG", "error");
+        .env("WEIR_CACHE_DIR", &cache);
         contenders.push((name.to_owned(), cmd, entries));
     }
     let peers_config = out.join("peers-config.json");
@@ -854,30 +923,58 @@ fn all(s: &Settings) -> anyhow::Result<()> {
         contenders.push((name.to_owned(), cmd, entries));
     }
 
-    for (name, mut cmd, entries) in contenders {
-        eprintln!("weir-bench: running {name}");
-        let output = cmd
-            .stderr(Stdio::inherit())
-            .output()
-            .with_context(|| format!("starting {name}"))?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let report: Option<ContenderReport> = stdout
-            .lines()
-            .rev()
-            .find_map(|l| serde_json::from_str(l).ok());
-        let Some(report) = report.filter(|_| output.status.success()) else {
-            rows.push(Row {
-                name,
-                records_per_s: f64::NAN,
-                us_per_record: f64::NAN,
-                p99_batch_ms: f64::NAN,
-                peak_rss_mb: f64::NAN,
-                status: format!("failed: {}", output.status),
-            });
+    // Runs go round the contenders, so a noisy moment of a shared machine hits them alike;
+    // each contender's median run is reported.
+    let mut runs: Vec<Vec<Row>> = vec![Vec::new(); contenders.len()];
+    let mut failures: Vec<Option<Row>> = vec![None; contenders.len()];
+    for run in 0..s.runs.max(1) {
+        for (i, (name, cmd, entries)) in contenders.iter_mut().enumerate() {
+            if failures[i].is_some() {
+                continue;
+            }
+            eprintln!(
+                "weir-bench: running {name} ({}/{}): {cmd:?}",
+                run + 1,
+                s.runs.max(1)
+            );
+            let output = cmd
+                .stderr(Stdio::inherit())
+                .output()
+                .with_context(|| format!("starting {name}"))?;
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let report: Option<ContenderReport> = stdout
+                .lines()
+                .rev()
+                .find_map(|l| serde_json::from_str(l).ok());
+            let Some(report) = report.filter(|_| output.status.success()) else {
+                failures[i] = Some(Row {
+                    name: name.clone(),
+                    records_per_s: f64::NAN,
+                    us_per_record: f64::NAN,
+                    p99_batch_ms: f64::NAN,
+                    peak_rss_mb: f64::NAN,
+                    status: format!("failed: {}", output.status),
+                });
+                continue;
+            };
+            let status = compare_entries(&native_entries, entries)?;
+            let r = row(name, &report, s.batch_size, status);
+            eprintln!("weir-bench: {name}: {:.1} µs/record", r.us_per_record);
+            runs[i].push(r);
+        }
+    }
+    for (mut done, failure) in runs.into_iter().zip(failures) {
+        if let Some(f) = failure {
+            rows.push(f);
             continue;
-        };
-        let status = compare_entries(&native_entries, &entries)?;
-        rows.push(row(&name, &report, s.batch_size, status));
+        }
+        done.sort_by(|a, b| a.records_per_s.total_cmp(&b.records_per_s));
+        // A run whose entries differ makes the contender wrong, whatever the others did.
+        let wrong = done.iter().find(|r| !r.status.starts_with("ok")).cloned();
+        let median = done.get(done.len() / 2).cloned();
+        if let Some(r) = wrong.or(median) {
+            rows.push(r);
+        }
     }
     for (name, why) in skipped {
         rows.push(Row {
@@ -1290,8 +1387,12 @@ fn print_tables(
     image_bytes: f64,
 ) {
     println!(
-        "## Throughput: {} records (images {:.0} bytes on average), {} tenants, batches of {}\n",
-        s.records, image_bytes, s.tenants, s.batch_size
+        "## Throughput: {} records (images {:.0} bytes on average), {} tenants, batches of {}, median of {} runs\n",
+        s.records,
+        image_bytes,
+        s.tenants,
+        s.batch_size,
+        s.runs.max(1)
     );
     println!("| contender | records/s | µs/record | p99 batch (ms) | peak RSS (MB) | entries |");
     println!("| --- | ---: | ---: | ---: | ---: | --- |");
