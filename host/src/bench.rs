@@ -771,7 +771,8 @@ fn all(s: &Settings) -> anyhow::Result<()> {
     );
     // Generated in a child, like every heavy step: this process only starts and times others.
     let event_path = out.join("events.json");
-    let generated = Command::new(&me)
+    let mut generated = Command::new(&me);
+    generated
         .args([
             "generate",
             "--records",
@@ -780,17 +781,8 @@ fn all(s: &Settings) -> anyhow::Result<()> {
             &s.tenants.to_string(),
         ])
         .arg("--out")
-        .arg(&event_path)
-        .stderr(Stdio::inherit())
-        .output()
-        .context("starting the generator")?;
-    if !generated.status.success() {
-        bail!("generating the batch failed: {}", generated.status);
-    }
-    let image_bytes: f64 = String::from_utf8_lossy(&generated.stdout)
-        .trim()
-        .parse()
-        .context("the generator's output")?;
+        .arg(&event_path);
+    let image_bytes = child_number(generated, "generating the batch")?;
 
     // Precompile each plugin for this machine, as `weir compile` would.
     let plugin_dir = out.join("plugins");
@@ -809,22 +801,14 @@ fn all(s: &Settings) -> anyhow::Result<()> {
         let bytes = std::fs::read(plugins.join(format!("{file}.wasm")))?;
         std::fs::write(plugin_dir.join(format!("{file}.wasm")), &bytes)?;
         // In a child, like every heavy step: this process only starts and times others.
-        let compiled = Command::new(&me)
+        let mut compile = Command::new(&me);
+        compile
             .arg("precompile")
             .arg("--plugin")
             .arg(plugin_dir.join(format!("{file}.wasm")))
             .arg("--out")
-            .arg(plugin_dir.join(format!("{file}.cwasm")))
-            .stderr(Stdio::inherit())
-            .output()
-            .context("starting the precompiler")?;
-        if !compiled.status.success() {
-            bail!("precompiling {file} failed: {}", compiled.status);
-        }
-        let ms: f64 = String::from_utf8_lossy(&compiled.stdout)
-            .trim()
-            .parse()
-            .context("the precompiler's output")?;
+            .arg(plugin_dir.join(format!("{file}.cwasm")));
+        let ms = child_number(compile, &format!("precompiling {file}"))?;
         precompile_ms.push((file.to_string(), bytes.len(), ms));
     }
     let tenants: Vec<(String, Value)> = (0..s.tenants)
@@ -1003,6 +987,21 @@ fn all(s: &Settings) -> anyhow::Result<()> {
     print_tables(s, &rows, &cold, &publish, &precompile_ms, image_bytes);
     eprintln!("weir-bench: rows written to {}", results.display());
     Ok(())
+}
+
+/// Runs a child step that prints one number, and returns it.
+fn child_number(mut cmd: Command, what: &str) -> anyhow::Result<f64> {
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("{what}: cannot start"))?;
+    if !out.status.success() {
+        bail!("{what} failed: {}", out.status);
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .with_context(|| format!("{what}: no number printed"))
 }
 
 fn average_image_bytes(event: &Value) -> f64 {

@@ -237,15 +237,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, SetupError> {
 /// The engine for the command line: one that counts fuel for `--report`, else the
 /// runtime's own (which uses `.cwasm` files).
 pub(crate) fn plugin_engine(fuel: bool) -> anyhow::Result<PluginEngine> {
-    if fuel {
-        let dir = std::env::var_os("WEIR_CACHE_DIR")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| std::env::temp_dir().join("weir-cache"));
-        PluginEngine::counting_fuel(Some(dir))
-    } else {
-        PluginEngine::new()
-    }
-    .context("cannot start the plugin engine")
+    PluginEngine::with_default_cache(fuel).context("cannot start the plugin engine")
 }
 
 /// Loads the manifest and its plugins once (no reloading in the CLI).

@@ -172,15 +172,9 @@ impl Function {
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         // WEIR_FUEL=1 counts instructions, so `limits.fuel` is enforced (at some cost per
         // call, and without using .cwasm files: precompiled code is for the engine without).
-        let engine = Arc::new(if std::env::var("WEIR_FUEL").is_ok_and(|v| v == "1") {
-            crate::plugin::PluginEngine::counting_fuel(Some(
-                std::env::var_os("WEIR_CACHE_DIR")
-                    .map(std::path::PathBuf::from)
-                    .unwrap_or_else(|| std::env::temp_dir().join("weir-cache")),
-            ))?
-        } else {
-            crate::plugin::PluginEngine::new()?
-        });
+        let engine = Arc::new(crate::plugin::PluginEngine::with_default_cache(
+            std::env::var("WEIR_FUEL").is_ok_and(|v| v == "1"),
+        )?);
         let store = crate::store::Store::with_s3(aws_sdk_s3::Client::new(&sdk));
         let loader = Loader::load_lazy(store, engine, location, interval)
             .await

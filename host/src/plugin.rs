@@ -219,10 +219,16 @@ impl PluginEngine {
     /// plugins are also cached on disk under `WEIR_CACHE_DIR` if set, else
     /// `$TMPDIR/weir-cache` (in Lambda, `/tmp/weir-cache`).
     pub fn new() -> anyhow::Result<Self> {
+        Self::with_default_cache(false)
+    }
+
+    /// [`Self::new`], or with `fuel` an engine that counts it ([`Self::counting_fuel`]),
+    /// either way with the default disk cache.
+    pub fn with_default_cache(fuel: bool) -> anyhow::Result<Self> {
         let dir = std::env::var_os("WEIR_CACHE_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| std::env::temp_dir().join("weir-cache"));
-        Self::with_cache_dir(Some(dir))
+        Self::with_options(Some(dir), fuel)
     }
 
     /// The engine with a given disk cache (or none).

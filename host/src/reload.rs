@@ -96,6 +96,11 @@ impl PluginSlot {
         &self.name
     }
 
+    /// Whether its plugin was read but could not be used.
+    fn is_broken(&self) -> bool {
+        self.loading.try_lock().is_ok_and(|b| b.is_some())
+    }
+
     /// The plugin if it has been loaded.
     pub fn loaded(&self) -> Option<&Arc<Plugin>> {
         self.loaded.get().map(|l| &l.plugin)
@@ -399,60 +404,37 @@ async fn slots(
             compiled,
             compiled_named: spec.compiled.is_some(),
         };
-        let previous = known.get(name).filter(|s| s.spec == spec);
-        let in_use = known.get(name).is_some_and(|s| s.loaded.get().is_some());
-        if previous.is_none() && in_use {
-            // A plugin in use now has a new path or pin: load the new one before it
-            // replaces the old, so a bad change keeps the old serving.
-            changed = true;
-            let fetched = source.store.read(&spec.location).await;
-            match fetched {
-                Ok((bytes, version)) => {
-                    match PluginSlot::preloaded(name, spec, source.clone(), &bytes, version).await {
-                        Ok(s) => {
-                            slots.insert(name.clone(), Arc::new(s));
-                        }
-                        Err(why) => problems.push(why),
-                    }
-                }
-                Err(e) => problems.push(format!("plugins.{name}: {e:#}")),
-            }
-            continue;
-        }
-        let slot = match previous {
-            Some(old) => match old.loaded.get() {
-                Some(loaded) => {
-                    match source
-                        .store
-                        .fetch(&spec.location, Some(&loaded.version))
-                        .await
-                    {
-                        Ok(Fetched::NotModified) => old.clone(),
-                        Ok(Fetched::Content { bytes, version }) => {
-                            changed = true;
-                            match PluginSlot::preloaded(name, spec, source.clone(), &bytes, version)
-                                .await
-                            {
-                                Ok(s) => Arc::new(s),
-                                Err(why) => {
-                                    problems.push(why);
-                                    continue;
-                                }
+        let old = known.get(name);
+        let same_spec = old.is_some_and(|s| s.spec == spec);
+        let slot = match (old, old.and_then(|s| s.loaded.get())) {
+            // In use: a new version (changed bytes, or a new path or pin) is loaded before
+            // it replaces the old one, so a bad change keeps the old one serving.
+            (Some(old), Some(loaded)) => {
+                let known_version = same_spec.then_some(loaded.version.as_str());
+                match source.store.fetch(&spec.location, known_version).await {
+                    Ok(Fetched::NotModified) => old.clone(),
+                    Ok(Fetched::Content { bytes, version }) => {
+                        changed = true;
+                        match PluginSlot::preloaded(name, spec, source.clone(), &bytes, version)
+                            .await
+                        {
+                            Ok(s) => Arc::new(s),
+                            Err(why) => {
+                                problems.push(why);
+                                continue;
                             }
                         }
-                        Err(e) => {
-                            problems.push(format!("plugins.{name}: {e:#}"));
-                            continue;
-                        }
+                    }
+                    Err(e) => {
+                        problems.push(format!("plugins.{name}: {e:#}"));
+                        continue;
                     }
                 }
-                None if old.loading.try_lock().is_ok_and(|b| b.is_some()) => {
-                    changed = true;
-                    Arc::new(PluginSlot::new(name, spec, source.clone()))
-                }
-                None => old.clone(),
-            },
-            None => {
+            }
+            // Not used yet, and named the same way: it stays lazy.
+            (Some(old), None) if same_spec && !old.is_broken() => old.clone(),
+            // New, changed before first use, or broken (a fixed upload is tried afresh).
+            _ => {
                 changed = true;
                 Arc::new(PluginSlot::new(name, spec, source.clone()))
             }
