@@ -723,7 +723,15 @@ async fn plugins_load_on_first_use_not_at_start() {
     let mapping = plugin("mapping");
     // Two plugins with different bytes, so each is its own compile.
     let echo = plugin("echo-state");
-    let location = lazy_manifest(dir.path(), &[("globex", &mapping), ("acme", &echo)]);
+    let location = lazy_manifest(
+        dir.path(),
+        &[
+            ("globex", &mapping),
+            ("acme", &echo),
+            ("initech", &mapping),
+            ("hooli", &mapping),
+        ],
+    );
     let engine = engine();
     let mut loader = Loader::load_lazy(
         Store::default(),
@@ -754,6 +762,25 @@ async fn plugins_load_on_first_use_not_at_start() {
     let (_, verdicts) = dry_run(&mut loader, &records).await;
     assert_eq!(verdicts, vec![Verdict::Published; 3]);
     assert_eq!(engine.compiles(), 1);
+
+    // A batch needing two plugins not yet loaded loads both before its records run
+    // (side by side), and still not the one no record needs.
+    let mixed: Vec<Value> = (4..=7)
+        .map(|i| {
+            let tenant = if i % 2 == 0 { "initech" } else { "hooli" };
+            stream_record(i, &format!("ev-{i}"), tenant, json!({}))
+        })
+        .collect();
+    let (types, verdicts) = dry_run(&mut loader, &mixed).await;
+    assert_eq!(verdicts, vec![Verdict::Published; 4]);
+    assert_eq!(types.len(), 4);
+    let mut loaded: Vec<String> = loader.pipeline().loaded_plugins().into_keys().collect();
+    loaded.sort();
+    assert_eq!(
+        loaded,
+        vec!["globex-plugin", "hooli-plugin", "initech-plugin"]
+    );
+    assert_eq!(engine.compiles(), 1, "their bytes are globex's: no compile");
 }
 
 #[tokio::test(flavor = "multi_thread")]

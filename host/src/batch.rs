@@ -136,6 +136,7 @@ pub async fn run(
 ) -> anyhow::Result<BatchReport> {
     let started = std::time::Instant::now();
     let span = tracing::Span::current();
+    pipeline.load_needed(&records).await;
     let (records, outcomes) = tokio::task::spawn_blocking(move || {
         let _invocation = span.enter();
         let mut batch = pipeline.batch();

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use sha2::Digest as _;
 
 use crate::dead_letter::{DeadLetter, PluginRef, Reason};
-use crate::manifest::{DEFAULT_TENANT, Limits, Manifest};
+use crate::manifest::{DEFAULT_TENANT, Limits, Manifest, Route, TenantSpec};
 use crate::plugin::{Blame, Plugin, PluginEvent, PluginInstance};
 use crate::record::{self, StreamRecord, write_json_string};
 use crate::reload::{LoadProblems, PluginSlot, SlotError};
@@ -136,22 +136,84 @@ impl Pipeline {
             .collect()
     }
 
-    /// Loads every plugin now, listing every one that cannot be loaded.
+    /// Loads every plugin now, all at once, listing every one that cannot be loaded.
     pub async fn load_all(&self) -> Result<(), LoadProblems> {
         let mut names: Vec<&String> = self.plugins.keys().collect();
         names.sort();
-        let mut problems = Vec::new();
-        for name in names {
-            if let Some(slot) = self.plugins.get(name)
-                && let Err(e) = slot.load().await
-            {
-                problems.push(e.to_string());
-            }
-        }
+        let slots: Vec<&PluginSlot> = names
+            .iter()
+            .filter_map(|n| self.plugins.get(*n).map(|s| s.as_ref()))
+            .collect();
+        let results = futures::future::join_all(slots.iter().map(|s| s.load())).await;
+        let problems: Vec<String> = results
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| e.to_string()))
+            .collect();
         if problems.is_empty() {
             Ok(())
         } else {
             Err(LoadProblems { problems })
+        }
+    }
+
+    /// Loads, all at once, the plugins `records` need that are not loaded yet. A cold
+    /// function's first batch often needs several: loading them side by side uses every
+    /// core instead of one. Failures are left for the records to find (and report); once
+    /// every plugin is loaded this returns without looking at the records.
+    pub async fn load_needed(&self, records: &[Box<RawValue>]) {
+        if self
+            .plugins
+            .values()
+            .all(|s| s.loaded().is_some() || s.is_broken())
+        {
+            return;
+        }
+        let mut needed: Vec<&PluginSlot> = Vec::new();
+        for raw in records {
+            let Ok(parsed) = record::parse(raw.get()) else {
+                continue;
+            };
+            let Routed::Tenant { tenant, .. } = self.route(&parsed) else {
+                continue;
+            };
+            for name in tenant.plugin_names() {
+                if let Some(slot) = self.plugins.get(name)
+                    && slot.loaded().is_none()
+                    && !needed.iter().any(|n| std::ptr::eq(*n, slot.as_ref()))
+                {
+                    needed.push(slot);
+                }
+            }
+        }
+        if needed.len() > 1 {
+            futures::future::join_all(needed.iter().map(|s| s.load())).await;
+        }
+    }
+
+    /// Which tenant entry serves a record, or why none does.
+    fn route(&self, parsed: &record::ParsedRecord<'_>) -> Routed<'_> {
+        let manifest = &self.manifest;
+        let Some(route) = manifest.route(parsed.table()) else {
+            return Routed::Filtered(FilterReason::NoRoute, None);
+        };
+        let attribute = parsed.string_attribute(route.tenant.attribute_name());
+        let own_id = attribute.as_deref().and_then(|v| route.tenant.extract(v));
+        match manifest.tenant_entry(own_id.unwrap_or(DEFAULT_TENANT)) {
+            Some((entry, tenant)) => Routed::Tenant {
+                route,
+                entry,
+                tenant,
+                // A record served by the default entry still runs as its own tenant.
+                tenant_id: own_id.unwrap_or(DEFAULT_TENANT).to_owned(),
+            },
+            None => Routed::Filtered(
+                if own_id.is_some() {
+                    FilterReason::UnknownTenant
+                } else {
+                    FilterReason::NoTenant
+                },
+                own_id.map(str::to_owned),
+            ),
         }
     }
 
@@ -163,6 +225,19 @@ impl Pipeline {
             calls: Vec::new(),
         }
     }
+}
+
+/// Where routing sent a record.
+enum Routed<'m> {
+    /// To a tenant entry (`entry`), running as tenant `tenant_id`.
+    Tenant {
+        route: &'m Route,
+        entry: &'m str,
+        tenant: &'m TenantSpec,
+        tenant_id: String,
+    },
+    /// Nowhere, and why (with the tenant it named, if any).
+    Filtered(FilterReason, Option<String>),
 }
 
 /// One batch of records. It holds one instance per (tenant, plugin), never shared.
@@ -213,23 +288,15 @@ impl Batch<'_> {
 
     fn process_parsed(&mut self, raw: &RawValue, parsed: record::ParsedRecord<'_>) -> Outcome {
         let manifest = &self.pipeline.manifest;
-        let Some(route) = manifest.route(parsed.table()) else {
-            return Outcome::filtered(FilterReason::NoRoute, None);
+        let (route, entry, tenant, tenant_id) = match self.pipeline.route(&parsed) {
+            Routed::Tenant {
+                route,
+                entry,
+                tenant,
+                tenant_id,
+            } => (route, entry, tenant, tenant_id),
+            Routed::Filtered(reason, tenant) => return Outcome::Filtered { reason, tenant },
         };
-        let attribute = parsed.string_attribute(route.tenant.attribute_name());
-        let own_id = attribute.as_deref().and_then(|v| route.tenant.extract(v));
-        let Some((entry, tenant)) = manifest.tenant_entry(own_id.unwrap_or(DEFAULT_TENANT)) else {
-            return Outcome::filtered(
-                if own_id.is_some() {
-                    FilterReason::UnknownTenant
-                } else {
-                    FilterReason::NoTenant
-                },
-                own_id,
-            );
-        };
-        // A record served by the default entry still runs as its own tenant.
-        let tenant_id = own_id.unwrap_or(DEFAULT_TENANT).to_owned();
         let record = match parsed.decode() {
             Ok(r) => r,
             Err(e) => {

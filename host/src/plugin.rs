@@ -151,6 +151,9 @@ pub struct PluginEngine {
     engine: Engine,
     linker: Linker<PluginState>,
     compiled: Mutex<HashMap<String, Component>>,
+    /// One lock per content being loaded: plugins load side by side, but two with the
+    /// same bytes are compiled once (the second waits and finds the first's result).
+    loading: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     cache_dir: Option<PathBuf>,
     engine_tag: String,
     compiles: AtomicUsize,
@@ -207,6 +210,10 @@ fn engine_config(target: Option<&str>, fuel: bool) -> anyhow::Result<wasmtime::C
     config.consume_fuel(fuel);
     config.max_wasm_stack(1 << 20);
     config.memory_init_cow(true);
+    // For profiling plugins: `perf` names their functions from /tmp/perf-<pid>.map.
+    if std::env::var_os("WEIR_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
     if let Some(t) = target {
         config.target(t)?;
@@ -283,6 +290,7 @@ impl PluginEngine {
             engine,
             linker,
             compiled: Mutex::new(HashMap::new()),
+            loading: Mutex::new(HashMap::new()),
             cache_dir,
             engine_tag,
             compiles: AtomicUsize::new(0),
@@ -315,6 +323,12 @@ impl PluginEngine {
         bytes: &[u8],
         precompiled: Option<&[u8]>,
     ) -> Result<Component, LoadError> {
+        let gate = self
+            .loading
+            .lock()
+            .map(|mut m| m.entry(sha256.to_owned()).or_default().clone())
+            .unwrap_or_default();
+        let _same_bytes = gate.lock();
         if let Some(c) = self
             .compiled
             .lock()

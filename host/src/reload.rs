@@ -97,7 +97,7 @@ impl PluginSlot {
     }
 
     /// Whether its plugin was read but could not be used.
-    fn is_broken(&self) -> bool {
+    pub fn is_broken(&self) -> bool {
         self.loading.try_lock().is_ok_and(|b| b.is_some())
     }
 
@@ -158,7 +158,7 @@ impl PluginSlot {
                     true,
                 )
             })?;
-        match self.load_bytes(&bytes).await {
+        match self.load_bytes(bytes).await {
             Ok(plugin) => {
                 tracing::info!(
                     plugin = self.name.as_str(),
@@ -179,7 +179,7 @@ impl PluginSlot {
         }
     }
 
-    async fn load_bytes(&self, bytes: &[u8]) -> Result<Arc<Plugin>, String> {
+    async fn load_bytes(&self, bytes: Vec<u8>) -> Result<Arc<Plugin>, String> {
         let precompiled = match self.source.store.read(&self.spec.compiled).await {
             Ok((bytes, _)) => Some(bytes),
             Err(e) => {
@@ -189,17 +189,20 @@ impl PluginSlot {
                 None
             }
         };
-        self.source
-            .engine
-            .load(
-                &self.name,
-                &self.spec.location.to_string(),
-                bytes,
-                self.spec.pin.as_deref(),
-                precompiled.as_deref(),
-            )
-            .map(Arc::new)
-            .map_err(|e| format!("plugins.{}: {e}", self.name))
+        // Hashing, deserializing and checking is CPU work: off the async workers, so
+        // several plugins load side by side (`Pipeline::load_needed`).
+        let engine = self.source.engine.clone();
+        let name = self.name.clone();
+        let path = self.spec.location.to_string();
+        let pin = self.spec.pin.clone();
+        tokio::task::spawn_blocking(move || {
+            engine
+                .load(&name, &path, &bytes, pin.as_deref(), precompiled.as_deref())
+                .map(Arc::new)
+                .map_err(|e| format!("plugins.{name}: {e}"))
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("plugins.{}: loading failed: {e}", self.name)))
     }
 
     /// A slot for a new version whose bytes were already fetched: loaded now, so a bad
@@ -208,7 +211,7 @@ impl PluginSlot {
         name: &str,
         spec: SlotSpec,
         source: Arc<PluginSource>,
-        bytes: &[u8],
+        bytes: Vec<u8>,
         version: String,
     ) -> Result<Self, String> {
         let slot = PluginSlot::new(name, spec, source);
@@ -415,7 +418,7 @@ async fn slots(
                     Ok(Fetched::NotModified) => old.clone(),
                     Ok(Fetched::Content { bytes, version }) => {
                         changed = true;
-                        match PluginSlot::preloaded(name, spec, source.clone(), &bytes, version)
+                        match PluginSlot::preloaded(name, spec, source.clone(), bytes, version)
                             .await
                         {
                             Ok(s) => Arc::new(s),

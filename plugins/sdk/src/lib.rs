@@ -133,21 +133,22 @@ pub struct Record {
 /// most mappings read only the new one).
 #[derive(Debug, Clone, Default)]
 struct LazyImage {
-    text: Option<String>,
+    /// Taken (not copied) by the first read.
+    text: std::cell::RefCell<Option<String>>,
     parsed: std::cell::OnceCell<Option<Image>>,
 }
 
 impl LazyImage {
     fn text(text: Option<String>) -> Self {
         LazyImage {
-            text,
+            text: std::cell::RefCell::new(text),
             parsed: std::cell::OnceCell::new(),
         }
     }
 
     fn parsed(image: Image) -> Self {
         LazyImage {
-            text: None,
+            text: std::cell::RefCell::new(None),
             parsed: std::cell::OnceCell::from(Some(image)),
         }
     }
@@ -155,7 +156,7 @@ impl LazyImage {
     fn get(&self, what: &str) -> Option<&Image> {
         self.parsed
             .get_or_init(|| {
-                let text = self.text.as_deref()?;
+                let text = self.text.borrow_mut().take()?;
                 // weir always sends a JSON object; anything else reads as no image.
                 parse_image(text, what).map_err(|why| log::warn(&why)).ok()
             })
@@ -221,7 +222,7 @@ impl Record {
 pub struct Image {
     text: String,
     /// Each attribute's name and where its value lies in `text`, sorted by name.
-    fields: Vec<(String, std::ops::Range<usize>)>,
+    fields: Vec<(FieldName, std::ops::Range<usize>)>,
     /// The values parsed so far, by position in `fields`.
     values: Vec<std::cell::OnceCell<Value>>,
 }
@@ -234,28 +235,32 @@ impl Image {
 
     /// An image of these attributes.
     pub fn from_map(map: Map<String, Value>) -> Image {
-        let text = Value::Object(map).to_string();
+        let text = serde_json::to_string(&Value::Object(map)).unwrap_or_default();
         Image::index(text).unwrap_or_default()
     }
 
+    /// Indexes `text` in one pass: each attribute's name (a span of `text` unless it has
+    /// escapes) and its value's span. No value is parsed and nothing else is allocated.
     fn index(text: String) -> Result<Image, String> {
-        let raw: std::collections::BTreeMap<String, &serde_json::value::RawValue> =
-            serde_json::from_str(&text).map_err(|e| match e.classify() {
-                serde_json::error::Category::Data => "an image must be a JSON object".to_owned(),
-                _ => format!("not JSON: {e}"),
-            })?;
-        let start = text.as_ptr() as usize;
-        let fields: Vec<(String, std::ops::Range<usize>)> = raw
-            .into_iter()
-            .map(|(name, value)| {
-                let at = value.get().as_ptr() as usize - start;
-                (name, at..at + value.get().len())
-            })
-            .collect();
-        let values = fields.iter().map(|_| std::cell::OnceCell::new()).collect();
+        let mut fields = index_object(&text).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => "an image must be a JSON object".to_owned(),
+            _ => format!("not JSON: {e}"),
+        })?;
+        // weir sends attributes sorted; sort anyway (stable), and keep the last of any
+        // repeated name, as a JSON object reader would.
+        fields.sort_by(|(a, _), (b, _)| a.as_str(&text).cmp(b.as_str(&text)));
+        let mut deduped: Vec<(FieldName, std::ops::Range<usize>)> =
+            Vec::with_capacity(fields.len());
+        for field in fields {
+            match deduped.last_mut() {
+                Some(last) if last.0.as_str(&text) == field.0.as_str(&text) => *last = field,
+                _ => deduped.push(field),
+            }
+        }
+        let values = deduped.iter().map(|_| std::cell::OnceCell::new()).collect();
         Ok(Image {
             text,
-            fields,
+            fields: deduped,
             values,
         })
     }
@@ -264,7 +269,7 @@ impl Image {
     fn field(&self, name: &str) -> Option<&Value> {
         let i = self
             .fields
-            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .binary_search_by(|(n, _)| n.as_str(&self.text).cmp(name))
             .ok()?;
         let range = self.fields[i].1.clone();
         Some(self.values[i].get_or_init(|| {
@@ -275,7 +280,7 @@ impl Image {
 
     /// The names of the item's attributes, in order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.fields.iter().map(|(n, _)| n.as_str())
+        self.fields.iter().map(|(n, _)| n.as_str(&self.text))
     }
 
     /// The value at `pointer`, e.g. `/address/city` or `/tags/0`.
@@ -365,13 +370,87 @@ impl fmt::Debug for Image {
     }
 }
 
-fn split_pointer(pointer: &str) -> Option<(String, &str)> {
+fn split_pointer(pointer: &str) -> Option<(std::borrow::Cow<'_, str>, &str)> {
     let body = pointer.strip_prefix('/')?;
     let (first, rest) = match body.find('/') {
         Some(i) => (&body[..i], &body[i..]),
         None => (body, ""),
     };
-    Some((first.replace("~1", "/").replace("~0", "~"), rest))
+    let first = if first.contains('~') {
+        std::borrow::Cow::Owned(first.replace("~1", "/").replace("~0", "~"))
+    } else {
+        std::borrow::Cow::Borrowed(first)
+    };
+    Some((first, rest))
+}
+
+/// An attribute's name: where it lies in the image's text, or unescaped if it had escapes.
+#[derive(Clone, Debug)]
+enum FieldName {
+    At(std::ops::Range<usize>),
+    Unescaped(String),
+}
+
+impl FieldName {
+    fn as_str<'t>(&'t self, text: &'t str) -> &'t str {
+        match self {
+            FieldName::At(r) => text.get(r.clone()).unwrap_or(""),
+            FieldName::Unescaped(s) => s,
+        }
+    }
+}
+
+/// The top-level members of the JSON object `text`: names and value spans.
+fn index_object(text: &str) -> Result<Vec<(FieldName, std::ops::Range<usize>)>, serde_json::Error> {
+    use serde::de::{Deserializer as _, MapAccess, Visitor};
+    struct Name<'de>(Result<&'de str, String>);
+    impl<'de> serde::Deserialize<'de> for Name<'de> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Name<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("an attribute name")
+                }
+                fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Name<'de>, E> {
+                    Ok(Name(Ok(v)))
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Name<'de>, E> {
+                    Ok(Name(Err(v.to_owned())))
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
+    struct Members<'t>(&'t str);
+    impl<'de> Visitor<'de> for Members<'de> {
+        type Value = Vec<(FieldName, std::ops::Range<usize>)>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let start = self.0.as_ptr() as usize;
+            let span = |s: &str| {
+                let at = s.as_ptr() as usize - start;
+                at..at + s.len()
+            };
+            let mut out = Vec::with_capacity(map.size_hint().unwrap_or(16));
+            while let Some((name, value)) =
+                map.next_entry::<Name<'de>, &'de serde_json::value::RawValue>()?
+            {
+                let name = match name.0 {
+                    Ok(borrowed) => FieldName::At(span(borrowed)),
+                    Err(owned) => FieldName::Unescaped(owned),
+                };
+                out.push((name, span(value.get())));
+            }
+            Ok(out)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let fields = (&mut de).deserialize_map(Members(text))?;
+    de.end()?;
+    Ok(fields)
 }
 
 /// A number exactly as DynamoDB stored it (up to 38 significant digits).
@@ -523,8 +602,11 @@ fn same_decimal(text: &str, f: f64) -> bool {
 pub fn eventbridge_safe(value: &Value) -> Value {
     match value {
         Value::Number(n) => {
+            if n.as_i64().is_some() {
+                return value.clone();
+            }
             let text = n.to_string();
-            if !text.contains(['.', 'e', 'E']) && n.as_i64().is_none() {
+            if !text.contains(['.', 'e', 'E']) {
                 Value::String(text)
             } else {
                 value.clone()
@@ -688,8 +770,8 @@ pub mod log {
     }
 }
 
-fn parse_image(json: &str, what: &str) -> Result<Image, String> {
-    Image::index(json.to_owned()).map_err(|why| format!("{what}: {why}"))
+fn parse_image(json: String, what: &str) -> Result<Image, String> {
+    Image::index(json).map_err(|why| format!("{what}: {why}"))
 }
 
 #[doc(hidden)]
@@ -708,27 +790,61 @@ pub fn __run(
         },
         sequence_number: record.sequence_number,
         approximate_creation_time_ms: record.approximate_creation_time_ms,
-        keys: parse_image(&record.keys, "keys")?,
+        keys: parse_image(record.keys, "keys")?,
         new_image: LazyImage::text(record.new_image),
         old_image: LazyImage::text(record.old_image),
         removed_by_ttl: record.removed_by_ttl,
     };
-    let config = serde_json::from_str(&tenant.config)
-        .map_err(|e| format!("tenant config is not JSON: {e}"))?;
-    let tenant = Tenant {
-        id: tenant.id,
-        config,
-    };
-    let events = f(&record, &tenant).map_err(|e| e.0)?;
-    Ok(events
+    let events = with_tenant(tenant, |tenant| f(&record, tenant).map_err(|e| e.0))?;
+    events
         .into_iter()
-        .map(|e| wit::Event {
-            destination: e.destination,
-            detail_type: e.detail_type,
-            detail: e.detail.to_string(),
-            resources: e.resources,
+        .map(|e| {
+            // `to_string` writes straight into a buffer; `Display` goes through a
+            // formatter a token at a time.
+            let detail = serde_json::to_string(&e.detail)
+                .map_err(|why| format!("detail cannot be written as JSON: {why}"))?;
+            Ok(wit::Event {
+                destination: e.destination,
+                detail_type: e.detail_type,
+                detail,
+                resources: e.resources,
+            })
         })
-        .collect())
+        .collect()
+}
+
+thread_local! {
+    /// The last tenant seen, with the config text it was parsed from. An instance serves
+    /// one tenant, so every call after the first reuses the parsed config.
+    static LAST_TENANT: std::cell::RefCell<Option<(String, Tenant)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with `tenant`, its config parsed once per instance rather than once per call.
+fn with_tenant<T>(
+    tenant: wit::Tenant,
+    f: impl FnOnce(&Tenant) -> Result<T, String>,
+) -> Result<T, String> {
+    LAST_TENANT.with(|last| {
+        let mut last = last.borrow_mut();
+        let fresh =
+            !matches!(&*last, Some((text, t)) if *text == tenant.config && t.id == tenant.id);
+        if fresh {
+            let config = serde_json::from_str(&tenant.config)
+                .map_err(|e| format!("tenant config is not JSON: {e}"))?;
+            *last = Some((
+                tenant.config,
+                Tenant {
+                    id: tenant.id,
+                    config,
+                },
+            ));
+        }
+        match &*last {
+            Some((_, t)) => f(t),
+            None => Err("tenant config missing".to_owned()),
+        }
+    })
 }
 
 /// Exports `f` as the plugin's `transform`.
@@ -754,6 +870,25 @@ macro_rules! plugin {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_index_reads_escaped_names_keeps_the_last_repeat_and_refuses_non_objects() {
+        let img = Image::parse(r#"{"z":1,"a\"b":{"c/d":2},"m":3,"m":4,"x~y":5}"#).expect("object");
+        assert_eq!(img.names().collect::<Vec<_>>(), ["a\"b", "m", "x~y", "z"]);
+        assert_eq!(img.get("/a\"b/c~1d"), Some(&json!(2)));
+        assert_eq!(
+            img.get("/m"),
+            Some(&json!(4)),
+            "the last of a repeated name"
+        );
+        assert_eq!(img.get("/x~0y"), Some(&json!(5)));
+        assert_eq!(img.get("/nope"), None);
+        assert_eq!(
+            Image::parse("[1]").err().map(|e| e.to_string()),
+            Some("an image must be a JSON object".to_owned())
+        );
+        assert!(Image::parse(r#"{"a":1} x"#).is_err(), "trailing text");
+    }
 
     #[test]
     fn pointers_reach_nested_values() {
