@@ -40,6 +40,9 @@ pub struct PluginSource {
     engine: Arc<PluginEngine>,
     /// Slots load from blocking threads; S3 reads run on this runtime.
     runtime: tokio::runtime::Handle,
+    /// Reads overlap freely, but only one plugin per core is deserialized or compiled at a
+    /// time: more would not finish sooner, and each compile holds tens of MB.
+    cpu: tokio::sync::Semaphore,
 }
 
 /// What the manifest says about one plugin. A reload keeps a slot whose spec is unchanged.
@@ -195,6 +198,7 @@ impl PluginSlot {
         let name = self.name.clone();
         let path = self.spec.location.to_string();
         let pin = self.spec.pin.clone();
+        let _core = self.source.cpu.acquire().await;
         tokio::task::spawn_blocking(move || {
             engine
                 .load(&name, &path, &bytes, pin.as_deref(), precompiled.as_deref())
@@ -272,6 +276,9 @@ impl Loader {
             store,
             engine,
             runtime: tokio::runtime::Handle::current(),
+            cpu: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, usize::from),
+            ),
         });
         let manifest = parse(&text, &location)?;
         let slots = slots(&manifest, &source, &HashMap::new()).await?;
