@@ -526,12 +526,14 @@ fn compile_writes_cwasm_for_both_lambda_architectures() {
         ]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         let cwasm = std::fs::read(out_dir.join("mapping.cwasm")).expect("cwasm written");
+        let source_sha = hex::encode(sha2::Sha256::digest(std::fs::read(&src).expect("wasm")));
         assert!(
-            cwasm.starts_with(b"weir-cwasm-1 "),
-            "header names the plugin it was made from"
+            cwasm.ends_with(format!("\nweir-cwasm-2 {source_sha}\n").as_bytes()),
+            "the trailer names the plugin it was made from"
         );
-        // The precompiled code is an ELF object for the named CPU (e_machine at byte 18).
-        let body = &cwasm[cwasm.iter().position(|&b| b == b'\n').expect("header") + 1..];
+        // The precompiled code starts the file (so it can be mapped): an ELF object for the
+        // named CPU (e_machine at byte 18).
+        let body = &cwasm[..];
         assert_eq!(&body[..4], b"\x7fELF");
         let machine = u16::from_le_bytes([body[18], body[19]]);
         assert_eq!(

@@ -342,8 +342,12 @@ fn compile(
             Some(d) => d.join(name.file_name().unwrap_or_default()),
             None => name,
         };
+        // Written beside it and renamed over it: a running weir may have the old one
+        // mapped, and must never see it change under it.
+        let tmp = out.with_extension(format!("cwasm.tmp{}", std::process::id()));
         setup(
-            std::fs::write(&out, &cwasm)
+            std::fs::write(&tmp, &cwasm)
+                .and_then(|()| std::fs::rename(&tmp, &out))
                 .with_context(|| format!("{}: cannot write", out.display())),
         )?;
         println!(

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash as _, Hasher as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -160,9 +160,38 @@ pub struct PluginEngine {
     fuel: bool,
 }
 
-/// The first line of a `.cwasm` written by `weir compile`: it names the plugin it was
-/// compiled from, so a stale one is never used for a changed plugin.
-const CWASM_MAGIC: &str = "weir-cwasm-1";
+/// The last line of a `.cwasm` written by `weir compile`, after wasmtime's artifact: it
+/// names the plugin it was compiled from (`weir-cwasm-2 <sha256>`), so a stale one is never
+/// used for a changed plugin. A trailer, not a header, so the artifact starts the file and a
+/// local `.cwasm` can be mapped as it is instead of read and copied.
+const CWASM_MAGIC: &str = "weir-cwasm-2";
+
+/// The longest trailer: "\n", the magic, a space, 64 hex digits, "\n".
+const CWASM_TRAILER_MAX: usize = 1 + 12 + 1 + 64 + 1;
+
+/// A precompiled plugin from `weir compile`, as bytes (from S3) or as a local file (mapped).
+#[derive(Debug, Clone, Copy)]
+pub enum Precompiled<'a> {
+    Bytes(&'a [u8]),
+    File(&'a Path),
+}
+
+/// The sha256 a `.cwasm`'s trailer names and where wasmtime's artifact ends.
+fn cwasm_trailer(tail: &[u8], len: usize) -> Result<(&str, usize), String> {
+    let body = tail
+        .strip_suffix(b"\n")
+        .ok_or("not a weir .cwasm (no trailer)")?;
+    let start = body
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .ok_or("not a weir .cwasm (no trailer)")?;
+    let line = std::str::from_utf8(&body[start + 1..]).map_err(|_| "not a weir .cwasm")?;
+    let (magic, made_from) = line.split_once(' ').ok_or("not a weir .cwasm")?;
+    if magic != CWASM_MAGIC {
+        return Err(format!("not a weir .cwasm (trailer {magic:?})"));
+    }
+    Ok((made_from, len - (tail.len() - start)))
+}
 
 /// The Lambda architectures `weir compile --target` can precompile for.
 pub fn target_triple(arch: &str) -> Option<&'static str> {
@@ -308,9 +337,8 @@ impl PluginEngine {
     pub fn precompile(bytes: &[u8], target: Option<&str>) -> anyhow::Result<Vec<u8>> {
         let engine = Engine::new(&engine_config(target, false)?)?;
         let sha256 = hex::encode(sha2::Sha256::digest(bytes));
-        let compiled = engine.precompile_component(bytes)?;
-        let mut out = format!("{CWASM_MAGIC} {sha256}\n").into_bytes();
-        out.extend_from_slice(&compiled);
+        let mut out = engine.precompile_component(bytes)?;
+        out.extend_from_slice(format!("\n{CWASM_MAGIC} {sha256}\n").as_bytes());
         Ok(out)
     }
 
@@ -321,7 +349,7 @@ impl PluginEngine {
         path: &str,
         sha256: &str,
         bytes: &[u8],
-        precompiled: Option<&[u8]>,
+        precompiled: Option<Precompiled<'_>>,
     ) -> Result<Component, LoadError> {
         let gate = self
             .loading
@@ -372,26 +400,56 @@ impl PluginEngine {
         Ok(component)
     }
 
-    fn deserialize_cwasm(&self, sha256: &str, cwasm: &[u8]) -> Result<Component, String> {
-        let newline = cwasm
-            .iter()
-            .position(|&b| b == b'\n')
-            .ok_or("not a weir .cwasm (no header)")?;
-        let header = std::str::from_utf8(&cwasm[..newline]).map_err(|_| "not a weir .cwasm")?;
-        let (magic, made_from) = header.split_once(' ').ok_or("not a weir .cwasm")?;
-        if magic != CWASM_MAGIC {
-            return Err(format!("not a weir .cwasm (header {magic:?})"));
+    fn deserialize_cwasm(&self, sha256: &str, cwasm: Precompiled<'_>) -> Result<Component, String> {
+        let made_from_this = |made_from: &str| {
+            if made_from == sha256 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "it was compiled from a plugin with sha256 {made_from}, not this one ({sha256})"
+                ))
+            }
+        };
+        // SAFETY (both arms): wasmtime checks the artifact was made by a compatible engine
+        // (version, settings, target), and accepts bytes after the artifact (tested). The bytes
+        // must come from `weir compile`: whoever can write them can run native code in the
+        // host, so they need the same trust as the host.
+        match cwasm {
+            Precompiled::Bytes(bytes) => {
+                let tail = &bytes[bytes.len().saturating_sub(CWASM_TRAILER_MAX)..];
+                let (made_from, end) = cwasm_trailer(tail, bytes.len())?;
+                made_from_this(made_from)?;
+                unsafe { Component::deserialize(&self.engine, &bytes[..end]) }
+                    .map_err(|e| format!("{e:#}"))
+            }
+            Precompiled::File(path) => {
+                use std::io::{Read as _, Seek as _};
+                let identity = |m: &std::fs::Metadata| {
+                    use std::os::unix::fs::MetadataExt as _;
+                    (m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec())
+                };
+                let mut file = std::fs::File::open(path).map_err(|e| format!("{e}"))?;
+                let before = file.metadata().map_err(|e| format!("{e}"))?;
+                let len = usize::try_from(before.len()).map_err(|e| format!("{e}"))?;
+                let tail_len = len.min(CWASM_TRAILER_MAX);
+                file.seek(std::io::SeekFrom::End(-(tail_len as i64)))
+                    .map_err(|e| format!("{e}"))?;
+                let mut tail = vec![0; tail_len];
+                file.read_exact(&mut tail).map_err(|e| format!("{e}"))?;
+                let (made_from, _) = cwasm_trailer(&tail, len)?;
+                made_from_this(made_from)?;
+                // Mapped, not read: the file is the artifact plus the trailer.
+                let component = unsafe { Component::deserialize_file(&self.engine, path) }
+                    .map_err(|e| format!("{e:#}"))?;
+                // The file mapped must be the file checked (weir compile replaces a .cwasm
+                // by renaming a new one over it, never by writing into it).
+                let after = std::fs::metadata(path).map_err(|e| format!("{e}"))?;
+                if identity(&before) != identity(&after) {
+                    return Err("the .cwasm changed while it was being loaded".into());
+                }
+                Ok(component)
+            }
         }
-        if made_from != sha256 {
-            return Err(format!(
-                "it was compiled from a plugin with sha256 {made_from}, not this one ({sha256})"
-            ));
-        }
-        // SAFETY: wasmtime checks the artifact was made by a compatible engine (version,
-        // settings, target). The bytes must come from `weir compile`: whoever can write
-        // them can run native code in the host, so they need the same trust as the host.
-        unsafe { Component::deserialize(&self.engine, &cwasm[newline + 1..]) }
-            .map_err(|e| format!("{e:#}"))
     }
 
     fn cache_file(&self, sha256: &str) -> Option<PathBuf> {
@@ -442,7 +500,7 @@ impl PluginEngine {
         path: &str,
         bytes: &[u8],
         pinned_sha256: Option<&str>,
-        precompiled: Option<&[u8]>,
+        precompiled: Option<Precompiled<'_>>,
     ) -> Result<Plugin, LoadError> {
         let sha256 = hex::encode(sha2::Sha256::digest(bytes));
         if let Some(pin) = pinned_sha256
@@ -1038,6 +1096,44 @@ mod tests {
         let engine = PluginEngine::with_cache_dir(None).expect("engine");
         let bytes = wat::parse_str(wat).expect("valid component text");
         engine.load("p", "p.wasm", &bytes, None, None)
+    }
+
+    #[test]
+    fn a_local_cwasm_is_mapped_when_its_trailer_names_these_bytes_and_else_compiled() {
+        let bytes = wat::parse_str("(component)").expect("component");
+        let other = wat::parse_str("(component (core module))").expect("component");
+        let sha = hex::encode(sha2::Sha256::digest(&bytes));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |name: &str, content: &[u8]| {
+            let f = dir.path().join(name);
+            std::fs::write(&f, content).expect("write");
+            f
+        };
+        let good = write(
+            "good.cwasm",
+            &PluginEngine::precompile(&bytes, None).expect("pre"),
+        );
+        let stale = write(
+            "stale.cwasm",
+            &PluginEngine::precompile(&other, None).expect("pre"),
+        );
+        let mut untrailed = PluginEngine::precompile(&bytes, None).expect("pre");
+        untrailed.truncate(untrailed.len() - 10);
+        let untrailed = write("untrailed.cwasm", &untrailed);
+        let garbage = write("garbage.cwasm", b"\nweir-cwasm-2 0000\n");
+        for (file, compiles) in [(&good, 0), (&stale, 1), (&untrailed, 1), (&garbage, 1)] {
+            let engine = PluginEngine::with_cache_dir(None).expect("engine");
+            let from_file = engine.component("p.wasm", &sha, &bytes, Some(Precompiled::File(file)));
+            assert!(from_file.is_ok(), "{file:?}");
+            assert_eq!(engine.compiles(), compiles, "{file:?}");
+            // The same bytes from S3 give the same verdict.
+            let engine = PluginEngine::with_cache_dir(None).expect("engine");
+            let content = std::fs::read(file).expect("read");
+            let from_bytes =
+                engine.component("p.wasm", &sha, &bytes, Some(Precompiled::Bytes(&content)));
+            assert!(from_bytes.is_ok(), "{file:?}");
+            assert_eq!(engine.compiles(), compiles, "{file:?} as bytes");
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use crate::manifest::Manifest;
 use crate::pipeline::Pipeline;
-use crate::plugin::{Plugin, PluginEngine};
+use crate::plugin::{Plugin, PluginEngine, Precompiled};
 use crate::store::{Fetched, Location, Store};
 
 /// The default time between checks for a changed manifest or plugin.
@@ -65,6 +65,12 @@ pub enum SlotError {
     /// that need it are dead-lettered until a fixed version is uploaded.
     #[error("{0}")]
     Broken(String),
+}
+
+/// An owned [`Precompiled`], to move onto a blocking thread.
+enum Compiled {
+    Bytes(Vec<u8>),
+    File(std::path::PathBuf),
 }
 
 /// A plugin the manifest names, loaded on first use and then kept.
@@ -183,14 +189,18 @@ impl PluginSlot {
     }
 
     async fn load_bytes(&self, bytes: Vec<u8>) -> Result<Arc<Plugin>, String> {
-        let precompiled = match self.source.store.read(&self.spec.compiled).await {
-            Ok((bytes, _)) => Some(bytes),
-            Err(e) => {
-                if self.spec.compiled_named {
-                    tracing::warn!(compiled = %self.spec.compiled, "named .cwasm not readable: {e:#}");
+        // A local `.cwasm` is mapped by the engine; one in S3 is fetched.
+        let precompiled = match &self.spec.compiled {
+            Location::File(path) if path.is_file() => Some(Compiled::File(path.clone())),
+            compiled => match self.source.store.read(compiled).await {
+                Ok((bytes, _)) => Some(Compiled::Bytes(bytes)),
+                Err(e) => {
+                    if self.spec.compiled_named {
+                        tracing::warn!(compiled = %compiled, "named .cwasm not readable: {e:#}");
+                    }
+                    None
                 }
-                None
-            }
+            },
         };
         // Hashing, deserializing and checking is CPU work: off the async workers, so
         // several plugins load side by side (`Pipeline::load_needed`).
@@ -201,7 +211,16 @@ impl PluginSlot {
         let _core = self.source.cpu.acquire().await;
         tokio::task::spawn_blocking(move || {
             engine
-                .load(&name, &path, &bytes, pin.as_deref(), precompiled.as_deref())
+                .load(
+                    &name,
+                    &path,
+                    &bytes,
+                    pin.as_deref(),
+                    precompiled.as_ref().map(|c| match c {
+                        Compiled::Bytes(b) => Precompiled::Bytes(b),
+                        Compiled::File(p) => Precompiled::File(p),
+                    }),
+                )
                 .map(Arc::new)
                 .map_err(|e| format!("plugins.{name}: {e}"))
         })
