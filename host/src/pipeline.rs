@@ -102,6 +102,10 @@ pub struct Pipeline {
     manifest: Manifest,
     plugins: HashMap<String, Arc<PluginSlot>>,
     configs: HashMap<String, String>,
+    /// Whether batches are still scanned for plugins to load side by side: until a scan
+    /// finds none to load, so a tenant with no traffic (whose plugin never loads) does not
+    /// cost every later batch a scan.
+    scanning: std::sync::atomic::AtomicBool,
 }
 
 impl Pipeline {
@@ -116,6 +120,7 @@ impl Pipeline {
             manifest,
             plugins,
             configs,
+            scanning: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -158,14 +163,12 @@ impl Pipeline {
 
     /// Loads, all at once, the plugins `records` need that are not loaded yet. A cold
     /// function's first batch often needs several: loading them side by side uses every
-    /// core instead of one. Failures are left for the records to find (and report); once
-    /// every plugin is loaded this returns without looking at the records.
+    /// core instead of one. Failures are left for the records to find (and report). Once a
+    /// batch needs no unloaded plugin, later ones are not scanned: the function is warm, and
+    /// a plugin first needed later loads on first use.
     pub async fn load_needed(&self, records: &[Box<RawValue>]) {
-        if self
-            .plugins
-            .values()
-            .all(|s| s.loaded().is_some() || s.is_broken())
-        {
+        use std::sync::atomic::Ordering;
+        if !self.scanning.load(Ordering::Relaxed) {
             return;
         }
         let mut needed: Vec<&PluginSlot> = Vec::new();
@@ -185,7 +188,9 @@ impl Pipeline {
                 }
             }
         }
-        if needed.len() > 1 {
+        if needed.is_empty() {
+            self.scanning.store(false, Ordering::Relaxed);
+        } else {
             futures::future::join_all(needed.iter().map(|s| s.load())).await;
         }
     }
