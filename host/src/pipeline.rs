@@ -182,6 +182,7 @@ impl Pipeline {
             for name in tenant.plugin_names() {
                 if let Some(slot) = self.plugins.get(name)
                     && slot.loaded().is_none()
+                    && !slot.is_broken()
                     && !needed.iter().any(|n| std::ptr::eq(*n, slot.as_ref()))
                 {
                     needed.push(slot);
