@@ -766,6 +766,14 @@ async fn plugins_load_on_first_use_not_at_start() {
             stream_record(i, &format!("ev-{i}"), tenant, json!({}))
         })
         .collect();
+    loader.pipeline().load_needed(&raw(&mixed)).await;
+    let mut loaded: Vec<String> = loader.pipeline().loaded_plugins().into_keys().collect();
+    loaded.sort();
+    assert_eq!(
+        loaded,
+        vec!["globex-plugin", "hooli-plugin", "initech-plugin"],
+        "loaded before any of the batch's records ran"
+    );
     let (types, verdicts) = dry_run(&mut loader, &mixed).await;
     assert_eq!(verdicts, vec![Verdict::Published; 4]);
     assert_eq!(types.len(), 4);
@@ -785,6 +793,19 @@ async fn plugins_load_on_first_use_not_at_start() {
         loader.pipeline().loaded_plugins().len(),
         3,
         "acme's is never needed"
+    );
+
+    // That batch needed nothing new, so the warm pipeline stops scanning batches: acme's
+    // plugin, first needed now, is left to its first record.
+    let acme = vec![stream_record(8, "ev-8", "acme", json!({}))];
+    loader.pipeline().load_needed(&raw(&acme)).await;
+    assert_eq!(loader.pipeline().loaded_plugins().len(), 3, "not scanned");
+    let (_, verdicts) = dry_run(&mut loader, &acme).await;
+    assert_eq!(verdicts, vec![Verdict::Published]);
+    assert_eq!(
+        loader.pipeline().loaded_plugins().len(),
+        4,
+        "loaded on first use"
     );
 }
 

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash as _, Hasher as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -170,10 +170,10 @@ const CWASM_MAGIC: &str = "weir-cwasm-2";
 const CWASM_TRAILER_MAX: usize = 1 + 12 + 1 + 64 + 1;
 
 /// A precompiled plugin from `weir compile`, as bytes (from S3) or as a local file (mapped).
-#[derive(Debug, Clone, Copy)]
-pub enum Precompiled<'a> {
-    Bytes(&'a [u8]),
-    File(&'a Path),
+#[derive(Debug, Clone)]
+pub enum Precompiled {
+    Bytes(Vec<u8>),
+    File(PathBuf),
 }
 
 /// The sha256 a `.cwasm`'s trailer names and where wasmtime's artifact ends.
@@ -349,7 +349,7 @@ impl PluginEngine {
         path: &str,
         sha256: &str,
         bytes: &[u8],
-        precompiled: Option<Precompiled<'_>>,
+        precompiled: Option<&Precompiled>,
     ) -> Result<Component, LoadError> {
         let gate = self
             .loading
@@ -400,7 +400,7 @@ impl PluginEngine {
         Ok(component)
     }
 
-    fn deserialize_cwasm(&self, sha256: &str, cwasm: Precompiled<'_>) -> Result<Component, String> {
+    fn deserialize_cwasm(&self, sha256: &str, cwasm: &Precompiled) -> Result<Component, String> {
         let made_from_this = |made_from: &str| {
             if made_from == sha256 {
                 Ok(())
@@ -500,7 +500,7 @@ impl PluginEngine {
         path: &str,
         bytes: &[u8],
         pinned_sha256: Option<&str>,
-        precompiled: Option<Precompiled<'_>>,
+        precompiled: Option<&Precompiled>,
     ) -> Result<Plugin, LoadError> {
         let sha256 = hex::encode(sha2::Sha256::digest(bytes));
         if let Some(pin) = pinned_sha256
@@ -1123,14 +1123,19 @@ mod tests {
         let garbage = write("garbage.cwasm", b"\nweir-cwasm-2 0000\n");
         for (file, compiles) in [(&good, 0), (&stale, 1), (&untrailed, 1), (&garbage, 1)] {
             let engine = PluginEngine::with_cache_dir(None).expect("engine");
-            let from_file = engine.component("p.wasm", &sha, &bytes, Some(Precompiled::File(file)));
+            let from_file = engine.component(
+                "p.wasm",
+                &sha,
+                &bytes,
+                Some(&Precompiled::File(file.clone())),
+            );
             assert!(from_file.is_ok(), "{file:?}");
             assert_eq!(engine.compiles(), compiles, "{file:?}");
             // The same bytes from S3 give the same verdict.
             let engine = PluginEngine::with_cache_dir(None).expect("engine");
             let content = std::fs::read(file).expect("read");
             let from_bytes =
-                engine.component("p.wasm", &sha, &bytes, Some(Precompiled::Bytes(&content)));
+                engine.component("p.wasm", &sha, &bytes, Some(&Precompiled::Bytes(content)));
             assert!(from_bytes.is_ok(), "{file:?}");
             assert_eq!(engine.compiles(), compiles, "{file:?} as bytes");
         }

@@ -67,12 +67,6 @@ pub enum SlotError {
     Broken(String),
 }
 
-/// An owned [`Precompiled`], to move onto a blocking thread.
-enum Compiled {
-    Bytes(Vec<u8>),
-    File(std::path::PathBuf),
-}
-
 /// A plugin the manifest names, loaded on first use and then kept.
 pub struct PluginSlot {
     name: String,
@@ -191,9 +185,9 @@ impl PluginSlot {
     async fn load_bytes(&self, bytes: Vec<u8>) -> Result<Arc<Plugin>, String> {
         // A local `.cwasm` is mapped by the engine; one in S3 is fetched.
         let precompiled = match &self.spec.compiled {
-            Location::File(path) if path.is_file() => Some(Compiled::File(path.clone())),
+            Location::File(path) if path.is_file() => Some(Precompiled::File(path.clone())),
             compiled => match self.source.store.read(compiled).await {
-                Ok((bytes, _)) => Some(Compiled::Bytes(bytes)),
+                Ok((bytes, _)) => Some(Precompiled::Bytes(bytes)),
                 Err(e) => {
                     if self.spec.compiled_named {
                         tracing::warn!(compiled = %compiled, "named .cwasm not readable: {e:#}");
@@ -211,16 +205,7 @@ impl PluginSlot {
         let _core = self.source.cpu.acquire().await;
         tokio::task::spawn_blocking(move || {
             engine
-                .load(
-                    &name,
-                    &path,
-                    &bytes,
-                    pin.as_deref(),
-                    precompiled.as_ref().map(|c| match c {
-                        Compiled::Bytes(b) => Precompiled::Bytes(b),
-                        Compiled::File(p) => Precompiled::File(p),
-                    }),
-                )
+                .load(&name, &path, &bytes, pin.as_deref(), precompiled.as_ref())
                 .map(Arc::new)
                 .map_err(|e| format!("plugins.{name}: {e}"))
         })

@@ -246,21 +246,21 @@ impl Image {
             serde_json::error::Category::Data => "an image must be a JSON object".to_owned(),
             _ => format!("not JSON: {e}"),
         })?;
-        // weir sends attributes sorted; sort anyway (stable), and keep the last of any
-        // repeated name, as a JSON object reader would.
+        // weir sends attributes sorted; sort anyway (stable: a run over sorted input), and
+        // keep the last of any repeated name, as a JSON object reader would (`dedup_by`
+        // keeps the earlier of two, so it takes the later one's span first).
         fields.sort_by(|(a, _), (b, _)| a.as_str(&text).cmp(b.as_str(&text)));
-        let mut deduped: Vec<(FieldName, std::ops::Range<usize>)> =
-            Vec::with_capacity(fields.len());
-        for field in fields {
-            match deduped.last_mut() {
-                Some(last) if last.0.as_str(&text) == field.0.as_str(&text) => *last = field,
-                _ => deduped.push(field),
+        fields.dedup_by(|later, earlier| {
+            let repeated = later.0.as_str(&text) == earlier.0.as_str(&text);
+            if repeated {
+                std::mem::swap(later, earlier);
             }
-        }
-        let values = deduped.iter().map(|_| std::cell::OnceCell::new()).collect();
+            repeated
+        });
+        let values = fields.iter().map(|_| std::cell::OnceCell::new()).collect();
         Ok(Image {
             text,
-            fields: deduped,
+            fields,
             values,
         })
     }
@@ -827,23 +827,22 @@ fn with_tenant<T>(
 ) -> Result<T, String> {
     LAST_TENANT.with(|last| {
         let mut last = last.borrow_mut();
-        let fresh =
-            !matches!(&*last, Some((text, t)) if *text == tenant.config && t.id == tenant.id);
-        if fresh {
-            let config = serde_json::from_str(&tenant.config)
-                .map_err(|e| format!("tenant config is not JSON: {e}"))?;
-            *last = Some((
-                tenant.config,
-                Tenant {
-                    id: tenant.id,
-                    config,
-                },
-            ));
+        if let Some((text, t)) = &*last
+            && *text == tenant.config
+            && t.id == tenant.id
+        {
+            return f(t);
         }
-        match &*last {
-            Some((_, t)) => f(t),
-            None => Err("tenant config missing".to_owned()),
-        }
+        let config = serde_json::from_str(&tenant.config)
+            .map_err(|e| format!("tenant config is not JSON: {e}"))?;
+        let (_, parsed) = last.insert((
+            tenant.config,
+            Tenant {
+                id: tenant.id,
+                config,
+            },
+        ));
+        f(parsed)
     })
 }
 
