@@ -285,59 +285,66 @@ async fn an_identical_plugin_under_another_key_is_not_compiled_again() {
         .expect("loads");
     assert_eq!(second.compiles(), 0);
 
-    // With no cache, a `.cwasm` from `weir compile` next to the plugin is used instead...
-    s3.put(
-        "a/mapping.cwasm",
-        PluginEngine::precompile(&bytes, None).expect("precompile"),
-    )
-    .await;
-    s3.put(
-        "weir.toml",
-        text.replace("[plugins.two]\npath = \"b/copy.wasm\"\n", "")
-            .replace("[tenants.t2]\nplugin = \"two\"\n", "")
-            .into_bytes(),
-    )
-    .await;
-    let third = engine();
-    let _loader = s3_loader(&s3, third.clone(), Duration::from_secs(3600))
-        .await
-        .expect("loads");
-    assert_eq!(third.compiles(), 0, "the precompiled .cwasm was used");
-
-    // ...but not one compiled for another CPU, nor one made from other bytes.
+    // With no cache, a `.cwasm` from `weir compile` next to the plugin is used instead, when
+    // the manifest pins its bytes...
+    let one_plugin = text
+        .replace("[plugins.two]\npath = \"b/copy.wasm\"\n", "")
+        .replace("[tenants.t2]\nplugin = \"two\"\n", "");
+    let with_cwasm = |cwasm: &[u8], pin: Option<&str>| {
+        let manifest = match pin {
+            Some(pin) => one_plugin.replace(
+                "path = \"a/mapping.wasm\"\n",
+                &format!("path = \"a/mapping.wasm\"\ncompiled_sha256 = \"{pin}\"\n"),
+            ),
+            None => one_plugin.clone(),
+        };
+        let s3 = &s3;
+        let cwasm = cwasm.to_vec();
+        async move {
+            s3.put("a/mapping.cwasm", cwasm).await;
+            s3.put("weir.toml", manifest.into_bytes()).await;
+            let engine = engine();
+            let _loader = s3_loader(s3, engine.clone(), Duration::from_secs(3600))
+                .await
+                .expect("loads");
+            engine.compiles()
+        }
+    };
+    let good = PluginEngine::precompile(&bytes, None).expect("precompile");
+    assert_eq!(
+        with_cwasm(&good, Some(&sha256(&good))).await,
+        0,
+        "the pinned .cwasm was used"
+    );
+    // ...but never without a pin, nor one whose bytes differ from the pin...
+    assert_eq!(with_cwasm(&good, None).await, 1, "an unpinned .cwasm is not run");
+    let mut forged = PluginEngine::precompile(&wasm("echo-state"), None).expect("precompile");
+    let trailer = format!("\nweir-cwasm-2 {}\n", sha256(&wasm("echo-state")));
+    forged.truncate(forged.len() - trailer.len());
+    forged.extend_from_slice(format!("\nweir-cwasm-2 {}\n", sha256(&bytes)).as_bytes());
+    assert_eq!(
+        with_cwasm(&forged, Some(&sha256(&good))).await,
+        1,
+        "another plugin's code under a forged trailer does not match the pin"
+    );
+    // ...nor a pinned one compiled for another CPU, or from other bytes.
     let other_cpu = if cfg!(target_arch = "x86_64") {
         "aarch64"
     } else {
         "x86_64"
     };
     let triple = weir::plugin::target_triple(other_cpu);
-    s3.put(
-        "a/mapping.cwasm",
-        PluginEngine::precompile(&bytes, triple).expect("cross-compile"),
-    )
-    .await;
-    let fourth = engine();
-    let _loader = s3_loader(&s3, fourth.clone(), Duration::from_secs(3600))
-        .await
-        .expect("loads");
+    let cross = PluginEngine::precompile(&bytes, triple).expect("cross-compile");
     assert_eq!(
-        fourth.compiles(),
+        with_cwasm(&cross, Some(&sha256(&cross))).await,
         1,
         "a .cwasm for {other_cpu} is not valid here"
     );
-    s3.put(
-        "a/mapping.cwasm",
-        PluginEngine::precompile(&wasm("echo-state"), None).expect("precompile"),
-    )
-    .await;
-    let fifth = engine();
-    let _loader = s3_loader(&s3, fifth.clone(), Duration::from_secs(3600))
-        .await
-        .expect("loads");
+    let echo = PluginEngine::precompile(&wasm("echo-state"), None).expect("precompile");
     assert_eq!(
-        fifth.compiles(),
+        with_cwasm(&echo, Some(&sha256(&echo))).await,
         1,
-        "a .cwasm of another plugin is never used"
+        "a .cwasm of another plugin is never used, pinned or not"
     );
 }
 
@@ -898,5 +905,82 @@ async fn a_broken_plugin_dead_letters_its_tenant_and_a_missing_one_retries_while
     assert!(
         all.contains("broken-plugin") && all.contains("missing-plugin"),
         "{all}"
+    );
+}
+
+/// `require_precompiled = true`: a function that must never compile at cold start. A tenant
+/// whose plugin has a pinned `.cwasm` runs with 0 compiles; a tenant whose plugin has none
+/// is dead-lettered as `plugin-load`, with the reason, and the other tenant goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn under_require_precompiled_a_plugin_without_pinned_code_dead_letters_only_its_tenant() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mapping = dir.path().join("mapping.wasm");
+    std::fs::copy(plugin("mapping"), &mapping).expect("copy");
+    let cwasm = PluginEngine::precompile(&wasm("mapping"), None).expect("precompile");
+    std::fs::write(dir.path().join("mapping.cwasm"), &cwasm).expect("write");
+    let echo = dir.path().join("echo-state.wasm");
+    std::fs::copy(plugin("echo-state"), &echo).expect("copy");
+    let text = format!(
+        "require_precompiled = true\nevent_bus = \"b\"\n\
+         [plugins.mapping]\npath = \"mapping.wasm\"\ncompiled_sha256 = \"{}\"\n\
+         [plugins.echo]\npath = \"echo-state.wasm\"\n\
+         [[routes]]\ntable = \"Customers\"\nsource = \"weir.customers\"\ntenant = {{ attribute = \"tenantId\" }}\n\
+         [tenants.globex]\nplugin = \"mapping\"\nconfig = {{ detail_type = \"CustomerChanged\", fields = {{ Name = \"/name\" }} }}\n\
+         [tenants.acme]\nplugin = \"echo\"\n",
+        sha256(&cwasm)
+    );
+    std::fs::write(dir.path().join("weir.toml"), text).expect("manifest");
+    let engine = engine();
+    let loader = Loader::load_lazy(
+        Store::default(),
+        engine.clone(),
+        Location::File(dir.path().join("weir.toml")),
+        Duration::from_secs(3600),
+    )
+    .await
+    .expect("the manifest loads: plugins load on first use");
+    let records: Vec<Value> = (1..=4)
+        .map(|i| {
+            let tenant = if i % 2 == 0 { "acme" } else { "globex" };
+            stream_record(i, &format!("ev-{i}"), tenant, json!({}))
+        })
+        .collect();
+    let mut letters = Vec::new();
+    let report = batch::run(
+        loader.pipeline(),
+        raw(&records),
+        None,
+        DeadLetterSink::Collect(&mut letters),
+        tokio::time::Instant::now() + Duration::from_secs(30),
+    )
+    .await
+    .expect("batch");
+    let load = Verdict::DeadLettered {
+        kind: "plugin-load",
+    };
+    assert_eq!(
+        report.verdicts,
+        vec![Verdict::Published, load.clone(), Verdict::Published, load]
+    );
+    assert_eq!(engine.compiles(), 0, "nothing was compiled");
+    assert_eq!(letters.len(), 2);
+    for letter in &letters {
+        assert_eq!(letter.tenant.as_deref(), Some("acme"));
+        assert!(
+            letter.reason.message.contains("require_precompiled = true")
+                && letter
+                    .reason
+                    .message
+                    .contains("no precompiled .cwasm was found"),
+            "{}",
+            letter.reason.message
+        );
+    }
+    assert_eq!(
+        details(&report.entries)
+            .iter()
+            .map(|d| d["metadata"]["tenant"].clone())
+            .collect::<Vec<_>>(),
+        vec![json!("globex"), json!("globex")]
     );
 }

@@ -49,9 +49,25 @@ fn weir() -> Command {
 /// The JS and Python builds precompiled once for every test here (compiling the 18 MB
 /// Python build takes seconds); the Rust one is compiled as it loads.
 fn compiled_dir() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    compiled().0.path()
+}
+
+/// The `compiled_sha256` pin `weir compile` printed for `build`'s `.cwasm`.
+fn compiled_pin(build: &str) -> &'static str {
+    compiled()
+        .1
+        .get(build)
+        .map(String::as_str)
+        .unwrap_or_else(|| panic!("weir compile printed no pin for {build}"))
+}
+
+/// The big builds compiled once by `weir compile`, and the pins it printed for them.
+fn compiled() -> &'static (tempfile::TempDir, std::collections::HashMap<String, String>) {
+    static DIR: OnceLock<(tempfile::TempDir, std::collections::HashMap<String, String>)> =
+        OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temp dir");
+        let mut pins = std::collections::HashMap::new();
         for name in &BUILDS[1..] {
             let out = weir()
                 .arg("compile")
@@ -65,10 +81,16 @@ fn compiled_dir() -> &'static Path {
                 "weir compile {name} failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
+            let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+            if let Some(pin) = printed.lines().find_map(|l| {
+                l.strip_prefix("compiled_sha256 = \"")
+                    .and_then(|p| p.strip_suffix('"'))
+            }) {
+                pins.insert(name.to_string(), pin.to_owned());
+            }
         }
-        dir
+        (dir, pins)
     })
-    .path()
 }
 
 /// The example manifest's `[[routes]]` and its acme tenant's `config`.
@@ -99,6 +121,7 @@ fn manifest(dir: &Path, build: &str, config: &toml::Value) -> PathBuf {
     if build != BUILDS[0] {
         let cwasm = compiled_dir().join(format!("{build}.cwasm"));
         plugin.insert("compiled".into(), cwasm.display().to_string().into());
+        plugin.insert("compiled_sha256".into(), compiled_pin(build).into());
     }
     let mut tenant = toml::Table::new();
     tenant.insert("plugin".into(), "salesforce-account".into());

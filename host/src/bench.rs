@@ -24,6 +24,7 @@ use clap::{Parser, Subcommand};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
+use sha2::Digest as _;
 
 use crate::batch::{self, DeadLetterSink};
 use crate::dead_letter::PluginRef;
@@ -832,6 +833,7 @@ fn all(s: &Settings) -> anyhow::Result<()> {
                 &[(
                     "salesforce-account",
                     plugin_dir.join(format!("{file}.wasm")),
+                    sha256_of_file(&plugin_dir.join(format!("{file}.cwasm"))),
                 )],
                 &tenants,
                 |_| "salesforce-account",
@@ -1021,17 +1023,29 @@ fn average_image_bytes(event: &Value) -> f64 {
     bytes as f64 / n.max(1) as f64
 }
 
+/// The sha256 of a file, if it can be read: the pin of a `.cwasm`.
+fn sha256_of_file(path: &Path) -> Option<String> {
+    std::fs::read(path)
+        .ok()
+        .map(|b| hex::encode(sha2::Sha256::digest(&b)))
+}
+
+/// A manifest naming `plugins` (name, `.wasm`, and the pin of its `.cwasm` if it has one).
 fn manifest_text<'a>(
-    plugins: &[(&str, PathBuf)],
+    plugins: &[(&str, PathBuf, Option<String>)],
     tenants: &[(String, Value)],
     plugin_of: impl Fn(usize) -> &'a str,
 ) -> String {
     let mut m = String::from("event_bus = \"weir-bench\"\n\n");
-    for (name, path) in plugins {
+    for (name, path, compiled_pin) in plugins {
         m.push_str(&format!(
-            "[plugins.{name}]\npath = {:?}\n\n",
+            "[plugins.{name}]\npath = {:?}\n",
             path.display().to_string()
         ));
+        if let Some(pin) = compiled_pin {
+            m.push_str(&format!("compiled_sha256 = \"{pin}\"\n"));
+        }
+        m.push('\n');
     }
     m.push_str("[[routes]]\ntable = \"Customers\"\nsource = \"weir.customers\"\ntenant = { attribute = \"tenantId\" }\n\n");
     for (i, (id, config)) in tenants.iter().enumerate() {
@@ -1129,17 +1143,21 @@ fn cold_starts(
                     with_custom_section(&base, "weir-bench-variant", i.to_string().as_bytes());
                 let path = case.join(format!("p{i}.wasm"));
                 std::fs::write(&path, &bytes)?;
-                if precompiled {
-                    std::fs::write(
-                        case.join(format!("p{i}.cwasm")),
-                        PluginEngine::precompile(&bytes, None)?,
-                    )?;
-                }
-                specs.push((format!("p{i}"), path));
+                // Precompiled and pinned, as `weir compile --manifest` leaves it.
+                let pin = if precompiled {
+                    let cwasm = PluginEngine::precompile(&bytes, None)?;
+                    std::fs::write(case.join(format!("p{i}.cwasm")), &cwasm)?;
+                    Some(hex::encode(sha2::Sha256::digest(&cwasm)))
+                } else {
+                    None
+                };
+                specs.push((format!("p{i}"), path, pin));
             }
-            let names: Vec<String> = specs.iter().map(|(n, _)| n.clone()).collect();
-            let spec_refs: Vec<(&str, PathBuf)> =
-                specs.iter().map(|(n, p)| (n.as_str(), p.clone())).collect();
+            let names: Vec<String> = specs.iter().map(|(n, _, _)| n.clone()).collect();
+            let spec_refs: Vec<(&str, PathBuf, Option<String>)> = specs
+                .iter()
+                .map(|(n, p, pin)| (n.as_str(), p.clone(), pin.clone()))
+                .collect();
             let tenants: Vec<(String, Value)> = (0..20)
                 .map(|i| (format!("t{i}"), tenant_config(i)))
                 .collect();

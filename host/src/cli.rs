@@ -20,6 +20,8 @@ use crate::record::{self, StreamEvent};
 use crate::reload::Loader;
 use crate::store::{Location, Store};
 
+mod compile;
+
 /// weir maps DynamoDB Streams records with WebAssembly plugins and publishes them to
 /// EventBridge.
 #[derive(Debug, Parser)]
@@ -67,15 +69,20 @@ pub enum Command {
         manifest: String,
     },
     /// Precompile plugins to .cwasm files (next to each plugin, or in --out-dir), so the
-    /// function never compiles at cold start.
+    /// function never compiles at cold start, and print the pins a manifest needs to run
+    /// them (a .cwasm is native code: it runs only when pinned).
     Compile {
-        #[arg(required = true)]
+        #[arg(required_unless_present = "manifest")]
         plugins: Vec<PathBuf>,
         /// The CPU to compile for: x86_64, or aarch64 for Graviton. Default: this machine.
         #[arg(long)]
         target: Option<String>,
         #[arg(long)]
         out_dir: Option<PathBuf>,
+        /// Instead: compile every plugin this (local) manifest names to where it looks for
+        /// the .cwasm, and write both pins (sha256, compiled_sha256) into it.
+        #[arg(long, conflicts_with_all = ["plugins", "out_dir"])]
+        manifest: Option<PathBuf>,
     },
     /// Repair dead letters: run weir's dead-lettered records through the current manifest
     /// and plugins (--queue), or put an API destination's undelivered events back on the
@@ -195,7 +202,12 @@ fn run(cli: Cli) -> Result<ExitCode, SetupError> {
             plugins,
             target,
             out_dir,
-        } => compile(&plugins, target.as_deref(), out_dir.as_deref()),
+            manifest,
+        } => setup(match manifest {
+            Some(m) => compile::manifest(&m, target.as_deref()),
+            None => compile::plugins(&plugins, target.as_deref(), out_dir.as_deref()),
+        })
+        .map(|()| ExitCode::SUCCESS),
         Command::Redrive {
             manifest,
             queue,
@@ -314,51 +326,6 @@ fn infra(manifest: &str) -> Result<ExitCode, SetupError> {
         )));
     }
     print!("{}", crate::infra::template(&m, &destinations));
-    Ok(ExitCode::SUCCESS)
-}
-
-fn compile(
-    plugins: &[PathBuf],
-    target: Option<&str>,
-    out_dir: Option<&Path>,
-) -> Result<ExitCode, SetupError> {
-    let triple = match target {
-        None => None,
-        Some(t) => Some(setup(crate::plugin::target_triple(t).with_context(|| {
-            format!("--target {t:?}: expected x86_64 or aarch64")
-        }))?),
-    };
-    for plugin in plugins {
-        let bytes = setup(
-            std::fs::read(plugin).with_context(|| format!("{}: cannot read", plugin.display())),
-        )?;
-        let started = std::time::Instant::now();
-        let cwasm = setup(
-            PluginEngine::precompile(&bytes, triple)
-                .with_context(|| format!("{}: cannot compile", plugin.display())),
-        )?;
-        let name = plugin.with_extension("cwasm");
-        let out = match out_dir {
-            Some(d) => d.join(name.file_name().unwrap_or_default()),
-            None => name,
-        };
-        // Written beside it and renamed over it: a running weir may have the old one
-        // mapped, and must never see it change under it.
-        let tmp = out.with_extension(format!("cwasm.tmp{}", std::process::id()));
-        setup(
-            std::fs::write(&tmp, &cwasm)
-                .and_then(|()| std::fs::rename(&tmp, &out))
-                .with_context(|| format!("{}: cannot write", out.display())),
-        )?;
-        println!(
-            "{} -> {} ({} bytes, {} ms, {})",
-            plugin.display(),
-            out.display(),
-            cwasm.len(),
-            started.elapsed().as_millis(),
-            triple.unwrap_or("this machine")
-        );
-    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,7 +3,7 @@
 //!
 //! Each module does one job: [`record`] decodes stream records, [`manifest`] reads the
 //! configuration, [`store`] reads files and S3 objects, [`reload`] loads and hot-reloads
-//! the manifest and plugins, [`plugin`] runs sandboxed plugins, [`validate`] checks what EventBridge
+//! the manifest and plugins, [`plugin`] runs sandboxed plugins, [`native`] decides which precompiled code may run, [`validate`] checks what EventBridge
 //! would refuse, [`pipeline`] takes each record to its outcome, [`publish`] sends entries
 //! to EventBridge, [`dead_letter`] keeps what was rejected, [`batch`] gives every record of
 //! a batch its verdict, [`lambda`] is the handler, [`infra`] turns destinations into CloudFormation, [`telemetry`] logs and measures, and
@@ -17,6 +17,7 @@ pub mod dead_letter;
 pub mod infra;
 pub mod lambda;
 pub mod manifest;
+pub mod native;
 pub mod pipeline;
 pub mod plugin;
 pub mod publish;

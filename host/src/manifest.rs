@@ -14,6 +14,10 @@ pub struct Manifest {
     pub event_bus: String,
     /// weir's own dead-letter queue (an SQS queue URL), used when publishing.
     pub dead_letter_queue: Option<String>,
+    /// Never compile a plugin: each must have a pinned `.cwasm` (or be in weir's own
+    /// cache). For functions that must not compile at cold start; a plugin without one
+    /// cannot load, and its records are dead-lettered as `plugin-load`.
+    pub require_precompiled: bool,
     /// Defaults for every tenant; each tenant may override any of them.
     pub limits: LimitOverrides,
     pub plugins: BTreeMap<String, PluginSpec>,
@@ -38,6 +42,10 @@ pub struct PluginSpec {
     /// next to the plugin (`name.wasm` → `name.cwasm`).
     #[serde(default)]
     pub compiled: Option<String>,
+    /// The sha256 of the `.cwasm` file. A `.cwasm` is native code: it runs only when its
+    /// bytes are pinned here (`weir compile` prints the line).
+    #[serde(default)]
+    pub compiled_sha256: Option<String>,
 }
 
 /// Records from `table` belong to a tenant named by `tenant`, and publish with `source`.
@@ -155,6 +163,59 @@ impl Default for Limits {
     }
 }
 
+/// Every limit outside its bounds, each naming its key, its value and the range. The
+/// bounds keep arithmetic on limits (deadlines, sizes) far from overflow, and say why where
+/// AWS or WebAssembly sets them.
+fn limit_problems(limits: &Limits) -> Vec<String> {
+    let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+    let bounds: [(&str, Option<u64>, u64, u64, &str); 8] = [
+        (
+            "memory_mib",
+            Some(limits.memory_mib),
+            1,
+            4096,
+            ": a plugin's linear memory is at most 4 GiB",
+        ),
+        (
+            "time_ms",
+            Some(limits.time_ms),
+            1,
+            900_000,
+            ": a Lambda invocation lasts at most 15 minutes",
+        ),
+        ("max_events", Some(n(limits.max_events)), 1, 10_000, ""),
+        (
+            "max_output_bytes",
+            Some(n(limits.max_output_bytes)),
+            1,
+            256 << 20,
+            "",
+        ),
+        ("max_log_lines", Some(n(limits.max_log_lines)), 0, 100_000, ""),
+        ("max_log_bytes", Some(n(limits.max_log_bytes)), 0, 16 << 20, ""),
+        (
+            "max_entry_bytes",
+            Some(n(limits.max_entry_bytes)),
+            1,
+            1 << 20,
+            ": PutEvents accepts entries up to 1 MB",
+        ),
+        ("fuel", limits.fuel, 1, 1 << 50, ""),
+    ];
+    bounds
+        .into_iter()
+        .filter_map(|(key, value, min, max, why)| {
+            let v = value?;
+            if v == 0 && min > 0 {
+                Some(format!("limit {key} must be above 0"))
+            } else {
+                (v < min || v > max)
+                    .then(|| format!("limit {key} = {v} is outside {min}..={max}{why}"))
+            }
+        })
+        .collect()
+}
+
 /// Limits as written in the manifest: any field may be left out.
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -221,6 +282,7 @@ impl Manifest {
         const KEYS: &[&str] = &[
             "event_bus",
             "dead_letter_queue",
+            "require_precompiled",
             "limits",
             "plugins",
             "routes",
@@ -239,6 +301,9 @@ impl Manifest {
             .unwrap_or_default();
         let dead_letter_queue = field("dead_letter_queue")
             .and_then(|v| typed::<String>(v, "dead_letter_queue", &mut problems));
+        let require_precompiled = field("require_precompiled")
+            .and_then(|v| typed::<bool>(v, "require_precompiled", &mut problems))
+            .unwrap_or(false);
         let limits = field("limits")
             .and_then(|v| typed::<LimitOverrides>(v, "limits", &mut problems))
             .unwrap_or_default();
@@ -261,6 +326,7 @@ impl Manifest {
         let mut manifest = Manifest {
             event_bus,
             dead_letter_queue,
+            require_precompiled,
             limits,
             plugins,
             routes,
@@ -324,25 +390,24 @@ impl Manifest {
                     ));
                 }
             }
-            let limits = self.limits_for(tenant);
-            for (field, value) in [
-                ("memory_mib", limits.memory_mib),
-                ("time_ms", limits.time_ms),
-                ("max_events", limits.max_events as u64),
-                ("max_entry_bytes", limits.max_entry_bytes as u64),
-            ] {
-                if value == 0 {
-                    problems.push(format!("tenants.{name}: limit {field} must be above 0"));
-                }
-            }
+            problems.extend(
+                limit_problems(&self.limits_for(tenant))
+                    .into_iter()
+                    .map(|p| format!("tenants.{name}: {p}")),
+            );
         }
         for (name, plugin) in &self.plugins {
-            if let Some(pin) = &plugin.sha256
-                && (pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()))
-            {
-                problems.push(format!(
-                    "plugins.{name}.sha256 must be 64 hex digits, found {pin:?}"
-                ));
+            for (key, pin) in [
+                ("sha256", &plugin.sha256),
+                ("compiled_sha256", &plugin.compiled_sha256),
+            ] {
+                if let Some(pin) = pin
+                    && (pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()))
+                {
+                    problems.push(format!(
+                        "plugins.{name}.{key} must be 64 hex digits, found {pin:?}"
+                    ));
+                }
             }
         }
         for (i, route) in self.routes.iter().enumerate() {
@@ -937,6 +1002,50 @@ limits = { time_ms = 0 }
         ] {
             assert!(msg.contains(part), "{msg} lacks {part}");
         }
+    }
+
+    #[test]
+    fn absurd_limits_are_refused_by_name_not_panicked_on() {
+        let text = format!(
+            "{EXAMPLE}\n[limits]\ntime_ms = {}\nmemory_mib = 5000\nmax_entry_bytes = 2000000\nfuel = 0\n",
+            u64::MAX
+        );
+        let err = Manifest::parse(&text, Location::File("m.toml".into())).expect_err("invalid");
+        let msg = err.to_string();
+        for part in [
+            &format!("limit time_ms = {} is outside 1..=900000", u64::MAX),
+            "limit memory_mib = 5000 is outside 1..=4096",
+            "limit max_entry_bytes = 2000000 is outside 1..=1048576: PutEvents",
+            "limit fuel must be above 0",
+        ] {
+            assert!(msg.contains(part), "{msg} lacks {part}");
+        }
+    }
+
+    #[test]
+    fn native_code_pins_and_the_no_compile_switch_parse_and_are_checked() {
+        let pin = "ab".repeat(32);
+        let text = EXAMPLE.replace(
+            "[plugins.mapping]\n",
+            &format!("[plugins.mapping]\ncompiled_sha256 = \"{pin}\"\n"),
+        );
+        let text = format!("require_precompiled = true\n{text}");
+        let m = Manifest::parse(&text, Location::File("m.toml".into())).expect("parses");
+        assert!(m.require_precompiled);
+        assert_eq!(
+            m.plugins["mapping"].compiled_sha256.as_deref(),
+            Some(pin.as_str())
+        );
+        let bad = text.replace(&pin, "xyz");
+        let err = Manifest::parse(&bad, Location::File("m.toml".into())).expect_err("invalid");
+        assert!(
+            err.to_string()
+                .contains("plugins.mapping.compiled_sha256 must be 64 hex digits"),
+            "{err}"
+        );
+        assert!(!Manifest::parse(EXAMPLE, Location::File("m.toml".into()))
+            .expect("parses")
+            .require_precompiled);
     }
 
     #[test]

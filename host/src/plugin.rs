@@ -24,6 +24,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::dead_letter::PluginRef;
 use crate::manifest::Limits;
+pub use crate::native::Precompiled;
+use crate::native::{CompiledCache, Refused};
 use crate::record::{Change, StreamRecord};
 
 mod bindings {
@@ -139,6 +141,36 @@ pub enum LoadError {
     },
     #[error("{path}: does not implement weir:transform@0.1.0: {message}")]
     Contract { path: String, message: String },
+    /// The manifest forbids compiling (`require_precompiled`), and no trusted native code
+    /// was there.
+    #[error(
+        "{path}: not compiled here, because the manifest sets require_precompiled = true, and {why}"
+    )]
+    NotPrecompiled { path: String, why: String },
+}
+
+/// Whether a plugin may be compiled when no trusted precompiled code is there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Compile {
+    /// Compile it (and keep the result in the private cache).
+    #[default]
+    Allowed,
+    /// Never: the function must not compile at cold start (`require_precompiled`). The
+    /// plugin cannot be loaded, and its records are dead-lettered as `plugin-load`.
+    Never,
+}
+
+/// What the manifest says about one plugin, beside its bytes.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions<'a> {
+    /// The sha256 its `.wasm` must have.
+    pub pin: Option<&'a str>,
+    /// The sha256 its `.cwasm` must have; without it a `.cwasm` is never run.
+    pub compiled_pin: Option<&'a str>,
+    /// A `.cwasm` found for it, to be checked against `compiled_pin`.
+    pub precompiled: Option<Precompiled>,
+    /// Whether to compile when no trusted native code is there.
+    pub compile: Compile,
 }
 
 /// The shared wasmtime engine, the linker every plugin is instantiated against, and the
@@ -154,43 +186,10 @@ pub struct PluginEngine {
     /// One lock per content being loaded: plugins load side by side, but two with the
     /// same bytes are compiled once (the second waits and finds the first's result).
     loading: Mutex<HashMap<String, Arc<Mutex<()>>>>,
-    cache_dir: Option<PathBuf>,
+    cache: Option<CompiledCache>,
     engine_tag: String,
     compiles: AtomicUsize,
     fuel: bool,
-}
-
-/// The last line of a `.cwasm` written by `weir compile`, after wasmtime's artifact: it
-/// names the plugin it was compiled from (`weir-cwasm-2 <sha256>`), so a stale one is never
-/// used for a changed plugin. A trailer, not a header, so the artifact starts the file and a
-/// local `.cwasm` can be mapped as it is instead of read and copied.
-const CWASM_MAGIC: &str = "weir-cwasm-2";
-
-/// The longest trailer: "\n", the magic, a space, 64 hex digits, "\n".
-const CWASM_TRAILER_MAX: usize = 1 + 12 + 1 + 64 + 1;
-
-/// A precompiled plugin from `weir compile`, as bytes (from S3) or as a local file (mapped).
-#[derive(Debug, Clone)]
-pub enum Precompiled {
-    Bytes(Vec<u8>),
-    File(PathBuf),
-}
-
-/// The sha256 a `.cwasm`'s trailer names and where wasmtime's artifact ends.
-fn cwasm_trailer(tail: &[u8], len: usize) -> Result<(&str, usize), String> {
-    let body = tail
-        .strip_suffix(b"\n")
-        .ok_or("not a weir .cwasm (no trailer)")?;
-    let start = body
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .ok_or("not a weir .cwasm (no trailer)")?;
-    let line = std::str::from_utf8(&body[start + 1..]).map_err(|_| "not a weir .cwasm")?;
-    let (magic, made_from) = line.split_once(' ').ok_or("not a weir .cwasm")?;
-    if magic != CWASM_MAGIC {
-        return Err(format!("not a weir .cwasm (trailer {magic:?})"));
-    }
-    Ok((made_from, len - (tail.len() - start)))
 }
 
 /// The Lambda architectures `weir compile --target` can precompile for.
@@ -252,8 +251,9 @@ fn engine_config(target: Option<&str>, fuel: bool) -> anyhow::Result<wasmtime::C
 
 impl PluginEngine {
     /// Builds the engine and starts the epoch ticker that enforces time limits. Compiled
-    /// plugins are also cached on disk under `WEIR_CACHE_DIR` if set, else
-    /// `$TMPDIR/weir-cache` (in Lambda, `/tmp/weir-cache`).
+    /// plugins are also cached on disk, in a directory only this user can write:
+    /// `WEIR_CACHE_DIR` if set, else `/tmp/weir-cache` in Lambda, else the user's cache
+    /// directory ([`CompiledCache::default_dir`]).
     pub fn new() -> anyhow::Result<Self> {
         Self::with_default_cache(false)
     }
@@ -261,13 +261,11 @@ impl PluginEngine {
     /// [`Self::new`], or with `fuel` an engine that counts it ([`Self::counting_fuel`]),
     /// either way with the default disk cache.
     pub fn with_default_cache(fuel: bool) -> anyhow::Result<Self> {
-        let dir = std::env::var_os("WEIR_CACHE_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| std::env::temp_dir().join("weir-cache"));
-        Self::with_options(Some(dir), fuel)
+        Self::with_options(CompiledCache::default_dir(), fuel)
     }
 
-    /// The engine with a given disk cache (or none).
+    /// The engine with a given disk cache (or none). A directory that another user could
+    /// write is not used (with a warning).
     pub fn with_cache_dir(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
         Self::with_options(cache_dir, false)
     }
@@ -320,7 +318,7 @@ impl PluginEngine {
             linker,
             compiled: Mutex::new(HashMap::new()),
             loading: Mutex::new(HashMap::new()),
-            cache_dir,
+            cache: cache_dir.and_then(CompiledCache::open),
             engine_tag,
             compiles: AtomicUsize::new(0),
             fuel,
@@ -338,18 +336,19 @@ impl PluginEngine {
         let engine = Engine::new(&engine_config(target, false)?)?;
         let sha256 = hex::encode(sha2::Sha256::digest(bytes));
         let mut out = engine.precompile_component(bytes)?;
-        out.extend_from_slice(format!("\n{CWASM_MAGIC} {sha256}\n").as_bytes());
+        out.extend_from_slice(crate::native::cwasm_trailer(&sha256).as_bytes());
         Ok(out)
     }
 
     /// The compiled component for `bytes` (whose hash is `sha256`): from memory, from a
-    /// valid precompiled `.cwasm`, from the disk cache, or compiled now.
+    /// precompiled `.cwasm` the manifest pins, from the private disk cache, or compiled now
+    /// (unless the manifest forbids it).
     fn component(
         &self,
         path: &str,
         sha256: &str,
         bytes: &[u8],
-        precompiled: Option<&Precompiled>,
+        options: LoadOptions<'_>,
     ) -> Result<Component, LoadError> {
         let gate = self
             .loading
@@ -365,25 +364,39 @@ impl PluginEngine {
         {
             return Ok(c);
         }
-        let component = match precompiled.map(|p| self.deserialize_cwasm(sha256, p)) {
-            Some(Ok(c)) => Some(c),
-            Some(Err(why)) => {
-                tracing::warn!(
-                    plugin = path,
-                    "precompiled plugin not used, compiling instead: {why}"
-                );
-                None
-            }
-            None => None,
+        let (component, refused) = match options.precompiled {
+            Some(p) => match self.deserialize_pinned(p, options.compiled_pin, sha256) {
+                Ok(c) => (Some(c), None),
+                Err(why) => (None, Some(why)),
+            },
+            None => (None, None),
         };
-        let component = match component.or_else(|| self.read_disk_cache(sha256)) {
-            Some(c) => c,
-            None => {
-                if precompiled.is_none() {
-                    tracing::warn!(
+        let from_cache = component.is_none().then(|| self.read_disk_cache(sha256));
+        let component = match (component, from_cache.flatten()) {
+            (Some(c), _) | (None, Some(c)) => {
+                if let Some(why) = &refused {
+                    tracing::warn!(plugin = path, "{why}; loaded from weir's own compiled-code cache instead");
+                }
+                c
+            }
+            (None, None) if options.compile == Compile::Never => {
+                return Err(LoadError::NotPrecompiled {
+                    path: path.to_owned(),
+                    why: match refused {
+                        Some(why) => why.to_string(),
+                        None => "no precompiled .cwasm was found for it".to_owned(),
+                    },
+                });
+            }
+            (None, None) => {
+                match &refused {
+                    Some(why) => {
+                        tracing::warn!(plugin = path, "{why}; compiling the plugin instead")
+                    }
+                    None => tracing::warn!(
                         plugin = path,
                         "compiling plugin: no precompiled .cwasm next to it (weir compile makes one)"
-                    );
+                    ),
                 }
                 self.compiles.fetch_add(1, Ordering::Relaxed);
                 let c = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
@@ -400,71 +413,39 @@ impl PluginEngine {
         Ok(component)
     }
 
-    fn deserialize_cwasm(&self, sha256: &str, cwasm: &Precompiled) -> Result<Component, String> {
-        let made_from_this = |made_from: &str| {
-            if made_from == sha256 {
-                Ok(())
-            } else {
-                Err(format!(
-                    "it was compiled from a plugin with sha256 {made_from}, not this one ({sha256})"
-                ))
+    /// A `.cwasm` as a component, if the manifest pins its bytes and it was made from
+    /// this plugin for this engine.
+    fn deserialize_pinned(
+        &self,
+        precompiled: Precompiled,
+        pin: Option<&str>,
+        sha256: &str,
+    ) -> Result<Component, Refused> {
+        let file = precompiled.location();
+        let verified = crate::native::verify(precompiled, pin, sha256)?;
+        // SAFETY: these bytes are the ones the operator pinned in the manifest (checked just
+        // above, and deserialized from the same buffer, so a file changed since cannot slip
+        // in). wasmtime checks they were made by a compatible engine (version, settings,
+        // target) before using them.
+        unsafe { Component::deserialize(&self.engine, verified.artifact()) }.map_err(|e| {
+            Refused::Unusable {
+                file,
+                message: format!("{e:#}"),
             }
-        };
-        // SAFETY (both arms): wasmtime checks the artifact was made by a compatible engine
-        // (version, settings, target), and accepts bytes after the artifact (tested). The bytes
-        // must come from `weir compile`: whoever can write them can run native code in the
-        // host, so they need the same trust as the host.
-        match cwasm {
-            Precompiled::Bytes(bytes) => {
-                let tail = &bytes[bytes.len().saturating_sub(CWASM_TRAILER_MAX)..];
-                let (made_from, end) = cwasm_trailer(tail, bytes.len())?;
-                made_from_this(made_from)?;
-                unsafe { Component::deserialize(&self.engine, &bytes[..end]) }
-                    .map_err(|e| format!("{e:#}"))
-            }
-            Precompiled::File(path) => {
-                use std::io::{Read as _, Seek as _};
-                let identity = |m: &std::fs::Metadata| {
-                    use std::os::unix::fs::MetadataExt as _;
-                    (m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec())
-                };
-                let mut file = std::fs::File::open(path).map_err(|e| format!("{e}"))?;
-                let before = file.metadata().map_err(|e| format!("{e}"))?;
-                let len = usize::try_from(before.len()).map_err(|e| format!("{e}"))?;
-                let tail_len = len.min(CWASM_TRAILER_MAX);
-                file.seek(std::io::SeekFrom::End(-(tail_len as i64)))
-                    .map_err(|e| format!("{e}"))?;
-                let mut tail = vec![0; tail_len];
-                file.read_exact(&mut tail).map_err(|e| format!("{e}"))?;
-                let (made_from, _) = cwasm_trailer(&tail, len)?;
-                made_from_this(made_from)?;
-                // Mapped, not read: the file is the artifact plus the trailer.
-                let component = unsafe { Component::deserialize_file(&self.engine, path) }
-                    .map_err(|e| format!("{e:#}"))?;
-                // The file mapped must be the file checked (weir compile replaces a .cwasm
-                // by renaming a new one over it, never by writing into it).
-                let after = std::fs::metadata(path).map_err(|e| format!("{e}"))?;
-                if identity(&before) != identity(&after) {
-                    return Err("the .cwasm changed while it was being loaded".into());
-                }
-                Ok(component)
-            }
-        }
+        })
     }
 
-    fn cache_file(&self, sha256: &str) -> Option<PathBuf> {
-        self.cache_dir
-            .as_ref()
-            .map(|d| d.join(format!("{sha256}-{}.cwasm", self.engine_tag)))
+    fn cache_entry(&self, sha256: &str) -> String {
+        format!("{sha256}-{}.cwasm", self.engine_tag)
     }
 
     fn read_disk_cache(&self, sha256: &str) -> Option<Component> {
-        let file = self.cache_file(sha256)?;
-        if !file.exists() {
-            return None;
-        }
-        // SAFETY: only weir writes this directory, from `Component::serialize`, under a
-        // name that carries this engine's compatibility hash.
+        let cache = self.cache.as_ref()?;
+        let file = cache.trusted_entry(&self.cache_entry(sha256))?;
+        // SAFETY: the entry is in a directory only this user can write, owned by this user
+        // and writable by nobody else (checked just now by `trusted_entry`): weir wrote it,
+        // from `Component::serialize`, under a name that carries this engine's
+        // compatibility hash.
         match unsafe { Component::deserialize_file(&self.engine, &file) } {
             Ok(c) => Some(c),
             Err(e) => {
@@ -475,35 +456,30 @@ impl PluginEngine {
     }
 
     fn write_disk_cache(&self, sha256: &str, component: &Component) {
-        let Some(file) = self.cache_file(sha256) else {
+        let Some(cache) = &self.cache else {
             return;
         };
-        let write = || -> anyhow::Result<()> {
-            if let Some(dir) = file.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&tmp, component.serialize()?)?;
-            std::fs::rename(&tmp, &file)?;
-            Ok(())
-        };
-        if let Err(e) = write() {
-            tracing::warn!(file = %file.display(), "cannot write compiled cache entry: {e:#}");
+        let name = self.cache_entry(sha256);
+        let written = component
+            .serialize()
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|bytes| cache.write(&name, &bytes).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            tracing::warn!(file = %cache.dir().join(&name).display(), "cannot write compiled cache entry: {e}");
         }
     }
 
-    /// Loads a component from bytes: checks its pin, its imports and its exports.
-    /// `precompiled` is a `.cwasm` from `weir compile`, used when valid for this engine.
+    /// Loads a component from bytes: checks its pin, its imports and its exports. A
+    /// precompiled `.cwasm` in `options` runs only if the manifest pins its bytes.
     pub fn load(
         &self,
         name: &str,
         path: &str,
         bytes: &[u8],
-        pinned_sha256: Option<&str>,
-        precompiled: Option<&Precompiled>,
+        options: LoadOptions<'_>,
     ) -> Result<Plugin, LoadError> {
         let sha256 = hex::encode(sha2::Sha256::digest(bytes));
-        if let Some(pin) = pinned_sha256
+        if let Some(pin) = options.pin
             && !pin.eq_ignore_ascii_case(&sha256)
         {
             return Err(LoadError::PinMismatch {
@@ -512,7 +488,7 @@ impl PluginEngine {
                 actual: sha256,
             });
         }
-        let component = self.component(path, &sha256, bytes, precompiled)?;
+        let component = self.component(path, &sha256, bytes, options)?;
         for (import, _) in component.component_type().imports(&self.engine) {
             if let Some(why) = forbidden(import) {
                 return Err(LoadError::ForbiddenImport {
@@ -670,7 +646,7 @@ impl Plugin {
 }
 
 fn ticks(ms: u64) -> u64 {
-    (ms.max(1) * 1000 / EPOCH_TICK.as_micros() as u64).max(1)
+    (ms.max(1).saturating_mul(1000) / EPOCH_TICK.as_micros().max(1) as u64).max(1)
 }
 
 /// One tenant's live instance of one plugin.
@@ -1095,50 +1071,90 @@ mod tests {
     fn load(wat: &str) -> Result<Plugin, LoadError> {
         let engine = PluginEngine::with_cache_dir(None).expect("engine");
         let bytes = wat::parse_str(wat).expect("valid component text");
-        engine.load("p", "p.wasm", &bytes, None, None)
+        engine.load("p", "p.wasm", &bytes, LoadOptions::default())
     }
 
     #[test]
-    fn a_local_cwasm_is_mapped_when_its_trailer_names_these_bytes_and_else_compiled() {
+    fn a_cwasm_runs_only_when_its_bytes_are_pinned_and_made_from_this_plugin() {
         let bytes = wat::parse_str("(component)").expect("component");
         let other = wat::parse_str("(component (core module))").expect("component");
-        let sha = hex::encode(sha2::Sha256::digest(&bytes));
+        let sha = |b: &[u8]| hex::encode(sha2::Sha256::digest(b));
         let dir = tempfile::tempdir().expect("tempdir");
         let write = |name: &str, content: &[u8]| {
             let f = dir.path().join(name);
             std::fs::write(&f, content).expect("write");
             f
         };
-        let good = write(
-            "good.cwasm",
-            &PluginEngine::precompile(&bytes, None).expect("pre"),
-        );
-        let stale = write(
-            "stale.cwasm",
-            &PluginEngine::precompile(&other, None).expect("pre"),
-        );
-        let mut untrailed = PluginEngine::precompile(&bytes, None).expect("pre");
+        let good_bytes = PluginEngine::precompile(&bytes, None).expect("pre");
+        let good = write("good.cwasm", &good_bytes);
+        let stale_bytes = PluginEngine::precompile(&other, None).expect("pre");
+        let stale = write("stale.cwasm", &stale_bytes);
+        let mut untrailed = good_bytes.clone();
         untrailed.truncate(untrailed.len() - 10);
+        let untrailed_sha = sha(&untrailed);
         let untrailed = write("untrailed.cwasm", &untrailed);
         let garbage = write("garbage.cwasm", b"\nweir-cwasm-2 0000\n");
-        for (file, compiles) in [(&good, 0), (&stale, 1), (&untrailed, 1), (&garbage, 1)] {
+        let good_pin = sha(&good_bytes);
+        for (file, pin, compiles) in [
+            (&good, Some(good_pin.as_str()), 0),
+            (&good, None, 1),
+            (&good, Some(&*"0".repeat(64)), 1),
+            (&stale, Some(&*sha(&stale_bytes)), 1),
+            (&untrailed, Some(untrailed_sha.as_str()), 1),
+            (&garbage, Some(good_pin.as_str()), 1),
+        ] {
             let engine = PluginEngine::with_cache_dir(None).expect("engine");
+            let options = |precompiled| LoadOptions {
+                compiled_pin: pin,
+                precompiled: Some(precompiled),
+                ..LoadOptions::default()
+            };
             let from_file = engine.component(
                 "p.wasm",
-                &sha,
+                &sha(&bytes),
                 &bytes,
-                Some(&Precompiled::File(file.clone())),
+                options(Precompiled::File(file.clone())),
             );
             assert!(from_file.is_ok(), "{file:?}");
-            assert_eq!(engine.compiles(), compiles, "{file:?}");
+            assert_eq!(engine.compiles(), compiles, "{file:?} pinned {pin:?}");
             // The same bytes from S3 give the same verdict.
             let engine = PluginEngine::with_cache_dir(None).expect("engine");
             let content = std::fs::read(file).expect("read");
-            let from_bytes =
-                engine.component("p.wasm", &sha, &bytes, Some(&Precompiled::Bytes(content)));
+            let from_bytes = engine.component(
+                "p.wasm",
+                &sha(&bytes),
+                &bytes,
+                options(Precompiled::Bytes {
+                    from: "s3://b/p.cwasm".into(),
+                    bytes: content,
+                }),
+            );
             assert!(from_bytes.is_ok(), "{file:?}");
             assert_eq!(engine.compiles(), compiles, "{file:?} as bytes");
+            // Where compiling is forbidden, what would have compiled is refused.
+            let engine = PluginEngine::with_cache_dir(None).expect("engine");
+            let never = engine.component(
+                "p.wasm",
+                &sha(&bytes),
+                &bytes,
+                LoadOptions {
+                    compile: Compile::Never,
+                    ..options(Precompiled::File(file.clone()))
+                },
+            );
+            assert_eq!(
+                matches!(never, Err(LoadError::NotPrecompiled { .. })),
+                compiles == 1,
+                "{file:?} pinned {pin:?}"
+            );
+            assert_eq!(engine.compiles(), 0);
         }
+    }
+
+    #[test]
+    fn a_huge_time_limit_does_not_overflow_the_deadline() {
+        assert_eq!(ticks(u64::MAX), u64::MAX / 1000);
+        assert_eq!(ticks(0), 1);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use crate::manifest::Manifest;
 use crate::pipeline::Pipeline;
-use crate::plugin::{Plugin, PluginEngine, Precompiled};
+use crate::plugin::{Compile, LoadOptions, Plugin, PluginEngine, Precompiled};
 use crate::store::{Fetched, Location, Store};
 
 /// The default time between checks for a changed manifest or plugin.
@@ -53,6 +53,9 @@ struct SlotSpec {
     compiled: Location,
     /// The manifest names the `.cwasm` (so a missing one is worth a warning).
     compiled_named: bool,
+    /// The sha256 the `.cwasm` must have to be run.
+    compiled_pin: Option<String>,
+    compile: Compile,
 }
 
 /// Why a plugin is not there for a record.
@@ -187,7 +190,10 @@ impl PluginSlot {
         let precompiled = match &self.spec.compiled {
             Location::File(path) if path.is_file() => Some(Precompiled::File(path.clone())),
             compiled => match self.source.store.read(compiled).await {
-                Ok((bytes, _)) => Some(Precompiled::Bytes(bytes)),
+                Ok((bytes, _)) => Some(Precompiled::Bytes {
+                    from: compiled.to_string(),
+                    bytes,
+                }),
                 Err(e) => {
                     if self.spec.compiled_named {
                         tracing::warn!(compiled = %compiled, "named .cwasm not readable: {e:#}");
@@ -201,11 +207,17 @@ impl PluginSlot {
         let engine = self.source.engine.clone();
         let name = self.name.clone();
         let path = self.spec.location.to_string();
-        let pin = self.spec.pin.clone();
+        let spec = self.spec.clone();
         let _core = self.source.cpu.acquire().await;
         tokio::task::spawn_blocking(move || {
+            let options = LoadOptions {
+                pin: spec.pin.as_deref(),
+                compiled_pin: spec.compiled_pin.as_deref(),
+                precompiled,
+                compile: spec.compile,
+            };
             engine
-                .load(&name, &path, &bytes, pin.as_deref(), precompiled.as_ref())
+                .load(&name, &path, &bytes, options)
                 .map(Arc::new)
                 .map_err(|e| format!("plugins.{name}: {e}"))
         })
@@ -417,6 +429,12 @@ async fn slots(
             pin: spec.sha256.clone(),
             compiled,
             compiled_named: spec.compiled.is_some(),
+            compiled_pin: spec.compiled_sha256.clone(),
+            compile: if manifest.require_precompiled {
+                Compile::Never
+            } else {
+                Compile::Allowed
+            },
         };
         let old = known.get(name);
         let same_spec = old.is_some_and(|s| s.spec == spec);

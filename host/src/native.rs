@@ -1,0 +1,397 @@
+//! Native code: which precompiled plugins weir lets run in the host.
+//!
+//! A `.wasm` plugin is sandboxed; a `.cwasm` is machine code the host jumps into. Whoever can
+//! make weir load a `.cwasm` runs code with the function's role and every tenant's records,
+//! so weir trusts exactly two sources of native code, and nothing a file says about itself:
+//! - a `.cwasm` whose own bytes the manifest pins (`compiled_sha256`): the manifest is written
+//!   by operators and is the trust root;
+//! - its own compiled-code cache ([`CompiledCache`]), in a directory that only the current
+//!   user can write.
+//!
+//! A pinned `.cwasm` is read into memory, hashed and deserialized from those same bytes, never
+//! mapped: a mapped file that is rewritten in place changes the code under the host.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use sha2::Digest as _;
+
+/// The last line of a `.cwasm` written by `weir compile`, after wasmtime's artifact: it
+/// names the plugin it was compiled from (`weir-cwasm-2 <sha256>`), so a stale one is
+/// found and reported. It is a label, never proof: the manifest's pin is.
+pub const CWASM_MAGIC: &str = "weir-cwasm-2";
+
+/// The longest trailer: "\n", the magic, a space, 64 hex digits, "\n".
+const CWASM_TRAILER_MAX: usize = 1 + 12 + 1 + 64 + 1;
+
+/// The trailer `weir compile` appends to a plugin's compiled artifact.
+pub fn cwasm_trailer(made_from_sha256: &str) -> String {
+    format!("\n{CWASM_MAGIC} {made_from_sha256}\n")
+}
+
+/// A precompiled plugin found for a `.wasm`: bytes read from S3, or a local file.
+#[derive(Debug, Clone)]
+pub enum Precompiled {
+    /// Read from `from` (an `s3://` URL).
+    Bytes { from: String, bytes: Vec<u8> },
+    /// A local file, read when it is checked.
+    File(PathBuf),
+}
+
+impl Precompiled {
+    /// Where it came from, as warnings name it.
+    pub fn location(&self) -> String {
+        match self {
+            Precompiled::Bytes { from, .. } => from.clone(),
+            Precompiled::File(path) => path.display().to_string(),
+        }
+    }
+}
+
+/// Why a precompiled plugin is not run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// No pin: a `.cwasm` beside a plugin proves nothing about who made it.
+    #[error(
+        "{file} not used: the manifest does not pin it (compiled_sha256); a .cwasm is native code and runs only when pinned (weir compile prints the pin)"
+    )]
+    Unpinned { file: String },
+    /// Pinned, but these are other bytes.
+    #[error("{file} not used: its sha256 is {actual}, but the manifest pins {pinned}")]
+    PinMismatch {
+        file: String,
+        pinned: String,
+        actual: String,
+    },
+    /// Pinned, but compiled from another plugin than the one it stands beside.
+    #[error(
+        "{file} not used: it was compiled from a plugin with sha256 {made_from}, not this one ({sha256})"
+    )]
+    OtherPlugin {
+        file: String,
+        made_from: String,
+        sha256: String,
+    },
+    /// Unreadable, not from `weir compile`, or made for another engine or CPU.
+    #[error("{file} not used: {message}")]
+    Unusable { file: String, message: String },
+}
+
+/// The artifact of a pinned `.cwasm`, checked: its bytes hash to `pin`, and its trailer
+/// says it was compiled from the plugin whose sha256 is `made_from`.
+pub struct VerifiedArtifact {
+    bytes: Vec<u8>,
+    end: usize,
+}
+
+impl VerifiedArtifact {
+    /// wasmtime's artifact, without weir's trailer.
+    pub fn artifact(&self) -> &[u8] {
+        &self.bytes[..self.end]
+    }
+}
+
+/// Reads `precompiled` and checks it against the manifest's pin and the plugin it must
+/// have been compiled from. Only the bytes checked are returned, so what runs is what was
+/// hashed even if the file changes afterwards.
+pub fn verify(
+    precompiled: Precompiled,
+    pin: Option<&str>,
+    made_from: &str,
+) -> Result<VerifiedArtifact, Refused> {
+    let file = precompiled.location();
+    let Some(pin) = pin else {
+        return Err(Refused::Unpinned { file });
+    };
+    let bytes = match precompiled {
+        Precompiled::Bytes { bytes, .. } => bytes,
+        Precompiled::File(path) => std::fs::read(&path).map_err(|e| Refused::Unusable {
+            file: file.clone(),
+            message: format!("cannot read: {e}"),
+        })?,
+    };
+    let actual = hex::encode(sha2::Sha256::digest(&bytes));
+    if !actual.eq_ignore_ascii_case(pin) {
+        return Err(Refused::PinMismatch {
+            file,
+            pinned: pin.to_owned(),
+            actual,
+        });
+    }
+    let tail = &bytes[bytes.len().saturating_sub(CWASM_TRAILER_MAX)..];
+    let (trailer_sha, end) =
+        parse_trailer(tail, bytes.len()).map_err(|message| Refused::Unusable {
+            file: file.clone(),
+            message,
+        })?;
+    if !trailer_sha.eq_ignore_ascii_case(made_from) {
+        return Err(Refused::OtherPlugin {
+            file,
+            made_from: trailer_sha.to_owned(),
+            sha256: made_from.to_owned(),
+        });
+    }
+    Ok(VerifiedArtifact { bytes, end })
+}
+
+/// The sha256 a `.cwasm`'s trailer names and where wasmtime's artifact ends.
+fn parse_trailer(tail: &[u8], len: usize) -> Result<(&str, usize), String> {
+    let body = tail
+        .strip_suffix(b"\n")
+        .ok_or("not a weir .cwasm (no trailer)")?;
+    let start = body
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .ok_or("not a weir .cwasm (no trailer)")?;
+    let line = std::str::from_utf8(&body[start + 1..]).map_err(|_| "not a weir .cwasm")?;
+    let (magic, made_from) = line.split_once(' ').ok_or("not a weir .cwasm")?;
+    if magic != CWASM_MAGIC {
+        return Err(format!("not a weir .cwasm (trailer {magic:?})"));
+    }
+    Ok((made_from, len - (tail.len() - start)))
+}
+
+/// weir's own compiled-code cache: components it compiled itself, serialized, in a
+/// directory only the current user can write.
+///
+/// Entries carry no pin: their trust is the directory. It is created `0700`, entries are
+/// written `0600` and renamed into place, and before every read the directory and the entry
+/// are checked again: owned by this user, not a symlink, writable by no group and no other
+/// user. A directory that fails is not used (one warning), and weir runs without a disk
+/// cache rather than run code someone else could have put there.
+#[derive(Debug)]
+pub struct CompiledCache {
+    dir: PathBuf,
+    warned: AtomicBool,
+    /// Makes each temporary file's name unique within this process.
+    writes: AtomicUsize,
+}
+
+impl CompiledCache {
+    /// Where the cache lives unless `WEIR_CACHE_DIR` says otherwise: in Lambda (whose
+    /// `/tmp` is the function's own) `/tmp/weir-cache`; elsewhere the user's cache
+    /// directory, `$XDG_CACHE_HOME/weir` or `~/.cache/weir`. Never a shared temporary
+    /// directory, where whoever creates the folder first would own it.
+    pub fn default_dir() -> Option<PathBuf> {
+        let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+        if let Some(dir) = var("WEIR_CACHE_DIR") {
+            return Some(PathBuf::from(dir));
+        }
+        if var("AWS_LAMBDA_FUNCTION_NAME").is_some() {
+            return Some(PathBuf::from("/tmp/weir-cache"));
+        }
+        var("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map(|d| d.join("weir"))
+    }
+
+    /// The cache in `dir`, created `0700` if missing; `None`, with a warning naming the
+    /// directory and why, if another user could write it.
+    pub fn open(dir: PathBuf) -> Option<Self> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        if let Err(e) = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+        {
+            tracing::warn!(
+                cache = %dir.display(),
+                "compiled-code cache not used, running without a disk cache: cannot create it: {e}"
+            );
+            return None;
+        }
+        if let Err(why) = private(&dir, true) {
+            tracing::warn!(
+                cache = %dir.display(),
+                "compiled-code cache not used, running without a disk cache: {why}"
+            );
+            return None;
+        }
+        Some(CompiledCache {
+            dir,
+            warned: AtomicBool::new(false),
+            writes: AtomicUsize::new(0),
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// An entry's bytes' path if the directory and the entry are still private to this
+    /// user; `None` if there is no entry or it cannot be trusted (warned once).
+    pub fn trusted_entry(&self, name: &str) -> Option<PathBuf> {
+        let file = self.dir.join(name);
+        if std::fs::symlink_metadata(&file).is_err() {
+            return None;
+        }
+        match private(&self.dir, true).and_then(|()| private(&file, false)) {
+            Ok(()) => Some(file),
+            Err(why) => {
+                if !self.warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        cache = %self.dir.display(),
+                        "compiled-code cache entry not used: {why}"
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    /// Writes an entry: a new `0600` file, renamed over the name, so a reader never sees
+    /// half of one.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        private(&self.dir, true).map_err(std::io::Error::other)?;
+        let file = self.dir.join(name);
+        let tmp = self.dir.join(format!(
+            ".{name}.tmp{}-{}",
+            std::process::id(),
+            self.writes.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(bytes))
+            .and_then(|()| std::fs::rename(&tmp, &file));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
+    }
+}
+
+/// Whether `path` is a directory (or a regular file) that only the current user can write:
+/// not a symlink, owned by this user, not writable by group or others.
+fn private(path: &Path, dir: bool) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let kind_ok = if dir {
+        m.file_type().is_dir()
+    } else {
+        m.file_type().is_file()
+    };
+    if !kind_ok {
+        return Err(format!(
+            "{} is not a {} (a symlink or something else)",
+            path.display(),
+            if dir { "directory" } else { "regular file" }
+        ));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if m.uid() != me {
+        return Err(format!(
+            "{} is owned by uid {}, not by this user (uid {me})",
+            path.display(),
+            m.uid()
+        ));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{} is writable by {} (mode {:o})",
+            path.display(),
+            if m.mode() & 0o002 != 0 {
+                "other users"
+            } else {
+                "its group"
+            },
+            m.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cwasm(body: &[u8], made_from: &str) -> Vec<u8> {
+        let mut b = body.to_vec();
+        b.extend_from_slice(cwasm_trailer(made_from).as_bytes());
+        b
+    }
+
+    fn sha(bytes: &[u8]) -> String {
+        hex::encode(sha2::Sha256::digest(bytes))
+    }
+
+    #[test]
+    fn only_pinned_bytes_made_from_this_plugin_pass() {
+        let plugin = "a".repeat(64);
+        let good = cwasm(b"artifact", &plugin);
+        let bytes = |b: &[u8]| Precompiled::Bytes {
+            from: "s3://b/p.cwasm".into(),
+            bytes: b.to_vec(),
+        };
+        let ok = verify(bytes(&good), Some(&sha(&good)), &plugin).expect("pinned");
+        assert_eq!(ok.artifact(), b"artifact");
+        assert!(matches!(
+            verify(bytes(&good), None, &plugin),
+            Err(Refused::Unpinned { .. })
+        ));
+        assert!(matches!(
+            verify(bytes(&good), Some(&"0".repeat(64)), &plugin),
+            Err(Refused::PinMismatch { .. })
+        ));
+        // A forged trailer does not help: the pin is over the whole file.
+        let forged = cwasm(b"other code", &plugin);
+        assert!(matches!(
+            verify(bytes(&forged), Some(&sha(&good)), &plugin),
+            Err(Refused::PinMismatch { .. })
+        ));
+        // Pinned, but made from another plugin: the operator pinned the wrong pair.
+        let other = cwasm(b"artifact", &"b".repeat(64));
+        assert!(matches!(
+            verify(bytes(&other), Some(&sha(&other)), &plugin),
+            Err(Refused::OtherPlugin { .. })
+        ));
+        let untrailed = b"artifact".to_vec();
+        assert!(matches!(
+            verify(bytes(&untrailed), Some(&sha(&untrailed)), &plugin),
+            Err(Refused::Unusable { .. })
+        ));
+    }
+
+    #[test]
+    fn the_cache_is_created_private_and_refused_when_others_can_write_it() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("a/b/weir");
+        let cache = CompiledCache::open(dir.clone()).expect("created");
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        cache.write("e.cwasm", b"x").expect("write");
+        assert_eq!(mode(&dir.join("e.cwasm")), 0o600);
+        assert!(cache.trusted_entry("e.cwasm").is_some());
+        assert!(cache.trusted_entry("missing.cwasm").is_none());
+
+        // An entry someone else could have written is not trusted.
+        std::fs::set_permissions(
+            dir.join("e.cwasm"),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .expect("chmod");
+        assert!(cache.trusted_entry("e.cwasm").is_none());
+
+        // Neither is a directory that became writable by others after it was opened...
+        std::fs::set_permissions(dir.join("e.cwasm"), std::fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        assert!(cache.trusted_entry("e.cwasm").is_none());
+        assert!(cache.write("f.cwasm", b"x").is_err());
+        // ...nor is one opened that way, nor a symlink to a private directory.
+        assert!(CompiledCache::open(dir.clone()).is_none());
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let link = root.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).expect("symlink");
+        assert!(CompiledCache::open(link).is_none());
+    }
+}

@@ -1,0 +1,351 @@
+//! Native code runs only as far as the operator said: the two attacks of issue 12, done as an
+//! attacker would with the real `weir` binary and real plugins, and the good paths.
+//!
+//! The pinned plugin is `mapping` (entries of detail type `CustomerChanged`); the attacker's
+//! code is the `echo-state` plugin compiled by weir (entries of detail type `EchoState`).
+//! Each attack is shown to be live by a control: the same planted file *is* run where weir
+//! is told to trust it, so only the trust rule stands between it and the host.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::Digest as _;
+use support::{plugin, root};
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+fn weir(args: &[&str], cache: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .current_dir(root())
+        .env("WEIR_CACHE_DIR", cache)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("weir runs")
+}
+
+/// `weir run` of the example event, with its compiled-code cache in `cache`.
+fn run(manifest: &Path, cache: &Path) -> Output {
+    let letters = manifest.with_extension("letters");
+    weir(
+        &[
+            "run",
+            "--manifest",
+            manifest.to_str().expect("utf-8"),
+            "--event",
+            "examples/events/customers.json",
+            "--dead-letter-dir",
+            letters.to_str().expect("utf-8"),
+        ],
+        cache,
+    )
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The detail types of the entries printed, one per line.
+fn detail_types(out: &Output) -> Vec<String> {
+    stdout(out)
+        .lines()
+        .map(|l| {
+            let entry: serde_json::Value = serde_json::from_str(l).expect("entry is JSON");
+            entry["DetailType"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect()
+}
+
+/// A manifest in `dir` running `wasm` (pinned to its own sha256) for tenant globex, with
+/// `extra` lines under its `[plugins.mapping]`.
+fn manifest(dir: &Path, name: &str, wasm: &Path, extra: &str) -> PathBuf {
+    let pin = sha256(&std::fs::read(wasm).expect("plugin"));
+    let text = format!(
+        "event_bus = \"trust\"\n[plugins.mapping]\npath = {:?}\nsha256 = \"{pin}\"\n{extra}\
+         [[routes]]\ntable = \"Customers\"\nsource = \"weir.customers\"\ntenant = {{ attribute = \"tenantId\" }}\n\
+         [tenants.globex]\nplugin = \"mapping\"\n\
+         config = {{ detail_type = \"CustomerChanged\", fields = {{ Name = \"/name\" }} }}\n",
+        wasm.display().to_string()
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("manifest");
+    path
+}
+
+fn private_dir(path: PathBuf) -> PathBuf {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&path)
+        .expect("mkdir");
+    path
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// The honest output: the pinned plugin alone, compiled afresh.
+fn honest(dir: &Path, manifest: &Path) -> Output {
+    let out = run(manifest, &private_dir(dir.join("honest-cache")));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let types = detail_types(&out);
+    assert!(
+        !types.is_empty() && types.iter().all(|t| t == "CustomerChanged"),
+        "{types:?}"
+    );
+    out
+}
+
+#[test]
+fn a_forged_cwasm_beside_a_pinned_plugin_is_refused_and_the_pinned_plugin_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = dir.path().join("mapping.wasm");
+    std::fs::copy(plugin("mapping"), &wasm).expect("copy");
+    let plugin_sha = sha256(&std::fs::read(&wasm).expect("read"));
+    let unpinned = manifest(dir.path(), "weir.toml", &wasm, "");
+    let honest = honest(dir.path(), &unpinned);
+
+    // The attacker compiles another plugin with `weir compile`, rewrites the trailer to name
+    // the pinned plugin, and puts the file beside it as mapping.cwasm.
+    let evil_dir = private_dir(dir.path().join("attacker"));
+    let evil_wasm = evil_dir.join("mapping.wasm");
+    std::fs::copy(plugin("echo-state"), &evil_wasm).expect("copy");
+    let out = weir(
+        &["compile", evil_wasm.to_str().expect("utf-8")],
+        &dir.path().join("unused-cache"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut forged = std::fs::read(evil_dir.join("mapping.cwasm")).expect("compiled");
+    let body_end = forged[..forged.len() - 1]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .expect("a trailer line");
+    forged.truncate(body_end);
+    forged.extend_from_slice(format!("\nweir-cwasm-2 {plugin_sha}\n").as_bytes());
+    let planted = dir.path().join("mapping.cwasm");
+    std::fs::write(&planted, &forged).expect("plant");
+
+    // The manifest pins the .wasm only: the .cwasm is refused, by name, and the pinned
+    // plugin's own entries come out.
+    let out = run(&unpinned, &private_dir(dir.path().join("cache-1")));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), stdout(&honest));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "{} not used: the manifest does not pin it (compiled_sha256)",
+            planted.display()
+        )),
+        "{err}"
+    );
+
+    // The manifest pins the honest .cwasm (as `weir compile --manifest` writes it): the forged
+    // one does not match, and is refused by name.
+    let honest_cwasm = {
+        let out = weir(
+            &[
+                "compile",
+                wasm.to_str().expect("utf-8"),
+                "--out-dir",
+                evil_dir.to_str().expect("utf-8"),
+            ],
+            &dir.path().join("unused-cache"),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        std::fs::read(evil_dir.join("mapping.cwasm")).expect("compiled")
+    };
+    let pinned = manifest(
+        dir.path(),
+        "pinned.toml",
+        &wasm,
+        &format!("compiled_sha256 = \"{}\"\n", sha256(&honest_cwasm)),
+    );
+    let out = run(&pinned, &private_dir(dir.path().join("cache-2")));
+    assert_eq!(stdout(&out), stdout(&honest));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "{} not used: its sha256 is {}, but the manifest pins {}",
+            planted.display(),
+            sha256(&forged),
+            sha256(&honest_cwasm)
+        )),
+        "{err}"
+    );
+
+    // Control: the forged file is live native code. Were it pinned, the other plugin's code
+    // would run in the pinned plugin's place, which is what the trailer check alone allowed.
+    let trusting = manifest(
+        dir.path(),
+        "trusting.toml",
+        &wasm,
+        &format!("compiled_sha256 = \"{}\"\n", sha256(&forged)),
+    );
+    let out = run(&trusting, &private_dir(dir.path().join("cache-3")));
+    let types = detail_types(&out);
+    assert!(
+        !types.is_empty() && types.iter().all(|t| t == "EchoState"),
+        "{types:?} {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_planted_entry_in_a_compiled_code_cache_others_can_write_is_never_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = dir.path().join("mapping.wasm");
+    std::fs::copy(plugin("mapping"), &wasm).expect("copy");
+    let plugin_sha = sha256(&std::fs::read(&wasm).expect("read"));
+    let victim = manifest(dir.path(), "weir.toml", &wasm, "");
+    let honest = honest(dir.path(), &victim);
+
+    // The attacker's native code: echo-state, compiled by weir into a cache of its own.
+    let evil_wasm = dir.path().join("echo-state.wasm");
+    std::fs::copy(plugin("echo-state"), &evil_wasm).expect("copy");
+    let evil_cache = private_dir(dir.path().join("attacker-cache"));
+    let out = run(
+        &manifest(dir.path(), "evil.toml", &evil_wasm, ""),
+        &evil_cache,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let entry = std::fs::read_dir(&evil_cache)
+        .expect("cache")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .find(|n| n.ends_with(".cwasm"))
+        .expect("weir wrote a cache entry");
+    let engine_tag = entry
+        .strip_suffix(".cwasm")
+        .and_then(|n| n.rsplit_once('-'))
+        .map(|(_, tag)| tag.to_owned())
+        .expect("<sha256>-<engine>.cwasm");
+
+    // On a shared machine the attacker creates the cache folder first, writable by all,
+    // and plants that code under the pinned plugin's name.
+    let shared = dir.path().join("shared-cache");
+    std::fs::create_dir(&shared).expect("mkdir");
+    chmod(&shared, 0o777);
+    let planted = shared.join(format!("{plugin_sha}-{engine_tag}.cwasm"));
+    std::fs::copy(evil_cache.join(&entry), &planted).expect("plant");
+    chmod(&planted, 0o600);
+
+    let out = run(&victim, &shared);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), stdout(&honest));
+    let err = stderr(&out);
+    assert!(
+        err.contains("compiled-code cache not used, running without a disk cache")
+            && err.contains(&format!(
+                "{} is writable by other users (mode 777)",
+                shared.display()
+            )),
+        "{err}"
+    );
+    assert!(planted.exists(), "weir leaves the folder as it found it");
+
+    // Control: the planted entry is well-formed. In a folder only this user can write, weir
+    // trusts what is there, and the attacker's code runs: only the folder check stopped it.
+    chmod(&shared, 0o700);
+    let out = run(&victim, &shared);
+    let types = detail_types(&out);
+    assert!(
+        !types.is_empty() && types.iter().all(|t| t == "EchoState"),
+        "{types:?} {}",
+        stderr(&out)
+    );
+
+    // A folder owned by another user is refused too, however tight its mode. (Only root can
+    // give a folder away; CI runs as root.)
+    let me = {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata(dir.path()).expect("meta").uid()
+    };
+    if me == 0 {
+        chmod(&shared, 0o755);
+        std::os::unix::fs::chown(&shared, Some(65534), Some(65534)).expect("chown");
+        let out = run(&victim, &shared);
+        assert_eq!(stdout(&out), stdout(&honest));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "{} is owned by uid 65534, not by this user (uid 0)",
+                shared.display()
+            )),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn compile_with_a_manifest_writes_both_pins_and_the_pinned_cwasm_runs_with_no_compile() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = dir.path().join("mapping.wasm");
+    std::fs::copy(plugin("mapping"), &wasm).expect("copy");
+    let m = dir.path().join("weir.toml");
+    std::fs::write(
+        &m,
+        format!(
+            "# the operators' manifest\nevent_bus = \"trust\"\n\n[plugins.mapping]\npath = \"mapping.wasm\"   # kept\n\n\
+             [[routes]]\ntable = \"Customers\"\nsource = \"weir.customers\"\ntenant = {{ attribute = \"tenantId\" }}\n\
+             [tenants.globex]\nplugin = \"mapping\"\n\
+             config = {{ detail_type = \"CustomerChanged\", fields = {{ Name = \"/name\" }} }}\n"
+        ),
+    )
+    .expect("manifest");
+    let honest = honest(dir.path(), &m);
+
+    let out = weir(
+        &["compile", "--manifest", m.to_str().expect("utf-8")],
+        &dir.path().join("unused-cache"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let cwasm = std::fs::read(dir.path().join("mapping.cwasm")).expect("compiled beside it");
+    let text = std::fs::read_to_string(&m).expect("manifest");
+    for line in [
+        "# the operators' manifest".to_owned(),
+        "path = \"mapping.wasm\"   # kept".to_owned(),
+        format!(
+            "sha256 = \"{}\"",
+            sha256(&std::fs::read(&wasm).expect("wasm"))
+        ),
+        format!("compiled_sha256 = \"{}\"", sha256(&cwasm)),
+    ] {
+        assert!(text.contains(&line), "{text} lacks {line}");
+    }
+
+    // Run from a fresh cache: the pinned .cwasm is used, nothing is compiled (a compile would
+    // warn, and would write its result into the cache).
+    let cache = private_dir(dir.path().join("fresh-cache"));
+    let out = run(&m, &cache);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), stdout(&honest));
+    assert!(!stderr(&out).contains("compil"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_dir(&cache).expect("cache").count(), 0);
+
+    // The same run without the pin compiles, and says why the .cwasm was not used.
+    let unpinned: String = text
+        .lines()
+        .filter(|l| !l.starts_with("compiled_sha256"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&m, unpinned).expect("manifest");
+    let cache = private_dir(dir.path().join("fresh-cache-2"));
+    let out = run(&m, &cache);
+    assert_eq!(stdout(&out), stdout(&honest));
+    assert!(
+        stderr(&out).contains("does not pin it (compiled_sha256)")
+            && stderr(&out).contains("compiling the plugin instead"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_dir(&cache).expect("cache").count(), 1);
+}
