@@ -317,7 +317,11 @@ async fn an_identical_plugin_under_another_key_is_not_compiled_again() {
         "the pinned .cwasm was used"
     );
     // ...but never without a pin, nor one whose bytes differ from the pin...
-    assert_eq!(with_cwasm(&good, None).await, 1, "an unpinned .cwasm is not run");
+    assert_eq!(
+        with_cwasm(&good, None).await,
+        1,
+        "an unpinned .cwasm is not run"
+    );
     let mut forged = PluginEngine::precompile(&wasm("echo-state"), None).expect("precompile");
     let trailer = format!("\nweir-cwasm-2 {}\n", sha256(&wasm("echo-state")));
     forged.truncate(forged.len() - trailer.len());

@@ -686,7 +686,12 @@ fn a_plugin_importing_sockets_is_refused_at_load() {
     let bytes = std::fs::read(&path).expect("netcat plugin");
     let engine = PluginEngine::with_cache_dir(None).expect("engine");
     let err = engine
-        .load("netcat", &path.display().to_string(), &bytes, Default::default())
+        .load(
+            "netcat",
+            &path.display().to_string(),
+            &bytes,
+            Default::default(),
+        )
         .err()
         .expect("refused");
     let message = err.to_string();

@@ -191,8 +191,20 @@ fn limit_problems(limits: &Limits) -> Vec<String> {
             256 << 20,
             "",
         ),
-        ("max_log_lines", Some(n(limits.max_log_lines)), 0, 100_000, ""),
-        ("max_log_bytes", Some(n(limits.max_log_bytes)), 0, 16 << 20, ""),
+        (
+            "max_log_lines",
+            Some(n(limits.max_log_lines)),
+            0,
+            100_000,
+            "",
+        ),
+        (
+            "max_log_bytes",
+            Some(n(limits.max_log_bytes)),
+            0,
+            16 << 20,
+            "",
+        ),
         (
             "max_entry_bytes",
             Some(n(limits.max_entry_bytes)),
@@ -1008,12 +1020,12 @@ limits = { time_ms = 0 }
     fn absurd_limits_are_refused_by_name_not_panicked_on() {
         let text = format!(
             "{EXAMPLE}\n[limits]\ntime_ms = {}\nmemory_mib = 5000\nmax_entry_bytes = 2000000\nfuel = 0\n",
-            u64::MAX
+            i64::MAX
         );
         let err = Manifest::parse(&text, Location::File("m.toml".into())).expect_err("invalid");
         let msg = err.to_string();
         for part in [
-            &format!("limit time_ms = {} is outside 1..=900000", u64::MAX),
+            &format!("limit time_ms = {} is outside 1..=900000", i64::MAX),
             "limit memory_mib = 5000 is outside 1..=4096",
             "limit max_entry_bytes = 2000000 is outside 1..=1048576: PutEvents",
             "limit fuel must be above 0",
@@ -1043,9 +1055,11 @@ limits = { time_ms = 0 }
                 .contains("plugins.mapping.compiled_sha256 must be 64 hex digits"),
             "{err}"
         );
-        assert!(!Manifest::parse(EXAMPLE, Location::File("m.toml".into()))
-            .expect("parses")
-            .require_precompiled);
+        assert!(
+            !Manifest::parse(EXAMPLE, Location::File("m.toml".into()))
+                .expect("parses")
+                .require_precompiled
+        );
     }
 
     #[test]

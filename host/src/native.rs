@@ -77,23 +77,22 @@ pub enum Refused {
     Unusable { file: String, message: String },
 }
 
-/// The artifact of a pinned `.cwasm`, checked: its bytes hash to `pin`, and its trailer
-/// says it was compiled from the plugin whose sha256 is `made_from`.
-pub struct VerifiedArtifact {
-    bytes: Vec<u8>,
-    end: usize,
+/// A pinned `.cwasm`, checked: its bytes hash to the pin, and its trailer says it was
+/// compiled from the plugin it stands for. It reaches wasmtime as exactly the bytes hashed.
+#[derive(Debug)]
+pub enum VerifiedArtifact {
+    /// Bytes in memory (from S3, or read from a file that others could rewrite): wasmtime
+    /// copies these, so a file changed after the check cannot slip in.
+    Bytes { bytes: Vec<u8>, end: usize },
+    /// A file only its owner (this user, or root) can write, checked through a read-only
+    /// mapping of this open file; wasmtime maps the same open file. Nobody the host does
+    /// not already trust can change it in place, and a rename over its name does not
+    /// change this open file.
+    OwnFile(std::fs::File),
 }
 
-impl VerifiedArtifact {
-    /// wasmtime's artifact, without weir's trailer.
-    pub fn artifact(&self) -> &[u8] {
-        &self.bytes[..self.end]
-    }
-}
-
-/// Reads `precompiled` and checks it against the manifest's pin and the plugin it must
-/// have been compiled from. Only the bytes checked are returned, so what runs is what was
-/// hashed even if the file changes afterwards.
+/// Checks `precompiled` against the manifest's pin and the plugin it must have been
+/// compiled from (`made_from`, a sha256).
 pub fn verify(
     precompiled: Precompiled,
     pin: Option<&str>,
@@ -103,17 +102,45 @@ pub fn verify(
     let Some(pin) = pin else {
         return Err(Refused::Unpinned { file });
     };
-    let bytes = match precompiled {
-        Precompiled::Bytes { bytes, .. } => bytes,
-        Precompiled::File(path) => std::fs::read(&path).map_err(|e| Refused::Unusable {
-            file: file.clone(),
-            message: format!("cannot read: {e}"),
-        })?,
+    let unusable = |message: String| Refused::Unusable {
+        file: file.clone(),
+        message,
     };
-    let actual = hex::encode(sha2::Sha256::digest(&bytes));
+    match precompiled {
+        Precompiled::Bytes { bytes, .. } => {
+            let end = check(&bytes, pin, made_from, &file)?;
+            Ok(VerifiedArtifact::Bytes { bytes, end })
+        }
+        Precompiled::File(path) => {
+            use std::io::Read as _;
+            let mut f =
+                std::fs::File::open(&path).map_err(|e| unusable(format!("cannot read: {e}")))?;
+            let meta = f
+                .metadata()
+                .map_err(|e| unusable(format!("cannot read: {e}")))?;
+            if only_its_owner_can_write(&meta) {
+                let len = usize::try_from(meta.len()).map_err(|e| unusable(e.to_string()))?;
+                let mapped =
+                    ReadOnlyMap::new(&f, len).map_err(|e| unusable(format!("cannot map: {e}")))?;
+                check(mapped.bytes(), pin, made_from, &file)?;
+                Ok(VerifiedArtifact::OwnFile(f))
+            } else {
+                let mut bytes = Vec::new();
+                f.read_to_end(&mut bytes)
+                    .map_err(|e| unusable(format!("cannot read: {e}")))?;
+                let end = check(&bytes, pin, made_from, &file)?;
+                Ok(VerifiedArtifact::Bytes { bytes, end })
+            }
+        }
+    }
+}
+
+/// The pin and trailer checks; where wasmtime's artifact ends.
+fn check(bytes: &[u8], pin: &str, made_from: &str, file: &str) -> Result<usize, Refused> {
+    let actual = hex::encode(sha2::Sha256::digest(bytes));
     if !actual.eq_ignore_ascii_case(pin) {
         return Err(Refused::PinMismatch {
-            file,
+            file: file.to_owned(),
             pinned: pin.to_owned(),
             actual,
         });
@@ -121,17 +148,79 @@ pub fn verify(
     let tail = &bytes[bytes.len().saturating_sub(CWASM_TRAILER_MAX)..];
     let (trailer_sha, end) =
         parse_trailer(tail, bytes.len()).map_err(|message| Refused::Unusable {
-            file: file.clone(),
+            file: file.to_owned(),
             message,
         })?;
     if !trailer_sha.eq_ignore_ascii_case(made_from) {
         return Err(Refused::OtherPlugin {
-            file,
+            file: file.to_owned(),
             made_from: trailer_sha.to_owned(),
             sha256: made_from.to_owned(),
         });
     }
-    Ok(VerifiedArtifact { bytes, end })
+    Ok(end)
+}
+
+/// A regular file that only its owner can write, owned by this user or by root: nobody
+/// the host does not already trust can rewrite it in place.
+fn only_its_owner_can_write(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    meta.file_type().is_file()
+        && (meta.uid() == effective_uid() || meta.uid() == 0)
+        && meta.mode() & 0o022 == 0
+}
+
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// A whole file mapped read-only, unmapped when dropped: hashing it costs no copy.
+struct ReadOnlyMap {
+    ptr: std::ptr::NonNull<libc::c_void>,
+    len: usize,
+}
+
+impl ReadOnlyMap {
+    fn new(file: &std::fs::File, len: usize) -> std::io::Result<Self> {
+        use std::os::fd::AsRawFd as _;
+        if len == 0 {
+            return Err(std::io::Error::other("the file is empty"));
+        }
+        // SAFETY: a new read-only private mapping of an open file, read only within `len`
+        // and unmapped on drop. The file can be truncated under it only by its owner (this
+        // user or root), which `only_its_owner_can_write` checked.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        std::ptr::NonNull::new(ptr)
+            .map(|ptr| ReadOnlyMap { ptr, len })
+            .ok_or_else(|| std::io::Error::other("mmap returned null"))
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` readable bytes and lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for ReadOnlyMap {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping `new` made, once.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr(), self.len);
+        }
+    }
 }
 
 /// The sha256 a `.cwasm`'s trailer names and where wasmtime's artifact ends.
@@ -285,8 +374,7 @@ fn private(path: &Path, dir: bool) -> Result<(), String> {
             if dir { "directory" } else { "regular file" }
         ));
     }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
+    let me = effective_uid();
     if m.uid() != me {
         return Err(format!(
             "{} is owned by uid {}, not by this user (uid {me})",
@@ -331,8 +419,22 @@ mod tests {
             from: "s3://b/p.cwasm".into(),
             bytes: b.to_vec(),
         };
-        let ok = verify(bytes(&good), Some(&sha(&good)), &plugin).expect("pinned");
-        assert_eq!(ok.artifact(), b"artifact");
+        match verify(bytes(&good), Some(&sha(&good)), &plugin) {
+            Ok(VerifiedArtifact::Bytes { bytes, end }) => assert_eq!(&bytes[..end], b"artifact"),
+            other => panic!("{other:?}"),
+        }
+        // A file only its owner can write is checked through a mapping and handed over as
+        // the open file; one others can write is read, and the bytes checked are handed over.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.cwasm");
+        std::fs::write(&path, &good).expect("write");
+        let as_file = || verify(Precompiled::File(path.clone()), Some(&sha(&good)), &plugin);
+        assert!(matches!(as_file(), Ok(VerifiedArtifact::OwnFile(_))));
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        }
+        assert!(matches!(as_file(), Ok(VerifiedArtifact::Bytes { .. })));
         assert!(matches!(
             verify(bytes(&good), None, &plugin),
             Err(Refused::Unpinned { .. })
@@ -374,11 +476,8 @@ mod tests {
         assert!(cache.trusted_entry("missing.cwasm").is_none());
 
         // An entry someone else could have written is not trusted.
-        std::fs::set_permissions(
-            dir.join("e.cwasm"),
-            std::fs::Permissions::from_mode(0o666),
-        )
-        .expect("chmod");
+        std::fs::set_permissions(dir.join("e.cwasm"), std::fs::Permissions::from_mode(0o666))
+            .expect("chmod");
         assert!(cache.trusted_entry("e.cwasm").is_none());
 
         // Neither is a directory that became writable by others after it was opened...

@@ -25,7 +25,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use crate::dead_letter::PluginRef;
 use crate::manifest::Limits;
 pub use crate::native::Precompiled;
-use crate::native::{CompiledCache, Refused};
+use crate::native::{CompiledCache, Refused, VerifiedArtifact};
 use crate::record::{Change, StreamRecord};
 
 mod bindings {
@@ -340,46 +340,85 @@ impl PluginEngine {
         Ok(out)
     }
 
-    /// The compiled component for `bytes` (whose hash is `sha256`): from memory, from a
-    /// precompiled `.cwasm` the manifest pins, from the private disk cache, or compiled now
-    /// (unless the manifest forbids it).
+    /// The plugin's sha256 and its compiled component: from a precompiled `.cwasm` the
+    /// manifest pins, from memory, from the private disk cache, or compiled now (unless the
+    /// manifest forbids it).
+    ///
+    /// When the manifest pins both the `.wasm` and the `.cwasm`, and the `.cwasm`'s trailer
+    /// (covered by its pin) names the pinned `.wasm`, only that native code runs: the `.wasm`
+    /// is not even hashed. Otherwise the `.wasm` is hashed and must match its pin.
     fn component(
         &self,
         path: &str,
-        sha256: &str,
         bytes: &[u8],
         options: LoadOptions<'_>,
-    ) -> Result<Component, LoadError> {
+    ) -> Result<(String, Component), LoadError> {
+        let LoadOptions {
+            pin,
+            compiled_pin,
+            precompiled,
+            compile,
+        } = options;
+        let mut refused = None;
+        let precompiled = match (pin, precompiled) {
+            (Some(pin), Some(p)) => {
+                let sha256 = pin.to_ascii_lowercase();
+                match self.deserialize_pinned(p, compiled_pin, &sha256) {
+                    Ok(c) => {
+                        self.remember(&sha256, &c);
+                        return Ok((sha256, c));
+                    }
+                    Err(why) => refused = Some(why),
+                }
+                None
+            }
+            (_, p) => p,
+        };
+        let sha256 = hex::encode(sha2::Sha256::digest(bytes));
+        if let Some(pin) = pin
+            && !pin.eq_ignore_ascii_case(&sha256)
+        {
+            return Err(LoadError::PinMismatch {
+                path: path.to_owned(),
+                pinned: pin.to_owned(),
+                actual: sha256,
+            });
+        }
         let gate = self
             .loading
             .lock()
-            .map(|mut m| m.entry(sha256.to_owned()).or_default().clone())
+            .map(|mut m| m.entry(sha256.clone()).or_default().clone())
             .unwrap_or_default();
         let _same_bytes = gate.lock();
         if let Some(c) = self
             .compiled
             .lock()
             .ok()
-            .and_then(|m| m.get(sha256).cloned())
+            .and_then(|m| m.get(&sha256).cloned())
         {
-            return Ok(c);
+            return Ok((sha256, c));
         }
-        let (component, refused) = match options.precompiled {
-            Some(p) => match self.deserialize_pinned(p, options.compiled_pin, sha256) {
-                Ok(c) => (Some(c), None),
-                Err(why) => (None, Some(why)),
+        let from_precompiled = match precompiled {
+            Some(p) => match self.deserialize_pinned(p, compiled_pin, &sha256) {
+                Ok(c) => Some(c),
+                Err(why) => {
+                    refused = Some(why);
+                    None
+                }
             },
-            None => (None, None),
+            None => None,
         };
-        let from_cache = component.is_none().then(|| self.read_disk_cache(sha256));
-        let component = match (component, from_cache.flatten()) {
-            (Some(c), _) | (None, Some(c)) => {
+        let component = match from_precompiled.or_else(|| self.read_disk_cache(&sha256)) {
+            Some(c) => {
                 if let Some(why) = &refused {
-                    tracing::warn!(plugin = path, "{why}; loaded from weir's own compiled-code cache instead");
+                    tracing::warn!(
+                        plugin = path,
+                        "{why}; loaded from weir's own compiled-code cache instead"
+                    );
                 }
                 c
             }
-            (None, None) if options.compile == Compile::Never => {
+            None if compile == Compile::Never => {
                 return Err(LoadError::NotPrecompiled {
                     path: path.to_owned(),
                     why: match refused {
@@ -388,7 +427,7 @@ impl PluginEngine {
                     },
                 });
             }
-            (None, None) => {
+            None => {
                 match &refused {
                     Some(why) => {
                         tracing::warn!(plugin = path, "{why}; compiling the plugin instead")
@@ -403,18 +442,23 @@ impl PluginEngine {
                     path: path.to_owned(),
                     message: format!("{e:#}"),
                 })?;
-                self.write_disk_cache(sha256, &c);
+                self.write_disk_cache(&sha256, &c);
                 c
             }
         };
+        self.remember(&sha256, &component);
+        Ok((sha256, component))
+    }
+
+    /// Keeps a component in memory under its plugin's sha256.
+    fn remember(&self, sha256: &str, component: &Component) {
         if let Ok(mut m) = self.compiled.lock() {
             m.insert(sha256.to_owned(), component.clone());
         }
-        Ok(component)
     }
 
     /// A `.cwasm` as a component, if the manifest pins its bytes and it was made from
-    /// this plugin for this engine.
+    /// this plugin (`sha256`) for this engine.
     fn deserialize_pinned(
         &self,
         precompiled: Precompiled,
@@ -422,17 +466,25 @@ impl PluginEngine {
         sha256: &str,
     ) -> Result<Component, Refused> {
         let file = precompiled.location();
-        let verified = crate::native::verify(precompiled, pin, sha256)?;
-        // SAFETY: these bytes are the ones the operator pinned in the manifest (checked just
-        // above, and deserialized from the same buffer, so a file changed since cannot slip
-        // in). wasmtime checks they were made by a compatible engine (version, settings,
-        // target) before using them.
-        unsafe { Component::deserialize(&self.engine, verified.artifact()) }.map_err(|e| {
-            Refused::Unusable {
-                file,
-                message: format!("{e:#}"),
+        let unusable = |e: wasmtime::Error| Refused::Unusable {
+            file: file.clone(),
+            message: format!("{e:#}"),
+        };
+        // SAFETY (both arms): what wasmtime gets is exactly what was hashed and found equal to
+        // the operator's pin in the manifest (see `VerifiedArtifact`), and wasmtime checks it
+        // was made by a compatible engine (version, settings, target) before using it. It
+        // accepts the trailer after the artifact.
+        match crate::native::verify(precompiled, pin, sha256)? {
+            VerifiedArtifact::Bytes { bytes, end } => {
+                unsafe { Component::deserialize(&self.engine, &bytes[..end]) }.map_err(unusable)
             }
-        })
+            VerifiedArtifact::OwnFile(open) => {
+                use std::os::fd::AsRawFd as _;
+                // The same open file, mapped: never a file found again by its name.
+                let same_file = PathBuf::from(format!("/proc/self/fd/{}", open.as_raw_fd()));
+                unsafe { Component::deserialize_file(&self.engine, &same_file) }.map_err(unusable)
+            }
+        }
     }
 
     fn cache_entry(&self, sha256: &str) -> String {
@@ -478,17 +530,7 @@ impl PluginEngine {
         bytes: &[u8],
         options: LoadOptions<'_>,
     ) -> Result<Plugin, LoadError> {
-        let sha256 = hex::encode(sha2::Sha256::digest(bytes));
-        if let Some(pin) = options.pin
-            && !pin.eq_ignore_ascii_case(&sha256)
-        {
-            return Err(LoadError::PinMismatch {
-                path: path.to_owned(),
-                pinned: pin.to_owned(),
-                actual: sha256,
-            });
-        }
-        let component = self.component(path, &sha256, bytes, options)?;
+        let (sha256, component) = self.component(path, bytes, options)?;
         for (import, _) in component.component_type().imports(&self.engine) {
             if let Some(why) = forbidden(import) {
                 return Err(LoadError::ForbiddenImport {
@@ -1109,12 +1151,8 @@ mod tests {
                 precompiled: Some(precompiled),
                 ..LoadOptions::default()
             };
-            let from_file = engine.component(
-                "p.wasm",
-                &sha(&bytes),
-                &bytes,
-                options(Precompiled::File(file.clone())),
-            );
+            let from_file =
+                engine.component("p.wasm", &bytes, options(Precompiled::File(file.clone())));
             assert!(from_file.is_ok(), "{file:?}");
             assert_eq!(engine.compiles(), compiles, "{file:?} pinned {pin:?}");
             // The same bytes from S3 give the same verdict.
@@ -1122,7 +1160,6 @@ mod tests {
             let content = std::fs::read(file).expect("read");
             let from_bytes = engine.component(
                 "p.wasm",
-                &sha(&bytes),
                 &bytes,
                 options(Precompiled::Bytes {
                     from: "s3://b/p.cwasm".into(),
@@ -1135,7 +1172,6 @@ mod tests {
             let engine = PluginEngine::with_cache_dir(None).expect("engine");
             let never = engine.component(
                 "p.wasm",
-                &sha(&bytes),
                 &bytes,
                 LoadOptions {
                     compile: Compile::Never,
@@ -1148,7 +1184,47 @@ mod tests {
                 "{file:?} pinned {pin:?}"
             );
             assert_eq!(engine.compiles(), 0);
+            // With the .wasm pinned too, the same verdicts.
+            let engine = PluginEngine::with_cache_dir(None).expect("engine");
+            let wasm_pin = sha(&bytes);
+            let both = engine.component(
+                "p.wasm",
+                &bytes,
+                LoadOptions {
+                    pin: Some(&wasm_pin),
+                    ..options(Precompiled::File(file.clone()))
+                },
+            );
+            assert_eq!(both.map(|(s, _)| s).ok(), Some(wasm_pin.clone()));
+            assert_eq!(engine.compiles(), compiles, "{file:?} pinned {pin:?}");
         }
+        // Both pins and a good .cwasm: the .wasm's bytes are never looked at, since only the
+        // pinned native code (made from the pinned .wasm) runs.
+        let engine = PluginEngine::with_cache_dir(None).expect("engine");
+        let wasm_pin = sha(&bytes);
+        let (sha256, _) = engine
+            .component(
+                "p.wasm",
+                b"not these bytes",
+                LoadOptions {
+                    pin: Some(&wasm_pin),
+                    compiled_pin: Some(&good_pin),
+                    precompiled: Some(Precompiled::File(good.clone())),
+                    compile: Compile::Never,
+                },
+            )
+            .expect("the pinned native code");
+        assert_eq!(sha256, wasm_pin);
+        // Without a usable .cwasm, the .wasm is hashed and must match its pin.
+        let mismatch = engine.component(
+            "p.wasm",
+            b"not these bytes",
+            LoadOptions {
+                pin: Some(&wasm_pin),
+                ..LoadOptions::default()
+            },
+        );
+        assert!(matches!(mismatch, Err(LoadError::PinMismatch { .. })));
     }
 
     #[test]
