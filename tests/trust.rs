@@ -293,12 +293,10 @@ fn compile_with_a_manifest_writes_both_pins_and_the_pinned_cwasm_runs_with_no_co
     let m = dir.path().join("weir.toml");
     std::fs::write(
         &m,
-        format!(
-            "# the operators' manifest\nevent_bus = \"trust\"\n\n[plugins.mapping]\npath = \"mapping.wasm\"   # kept\n\n\
-             [[routes]]\ntable = \"Customers\"\nsource = \"weir.customers\"\ntenant = {{ attribute = \"tenantId\" }}\n\
-             [tenants.globex]\nplugin = \"mapping\"\n\
-             config = {{ detail_type = \"CustomerChanged\", fields = {{ Name = \"/name\" }} }}\n"
-        ),
+        "# the operators' manifest\nevent_bus = \"trust\"\n\n[plugins.mapping]\npath = \"mapping.wasm\"   # kept\n\n\
+         [[routes]]\ntable = \"Customers\"\nsource = \"weir.customers\"\ntenant = { attribute = \"tenantId\" }\n\
+         [tenants.globex]\nplugin = \"mapping\"\n\
+         config = { detail_type = \"CustomerChanged\", fields = { Name = \"/name\" } }\n",
     )
     .expect("manifest");
     let honest = honest(dir.path(), &m);

@@ -1424,7 +1424,9 @@ fn print_tables(
         "\n## Cold start: process start to the first batch of 100 records done (median of {})\n",
         s.cold_runs
     );
-    println!("| plugins | precompiled | start → first batch (ms) | RSS after loading (MB) |");
+    println!(
+        "| plugins | precompiled (pinned .cwasm) | start → first batch (ms) | RSS after loading (MB) |"
+    );
     println!("| ---: | --- | ---: | ---: |");
     for c in cold {
         println!(
@@ -1493,7 +1495,7 @@ fn print_tables(
             ratio("weir-rust", "node-sdk").map(|r| r >= 5.0),
         ),
         (
-            "cold start ≤ 25 ms with 20 precompiled plugins".into(),
+            "cold start ≤ 25 ms with 20 pinned precompiled plugins".into(),
             cold20.map_or("-".into(), |c| {
                 format!("{:.1} ms", c.start_to_first_batch_ms)
             }),
