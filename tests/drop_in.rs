@@ -75,12 +75,14 @@ fn raw(records: &[Value]) -> Vec<Box<RawValue>> {
         .collect()
 }
 
-/// Runs records through a pipeline without publishing; returns each record's entries'
-/// detail types and the verdicts.
-async fn dry_run(loader: &mut Loader, records: &[Value]) -> (Vec<String>, Vec<Verdict>) {
+/// Runs records through a pipeline without publishing, keeping the dead letters.
+async fn collect_batch(
+    pipeline: Arc<weir::pipeline::Pipeline>,
+    records: &[Value],
+) -> (batch::BatchReport, Vec<weir::dead_letter::DeadLetter>) {
     let mut letters = Vec::new();
     let report = batch::run(
-        loader.current().await,
+        pipeline,
         raw(records),
         None,
         DeadLetterSink::Collect(&mut letters),
@@ -88,6 +90,13 @@ async fn dry_run(loader: &mut Loader, records: &[Value]) -> (Vec<String>, Vec<Ve
     )
     .await
     .expect("batch");
+    (report, letters)
+}
+
+/// Runs records through a pipeline without publishing; returns each record's entries'
+/// detail types and the verdicts.
+async fn dry_run(loader: &mut Loader, records: &[Value]) -> (Vec<String>, Vec<Verdict>) {
+    let (report, _) = collect_batch(loader.current().await, records).await;
     (
         report
             .entries
@@ -380,16 +389,7 @@ async fn two_tenants_outputs_never_mix() {
     .iter()
     .map(|(t, i)| stream_record(*i, &format!("{t}-{i}"), t, json!({})))
     .collect();
-    let mut letters = Vec::new();
-    let report = batch::run(
-        loader.current().await,
-        raw(&records),
-        None,
-        DeadLetterSink::Collect(&mut letters),
-        tokio::time::Instant::now() + Duration::from_secs(30),
-    )
-    .await
-    .expect("batch");
+    let (report, _) = collect_batch(loader.current().await, &records).await;
     let d = details(&report.entries);
     let seen: Vec<(String, Value, Value)> = d
         .iter()
@@ -450,16 +450,7 @@ async fn tenants_from_key_patterns_default_entries_fan_out_and_destination_rules
         keyed(2, "TENANT#initech#CUSTOMER#9"),
         keyed(3, "NOPE"),
     ];
-    let mut letters = Vec::new();
-    let report = batch::run(
-        loader.current().await,
-        raw(&records),
-        None,
-        DeadLetterSink::Collect(&mut letters),
-        tokio::time::Instant::now() + Duration::from_secs(30),
-    )
-    .await
-    .expect("batch");
+    let (report, letters) = collect_batch(loader.current().await, &records).await;
     // acme fans out to both plugins, each with its own events and ids.
     let d = details(&report.entries);
     assert_eq!(d.len(), 2);
@@ -850,16 +841,7 @@ async fn a_broken_plugin_dead_letters_its_tenant_and_a_missing_one_retries_while
         stream_record(4, "ev-4", "broken", json!({})),
         stream_record(5, "ev-5", "globex", json!({})),
     ];
-    let mut letters = Vec::new();
-    let report = batch::run(
-        loader.current().await,
-        raw(&records),
-        None,
-        DeadLetterSink::Collect(&mut letters),
-        tokio::time::Instant::now() + Duration::from_secs(30),
-    )
-    .await
-    .expect("batch");
+    let (report, letters) = collect_batch(loader.current().await, &records).await;
     let kinds: Vec<String> = report
         .verdicts
         .iter()
@@ -949,16 +931,7 @@ async fn under_require_precompiled_a_plugin_without_pinned_code_dead_letters_onl
             stream_record(i, &format!("ev-{i}"), tenant, json!({}))
         })
         .collect();
-    let mut letters = Vec::new();
-    let report = batch::run(
-        loader.pipeline(),
-        raw(&records),
-        None,
-        DeadLetterSink::Collect(&mut letters),
-        tokio::time::Instant::now() + Duration::from_secs(30),
-    )
-    .await
-    .expect("batch");
+    let (report, letters) = collect_batch(loader.pipeline(), &records).await;
     let load = Verdict::DeadLettered {
         kind: "plugin-load",
     };

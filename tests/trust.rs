@@ -106,14 +106,41 @@ fn honest(dir: &Path, manifest: &Path) -> Output {
     out
 }
 
-#[test]
-fn a_forged_cwasm_beside_a_pinned_plugin_is_refused_and_the_pinned_plugin_runs() {
+/// The pinned plugin, `mapping`, in a temp dir with a manifest pinning its `.wasm`, and the
+/// output it gives alone.
+struct Victim {
+    dir: tempfile::TempDir,
+    wasm: PathBuf,
+    plugin_sha: String,
+    manifest: PathBuf,
+    honest: Output,
+}
+
+fn victim() -> Victim {
     let dir = tempfile::tempdir().expect("tempdir");
     let wasm = dir.path().join("mapping.wasm");
     std::fs::copy(plugin("mapping"), &wasm).expect("copy");
     let plugin_sha = sha256(&std::fs::read(&wasm).expect("read"));
-    let unpinned = manifest(dir.path(), "weir.toml", &wasm, "");
-    let honest = honest(dir.path(), &unpinned);
+    let manifest = manifest(dir.path(), "weir.toml", &wasm, "");
+    let honest = honest(dir.path(), &manifest);
+    Victim {
+        dir,
+        wasm,
+        plugin_sha,
+        manifest,
+        honest,
+    }
+}
+
+#[test]
+fn a_forged_cwasm_beside_a_pinned_plugin_is_refused_and_the_pinned_plugin_runs() {
+    let Victim {
+        dir,
+        wasm,
+        plugin_sha,
+        manifest: unpinned,
+        honest,
+    } = victim();
 
     // The attacker compiles another plugin with `weir compile`, rewrites the trailer to name
     // the pinned plugin, and puts the file beside it as mapping.cwasm.
@@ -202,12 +229,13 @@ fn a_forged_cwasm_beside_a_pinned_plugin_is_refused_and_the_pinned_plugin_runs()
 
 #[test]
 fn a_planted_entry_in_a_compiled_code_cache_others_can_write_is_never_run() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let wasm = dir.path().join("mapping.wasm");
-    std::fs::copy(plugin("mapping"), &wasm).expect("copy");
-    let plugin_sha = sha256(&std::fs::read(&wasm).expect("read"));
-    let victim = manifest(dir.path(), "weir.toml", &wasm, "");
-    let honest = honest(dir.path(), &victim);
+    let Victim {
+        dir,
+        plugin_sha,
+        manifest: victim,
+        honest,
+        ..
+    } = victim();
 
     // The attacker's native code: echo-state, compiled by weir into a cache of its own.
     let evil_wasm = dir.path().join("echo-state.wasm");
