@@ -10,6 +10,7 @@
 //! with a message naming the import. The sockets context is still deny-all (TCP, UDP and
 //! name lookup disabled), as a second wall.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{Hash as _, Hasher as _};
 use std::path::PathBuf;
@@ -347,10 +348,10 @@ impl PluginEngine {
     /// When the manifest pins both the `.wasm` and the `.cwasm`, and the `.cwasm`'s trailer
     /// (covered by its pin) names the pinned `.wasm`, only that native code runs: the `.wasm`
     /// is not even hashed. Otherwise the `.wasm` is hashed and must match its pin.
-    fn component(
+    fn component<'b>(
         &self,
         path: &str,
-        bytes: &[u8],
+        wasm: impl FnOnce() -> Result<Cow<'b, [u8]>, LoadError>,
         options: LoadOptions<'_>,
     ) -> Result<(String, Component), LoadError> {
         let LoadOptions {
@@ -374,6 +375,8 @@ impl PluginEngine {
             }
             (_, p) => p,
         };
+        let bytes = wasm()?;
+        let bytes = bytes.as_ref();
         let sha256 = hex::encode(sha2::Sha256::digest(bytes));
         if let Some(pin) = pin
             && !pin.eq_ignore_ascii_case(&sha256)
@@ -530,7 +533,20 @@ impl PluginEngine {
         bytes: &[u8],
         options: LoadOptions<'_>,
     ) -> Result<Plugin, LoadError> {
-        let (sha256, component) = self.component(path, bytes, options)?;
+        self.load_with(name, path, options, || Ok(Cow::Borrowed(bytes)))
+    }
+
+    /// [`Self::load`], reading the `.wasm` through `wasm` only if it is needed: when the
+    /// manifest pins both the `.wasm` and a usable `.cwasm`, it is not (at cold start in
+    /// Lambda, one S3 read per plugin saved).
+    pub fn load_with<'b>(
+        &self,
+        name: &str,
+        path: &str,
+        options: LoadOptions<'_>,
+        wasm: impl FnOnce() -> Result<Cow<'b, [u8]>, LoadError>,
+    ) -> Result<Plugin, LoadError> {
+        let (sha256, component) = self.component(path, wasm, options)?;
         for (import, _) in component.component_type().imports(&self.engine) {
             if let Some(why) = forbidden(import) {
                 return Err(LoadError::ForbiddenImport {
@@ -1116,6 +1132,10 @@ mod tests {
         engine.load("p", "p.wasm", &bytes, LoadOptions::default())
     }
 
+    fn wasm<'b>(bytes: &'b [u8]) -> impl FnOnce() -> Result<Cow<'b, [u8]>, LoadError> {
+        move || Ok(Cow::Borrowed(bytes))
+    }
+
     #[test]
     fn a_cwasm_runs_only_when_its_bytes_are_pinned_and_made_from_this_plugin() {
         let bytes = wat::parse_str("(component)").expect("component");
@@ -1151,8 +1171,11 @@ mod tests {
                 precompiled: Some(precompiled),
                 ..LoadOptions::default()
             };
-            let from_file =
-                engine.component("p.wasm", &bytes, options(Precompiled::File(file.clone())));
+            let from_file = engine.component(
+                "p.wasm",
+                wasm(&bytes),
+                options(Precompiled::File(file.clone())),
+            );
             assert!(from_file.is_ok(), "{file:?}");
             assert_eq!(engine.compiles(), compiles, "{file:?} pinned {pin:?}");
             // The same bytes from S3 give the same verdict.
@@ -1160,7 +1183,7 @@ mod tests {
             let content = std::fs::read(file).expect("read");
             let from_bytes = engine.component(
                 "p.wasm",
-                &bytes,
+                wasm(&bytes),
                 options(Precompiled::Bytes {
                     from: "s3://b/p.cwasm".into(),
                     bytes: content,
@@ -1172,7 +1195,7 @@ mod tests {
             let engine = PluginEngine::with_cache_dir(None).expect("engine");
             let never = engine.component(
                 "p.wasm",
-                &bytes,
+                wasm(&bytes),
                 LoadOptions {
                     compile: Compile::Never,
                     ..options(Precompiled::File(file.clone()))
@@ -1189,7 +1212,7 @@ mod tests {
             let wasm_pin = sha(&bytes);
             let both = engine.component(
                 "p.wasm",
-                &bytes,
+                wasm(&bytes),
                 LoadOptions {
                     pin: Some(&wasm_pin),
                     ..options(Precompiled::File(file.clone()))
@@ -1205,7 +1228,7 @@ mod tests {
         let (sha256, _) = engine
             .component(
                 "p.wasm",
-                b"not these bytes",
+                || -> Result<Cow<'_, [u8]>, LoadError> { panic!("the .wasm is not read") },
                 LoadOptions {
                     pin: Some(&wasm_pin),
                     compiled_pin: Some(&good_pin),
@@ -1218,7 +1241,7 @@ mod tests {
         // Without a usable .cwasm, the .wasm is hashed and must match its pin.
         let mismatch = engine.component(
             "p.wasm",
-            b"not these bytes",
+            wasm(b"not these bytes"),
             LoadOptions {
                 pin: Some(&wasm_pin),
                 ..LoadOptions::default()

@@ -12,6 +12,7 @@
 //! fails its pin, fails to compile or fails the manifest's checks leaves the old one
 //! serving; the failure is logged and counted.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -21,7 +22,7 @@ use tokio::time::Instant;
 
 use crate::manifest::Manifest;
 use crate::pipeline::Pipeline;
-use crate::plugin::{Compile, LoadOptions, Plugin, PluginEngine, Precompiled};
+use crate::plugin::{Compile, LoadError, LoadOptions, Plugin, PluginEngine, Precompiled};
 use crate::store::{Fetched, Location, Store};
 
 /// The default time between checks for a changed manifest or plugin.
@@ -153,17 +154,21 @@ impl PluginSlot {
             return Err((SlotError::Broken(why.clone()), false));
         }
         let started = std::time::Instant::now();
-        let (bytes, version) = self
-            .source
-            .store
-            .read(&self.spec.location)
-            .await
-            .map_err(|e| {
-                (
-                    SlotError::Unavailable(format!("plugins.{}: {e:#}", self.name)),
-                    true,
-                )
-            })?;
+        let store = &self.source.store;
+        let location = &self.spec.location;
+        // With both pins only the pinned native code runs: the `.wasm` is read only if that
+        // cannot be used. Its version is still taken, for the reload's change check.
+        let read = if self.spec.pin.is_some() && self.spec.compiled_pin.is_some() {
+            store.version(location).await.map(|v| (None, v))
+        } else {
+            store.read(location).await.map(|(b, v)| (Some(b), v))
+        };
+        let (bytes, version) = read.map_err(|e| {
+            (
+                SlotError::Unavailable(format!("plugins.{}: {e:#}", self.name)),
+                true,
+            )
+        })?;
         match self.load_bytes(bytes).await {
             Ok(plugin) => {
                 tracing::info!(
@@ -178,14 +183,17 @@ impl PluginSlot {
                 });
                 Ok(plugin)
             }
-            Err(why) => {
+            Err(SlotError::Broken(why)) => {
                 *broken = Some(why.clone());
                 Err((SlotError::Broken(why), true))
             }
+            Err(unavailable) => Err((unavailable, true)),
         }
     }
 
-    async fn load_bytes(&self, bytes: Vec<u8>) -> Result<Arc<Plugin>, String> {
+    /// Loads the plugin from `bytes`, or, when they were not read, from its pinned native
+    /// code (reading the `.wasm` after all if that cannot be used).
+    async fn load_bytes(&self, bytes: Option<Vec<u8>>) -> Result<Arc<Plugin>, SlotError> {
         // A local `.cwasm` is mapped by the engine; one in S3 is fetched.
         let precompiled = match &self.spec.compiled {
             Location::File(path) if path.is_file() => Some(Precompiled::File(path.clone())),
@@ -208,6 +216,8 @@ impl PluginSlot {
         let name = self.name.clone();
         let path = self.spec.location.to_string();
         let spec = self.spec.clone();
+        let store = self.source.store.clone();
+        let runtime = self.source.runtime.clone();
         let _core = self.source.cpu.acquire().await;
         tokio::task::spawn_blocking(move || {
             let options = LoadOptions {
@@ -216,13 +226,34 @@ impl PluginSlot {
                 precompiled,
                 compile: spec.compile,
             };
+            let wasm = || match bytes {
+                Some(b) => Ok(Cow::Owned(b)),
+                // A blocking thread, not an async one: it may wait for the read.
+                None => runtime
+                    .block_on(store.read(&spec.location))
+                    .map(|(b, _)| Cow::Owned(b))
+                    .map_err(|e| LoadError::Read {
+                        path: path.clone(),
+                        message: format!("{e:#}"),
+                    }),
+            };
             engine
-                .load(&name, &path, &bytes, options)
+                .load_with(&name, &path, options, wasm)
                 .map(Arc::new)
-                .map_err(|e| format!("plugins.{name}: {e}"))
+                .map_err(|e| match e {
+                    LoadError::Read { .. } => {
+                        SlotError::Unavailable(format!("plugins.{name}: {e}"))
+                    }
+                    _ => SlotError::Broken(format!("plugins.{name}: {e}")),
+                })
         })
         .await
-        .unwrap_or_else(|e| Err(format!("plugins.{}: loading failed: {e}", self.name)))
+        .unwrap_or_else(|e| {
+            Err(SlotError::Broken(format!(
+                "plugins.{}: loading failed: {e}",
+                self.name
+            )))
+        })
     }
 
     /// A slot for a new version whose bytes were already fetched: loaded now, so a bad
@@ -235,7 +266,10 @@ impl PluginSlot {
         version: String,
     ) -> Result<Self, String> {
         let slot = PluginSlot::new(name, spec, source);
-        let plugin = slot.load_bytes(bytes).await?;
+        let plugin = slot
+            .load_bytes(Some(bytes))
+            .await
+            .map_err(|e| e.to_string())?;
         let _ = slot.loaded.set(LoadedPlugin { plugin, version });
         Ok(slot)
     }

@@ -116,14 +116,7 @@ impl Store {
     ) -> anyhow::Result<Fetched> {
         match location {
             Location::File(path) => {
-                let meta = std::fs::metadata(path)
-                    .with_context(|| format!("{}: cannot read", path.display()))?;
-                let mtime = meta
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_nanos());
-                let version = format!("{}-{mtime}", meta.len());
+                let version = file_version(path)?;
                 if known_version == Some(version.as_str()) {
                     return Ok(Fetched::NotModified);
                 }
@@ -166,6 +159,31 @@ impl Store {
         }
     }
 
+    /// The version `fetch` would report for `location`, without reading its content (S3:
+    /// a HEAD request for the ETag).
+    pub async fn version(&self, location: &Location) -> anyhow::Result<String> {
+        match location {
+            Location::File(path) => file_version(path),
+            Location::S3 { bucket, key } => {
+                let out = self
+                    .s3()
+                    .await
+                    .head_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "{location}: cannot read: {}",
+                            crate::publish::describe_sdk_error(&e)
+                        )
+                    })?;
+                Ok(out.e_tag().unwrap_or_default().to_owned())
+            }
+        }
+    }
+
     /// Reads `location` in full.
     pub async fn read(&self, location: &Location) -> anyhow::Result<(Vec<u8>, String)> {
         match self.fetch(location, None).await? {
@@ -173,6 +191,18 @@ impl Store {
             Fetched::NotModified => anyhow::bail!("{location}: unexpected 304 without a version"),
         }
     }
+}
+
+/// A file's version: its size and modification time.
+fn file_version(path: &Path) -> anyhow::Result<String> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    Ok(format!("{}-{mtime}", meta.len()))
 }
 
 #[cfg(test)]
