@@ -433,7 +433,10 @@ pub async fn run(
     }
     let plugin = std::fs::canonicalize(&options.plugin)
         .with_context(|| format!("{}: cannot resolve", options.plugin.display()))?;
-    let engine = Arc::new(crate::cli::plugin_engine(options.report)?);
+    let engine = Arc::new(
+        crate::plugin::PluginEngine::with_default_cache(options.report)
+            .context("cannot start the plugin engine")?,
+    );
     let _ = writeln!(
         out,
         "testing {} as plugin {name:?} on {} cases in {}",

@@ -11,65 +11,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use sha2::Digest as _;
 
-use crate::plugin::Blame;
-
-/// The version written into every dead letter, so a redrive knows what produced it.
-pub const WEIR_VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// Why a record was rejected: a stable `kind` to filter on, and a message for people.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Reason {
-    /// One of `decode`, `plugin-error`, `trap`, `time-limit`, `memory-limit`,
-    /// `stack-overflow`, `invalid-output`, `too-many-events`, `too-large`, `put-events`,
-    /// `host-error`.
-    pub kind: &'static str,
-    pub message: String,
-    pub blame: Blame,
-}
-
-/// The plugin that handled the record, by name and content hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PluginRef {
-    pub name: String,
-    pub sha256: String,
-}
-
-/// One rejected record: the original exactly as received, and why.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeadLetter {
-    pub weir_version: &'static str,
-    pub reason: Reason,
-    pub tenant: Option<String>,
-    pub plugin: Option<PluginRef>,
-    /// The stream record, byte for byte as it arrived.
-    pub record: Box<RawValue>,
-}
-
-impl DeadLetter {
-    /// A dead letter for `raw`, the record's exact text.
-    pub fn new(raw: &RawValue, reason: Reason) -> Self {
-        DeadLetter {
-            weir_version: WEIR_VERSION,
-            reason,
-            tenant: None,
-            plugin: None,
-            record: raw.to_owned(),
-        }
-    }
-
-    /// The message body: the same JSON in files and in the queue.
-    pub fn to_json(&self) -> String {
-        // Serializing plain strings and a RawValue cannot fail.
-        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-    }
-
-    /// A stable name for this record: the same record always gets the same file.
-    pub fn file_name(&self) -> String {
-        let digest = sha2::Sha256::digest(self.record.get().as_bytes());
-        format!("dead-letter-{}.json", &hex::encode(digest)[..16])
-    }
-}
+pub use crate::model::{DeadLetter, PluginRef, Reason, WEIR_VERSION};
 
 /// Writes dead letters as one JSON file each into a directory, for `weir run`.
 pub struct DeadLetterDir {
@@ -334,9 +276,9 @@ impl DeadLetterQueue {
                     message: format!(
                         "SendMessageBatch to {} failed: {}",
                         self.queue_url,
-                        crate::publish::describe_sdk_error(&e)
+                        crate::aws::describe_sdk_error(&e)
                     ),
-                    transient: crate::publish::is_transient(&e),
+                    transient: crate::aws::is_transient(&e),
                 });
             }
             Ok(Ok(out)) => out,

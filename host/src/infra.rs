@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::manifest::{DestinationAuth, DestinationSpec, Manifest, SecretRef};
+use crate::manifest::{DestinationAuth, DestinationSpec, Manifest, SecretRef, logical_id};
 
 /// The line before the generated resources, in `weir infra`'s output and in a template
 /// that embeds them.
@@ -27,22 +27,6 @@ pub const BEGIN_MARKER: &str =
     "  # BEGIN weir infra: generated from the manifest's [destinations]; do not edit by hand";
 /// The line after the generated resources.
 pub const END_MARKER: &str = "  # END weir infra";
-
-/// A CloudFormation logical id prefix for a destination name: `crm-webhook` → `CrmWebhook`.
-pub fn logical_id(name: &str) -> String {
-    let mut out = String::new();
-    for part in name.split(|c: char| !c.is_ascii_alphanumeric()) {
-        let mut chars = part.chars();
-        if let Some(first) = chars.next() {
-            out.push(first.to_ascii_uppercase());
-            out.extend(chars);
-        }
-    }
-    if out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert(0, 'D');
-    }
-    out
-}
 
 /// The whole standalone template: parameters for the bus and the alarm topic, then the
 /// generated resources between the markers.

@@ -1,14 +1,18 @@
 //! weir: DynamoDB Streams records, mapped by sandboxed WebAssembly plugins, published to
 //! Amazon EventBridge.
 //!
-//! Each module does one job: [`record`] decodes stream records, [`manifest`] reads the
-//! configuration, [`store`] reads files and S3 objects, [`reload`] loads and hot-reloads
-//! the manifest and plugins, [`plugin`] runs sandboxed plugins, [`native`] decides which precompiled code may run, [`validate`] checks what EventBridge
-//! would refuse, [`pipeline`] takes each record to its outcome, [`publish`] sends entries
-//! to EventBridge, [`dead_letter`] keeps what was rejected, [`batch`] gives every record of
-//! a batch its verdict, [`lambda`] is the handler, [`infra`] turns destinations into CloudFormation, [`telemetry`] logs and measures, and
+//! Each module does one job. A record's path: [`record`] decodes it, [`pipeline`] routes it
+//! to its tenant's plugins, [`plugin`] runs them sandboxed, [`validate`] checks what
+//! EventBridge would refuse, and it ends as a [`model`] `Entry` or `DeadLetter`;
+//! [`batch`] gives every record of a batch its verdict, [`publish`] sends entries to
+//! EventBridge and [`dead_letter`] keeps what was rejected. Around it: [`manifest`] reads
+//! the configuration, [`store`] reads files and S3 objects, [`slot`] loads one plugin on
+//! first use, [`reload`] keeps the manifest and plugins fresh, [`native`] decides which
+//! precompiled code may run, [`aws`] classifies AWS errors, [`lambda`] is the handler,
+//! [`infra`] turns destinations into CloudFormation, [`telemetry`] logs and measures, and
 //! [`cli`] is the command line.
 
+pub mod aws;
 pub mod batch;
 pub mod bench;
 pub mod cases;
@@ -17,6 +21,7 @@ pub mod dead_letter;
 pub mod infra;
 pub mod lambda;
 pub mod manifest;
+pub mod model;
 pub mod native;
 pub mod pipeline;
 pub mod plugin;
@@ -25,6 +30,7 @@ pub mod record;
 pub mod redrive;
 pub mod reload;
 pub mod scaffold;
+pub mod slot;
 pub mod store;
 pub mod telemetry;
 pub mod validate;

@@ -727,7 +727,7 @@ fn destination_problems(
             problems.push(format!(
                 "{what}: a destination name is 1 to 64 letters, digits, '-' or '_'"
             ));
-        } else if let Some(other) = logical_ids.insert(crate::infra::logical_id(name), name) {
+        } else if let Some(other) = logical_ids.insert(logical_id(name), name) {
             problems.push(format!(
                 "{what}: makes the same CloudFormation names as destinations.{other}"
             ));
@@ -932,6 +932,22 @@ fn one_line(s: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A CloudFormation logical id prefix for a destination name: `crm-webhook` → `CrmWebhook`.
+pub fn logical_id(name: &str) -> String {
+    let mut out = String::new();
+    for part in name.split(|c: char| !c.is_ascii_alphanumeric()) {
+        let mut chars = part.chars();
+        if let Some(first) = chars.next() {
+            out.push(first.to_ascii_uppercase());
+            out.extend(chars);
+        }
+    }
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, 'D');
+    }
+    out
 }
 
 #[cfg(test)]

@@ -8,40 +8,14 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use sha2::Digest as _;
 
-use crate::dead_letter::{DeadLetter, PluginRef, Reason};
 use crate::manifest::{DEFAULT_TENANT, Limits, Manifest, Route, TenantSpec};
-use crate::plugin::{Blame, Plugin, PluginEvent, PluginInstance};
+use crate::model::Blame;
+pub use crate::model::Entry;
+use crate::model::{DeadLetter, PluginRef, Reason};
+use crate::plugin::{Plugin, PluginEvent, PluginInstance};
 use crate::record::{self, StreamRecord, write_json_string};
-use crate::reload::{LoadProblems, PluginSlot, SlotError};
+use crate::slot::{LoadProblems, PluginSlot, SlotError};
 use crate::validate::{self, MAX_DETAIL_DEPTH, MAX_DETAIL_TYPE_CHARS, MAX_RESOURCE_CHARS};
-
-/// One PutEvents entry, with AWS's field names, as `aws events put-events --entries` takes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Entry {
-    pub source: String,
-    pub detail_type: String,
-    /// `{"metadata": {...}, "payload": <the plugin's detail>}` as text.
-    pub detail: String,
-    pub event_bus_name: String,
-    pub resources: Vec<String>,
-    /// The plugin that produced it, for the dead letter if EventBridge refuses it.
-    #[serde(skip)]
-    pub plugin: Arc<PluginRef>,
-}
-
-impl Entry {
-    /// The size EventBridge counts against its entry limit.
-    pub fn size(&self) -> usize {
-        validate::entry_size(
-            &self.source,
-            &self.detail_type,
-            &self.detail,
-            &self.resources,
-            false,
-        )
-    }
-}
 
 /// Why a record was filtered: a normal outcome, counted, not an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

@@ -23,8 +23,9 @@ use wasmtime::component::{Component, Linker, ResourceTable, types::ComponentItem
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::dead_letter::PluginRef;
 use crate::manifest::Limits;
+pub use crate::model::Blame;
+use crate::model::PluginRef;
 pub use crate::native::Precompiled;
 use crate::native::{CompiledCache, Refused, VerifiedArtifact};
 use crate::record::{Change, StreamRecord};
@@ -107,18 +108,6 @@ impl CallError {
     pub fn poisons_instance(&self) -> bool {
         !matches!(self, CallError::Rejected(_))
     }
-}
-
-/// Who is at fault when a record does not publish.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Blame {
-    /// The stream record itself is malformed.
-    Record,
-    /// The plugin misbehaved or refused the record.
-    Plugin,
-    /// weir or AWS failed; the record may succeed on retry.
-    Host,
 }
 
 /// A plugin that cannot be loaded.

@@ -12,7 +12,8 @@ use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use futures::StreamExt as _;
 use tokio::time::Instant;
 
-use crate::pipeline::Entry;
+use crate::aws::{describe_sdk_error, is_transient};
+use crate::model::Entry;
 
 /// PutEvents takes at most this many entries per call.
 pub const MAX_ENTRIES_PER_CALL: usize = 10;
@@ -368,51 +369,6 @@ pub fn pack(
 pub fn stop_before(deadline: Instant, margin: Duration) -> Instant {
     let left = deadline.saturating_duration_since(Instant::now());
     deadline - margin.min(left / 4)
-}
-
-/// Whether an SDK error may go away on its own: throttling, a 5xx, a timeout, a broken
-/// connection. Anything else is a refusal that retrying will not change.
-pub fn is_transient<E>(e: &SdkError<E, aws_sdk_eventbridge::config::http::HttpResponse>) -> bool
-where
-    E: aws_sdk_eventbridge::error::ProvideErrorMetadata,
-{
-    match e {
-        SdkError::ServiceError(se) => {
-            let status = se.raw().status().as_u16();
-            let code = se.err().code().unwrap_or_default();
-            status >= 500
-                || status == 429
-                || code.contains("Throttl")
-                || code.starts_with("Internal")
-        }
-        SdkError::ConstructionFailure(_) => false,
-        _ => true,
-    }
-}
-
-/// One line naming the error's code, message and status, whatever layer it came from.
-pub fn describe_sdk_error<E, R>(e: &SdkError<E, R>) -> String
-where
-    E: aws_sdk_eventbridge::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    match e {
-        SdkError::ServiceError(se) => format!(
-            "{}: {}",
-            se.err().code().unwrap_or("service error"),
-            se.err().message().unwrap_or_default()
-        ),
-        other => {
-            let mut s = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(inner) = source {
-                s.push_str(": ");
-                s.push_str(&inner.to_string());
-                source = inner.source();
-            }
-            s
-        }
-    }
 }
 
 #[cfg(test)]

@@ -138,7 +138,7 @@ async fn approximate_count(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> anyhow
         .map_err(|e| {
             anyhow::anyhow!(
                 "{queue_url}: cannot read the queue: {}",
-                crate::publish::describe_sdk_error(&e)
+                crate::aws::describe_sdk_error(&e)
             )
         })?;
     Ok(out

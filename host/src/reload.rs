@@ -12,278 +12,21 @@
 //! fails its pin, fails to compile or fails the manifest's checks leaves the old one
 //! serving; the failure is logged and counted.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
-use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::manifest::Manifest;
 use crate::pipeline::Pipeline;
-use crate::plugin::{Compile, LoadError, LoadOptions, Plugin, PluginEngine, Precompiled};
+use crate::plugin::{Compile, PluginEngine};
+pub use crate::slot::{LoadProblems, PluginSlot, SlotError};
+use crate::slot::{PluginSource, SlotSpec};
 use crate::store::{Fetched, Location, Store};
 
 /// The default time between checks for a changed manifest or plugin.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
-
-/// What a load found wrong, all of it.
-#[derive(Debug, thiserror::Error)]
-#[error("{}", problems.join("; "))]
-pub struct LoadProblems {
-    pub problems: Vec<String>,
-}
-
-/// Where plugins come from: shared by every slot of a loader.
-pub struct PluginSource {
-    store: Store,
-    engine: Arc<PluginEngine>,
-    /// Slots load from blocking threads; S3 reads run on this runtime.
-    runtime: tokio::runtime::Handle,
-    /// Reads overlap freely, but only one plugin per core is deserialized or compiled at a
-    /// time: more would not finish sooner, and each compile holds tens of MB.
-    cpu: tokio::sync::Semaphore,
-}
-
-/// What the manifest says about one plugin. A reload keeps a slot whose spec is unchanged.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct SlotSpec {
-    location: Location,
-    pin: Option<String>,
-    compiled: Location,
-    /// The manifest names the `.cwasm` (so a missing one is worth a warning).
-    compiled_named: bool,
-    /// The sha256 the `.cwasm` must have to be run.
-    compiled_pin: Option<String>,
-    compile: Compile,
-}
-
-/// Why a plugin is not there for a record.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SlotError {
-    /// It could not be read (an S3 or file error, perhaps passing): retry the record.
-    #[error("{0}")]
-    Unavailable(String),
-    /// It was read but cannot be used (pin, compile, imports, contract): the records
-    /// that need it are dead-lettered until a fixed version is uploaded.
-    #[error("{0}")]
-    Broken(String),
-}
-
-/// A plugin the manifest names, loaded on first use and then kept.
-pub struct PluginSlot {
-    name: String,
-    spec: SlotSpec,
-    source: Arc<PluginSource>,
-    loaded: OnceLock<LoadedPlugin>,
-    /// Held while loading; holds the error of a plugin that cannot be used.
-    loading: tokio::sync::Mutex<Option<String>>,
-}
-
-/// A loaded plugin and the version of the bytes it came from.
-#[derive(Clone)]
-struct LoadedPlugin {
-    plugin: Arc<Plugin>,
-    version: String,
-}
-
-impl PluginSlot {
-    fn new(name: &str, spec: SlotSpec, source: Arc<PluginSource>) -> Self {
-        PluginSlot {
-            name: name.to_owned(),
-            spec,
-            source,
-            loaded: OnceLock::new(),
-            loading: tokio::sync::Mutex::new(None),
-        }
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Whether its plugin was read but could not be used.
-    pub fn is_broken(&self) -> bool {
-        self.loading.try_lock().is_ok_and(|b| b.is_some())
-    }
-
-    /// The plugin if it has been loaded.
-    pub fn loaded(&self) -> Option<&Arc<Plugin>> {
-        self.loaded.get().map(|l| &l.plugin)
-    }
-
-    /// The plugin, loaded now if this is its first use. It blocks, so call it from a
-    /// thread that may block (a `spawn_blocking` thread, or outside any runtime).
-    pub fn get(&self) -> Result<Arc<Plugin>, SlotError> {
-        if let Some(l) = self.loaded.get() {
-            return Ok(l.plugin.clone());
-        }
-        block_on(&self.source.runtime, self.load_with(true))
-    }
-
-    /// The plugin, loaded now if this is its first use.
-    pub async fn load(&self) -> Result<Arc<Plugin>, SlotError> {
-        self.load_with(false).await
-    }
-
-    /// Loads the plugin; `log` says a failed attempt is logged (once per attempt, not once
-    /// per record that finds the plugin broken).
-    async fn load_with(&self, log: bool) -> Result<Arc<Plugin>, SlotError> {
-        let result = self.attempt().await;
-        if log && let Err((e, true)) = &result {
-            tracing::error!(
-                plugin = self.name.as_str(),
-                "plugin not available; the records that need it are {}: {e}",
-                match e {
-                    SlotError::Broken(_) => "dead-lettered until a fixed version is uploaded",
-                    SlotError::Unavailable(_) => "retried",
-                }
-            );
-        }
-        result.map_err(|(e, _)| e)
-    }
-
-    /// The plugin, or why not and whether this call tried to load it.
-    async fn attempt(&self) -> Result<Arc<Plugin>, (SlotError, bool)> {
-        let mut broken = self.loading.lock().await;
-        if let Some(l) = self.loaded.get() {
-            return Ok(l.plugin.clone());
-        }
-        if let Some(why) = broken.as_ref() {
-            return Err((SlotError::Broken(why.clone()), false));
-        }
-        let started = std::time::Instant::now();
-        let store = &self.source.store;
-        let location = &self.spec.location;
-        // With both pins only the pinned native code runs: the `.wasm` is read only if that
-        // cannot be used. Its version is still taken, for the reload's change check.
-        let read = if self.spec.pin.is_some() && self.spec.compiled_pin.is_some() {
-            store.version(location).await.map(|v| (None, v))
-        } else {
-            store.read(location).await.map(|(b, v)| (Some(b), v))
-        };
-        let (bytes, version) = read.map_err(|e| {
-            (
-                SlotError::Unavailable(format!("plugins.{}: {e:#}", self.name)),
-                true,
-            )
-        })?;
-        match self.load_bytes(bytes).await {
-            Ok(plugin) => {
-                tracing::info!(
-                    plugin = self.name.as_str(),
-                    sha256 = plugin.sha256(),
-                    load_ms = started.elapsed().as_secs_f64() * 1000.0,
-                    "plugin loaded"
-                );
-                let _ = self.loaded.set(LoadedPlugin {
-                    plugin: plugin.clone(),
-                    version,
-                });
-                Ok(plugin)
-            }
-            Err(SlotError::Broken(why)) => {
-                *broken = Some(why.clone());
-                Err((SlotError::Broken(why), true))
-            }
-            Err(unavailable) => Err((unavailable, true)),
-        }
-    }
-
-    /// Loads the plugin from `bytes`, or, when they were not read, from its pinned native
-    /// code (reading the `.wasm` after all if that cannot be used).
-    async fn load_bytes(&self, bytes: Option<Vec<u8>>) -> Result<Arc<Plugin>, SlotError> {
-        // A local `.cwasm` is mapped by the engine; one in S3 is fetched.
-        let precompiled = match &self.spec.compiled {
-            Location::File(path) if path.is_file() => Some(Precompiled::File(path.clone())),
-            compiled => match self.source.store.read(compiled).await {
-                Ok((bytes, _)) => Some(Precompiled::Bytes {
-                    from: compiled.to_string(),
-                    bytes,
-                }),
-                Err(e) => {
-                    if self.spec.compiled_named {
-                        tracing::warn!(compiled = %compiled, "named .cwasm not readable: {e:#}");
-                    }
-                    None
-                }
-            },
-        };
-        // Hashing, deserializing and checking is CPU work: off the async workers, so
-        // several plugins load side by side (`Pipeline::load_needed`).
-        let engine = self.source.engine.clone();
-        let name = self.name.clone();
-        let path = self.spec.location.to_string();
-        let spec = self.spec.clone();
-        let store = self.source.store.clone();
-        let runtime = self.source.runtime.clone();
-        let _core = self.source.cpu.acquire().await;
-        tokio::task::spawn_blocking(move || {
-            let options = LoadOptions {
-                pin: spec.pin.as_deref(),
-                compiled_pin: spec.compiled_pin.as_deref(),
-                precompiled,
-                compile: spec.compile,
-            };
-            let wasm = || match bytes {
-                Some(b) => Ok(Cow::Owned(b)),
-                // A blocking thread, not an async one: it may wait for the read.
-                None => runtime
-                    .block_on(store.read(&spec.location))
-                    .map(|(b, _)| Cow::Owned(b))
-                    .map_err(|e| LoadError::Read {
-                        path: path.clone(),
-                        message: format!("{e:#}"),
-                    }),
-            };
-            engine
-                .load_with(&name, &path, options, wasm)
-                .map(Arc::new)
-                .map_err(|e| match e {
-                    LoadError::Read { .. } => {
-                        SlotError::Unavailable(format!("plugins.{name}: {e}"))
-                    }
-                    _ => SlotError::Broken(format!("plugins.{name}: {e}")),
-                })
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(SlotError::Broken(format!(
-                "plugins.{}: loading failed: {e}",
-                self.name
-            )))
-        })
-    }
-
-    /// A slot for a new version whose bytes were already fetched: loaded now, so a bad
-    /// version is found before it replaces a good one.
-    async fn preloaded(
-        name: &str,
-        spec: SlotSpec,
-        source: Arc<PluginSource>,
-        bytes: Vec<u8>,
-        version: String,
-    ) -> Result<Self, String> {
-        let slot = PluginSlot::new(name, spec, source);
-        let plugin = slot
-            .load_bytes(Some(bytes))
-            .await
-            .map_err(|e| e.to_string())?;
-        let _ = slot.loaded.set(LoadedPlugin { plugin, version });
-        Ok(slot)
-    }
-}
-
-/// Runs `f` to completion from synchronous code on a thread that may block.
-fn block_on<F: Future>(runtime: &tokio::runtime::Handle, f: F) -> F::Output {
-    match tokio::runtime::Handle::try_current() {
-        Ok(current) if current.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(|| runtime.block_on(f))
-        }
-        _ => runtime.block_on(f),
-    }
-}
 
 /// Reads a manifest and its plugins, and keeps them fresh.
 pub struct Loader {
@@ -471,12 +214,12 @@ async fn slots(
             },
         };
         let old = known.get(name);
-        let same_spec = old.is_some_and(|s| s.spec == spec);
-        let slot = match (old, old.and_then(|s| s.loaded.get())) {
+        let same_spec = old.is_some_and(|s| s.spec() == &spec);
+        let slot = match (old, old.and_then(|s| s.loaded_version())) {
             // In use: a new version (changed bytes, or a new path or pin) is loaded before
             // it replaces the old one, so a bad change keeps the old one serving.
-            (Some(old), Some(loaded)) => {
-                let known_version = same_spec.then_some(loaded.version.as_str());
+            (Some(old), Some(loaded_version)) => {
+                let known_version = same_spec.then_some(loaded_version);
                 match source.store.fetch(&spec.location, known_version).await {
                     Ok(Fetched::NotModified) => old.clone(),
                     Ok(Fetched::Content { bytes, version }) => {

@@ -150,7 +150,7 @@ impl Store {
                         } else {
                             Err(anyhow::anyhow!(
                                 "{location}: cannot read: {}",
-                                crate::publish::describe_sdk_error(&e)
+                                crate::aws::describe_sdk_error(&e)
                             ))
                         }
                     }
@@ -176,7 +176,7 @@ impl Store {
                     .map_err(|e| {
                         anyhow::anyhow!(
                             "{location}: cannot read: {}",
-                            crate::publish::describe_sdk_error(&e)
+                            crate::aws::describe_sdk_error(&e)
                         )
                     })?;
                 Ok(out.e_tag().unwrap_or_default().to_owned())

@@ -1,0 +1,107 @@
+//! What a record becomes, as every stage names it: the PutEvents [`Entry`] it publishes as,
+//! or the [`DeadLetter`] that keeps it with its [`Reason`], and who is to [`Blame`]. Plain
+//! data, depended on by every stage and depending on none.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use sha2::Digest as _;
+
+/// The version written into every dead letter, so a redrive knows what produced it.
+pub const WEIR_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Why a record was rejected: a stable `kind` to filter on, and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reason {
+    /// One of `decode`, `plugin-error`, `trap`, `time-limit`, `memory-limit`,
+    /// `stack-overflow`, `invalid-output`, `too-many-events`, `too-large`, `put-events`,
+    /// `host-error`.
+    pub kind: &'static str,
+    pub message: String,
+    pub blame: Blame,
+}
+
+/// The plugin that handled the record, by name and content hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PluginRef {
+    pub name: String,
+    pub sha256: String,
+}
+
+/// One rejected record: the original exactly as received, and why.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    pub weir_version: &'static str,
+    pub reason: Reason,
+    pub tenant: Option<String>,
+    pub plugin: Option<PluginRef>,
+    /// The stream record, byte for byte as it arrived.
+    pub record: Box<RawValue>,
+}
+
+impl DeadLetter {
+    /// A dead letter for `raw`, the record's exact text.
+    pub fn new(raw: &RawValue, reason: Reason) -> Self {
+        DeadLetter {
+            weir_version: WEIR_VERSION,
+            reason,
+            tenant: None,
+            plugin: None,
+            record: raw.to_owned(),
+        }
+    }
+
+    /// The message body: the same JSON in files and in the queue.
+    pub fn to_json(&self) -> String {
+        // Serializing plain strings and a RawValue cannot fail.
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// A stable name for this record: the same record always gets the same file.
+    pub fn file_name(&self) -> String {
+        let digest = sha2::Sha256::digest(self.record.get().as_bytes());
+        format!("dead-letter-{}.json", &hex::encode(digest)[..16])
+    }
+}
+
+/// Who is at fault when a record does not publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Blame {
+    /// The stream record itself is malformed.
+    Record,
+    /// The plugin misbehaved or refused the record.
+    Plugin,
+    /// weir or AWS failed; the record may succeed on retry.
+    Host,
+}
+
+/// One PutEvents entry, with AWS's field names, as `aws events put-events --entries` takes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Entry {
+    pub source: String,
+    pub detail_type: String,
+    /// `{"metadata": {...}, "payload": <the plugin's detail>}` as text.
+    pub detail: String,
+    pub event_bus_name: String,
+    pub resources: Vec<String>,
+    /// The plugin that produced it, for the dead letter if EventBridge refuses it.
+    #[serde(skip)]
+    pub plugin: Arc<PluginRef>,
+}
+
+impl Entry {
+    /// The size EventBridge counts against its entry limit.
+    pub fn size(&self) -> usize {
+        crate::validate::entry_size(
+            &self.source,
+            &self.detail_type,
+            &self.detail,
+            &self.resources,
+            false,
+        )
+    }
+}
