@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 use sha2::Digest as _;
 
 pub use crate::model::{DeadLetter, PluginRef, Reason, WEIR_VERSION};
+use crate::retry::{self, BatchCall, CallOutcome, ItemOutcome, RetryPolicy};
 
 /// Writes dead letters as one JSON file each into a directory, for `weir run`.
 pub struct DeadLetterDir {
@@ -105,11 +106,6 @@ impl Default for QueueConfig {
     }
 }
 
-struct BatchError {
-    message: String,
-    transient: bool,
-}
-
 /// SQS takes at most this many messages per SendMessageBatch.
 const MAX_MESSAGES_PER_BATCH: usize = 10;
 
@@ -133,87 +129,73 @@ impl DeadLetterQueue {
     /// Sends every letter it can before `deadline`; returns, per letter, whether SQS has
     /// it. A letter that was not sent must make its record a retry.
     pub async fn send(&self, letters: &[DeadLetter], deadline: Instant) -> Vec<Result<(), String>> {
-        let stop_at = crate::publish::stop_before(deadline, self.config.safety_margin);
         let bodies: Vec<String> = letters.iter().map(DeadLetter::to_json).collect();
-        let mut results: Vec<Result<(), String>> = vec![Err("not sent".to_owned()); letters.len()];
-        let mut pending: Vec<usize> = Vec::new();
-        for (i, body) in bodies.iter().enumerate() {
-            if body.len() > self.config.max_batch_bytes {
-                results[i] = Err(format!(
-                    "the dead letter is {} bytes; SQS takes at most {}",
-                    body.len(),
-                    self.config.max_batch_bytes
-                ));
-            } else {
-                pending.push(i);
-            }
-        }
-        let mut round = 0u32;
-        let mut singles: Vec<usize> = Vec::new();
-        while !pending.is_empty() || !singles.is_empty() {
-            let mut again = Vec::new();
-            let mut batches = self.pack(&bodies, &pending);
-            batches.extend(singles.drain(..).map(|i| vec![i]));
-            for batch in batches {
-                let remaining = stop_at.saturating_duration_since(Instant::now());
-                if remaining.is_zero() {
-                    again.extend(batch);
-                    continue;
-                }
-                match self.send_batch(letters, &bodies, &batch, remaining).await {
-                    Ok(failed) => {
-                        for &i in &batch {
-                            results[i] = Ok(());
-                        }
-                        for (i, sender_fault, why) in failed {
-                            results[i] = Err(why);
-                            if !sender_fault {
-                                again.push(i);
-                            }
-                        }
-                    }
-                    Err(BatchError { message, transient }) => {
-                        for &i in &batch {
-                            results[i] = Err(message.clone());
-                        }
-                        if transient {
-                            again.extend(&batch);
-                        } else if batch.len() > 1 {
-                            // One letter may have spoiled the batch: send each alone.
-                            singles.extend(&batch);
-                        }
-                    }
-                }
-            }
-            if again.is_empty() {
-                pending.clear();
-                continue;
-            }
-            round += 1;
-            let wait = crate::publish::full_jitter(
-                self.config.base_backoff,
-                self.config.max_backoff,
-                round,
-            );
-            if Instant::now() + wait >= stop_at {
-                break;
-            }
-            tokio::time::sleep(wait).await;
-            again.sort_unstable();
-            pending = again;
-        }
-        results
+        let too_large: Vec<Option<Result<(), String>>> = bodies
+            .iter()
+            .map(|body| {
+                (body.len() > self.config.max_batch_bytes).then(|| {
+                    Err(format!(
+                        "the dead letter is {} bytes; SQS takes at most {}",
+                        body.len(),
+                        self.config.max_batch_bytes
+                    ))
+                })
+            })
+            .collect();
+        let policy = RetryPolicy {
+            // One batch at a time: dead letters are few, and the queue's order is kept.
+            max_concurrency: 1,
+            safety_margin: self.config.safety_margin,
+            base_backoff: self.config.base_backoff,
+            max_backoff: self.config.max_backoff,
+        };
+        let batch = DeadLetterBatch {
+            queue: self,
+            letters,
+            bodies: &bodies,
+        };
+        retry::drive(&batch, too_large, policy, deadline)
+            .await
+            .results
     }
+}
 
-    fn pack(&self, bodies: &[String], pending: &[usize]) -> Vec<Vec<usize>> {
-        crate::publish::pack(
+/// Dead letters to send: how they pack into SendMessageBatch calls, and one call.
+struct DeadLetterBatch<'a> {
+    queue: &'a DeadLetterQueue,
+    letters: &'a [DeadLetter],
+    bodies: &'a [String],
+}
+
+impl BatchCall for DeadLetterBatch<'_> {
+    type Result = Result<(), String>;
+    const NAME: &'static str = "SendMessageBatch";
+
+    fn pack(&self, pending: &[usize]) -> Vec<Vec<usize>> {
+        retry::pack(
             pending,
-            |i| bodies[i].len(),
+            |i| self.bodies[i].len(),
             MAX_MESSAGES_PER_BATCH,
-            self.config.max_batch_bytes,
+            self.queue.config.max_batch_bytes,
         )
     }
 
+    fn size(&self, item: usize) -> usize {
+        self.bodies[item].len()
+    }
+
+    async fn call(&self, batch: &[usize], remaining: Duration) -> CallOutcome<Self::Result> {
+        self.queue
+            .send_batch(self.letters, self.bodies, batch, remaining)
+            .await
+    }
+
+    fn unsent(&self, reason: String) -> Self::Result {
+        Err(reason)
+    }
+}
+
+impl DeadLetterQueue {
     fn entries(
         &self,
         letters: &[DeadLetter],
@@ -243,21 +225,19 @@ impl DeadLetterQueue {
         Ok(entries)
     }
 
-    /// One SendMessageBatch; `Ok` lists the entries SQS failed, with whether the failure
-    /// was the sender's (not worth retrying).
+    /// One SendMessageBatch: each letter SQS failed is final if the failure was the
+    /// sender's, and sent again otherwise.
     async fn send_batch(
         &self,
         letters: &[DeadLetter],
         bodies: &[String],
         batch: &[usize],
         remaining: Duration,
-    ) -> Result<Vec<(usize, bool, String)>, BatchError> {
-        let entries = self
-            .entries(letters, bodies, batch)
-            .map_err(|message| BatchError {
-                message,
-                transient: false,
-            })?;
+    ) -> CallOutcome<Result<(), String>> {
+        let entries = match self.entries(letters, bodies, batch) {
+            Ok(entries) => entries,
+            Err(message) => return CallOutcome::Refused(Err(message)),
+        };
         let send = self
             .client
             .send_message_batch()
@@ -266,39 +246,41 @@ impl DeadLetterQueue {
             .send();
         let out = match tokio::time::timeout(remaining, send).await {
             Err(_) => {
-                return Err(BatchError {
-                    message: "SQS did not answer before the invocation's time ran out".into(),
-                    transient: true,
-                });
+                return CallOutcome::Transient(
+                    "SQS did not answer before the invocation's time ran out".into(),
+                );
             }
             Ok(Err(e)) => {
-                return Err(BatchError {
-                    message: format!(
-                        "SendMessageBatch to {} failed: {}",
-                        self.queue_url,
-                        crate::aws::describe_sdk_error(&e)
-                    ),
-                    transient: crate::aws::is_transient(&e),
-                });
+                let message = format!(
+                    "SendMessageBatch to {} failed: {}",
+                    self.queue_url,
+                    crate::aws::describe_sdk_error(&e)
+                );
+                return if crate::aws::is_transient(&e) {
+                    CallOutcome::Transient(message)
+                } else {
+                    CallOutcome::Refused(Err(message))
+                };
             }
             Ok(Ok(out)) => out,
         };
-        Ok(out
-            .failed()
-            .iter()
-            .filter_map(|f| {
-                let n: usize = f.id().parse().ok()?;
-                let i = *batch.get(n)?;
-                Some((
-                    i,
-                    f.sender_fault(),
-                    format!(
-                        "SQS refused the dead letter: {}: {}",
-                        f.code(),
-                        f.message().unwrap_or_default()
-                    ),
-                ))
-            })
-            .collect())
+        let mut items: Vec<ItemOutcome<Result<(), String>>> =
+            vec![ItemOutcome::Done(Ok(())); batch.len()];
+        for f in out.failed() {
+            let Some(slot) = f.id().parse::<usize>().ok().and_then(|n| items.get_mut(n)) else {
+                continue;
+            };
+            let why = format!(
+                "SQS refused the dead letter: {}: {}",
+                f.code(),
+                f.message().unwrap_or_default()
+            );
+            *slot = if f.sender_fault() {
+                ItemOutcome::Done(Err(why))
+            } else {
+                ItemOutcome::Retry(why)
+            };
+        }
+        CallOutcome::Items(items)
     }
 }

@@ -5,7 +5,8 @@
 //! to its tenant's plugins, [`plugin`] runs them sandboxed, [`validate`] checks what
 //! EventBridge would refuse, and it ends as a [`model`] `Entry` or `DeadLetter`;
 //! [`batch`] gives every record of a batch its verdict, [`publish`] sends entries to
-//! EventBridge and [`dead_letter`] keeps what was rejected. Around it: [`manifest`] reads
+//! EventBridge and [`dead_letter`] keeps what was rejected, both through [`retry`]'s one
+//! retry driver. Around it: [`manifest`] reads
 //! the configuration, [`store`] reads files and S3 objects, [`slot`] loads one plugin on
 //! first use, [`reload`] keeps the manifest and plugins fresh, [`native`] decides which
 //! precompiled code may run, [`aws`] classifies AWS errors, [`lambda`] is the handler,
@@ -29,6 +30,7 @@ pub mod publish;
 pub mod record;
 pub mod redrive;
 pub mod reload;
+pub mod retry;
 pub mod scaffold;
 pub mod slot;
 pub mod store;

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use aws_sdk_eventbridge::error::SdkError;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
-use futures::StreamExt as _;
 use tokio::time::Instant;
 
 use crate::aws::{describe_sdk_error, is_transient};
 use crate::model::Entry;
+use crate::retry::{self, BatchCall, CallOutcome, ItemOutcome, RetryPolicy};
 
 /// PutEvents takes at most this many entries per call.
 pub const MAX_ENTRIES_PER_CALL: usize = 10;
@@ -82,17 +82,6 @@ pub struct Publisher {
     config: PublishConfig,
 }
 
-enum CallOutcome {
-    /// Per-entry results for the call's entries, by position.
-    Entries(Vec<EntryResult>),
-    /// The whole call failed and may succeed later.
-    Transient(String),
-    /// The whole call was refused for something in the request: split or reject.
-    Invalid { code: String, message: String },
-    /// The whole call was refused for something on weir's side: stop and retry later.
-    HostFault(String),
-}
-
 impl Publisher {
     pub fn new(client: aws_sdk_eventbridge::Client, config: PublishConfig) -> Self {
         Publisher { client, config }
@@ -128,125 +117,56 @@ impl Publisher {
     /// Publishes `entries`, re-sending transient failures with backoff until `deadline`
     /// minus the safety margin. Every entry ends with a result.
     pub async fn publish(&self, entries: &[Entry], deadline: Instant) -> PublishReport {
-        let mut report = PublishReport {
-            results: vec![
-                EntryResult::Unpublished {
-                    reason: "not sent".to_owned()
-                };
-                entries.len()
-            ],
-            ..PublishReport::default()
+        let policy = RetryPolicy {
+            max_concurrency: self.config.max_concurrency,
+            safety_margin: self.config.safety_margin,
+            base_backoff: self.config.base_backoff,
+            max_backoff: self.config.max_backoff,
         };
-        let stop_at = stop_before(deadline, self.config.safety_margin);
-        let mut pending: Vec<usize> = (0..entries.len()).collect();
-        let mut singles: Vec<usize> = Vec::new();
-        let mut round = 0u32;
-        while !pending.is_empty() || !singles.is_empty() {
-            let mut calls = self.pack(entries, &pending);
-            calls.extend(singles.drain(..).map(|i| vec![i]));
-            let remaining = stop_at.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                for call in calls {
-                    for i in call {
-                        report.results[i] = EntryResult::Unpublished {
-                            reason: "the invocation's time ran out before it could be sent"
-                                .to_owned(),
-                        };
-                    }
-                }
-                break;
-            }
-            if round > 0 {
-                report.retry_calls += calls.len();
-                report.retried_entries += calls.iter().map(Vec::len).sum::<usize>();
-            }
-            report.calls += calls.len();
-            for call in &calls {
-                let bytes = call.iter().map(|&i| entries[i].size()).sum();
-                report.call_sizes.push((call.len(), bytes));
-            }
-            let outcomes: Vec<(Vec<usize>, CallOutcome)> = futures::stream::iter(calls)
-                .map(|call| async move {
-                    let outcome = self.call(entries, &call, remaining).await;
-                    (call, outcome)
-                })
-                .buffer_unordered(self.config.max_concurrency.max(1))
-                .collect()
-                .await;
-            let mut again = Vec::new();
-            for (call, outcome) in outcomes {
-                match outcome {
-                    CallOutcome::Entries(results) => {
-                        for (&i, result) in call.iter().zip(results) {
-                            if matches!(result, EntryResult::Unpublished { .. }) {
-                                again.push(i);
-                            }
-                            report.results[i] = result;
-                        }
-                    }
-                    CallOutcome::Transient(reason) => {
-                        for &i in &call {
-                            report.results[i] = EntryResult::Unpublished {
-                                reason: reason.clone(),
-                            };
-                            again.push(i);
-                        }
-                    }
-                    CallOutcome::Invalid { code, message } if call.len() > 1 => {
-                        // One entry may have spoiled the call: send each alone to find it.
-                        tracing::warn!(%code, "PutEvents refused a call of {}; sending its entries one by one: {message}", call.len());
-                        singles.extend(call);
-                    }
-                    CallOutcome::Invalid { code, message } => {
-                        report.results[call[0]] = EntryResult::Rejected { code, message };
-                    }
-                    CallOutcome::HostFault(reason) => {
-                        for &i in &call {
-                            report.results[i] = EntryResult::Unpublished {
-                                reason: reason.clone(),
-                            };
-                        }
-                    }
-                }
-            }
-            again.sort_unstable();
-            pending = again;
-            if pending.is_empty() {
-                continue;
-            }
-            round += 1;
-            let backoff = self.backoff(round);
-            if Instant::now() + backoff >= stop_at {
-                tracing::warn!(
-                    entries = pending.len(),
-                    "PutEvents still failing when the invocation's time ran out"
-                );
-                break;
-            }
-            tokio::time::sleep(backoff).await;
+        let batch = PutEventsBatch {
+            publisher: self,
+            entries,
+        };
+        let sent = retry::drive(&batch, vec![None; entries.len()], policy, deadline).await;
+        PublishReport {
+            results: sent.results,
+            calls: sent.calls,
+            retry_calls: sent.retry_calls,
+            retried_entries: sent.retried_items,
+            call_sizes: sent.call_sizes,
         }
-        report
     }
+}
 
-    fn backoff(&self, round: u32) -> Duration {
-        full_jitter(self.config.base_backoff, self.config.max_backoff, round)
-    }
+/// One set of entries to publish: how they pack into PutEvents calls, and one call.
+struct PutEventsBatch<'a> {
+    publisher: &'a Publisher,
+    entries: &'a [Entry],
+}
+
+impl BatchCall for PutEventsBatch<'_> {
+    type Result = EntryResult;
+    const NAME: &'static str = "PutEvents";
 
     /// Up to 10 entries and `max_request_bytes` per call.
-    fn pack(&self, entries: &[Entry], pending: &[usize]) -> Vec<Vec<usize>> {
-        pack(
+    fn pack(&self, pending: &[usize]) -> Vec<Vec<usize>> {
+        retry::pack(
             pending,
-            |i| entries[i].size(),
+            |i| self.entries[i].size(),
             MAX_ENTRIES_PER_CALL,
-            self.config.max_request_bytes,
+            self.publisher.config.max_request_bytes,
         )
     }
 
-    async fn call(&self, entries: &[Entry], call: &[usize], remaining: Duration) -> CallOutcome {
+    fn size(&self, item: usize) -> usize {
+        self.entries[item].size()
+    }
+
+    async fn call(&self, call: &[usize], remaining: Duration) -> CallOutcome<EntryResult> {
         let request: Vec<PutEventsRequestEntry> = call
             .iter()
             .map(|&i| {
-                let e = &entries[i];
+                let e = &self.entries[i];
                 PutEventsRequestEntry::builder()
                     .source(&e.source)
                     .detail_type(&e.detail_type)
@@ -256,10 +176,15 @@ impl Publisher {
                     .build()
             })
             .collect();
-        let send = self.client.put_events().set_entries(Some(request)).send();
+        let send = self
+            .publisher
+            .client
+            .put_events()
+            .set_entries(Some(request))
+            .send();
         let response = match tokio::time::timeout(remaining, send).await {
             Err(_) => {
-                return CallOutcome::HostFault(
+                return CallOutcome::Abandoned(
                     "PutEvents did not answer before the invocation's time ran out".to_owned(),
                 );
             }
@@ -274,32 +199,34 @@ impl Publisher {
                 call.len()
             ));
         }
-        CallOutcome::Entries(
+        CallOutcome::Items(
             results
                 .iter()
                 .map(|r| match r.error_code() {
-                    None if r.event_id().is_some() => EntryResult::Accepted,
-                    None => EntryResult::Unpublished {
+                    None if r.event_id().is_some() => ItemOutcome::Done(EntryResult::Accepted),
+                    None => ItemOutcome::Done(EntryResult::Unpublished {
                         reason: "PutEvents returned neither an event id nor an error".to_owned(),
-                    },
-                    Some(code) if RETRYABLE_ENTRY_CODES.contains(&code) => {
-                        EntryResult::Unpublished {
-                            reason: format!("{code}: {}", r.error_message().unwrap_or_default()),
-                        }
-                    }
-                    Some(code) => EntryResult::Rejected {
+                    }),
+                    Some(code) if RETRYABLE_ENTRY_CODES.contains(&code) => ItemOutcome::Retry(
+                        format!("{code}: {}", r.error_message().unwrap_or_default()),
+                    ),
+                    Some(code) => ItemOutcome::Done(EntryResult::Rejected {
                         code: code.to_owned(),
                         message: r.error_message().unwrap_or_default().to_owned(),
-                    },
+                    }),
                 })
                 .collect(),
         )
+    }
+
+    fn unsent(&self, reason: String) -> EntryResult {
+        EntryResult::Unpublished { reason }
     }
 }
 
 fn classify_call_error<E>(
     e: &SdkError<E, aws_sdk_eventbridge::config::http::HttpResponse>,
-) -> CallOutcome
+) -> CallOutcome<EntryResult>
 where
     E: aws_sdk_eventbridge::error::ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -319,81 +246,14 @@ where
                     | "ResourceNotFoundException"
                     | "NotAuthorized"
             ) {
-                CallOutcome::HostFault(described)
+                CallOutcome::Abandoned(described)
             } else {
-                CallOutcome::Invalid {
+                CallOutcome::Refused(EntryResult::Rejected {
                     code: code.to_owned(),
                     message: se.err().message().unwrap_or_default().to_owned(),
-                }
+                })
             }
         }
-        _ => CallOutcome::HostFault(described),
-    }
-}
-
-/// Full jitter: a uniform wait in [0, min(max, base · 2^round)].
-pub fn full_jitter(base: Duration, max: Duration, round: u32) -> Duration {
-    let cap = base.saturating_mul(1u32 << round.min(16)).min(max);
-    let nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
-    Duration::from_nanos(fastrand::u64(0..=nanos))
-}
-
-/// Greedy packing in order: each group holds at most `max_count` items and `max_bytes`
-/// (an item larger than `max_bytes` goes alone). Used for PutEvents and SendMessageBatch.
-pub fn pack(
-    pending: &[usize],
-    size: impl Fn(usize) -> usize,
-    max_count: usize,
-    max_bytes: usize,
-) -> Vec<Vec<usize>> {
-    let mut groups: Vec<Vec<usize>> = Vec::new();
-    let mut bytes = 0;
-    for &i in pending {
-        let s = size(i);
-        match groups.last_mut() {
-            Some(g) if g.len() < max_count && bytes + s <= max_bytes => {
-                g.push(i);
-                bytes += s;
-            }
-            _ => {
-                groups.push(vec![i]);
-                bytes = s;
-            }
-        }
-    }
-    groups
-}
-
-/// When to stop trying: `margin` before the deadline, but keeping at least three quarters
-/// of the time left.
-pub fn stop_before(deadline: Instant, margin: Duration) -> Instant {
-    let left = deadline.saturating_duration_since(Instant::now());
-    deadline - margin.min(left / 4)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn packing_fills_groups_by_count_then_bytes() {
-        let all: Vec<usize> = (0..25).collect();
-        let lens: Vec<usize> = pack(&all, |_| 1, 10, 100).iter().map(Vec::len).collect();
-        assert_eq!(lens, [10, 10, 5]);
-        let sizes = [60, 50, 40, 200, 10];
-        let groups = pack(&[0, 1, 2, 3, 4], |i| sizes[i], 10, 100);
-        assert_eq!(groups, [vec![0], vec![1, 2], vec![3], vec![4]]);
-    }
-
-    #[test]
-    fn jitter_stays_under_its_cap() {
-        for round in 0..20 {
-            let d = full_jitter(Duration::from_millis(10), Duration::from_millis(500), round);
-            assert!(d <= Duration::from_millis(500));
-        }
-        assert!(
-            full_jitter(Duration::from_millis(10), Duration::from_secs(5), 0)
-                <= Duration::from_millis(10)
-        );
+        _ => CallOutcome::Abandoned(described),
     }
 }

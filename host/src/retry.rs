@@ -1,0 +1,257 @@
+//! The one way weir sends many items in batched AWS calls before a deadline: pack, send,
+//! re-send what failed transiently with full-jitter backoff, split a refused call to find
+//! the item that spoiled it, and stop in time to report what was not sent. PutEvents
+//! ([`crate::publish`]) and SendMessageBatch ([`crate::dead_letter`]) each say only how to
+//! pack and make one call.
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use tokio::time::Instant;
+
+/// What one call did to one of the items it carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemOutcome<R> {
+    /// Final: sent, or refused for good.
+    Done(R),
+    /// Failed in a way that may pass: send it again.
+    Retry(String),
+}
+
+/// What one call returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallOutcome<R> {
+    /// Each item's outcome, in the call's order.
+    Items(Vec<ItemOutcome<R>>),
+    /// The whole call failed in a way that may pass: every item is sent again.
+    Transient(String),
+    /// The whole call was refused for something in the request. One item may have spoiled
+    /// it: a call of several is split and each item sent alone; alone, this is its result.
+    Refused(R),
+    /// The call cannot be made now (weir's own credentials or setup, or no time left): its
+    /// items end unsent, not retried here.
+    Abandoned(String),
+}
+
+/// How to send items of one kind in batched calls.
+pub trait BatchCall {
+    /// Each item's final result.
+    type Result: Clone;
+    /// The API called, for log lines.
+    const NAME: &'static str;
+    /// Groups `pending` (indices, in order) into calls.
+    fn pack(&self, pending: &[usize]) -> Vec<Vec<usize>>;
+    /// An item's size, as the call counts it (for the call statistics).
+    fn size(&self, item: usize) -> usize;
+    /// Makes one call carrying `items`, within `remaining`.
+    fn call(
+        &self,
+        items: &[usize],
+        remaining: Duration,
+    ) -> impl Future<Output = CallOutcome<Self::Result>> + Send;
+    /// The result of an item that was never sent, or still failing when time ran out.
+    fn unsent(&self, reason: String) -> Self::Result;
+}
+
+/// Pacing and time limits.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Calls in flight at once.
+    pub max_concurrency: usize,
+    /// Time kept back before the deadline (never more than a quarter of the time left).
+    pub safety_margin: Duration,
+    /// First backoff; each round doubles it, capped by `max_backoff`, with full jitter.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+/// Every item's result, in order, and the calls it took.
+#[derive(Debug, Default)]
+pub struct Sent<R> {
+    pub results: Vec<R>,
+    /// Calls made, including re-sends.
+    pub calls: usize,
+    /// Calls that re-sent items after a failure.
+    pub retry_calls: usize,
+    /// Items re-sent after a failure.
+    pub retried_items: usize,
+    /// Items and bytes of each call.
+    pub call_sizes: Vec<(usize, usize)>,
+}
+
+/// Sends items `0..count` (except those in `done`, whose results are already known) with
+/// `caller`, re-sending transient failures until `deadline` less the safety margin. Every
+/// item ends with a result.
+pub async fn drive<C: BatchCall + Sync>(
+    caller: &C,
+    mut results: Vec<Option<C::Result>>,
+    policy: RetryPolicy,
+    deadline: Instant,
+) -> Sent<C::Result> {
+    let mut sent = Sent::default();
+    let stop_at = stop_before(deadline, policy.safety_margin);
+    let mut last_reason: Vec<Option<String>> = vec![None; results.len()];
+    let mut pending: Vec<usize> = (0..results.len())
+        .filter(|&i| results[i].is_none())
+        .collect();
+    let mut singles: Vec<usize> = Vec::new();
+    let mut round = 0u32;
+    while !pending.is_empty() || !singles.is_empty() {
+        let mut calls = caller.pack(&pending);
+        calls.extend(singles.drain(..).map(|i| vec![i]));
+        let remaining = stop_at.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            for i in calls.into_iter().flatten() {
+                last_reason[i] =
+                    Some("the invocation's time ran out before it could be sent".to_owned());
+            }
+            break;
+        }
+        if round > 0 {
+            sent.retry_calls += calls.len();
+            sent.retried_items += calls.iter().map(Vec::len).sum::<usize>();
+        }
+        sent.calls += calls.len();
+        for call in &calls {
+            let bytes = call.iter().map(|&i| caller.size(i)).sum();
+            sent.call_sizes.push((call.len(), bytes));
+        }
+        let outcomes: Vec<(Vec<usize>, CallOutcome<C::Result>)> = futures::stream::iter(calls)
+            .map(|call| async move {
+                let outcome = caller.call(&call, remaining).await;
+                (call, outcome)
+            })
+            .buffer_unordered(policy.max_concurrency.max(1))
+            .collect()
+            .await;
+        let mut again = Vec::new();
+        for (call, outcome) in outcomes {
+            match outcome {
+                CallOutcome::Items(items) => {
+                    for (&i, item) in call.iter().zip(items) {
+                        match item {
+                            ItemOutcome::Done(r) => results[i] = Some(r),
+                            ItemOutcome::Retry(reason) => {
+                                last_reason[i] = Some(reason);
+                                again.push(i);
+                            }
+                        }
+                    }
+                }
+                CallOutcome::Transient(reason) => {
+                    for &i in &call {
+                        last_reason[i] = Some(reason.clone());
+                        again.push(i);
+                    }
+                }
+                CallOutcome::Refused(_) if call.len() > 1 => {
+                    tracing::warn!(
+                        items = call.len(),
+                        "{} refused a call of {}; sending its items one by one to find the one at fault",
+                        C::NAME,
+                        call.len()
+                    );
+                    singles.extend(call);
+                }
+                CallOutcome::Refused(r) => results[call[0]] = Some(r),
+                CallOutcome::Abandoned(reason) => {
+                    for &i in &call {
+                        last_reason[i] = Some(reason.clone());
+                    }
+                }
+            }
+        }
+        again.sort_unstable();
+        pending = again;
+        if pending.is_empty() {
+            continue;
+        }
+        round += 1;
+        let backoff = full_jitter(policy.base_backoff, policy.max_backoff, round);
+        if Instant::now() + backoff >= stop_at {
+            tracing::warn!(
+                items = pending.len(),
+                "{} still failing when the invocation's time ran out",
+                C::NAME
+            );
+            break;
+        }
+        tokio::time::sleep(backoff).await;
+    }
+    sent.results = results
+        .into_iter()
+        .zip(last_reason)
+        .map(|(r, reason)| {
+            r.unwrap_or_else(|| caller.unsent(reason.unwrap_or_else(|| "not sent".to_owned())))
+        })
+        .collect();
+    sent
+}
+
+/// Full jitter: a uniform wait in [0, min(max, base · 2^round)].
+pub fn full_jitter(base: Duration, max: Duration, round: u32) -> Duration {
+    let cap = base.saturating_mul(1u32 << round.min(16)).min(max);
+    let nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(fastrand::u64(0..=nanos))
+}
+
+/// Greedy packing in order: each group holds at most `max_count` items and `max_bytes`
+/// (an item larger than `max_bytes` goes alone).
+pub fn pack(
+    pending: &[usize],
+    size: impl Fn(usize) -> usize,
+    max_count: usize,
+    max_bytes: usize,
+) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut bytes = 0;
+    for &i in pending {
+        let s = size(i);
+        match groups.last_mut() {
+            Some(g) if g.len() < max_count && bytes + s <= max_bytes => {
+                g.push(i);
+                bytes += s;
+            }
+            _ => {
+                groups.push(vec![i]);
+                bytes = s;
+            }
+        }
+    }
+    groups
+}
+
+/// When to stop trying: `margin` before the deadline, but keeping at least three quarters
+/// of the time left for trying.
+pub fn stop_before(deadline: Instant, margin: Duration) -> Instant {
+    let left = deadline.saturating_duration_since(Instant::now());
+    deadline - margin.min(left / 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packing_fills_groups_by_count_then_bytes() {
+        let all: Vec<usize> = (0..25).collect();
+        let lens: Vec<usize> = pack(&all, |_| 1, 10, 100).iter().map(Vec::len).collect();
+        assert_eq!(lens, [10, 10, 5]);
+        let sizes = [60, 50, 40, 200, 10];
+        let groups = pack(&[0, 1, 2, 3, 4], |i| sizes[i], 10, 100);
+        assert_eq!(groups, [vec![0], vec![1, 2], vec![3], vec![4]]);
+    }
+
+    #[test]
+    fn jitter_stays_under_its_cap() {
+        for round in 0..20 {
+            let d = full_jitter(Duration::from_millis(10), Duration::from_millis(500), round);
+            assert!(d <= Duration::from_millis(500));
+        }
+        assert!(
+            full_jitter(Duration::from_millis(10), Duration::from_secs(5), 0)
+                <= Duration::from_millis(10)
+        );
+    }
+}
