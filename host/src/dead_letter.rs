@@ -7,9 +7,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use anyhow::Context as _;
-use serde::Serialize;
-use serde_json::value::RawValue;
-use sha2::Digest as _;
 
 pub use crate::model::{DeadLetter, PluginRef, Reason, WEIR_VERSION};
 use crate::retry::{self, BatchCall, CallOutcome, ItemOutcome, RetryPolicy};
@@ -40,38 +37,6 @@ impl DeadLetterDir {
         std::fs::write(&path, letter.to_json())
             .with_context(|| format!("{}: cannot write dead letter", path.display()))?;
         Ok(path)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_record_is_kept_byte_for_byte() {
-        let raw =
-            RawValue::from_string(r#"{ "eventID" : "x",  "n": 1.000 }"#.to_owned()).expect("raw");
-        let letter = DeadLetter::new(
-            &raw,
-            Reason {
-                kind: "decode",
-                message: "eventName: missing".into(),
-                blame: Blame::Record,
-            },
-        );
-        let json = letter.to_json();
-        assert!(
-            json.contains(r#""record":{ "eventID" : "x",  "n": 1.000 }"#),
-            "{json}"
-        );
-        let v: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
-        assert_eq!(v["reason"]["kind"], "decode");
-        assert_eq!(v["reason"]["blame"], "record");
-        assert_eq!(v["weirVersion"], WEIR_VERSION);
-        assert_eq!(
-            letter.file_name(),
-            DeadLetter::new(&raw, letter.reason.clone()).file_name()
-        );
     }
 }
 

@@ -105,3 +105,35 @@ impl Entry {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_record_is_kept_byte_for_byte() {
+        let raw =
+            RawValue::from_string(r#"{ "eventID" : "x",  "n": 1.000 }"#.to_owned()).expect("raw");
+        let letter = DeadLetter::new(
+            &raw,
+            Reason {
+                kind: "decode",
+                message: "eventName: missing".into(),
+                blame: Blame::Record,
+            },
+        );
+        let json = letter.to_json();
+        assert!(
+            json.contains(r#""record":{ "eventID" : "x",  "n": 1.000 }"#),
+            "{json}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+        assert_eq!(v["reason"]["kind"], "decode");
+        assert_eq!(v["reason"]["blame"], "record");
+        assert_eq!(v["weirVersion"], WEIR_VERSION);
+        assert_eq!(
+            letter.file_name(),
+            DeadLetter::new(&raw, letter.reason.clone()).file_name()
+        );
+    }
+}

@@ -1,7 +1,7 @@
 //! The one way weir sends many items in batched AWS calls before a deadline: pack, send,
 //! re-send what failed transiently with full-jitter backoff, split a refused call to find
-//! the item that spoiled it, and stop in time to report what was not sent. PutEvents
-//! ([`crate::publish`]) and SendMessageBatch ([`crate::dead_letter`]) each say only how to
+//! the item that spoiled it, and stop in time to report what was not sent. PutEvents (in
+//! `publish`) and SendMessageBatch (in `dead_letter`) each say only how to
 //! pack and make one call.
 
 use std::future::Future;
@@ -67,7 +67,7 @@ pub struct RetryPolicy {
 }
 
 /// Every item's result, in order, and the calls it took.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Sent<R> {
     pub results: Vec<R>,
     /// Calls made, including re-sends.
@@ -89,7 +89,13 @@ pub async fn drive<C: BatchCall + Sync>(
     policy: RetryPolicy,
     deadline: Instant,
 ) -> Sent<C::Result> {
-    let mut sent = Sent::default();
+    let mut sent = Sent {
+        results: Vec::new(),
+        calls: 0,
+        retry_calls: 0,
+        retried_items: 0,
+        call_sizes: Vec::new(),
+    };
     let stop_at = stop_before(deadline, policy.safety_margin);
     let mut last_reason: Vec<Option<String>> = vec![None; results.len()];
     let mut pending: Vec<usize> = (0..results.len())
