@@ -84,7 +84,7 @@ async fn collect_batch(
     let report = batch::run(
         pipeline,
         raw(records),
-        None,
+        batch::DryRun,
         DeadLetterSink::Collect(&mut letters),
         tokio::time::Instant::now() + Duration::from_secs(30),
     )

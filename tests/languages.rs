@@ -367,7 +367,7 @@ async fn the_big_builds_load_lazily_and_precompiled_in_the_function() {
         let report = weir::batch::run(
             loader.pipeline(),
             records.clone(),
-            None,
+            weir::batch::DryRun,
             weir::batch::DeadLetterSink::Collect(&mut letters),
             tokio::time::Instant::now() + std::time::Duration::from_secs(60),
         )

@@ -3,6 +3,7 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use tokio::time::Instant;
 use crate::dead_letter::{DeadLetter, DeadLetterQueue, PluginRef, Reason};
 use crate::pipeline::{Entry, Outcome, Pipeline, PluginCall};
 use crate::plugin::Blame;
-use crate::publish::{EntryResult, Publisher};
+use crate::publish::{EntryResult, PublishReport, Publisher};
 
 /// The final state of one record. Exactly one per record, always.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,21 +118,86 @@ pub fn compare_sequence_numbers(a: &str, b: &str) -> Ordering {
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
-/// Where a batch's dead letters go.
+/// Where a batch's entries go: EventBridge (a [`Publisher`]), nowhere ([`DryRun`]), or an
+/// in-memory fake in tests.
+pub trait EventSink {
+    /// Sends `entries`; every one ends with a result by `deadline`.
+    fn send(
+        &self,
+        entries: &[Entry],
+        deadline: Instant,
+    ) -> impl Future<Output = PublishReport> + Send;
+}
+
+impl EventSink for &Publisher {
+    fn send(
+        &self,
+        entries: &[Entry],
+        deadline: Instant,
+    ) -> impl Future<Output = PublishReport> + Send {
+        self.publish(entries, deadline)
+    }
+}
+
+/// Publishes nothing and counts every entry as accepted: `weir run` without `--publish`,
+/// `weir test`, the benchmark.
+pub struct DryRun;
+
+impl EventSink for DryRun {
+    async fn send(&self, entries: &[Entry], _deadline: Instant) -> PublishReport {
+        PublishReport {
+            results: vec![EntryResult::Accepted; entries.len()],
+            ..Default::default()
+        }
+    }
+}
+
+/// A publisher if there is one, else a dry run.
+impl EventSink for Option<&Publisher> {
+    async fn send(&self, entries: &[Entry], deadline: Instant) -> PublishReport {
+        match self {
+            Some(p) => p.publish(entries, deadline).await,
+            None => DryRun.send(entries, deadline).await,
+        }
+    }
+}
+
+/// Where a batch's dead letters go: SQS, a list the caller writes out, or a fake in tests.
+pub trait DeadLetterStore {
+    /// Keeps each letter, or says why it could not: its record is then retried, never lost.
+    fn keep(
+        &mut self,
+        letters: &[DeadLetter],
+        deadline: Instant,
+    ) -> impl Future<Output = Vec<Result<(), String>>> + Send;
+}
+
+/// Where a batch's dead letters go, chosen at run time.
 pub enum DeadLetterSink<'a> {
     Queue(&'a DeadLetterQueue),
     /// Written by the caller (e.g. `weir run` writes files); counted as kept.
     Collect(&'a mut Vec<DeadLetter>),
 }
 
+impl DeadLetterStore for DeadLetterSink<'_> {
+    async fn keep(&mut self, letters: &[DeadLetter], deadline: Instant) -> Vec<Result<(), String>> {
+        match self {
+            DeadLetterSink::Queue(queue) => queue.send(letters, deadline).await,
+            DeadLetterSink::Collect(out) => {
+                out.extend_from_slice(letters);
+                vec![Ok(()); letters.len()]
+            }
+        }
+    }
+}
+
 /// Runs a batch to its verdicts. Plugins run on a blocking thread; publishing and dead
-/// letters are bounded by `deadline`. Without a publisher every entry counts as accepted
-/// (a dry run).
+/// letters are bounded by `deadline`. Every record ends with exactly one verdict.
 pub async fn run(
     pipeline: Arc<Pipeline>,
     records: Vec<Box<RawValue>>,
-    publisher: Option<&Publisher>,
-    mut dead_letters: DeadLetterSink<'_>,
+    events: impl EventSink,
+    mut dead_letters: impl DeadLetterStore,
     deadline: Instant,
 ) -> anyhow::Result<BatchReport> {
     let started = std::time::Instant::now();
@@ -175,13 +241,7 @@ pub async fn run(
         }
     }
 
-    let published = match publisher {
-        Some(p) => p.publish(&entries, deadline).await,
-        None => crate::publish::PublishReport {
-            results: vec![EntryResult::Accepted; entries.len()],
-            ..Default::default()
-        },
-    };
+    let published = events.send(&entries, deadline).await;
     // A record is published when all its entries are; refused entries dead-letter it,
     // entries still failing when time ran out make it a retry.
     let mut refused: BTreeMap<usize, (Vec<String>, PluginRef)> = BTreeMap::new();
@@ -232,16 +292,8 @@ pub async fn run(
 
     let mut dead_letters_sent = 0;
     if !letters.is_empty() {
-        let kept: Vec<Result<(), String>> = match &mut dead_letters {
-            DeadLetterSink::Queue(queue) => {
-                let only: Vec<DeadLetter> = letters.iter().map(|(_, l)| l.clone()).collect();
-                queue.send(&only, deadline).await
-            }
-            DeadLetterSink::Collect(out) => {
-                out.extend(letters.iter().map(|(_, l)| l.clone()));
-                vec![Ok(()); letters.len()]
-            }
-        };
+        let only: Vec<DeadLetter> = letters.iter().map(|(_, l)| l.clone()).collect();
+        let kept = dead_letters.keep(&only, deadline).await;
         for ((i, letter), kept) in letters.iter().zip(kept) {
             verdicts[*i] = Some(match kept {
                 Ok(()) => {

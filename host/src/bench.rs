@@ -700,7 +700,7 @@ fn dry_batch(
     rt.block_on(batch::run(
         pipeline.clone(),
         records,
-        None,
+        batch::DryRun,
         DeadLetterSink::Collect(&mut letters),
         tokio::time::Instant::now() + Duration::from_secs(60),
     ))

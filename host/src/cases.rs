@@ -326,7 +326,7 @@ pub async fn run_event(
     let report = batch::run(
         pipeline,
         records,
-        None,
+        batch::DryRun,
         DeadLetterSink::Collect(&mut letters),
         deadline,
     )

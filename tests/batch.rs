@@ -1,0 +1,393 @@
+//! `batch::run`'s accounting, with in-memory sinks and no emulator: every record ends as
+//! exactly one of published, filtered, dead-lettered or retried, whatever EventBridge and the
+//! dead-letter queue do. The event sink is a scripted in-memory PutEvents driven by weir's own
+//! retry driver (`retry::drive`), so throttling, partial failures and the deadline go through
+//! the same code as in the function; the dead-letter sink can refuse letters.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use support::*;
+use tokio::time::Instant;
+use weir::batch::{self, DeadLetterStore, EventSink, Verdict};
+use weir::dead_letter::DeadLetter;
+use weir::model::Entry;
+use weir::pipeline::Pipeline;
+use weir::publish::{EntryResult, PublishReport};
+use weir::reload::Loader;
+use weir::retry::{self, BatchCall, CallOutcome, ItemOutcome, RetryPolicy};
+use weir::store::{Location, Store};
+
+/// What the in-memory PutEvents does with an entry, chosen by the record's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Accepted at once.
+    Accept,
+    /// `ThrottlingException` for the first `n` attempts, then accepted.
+    ThrottleThenAccept(u32),
+    /// `ThrottlingException` on every attempt: still failing when time runs out.
+    ThrottleForever,
+    /// `InvalidArgument`: refused for good, so its record is dead-lettered.
+    Reject,
+}
+
+/// An in-memory PutEvents: each entry's fate comes from the name in its detail.
+struct ScriptedEventBridge {
+    fates: BTreeMap<String, Fate>,
+    attempts: Mutex<BTreeMap<String, u32>>,
+    /// Entries the fake saw accepted, by name.
+    accepted: Mutex<Vec<String>>,
+    policy: RetryPolicy,
+}
+
+impl ScriptedEventBridge {
+    fn new(fates: BTreeMap<String, Fate>) -> Self {
+        ScriptedEventBridge {
+            fates,
+            attempts: Mutex::default(),
+            accepted: Mutex::default(),
+            policy: RetryPolicy {
+                max_concurrency: 2,
+                safety_margin: Duration::from_millis(20),
+                base_backoff: Duration::from_millis(1),
+                max_backoff: Duration::from_millis(5),
+            },
+        }
+    }
+}
+
+fn name_of(entry: &Entry) -> String {
+    let detail: Value = serde_json::from_str(&entry.detail).expect("detail JSON");
+    detail["payload"]["Name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// One publish: the scripted API behind weir's retry driver.
+struct Calls<'a> {
+    api: &'a ScriptedEventBridge,
+    entries: &'a [Entry],
+}
+
+impl BatchCall for Calls<'_> {
+    type Result = EntryResult;
+    const NAME: &'static str = "PutEvents (in memory)";
+
+    fn pack(&self, pending: &[usize]) -> Vec<Vec<usize>> {
+        retry::pack(pending, |i| self.entries[i].size(), 10, 1 << 20)
+    }
+
+    fn size(&self, item: usize) -> usize {
+        self.entries[item].size()
+    }
+
+    async fn call(&self, items: &[usize], _remaining: Duration) -> CallOutcome<EntryResult> {
+        let mut attempts = self.api.attempts.lock().expect("attempts");
+        let outcomes = items
+            .iter()
+            .map(|&i| {
+                let name = name_of(&self.entries[i]);
+                let attempt = attempts.entry(name.clone()).or_default();
+                *attempt += 1;
+                let throttled = ItemOutcome::Retry("ThrottlingException: slow down".to_owned());
+                match self.api.fates.get(&name).copied().unwrap_or(Fate::Accept) {
+                    Fate::ThrottleThenAccept(n) if *attempt <= n => throttled,
+                    Fate::ThrottleForever => throttled,
+                    Fate::Reject => ItemOutcome::Done(EntryResult::Rejected {
+                        code: "InvalidArgument".to_owned(),
+                        message: "no".to_owned(),
+                    }),
+                    Fate::Accept | Fate::ThrottleThenAccept(_) => {
+                        self.api.accepted.lock().expect("accepted").push(name);
+                        ItemOutcome::Done(EntryResult::Accepted)
+                    }
+                }
+            })
+            .collect();
+        CallOutcome::Items(outcomes)
+    }
+
+    fn unsent(&self, reason: String) -> EntryResult {
+        EntryResult::Unpublished { reason }
+    }
+}
+
+impl EventSink for &ScriptedEventBridge {
+    async fn send(&self, entries: &[Entry], deadline: Instant) -> PublishReport {
+        let calls = Calls { api: self, entries };
+        let sent = retry::drive(&calls, vec![None; entries.len()], self.policy, deadline).await;
+        PublishReport {
+            results: sent.results,
+            calls: sent.calls,
+            retry_calls: sent.retry_calls,
+            retried_entries: sent.retried_items,
+            call_sizes: sent.call_sizes,
+        }
+    }
+}
+
+/// A dead-letter queue in memory that refuses the letters of the records named in `refuse`.
+#[derive(Default)]
+struct MemoryQueue {
+    refuse: Vec<String>,
+    kept: Vec<DeadLetter>,
+}
+
+impl DeadLetterStore for &mut MemoryQueue {
+    async fn keep(
+        &mut self,
+        letters: &[DeadLetter],
+        _deadline: Instant,
+    ) -> Vec<Result<(), String>> {
+        letters
+            .iter()
+            .map(|l| {
+                let record: Value = serde_json::from_str(l.record.get()).expect("record");
+                let name = record["dynamodb"]["NewImage"]["name"]["S"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                if self.refuse.contains(&name) {
+                    Err("the queue refused it".to_owned())
+                } else {
+                    self.kept.push(l.clone());
+                    Ok(())
+                }
+            })
+            .collect()
+    }
+}
+
+async fn pipeline(dir: &std::path::Path) -> Arc<Pipeline> {
+    let text = format!(
+        "event_bus = \"accounting\"\n[plugins.mapping]\npath = {:?}\n\
+         [[routes]]\ntable = \"Customers\"\nsource = \"weir.customers\"\ntenant = {{ attribute = \"tenantId\" }}\n\
+         [tenants.globex]\nplugin = \"mapping\"\n\
+         config = {{ detail_type = \"CustomerChanged\", fields = {{ Name = \"/name\" }} }}\n",
+        plugin("mapping").display().to_string()
+    );
+    std::fs::write(dir.join("weir.toml"), text).expect("manifest");
+    let engine = Arc::new(weir::plugin::PluginEngine::with_cache_dir(None).expect("engine"));
+    Loader::load(
+        Store::default(),
+        engine,
+        Location::File(dir.join("weir.toml")),
+        Duration::from_secs(3600),
+    )
+    .await
+    .expect("loads")
+    .pipeline()
+}
+
+/// A record for globex named `name`, or for a tenant with no entry (filtered), or broken
+/// (dead-lettered as `decode`).
+fn record(seq: u64, kind: &str, name: &str) -> Box<RawValue> {
+    let value = match kind {
+        "filtered" => stream_record(seq, &format!("ev-{seq}"), "nobody", json!({})),
+        "broken" => json!({"eventID": format!("ev-{seq}"), "eventName": "INSERT"}),
+        _ => stream_record(
+            seq,
+            &format!("ev-{seq}"),
+            "globex",
+            json!({"name": {"S": name}}),
+        ),
+    };
+    RawValue::from_string(value.to_string()).expect("raw")
+}
+
+struct Case {
+    fates: Vec<(&'static str, Fate)>,
+    refuse: Vec<&'static str>,
+    filtered: usize,
+    broken: usize,
+    deadline: Duration,
+}
+
+/// Runs a case; returns the verdicts by record name (`filtered-N`, `broken-N` for the others).
+async fn run(case: Case) -> BTreeMap<String, Verdict> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipeline = pipeline(dir.path()).await;
+    let mut records = Vec::new();
+    let mut names = Vec::new();
+    let mut seq = 0;
+    for (name, _) in &case.fates {
+        seq += 1;
+        records.push(record(seq, "globex", name));
+        names.push(name.to_string());
+    }
+    for i in 0..case.filtered {
+        seq += 1;
+        records.push(record(seq, "filtered", ""));
+        names.push(format!("filtered-{i}"));
+    }
+    for i in 0..case.broken {
+        seq += 1;
+        records.push(record(seq, "broken", ""));
+        names.push(format!("broken-{i}"));
+    }
+    let api = ScriptedEventBridge::new(
+        case.fates
+            .iter()
+            .map(|(n, f)| (n.to_string(), *f))
+            .collect(),
+    );
+    let mut queue = MemoryQueue {
+        refuse: case.refuse.iter().map(|s| s.to_string()).collect(),
+        kept: Vec::new(),
+    };
+    let count = records.len();
+    let report = batch::run(
+        pipeline,
+        records,
+        &api,
+        &mut queue,
+        Instant::now() + case.deadline,
+    )
+    .await
+    .expect("batch");
+
+    // The invariant: every record has exactly one verdict, and they add up.
+    let c = report.counts();
+    assert_eq!(report.verdicts.len(), count);
+    assert_eq!(
+        c.published + c.filtered + c.dead_lettered + c.retried,
+        count,
+        "{c:?}"
+    );
+    // What the sinks hold agrees with the verdicts.
+    assert_eq!(queue.kept.len(), c.dead_lettered);
+    let accepted = api.accepted.lock().expect("accepted").len();
+    assert_eq!(accepted, c.published, "one entry per published record");
+    names.into_iter().zip(report.verdicts).collect()
+}
+
+fn retried(v: &Verdict) -> bool {
+    matches!(v, Verdict::Retry { .. })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_that_passes_publishes_everything() {
+    let v = run(Case {
+        fates: vec![
+            ("a", Fate::ThrottleThenAccept(1)),
+            ("b", Fate::ThrottleThenAccept(3)),
+            ("c", Fate::Accept),
+        ],
+        refuse: vec![],
+        filtered: 2,
+        broken: 0,
+        deadline: Duration::from_secs(30),
+    })
+    .await;
+    for name in ["a", "b", "c"] {
+        assert_eq!(v[name], Verdict::Published, "{name}");
+    }
+    assert_eq!(v["filtered-0"], Verdict::Filtered);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partial_failures_split_into_published_dead_lettered_and_filtered() {
+    let v = run(Case {
+        fates: vec![
+            ("ok", Fate::Accept),
+            ("bad", Fate::Reject),
+            ("slow", Fate::ThrottleThenAccept(2)),
+        ],
+        refuse: vec![],
+        filtered: 1,
+        broken: 1,
+        deadline: Duration::from_secs(30),
+    })
+    .await;
+    assert_eq!(v["ok"], Verdict::Published);
+    assert_eq!(v["slow"], Verdict::Published);
+    assert_eq!(v["bad"], Verdict::DeadLettered { kind: "put-events" });
+    assert_eq!(v["broken-0"], Verdict::DeadLettered { kind: "decode" });
+    assert_eq!(v["filtered-0"], Verdict::Filtered);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_dead_letter_makes_its_record_a_retry_never_a_loss() {
+    let v = run(Case {
+        fates: vec![
+            ("bad", Fate::Reject),
+            ("bad-too", Fate::Reject),
+            ("ok", Fate::Accept),
+        ],
+        refuse: vec!["bad-too"],
+        filtered: 0,
+        broken: 0,
+        deadline: Duration::from_secs(30),
+    })
+    .await;
+    assert_eq!(v["bad"], Verdict::DeadLettered { kind: "put-events" });
+    assert!(retried(&v["bad-too"]), "{:?}", v["bad-too"]);
+    assert_eq!(v["ok"], Verdict::Published);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exhausted_deadline_leaves_what_is_still_throttled_for_retry() {
+    let v = run(Case {
+        fates: vec![
+            ("stuck", Fate::ThrottleForever),
+            ("ok", Fate::Accept),
+            ("bad", Fate::Reject),
+        ],
+        refuse: vec![],
+        filtered: 1,
+        broken: 0,
+        deadline: Duration::from_secs(2),
+    })
+    .await;
+    assert!(retried(&v["stuck"]), "{:?}", v["stuck"]);
+    assert_eq!(v["ok"], Verdict::Published);
+    assert_eq!(v["bad"], Verdict::DeadLettered { kind: "put-events" });
+    assert_eq!(v["filtered-0"], Verdict::Filtered);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mixed_batches_always_add_up() {
+    // Deterministic mixes of every fate and refusal; `run` asserts the invariant each time.
+    let fates = [
+        Fate::Accept,
+        Fate::ThrottleThenAccept(1),
+        Fate::ThrottleThenAccept(4),
+        Fate::ThrottleForever,
+        Fate::Reject,
+    ];
+    const NAMES: [&str; 12] = [
+        "n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9", "n10", "n11",
+    ];
+    let mut rng = fastrand::Rng::with_seed(12);
+    for _ in 0..6 {
+        let fates: Vec<(&'static str, Fate)> = NAMES
+            .iter()
+            .map(|&n| (n, fates[rng.usize(..fates.len())]))
+            .collect();
+        let refuse: Vec<&'static str> = NAMES.iter().copied().filter(|_| rng.bool()).collect();
+        let v = run(Case {
+            fates: fates.clone(),
+            refuse: refuse.clone(),
+            filtered: rng.usize(0..3),
+            broken: rng.usize(0..3),
+            deadline: Duration::from_secs(1),
+        })
+        .await;
+        for (name, fate) in &fates {
+            let verdict = &v[*name];
+            let expected_retry =
+                *fate == Fate::ThrottleForever || (*fate == Fate::Reject && refuse.contains(name));
+            assert_eq!(
+                retried(verdict),
+                expected_retry,
+                "{name} {fate:?} {verdict:?}"
+            );
+        }
+    }
+}
