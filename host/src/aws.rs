@@ -1,10 +1,47 @@
-//! What every AWS call weir makes has in common: which errors are worth retrying, and how to
-//! say what went wrong in one line. Typed on the SDKs' shared error types, so EventBridge,
-//! SQS and S3 errors are classified alike.
+//! What every AWS call weir makes has in common: how its clients are built, which errors are
+//! worth retrying, and how to say what went wrong in one line. Errors are typed on the SDKs'
+//! shared types, so EventBridge, SQS and S3 errors are classified alike.
+//!
+//! Clients come from the standard AWS configuration (environment, profile,
+//! `AWS_ENDPOINT_URL`). Where weir retries a call itself (PutEvents and SendMessageBatch,
+//! through `retry::drive`), the SDK's own retries are off, so retries never stack and every
+//! call made is one weir counts; elsewhere (S3 reads, queue reads) the SDK's standard retries
+//! stay on.
 
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+/// The standard AWS configuration.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// EventBridge, for PutEvents (retried by weir) and the bus check.
+pub fn eventbridge(sdk: &aws_config::SdkConfig) -> aws_sdk_eventbridge::Client {
+    let conf = aws_sdk_eventbridge::config::Builder::from(sdk)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_eventbridge::Client::from_conf(conf)
+}
+
+/// SQS for sending dead letters (retried by weir).
+pub fn sqs_for_dead_letters(sdk: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
+    let conf = aws_sdk_sqs::config::Builder::from(sdk)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_sqs::Client::from_conf(conf)
+}
+
+/// SQS for reading and deleting queue messages (redrive), with the SDK's retries.
+pub fn sqs(sdk: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(sdk)
+}
+
+/// S3 for manifests and plugins, with the SDK's retries.
+pub fn s3(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::new(sdk)
+}
 
 /// Whether an SDK error may go away on its own: throttling, a 5xx, a timeout, a broken
 /// connection. Anything else is a refusal that retrying will not change.

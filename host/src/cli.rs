@@ -1,26 +1,30 @@
 //! The `weir` command line.
 
-use std::io::Write as _;
+//!
+//! One file per command in `cli/`; this file parses arguments, dispatches, and holds what
+//! several commands share (the runtime, loading a manifest, reading an event, exit codes).
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use serde_json::value::RawValue;
-
-use crate::batch::{self, DeadLetterSink};
-use crate::dead_letter::{DeadLetterDir, DeadLetterQueue, QueueConfig};
 use crate::plugin::PluginEngine;
-use crate::publish::{PublishConfig, Publisher};
-use crate::record::{self, StreamEvent};
+use crate::record::StreamEvent;
 use crate::reload::Loader;
 use crate::store::{Location, Store};
 
+mod check;
 mod compile;
+mod decode;
+mod infra;
+mod new;
+mod redrive;
+mod run;
+mod test;
 
 /// weir maps DynamoDB Streams records with WebAssembly plugins and publishes them to
 /// EventBridge.
@@ -182,7 +186,7 @@ fn setup<T>(r: anyhow::Result<T>) -> Result<T, SetupError> {
 
 fn run(cli: Cli) -> Result<ExitCode, SetupError> {
     match cli.command {
-        Command::Decode { event } => decode(&event),
+        Command::Decode { event } => decode::decode(&event),
         Command::Run {
             manifest,
             event,
@@ -190,14 +194,14 @@ fn run(cli: Cli) -> Result<ExitCode, SetupError> {
             publish,
             timeout_secs,
             report,
-        } => run_event(
+        } => run::run_event(
             &manifest,
             &event,
             &dead_letter_dir,
             publish.then_some(Duration::from_secs(timeout_secs)),
             report,
         ),
-        Command::Check { manifest } => check(&manifest),
+        Command::Check { manifest } => check::check(&manifest),
         Command::Compile {
             plugins,
             target,
@@ -214,9 +218,9 @@ fn run(cli: Cli) -> Result<ExitCode, SetupError> {
             delivery_queue,
             bus,
             dry_run,
-        } => redrive(&manifest, queue, delivery_queue, bus, dry_run),
-        Command::Infra { manifest } => infra(&manifest),
-        Command::New { what } => new(what),
+        } => redrive::redrive(&manifest, queue, delivery_queue, bus, dry_run),
+        Command::Infra { manifest } => infra::infra(&manifest),
+        Command::New { what } => new::new(what),
         Command::Test {
             plugin,
             config,
@@ -224,7 +228,7 @@ fn run(cli: Cli) -> Result<ExitCode, SetupError> {
             update,
             report,
             cases_dir,
-        } => test_cases(
+        } => test::test_cases(
             crate::cases::TestOptions {
                 plugin,
                 config,
@@ -270,163 +274,6 @@ async fn load_with(manifest: &str, fuel: bool) -> anyhow::Result<Loader> {
     .await?)
 }
 
-fn check(manifest: &str) -> Result<ExitCode, SetupError> {
-    let runtime = runtime()?;
-    match runtime.block_on(async {
-        let location = Location::parse(manifest)?;
-        let engine = Arc::new(PluginEngine::new().context("cannot start the plugin engine")?);
-        anyhow::Ok(
-            Loader::load(
-                Store::default(),
-                engine,
-                location,
-                crate::reload::DEFAULT_INTERVAL,
-            )
-            .await,
-        )
-    }) {
-        Err(e) => Err(SetupError(e)),
-        Ok(Ok(loader)) => {
-            let m = loader.manifest();
-            println!(
-                "{manifest}: ok: {} plugins, {} tenants, {} routes, bus {:?}",
-                loader.pipeline().loaded_plugins().len(),
-                m.tenants.len(),
-                m.routes.len(),
-                m.event_bus
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Ok(Err(problems)) => {
-            for p in &problems.problems {
-                println!("{manifest}: {p}");
-            }
-            println!("{manifest}: {} problems", problems.problems.len());
-            Ok(ExitCode::from(EXIT_DEAD_LETTERS))
-        }
-    }
-}
-
-fn infra(manifest: &str) -> Result<ExitCode, SetupError> {
-    let runtime = runtime()?;
-    let text = setup(runtime.block_on(async {
-        let location = Location::parse(manifest)?;
-        let (bytes, _) = Store::default().read(&location).await?;
-        let text =
-            String::from_utf8(bytes).with_context(|| format!("{location}: not UTF-8 text"))?;
-        anyhow::Ok((text, location))
-    }))?;
-    let (m, destinations) = setup(
-        crate::manifest::Manifest::parse_with_destinations(&text.0, text.1)
-            .map_err(anyhow::Error::from),
-    )?;
-    if destinations.is_empty() {
-        return Err(SetupError(anyhow::anyhow!(
-            "{manifest}: no [destinations.<name>] sections: nothing to generate"
-        )));
-    }
-    print!("{}", crate::infra::template(&m, &destinations));
-    Ok(ExitCode::SUCCESS)
-}
-
-fn redrive(
-    manifest: &str,
-    queue: Option<String>,
-    delivery_queue: Option<String>,
-    bus: Option<String>,
-    dry_run: bool,
-) -> Result<ExitCode, SetupError> {
-    let runtime = runtime()?;
-    let report = runtime.block_on(async {
-        let loader = setup(load(manifest).await)?;
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let publisher = Publisher::new(Publisher::client_from(&sdk), PublishConfig::default());
-        let bus = bus.unwrap_or_else(|| loader.manifest().event_bus.clone());
-        if !dry_run {
-            setup(publisher.check_bus(&bus).await)?;
-        }
-        let publisher = (!dry_run).then_some(&publisher);
-        let progress = |done: usize, total: usize| eprintln!("redrive: {done} / {total}");
-        let report = match (queue, delivery_queue) {
-            (Some(q), _) => {
-                crate::redrive::dead_letters(&sqs, &q, loader.pipeline(), publisher, progress).await
-            }
-            (None, Some(q)) => {
-                crate::redrive::deliveries(&sqs, &q, &bus, publisher, progress).await
-            }
-            (None, None) => Err(anyhow::anyhow!("give --queue or --delivery-queue")),
-        };
-        setup(report)
-    })?;
-    for line in &report.lines {
-        println!("{}{line}", if dry_run { "would: " } else { "" });
-    }
-    eprintln!(
-        "redrive{}: {} received, {} done, {} left in the queue",
-        if dry_run { " (dry run)" } else { "" },
-        report.received,
-        report.done,
-        report.left
-    );
-    Ok(if report.left > 0 {
-        ExitCode::from(EXIT_DEAD_LETTERS)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-fn new(what: crate::scaffold::NewCommand) -> Result<ExitCode, SetupError> {
-    let crate::scaffold::NewCommand::Plugin {
-        name,
-        lang,
-        dir,
-        sdk,
-    } = what;
-    let made = setup(crate::scaffold::new_plugin(
-        &name,
-        lang,
-        &dir,
-        sdk.as_deref(),
-    ))?;
-    println!(
-        "created {} ({} files)",
-        made.dir.display(),
-        made.files.len()
-    );
-    println!("next:");
-    for command in &made.next {
-        println!("  {command}");
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn test_cases(
-    options: crate::cases::TestOptions,
-    cases_dir: &Path,
-) -> Result<ExitCode, SetupError> {
-    let runtime = runtime()?;
-    let mut out = std::io::stdout().lock();
-    let summary = setup(runtime.block_on(crate::cases::run(&options, cases_dir, &mut out)))?;
-    let _ = writeln!(
-        out,
-        "cases: {}, passed: {}, failed: {}{}",
-        summary.cases,
-        summary.passed,
-        summary.failed,
-        if options.update {
-            format!(", updated: {}", summary.updated)
-        } else {
-            String::new()
-        }
-    );
-    Ok(if summary.failed > 0 {
-        ExitCode::from(EXIT_DEAD_LETTERS)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
 fn read_event(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("{}: cannot read event", path.display()))
 }
@@ -437,127 +284,5 @@ fn parse_event<'a>(path: &Path, text: &'a str) -> anyhow::Result<StreamEvent<'a>
             "{}: not a DynamoDB Streams event (expected {{\"Records\": [...]}})",
             path.display()
         )
-    })
-}
-
-fn decode(event: &Path) -> Result<ExitCode, SetupError> {
-    let text = setup(read_event(event))?;
-    let parsed = setup(parse_event(event, &text))?;
-    let mut out = std::io::stdout().lock();
-    let mut failed = false;
-    for (i, raw) in parsed.records.iter().enumerate() {
-        match record::decode(raw.get()) {
-            Ok(r) => {
-                let line = serde_json::to_string(&r).unwrap_or_default();
-                let _ = writeln!(out, "{line}");
-            }
-            Err(e) => {
-                failed = true;
-                eprintln!("weir: record {i}: {e}");
-            }
-        }
-    }
-    Ok(if failed {
-        ExitCode::from(EXIT_DEAD_LETTERS)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-fn run_event(
-    manifest: &str,
-    event: &Path,
-    dead_letter_dir: &Path,
-    publish_within: Option<Duration>,
-    with_report: bool,
-) -> Result<ExitCode, SetupError> {
-    let text = setup(read_event(event))?;
-    let records: Vec<Box<RawValue>> = setup(parse_event(event, &text))?
-        .records
-        .into_iter()
-        .map(RawValue::to_owned)
-        .collect();
-    let runtime = runtime()?;
-    let deadline = tokio::time::Instant::now() + publish_within.unwrap_or(Duration::from_secs(60));
-    let mut collected = Vec::new();
-    let report = runtime.block_on(async {
-        let loader = setup(load_with(manifest, with_report).await)?;
-        let pipeline = loader.pipeline();
-        let queue_url = loader.manifest().dead_letter_queue.clone();
-        let bus = loader.manifest().event_bus.clone();
-        let (publisher, queue) = match publish_within {
-            None => (None, None),
-            Some(_) => {
-                let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-                let publisher =
-                    Publisher::new(Publisher::client_from(&sdk), PublishConfig::default());
-                setup(publisher.check_bus(&bus).await)?;
-                let queue = queue_url.map(|url| {
-                    DeadLetterQueue::new(
-                        aws_sdk_sqs::Client::new(&sdk),
-                        url,
-                        QueueConfig::default(),
-                    )
-                });
-                (Some(publisher), queue)
-            }
-        };
-        let sink = match &queue {
-            Some(q) => DeadLetterSink::Queue(q),
-            None => DeadLetterSink::Collect(&mut collected),
-        };
-        setup(batch::run(pipeline, records, publisher.as_ref(), sink, deadline).await)
-    })?;
-    if with_report {
-        eprint!("{}", batch::render_report(&report));
-    }
-    let mut out = std::io::stdout().lock();
-    for entry in &report.entries {
-        let line = serde_json::to_string(entry).unwrap_or_default();
-        let _ = writeln!(out, "{line}");
-    }
-    let _ = out.flush();
-    let dead_letters = DeadLetterDir::new(dead_letter_dir);
-    for letter in &collected {
-        let file = setup(dead_letters.write(letter))?;
-        tracing::warn!(
-            kind = letter.reason.kind,
-            file = %file.display(),
-            "dead-lettered: {}",
-            letter.reason.message
-        );
-    }
-    let c = report.counts();
-    let retried = if publish_within.is_some() {
-        format!(", retried: {}", c.retried)
-    } else {
-        String::new()
-    };
-    eprintln!(
-        "records: {}, entries: {}, published: {}, filtered: {}, dead-lettered: {}{retried}{}",
-        c.records,
-        report.entries.len(),
-        c.published,
-        c.filtered,
-        c.dead_lettered,
-        if collected.is_empty() {
-            String::new()
-        } else {
-            format!(" (in {})", dead_letters.path().display())
-        }
-    );
-    let unpublished: Vec<String> = report
-        .retry_sequence_numbers()
-        .into_iter()
-        .map(|s| s.unwrap_or_else(|| "(unknown)".into()))
-        .collect();
-    if !unpublished.is_empty() {
-        eprintln!("not published in time: {}", unpublished.join(" "));
-        return Ok(ExitCode::from(EXIT_UNPUBLISHED));
-    }
-    Ok(if c.dead_lettered > 0 {
-        ExitCode::from(EXIT_DEAD_LETTERS)
-    } else {
-        ExitCode::SUCCESS
     })
 }

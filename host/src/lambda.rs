@@ -169,13 +169,13 @@ impl Function {
             ),
             Err(_) => crate::reload::DEFAULT_INTERVAL,
         };
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let sdk = crate::aws::sdk_config().await;
         // WEIR_FUEL=1 counts instructions, so `limits.fuel` is enforced (at some cost per
         // call, and without using .cwasm files: precompiled code is for the engine without).
         let engine = Arc::new(crate::plugin::PluginEngine::with_default_cache(
             std::env::var("WEIR_FUEL").is_ok_and(|v| v == "1"),
         )?);
-        let store = crate::store::Store::with_s3(aws_sdk_s3::Client::new(&sdk));
+        let store = crate::store::Store::with_s3(crate::aws::s3(&sdk));
         let loader = Loader::load_lazy(store, engine, location, interval)
             .await
             .with_context(|| format!("{manifest}: cannot load"))?;
@@ -196,7 +196,7 @@ impl Function {
         let arn = publisher.check_bus(&bus).await?;
         tracing::info!(bus = %bus, arn = %arn, dead_letter_queue = %queue_url, "weir ready");
         let dead_letters = DeadLetterQueue::new(
-            aws_sdk_sqs::Client::new(&sdk),
+            crate::aws::sqs_for_dead_letters(&sdk),
             queue_url,
             crate::dead_letter::QueueConfig::default(),
         );

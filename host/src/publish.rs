@@ -87,13 +87,9 @@ impl Publisher {
         Publisher { client, config }
     }
 
-    /// Builds a client from shared AWS config with the SDK's own retries off, since
-    /// this module retries (and counts) every call itself.
+    /// The EventBridge client weir publishes with ([`crate::aws::eventbridge`]).
     pub fn client_from(sdk: &aws_config::SdkConfig) -> aws_sdk_eventbridge::Client {
-        let conf = aws_sdk_eventbridge::config::Builder::from(sdk)
-            .retry_config(aws_config::retry::RetryConfig::disabled())
-            .build();
-        aws_sdk_eventbridge::Client::from_conf(conf)
+        crate::aws::eventbridge(sdk)
     }
 
     /// Fails unless the bus exists. PutEvents to a missing bus has been seen to succeed,

@@ -100,10 +100,7 @@ impl Store {
 
     async fn s3(&self) -> &aws_sdk_s3::Client {
         self.s3
-            .get_or_init(|| async {
-                let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-                aws_sdk_s3::Client::new(&sdk)
-            })
+            .get_or_init(|| async { crate::aws::s3(&crate::aws::sdk_config().await) })
             .await
     }
 

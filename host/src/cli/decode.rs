@@ -1,0 +1,32 @@
+//! `weir decode`: the decoded records of a stream event, exactly what plugins receive.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::{EXIT_DEAD_LETTERS, SetupError, parse_event, read_event, setup};
+use crate::record;
+
+pub(super) fn decode(event: &Path) -> Result<ExitCode, SetupError> {
+    let text = setup(read_event(event))?;
+    let parsed = setup(parse_event(event, &text))?;
+    let mut out = std::io::stdout().lock();
+    let mut failed = false;
+    for (i, raw) in parsed.records.iter().enumerate() {
+        match record::decode(raw.get()) {
+            Ok(r) => {
+                let line = serde_json::to_string(&r).unwrap_or_default();
+                let _ = writeln!(out, "{line}");
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("weir: record {i}: {e}");
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(EXIT_DEAD_LETTERS)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,30 @@
+//! `weir infra`: the CloudFormation for a manifest's destinations.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use super::{SetupError, runtime, setup};
+use crate::store::{Location, Store};
+
+pub(super) fn infra(manifest: &str) -> Result<ExitCode, SetupError> {
+    let runtime = runtime()?;
+    let text = setup(runtime.block_on(async {
+        let location = Location::parse(manifest)?;
+        let (bytes, _) = Store::default().read(&location).await?;
+        let text =
+            String::from_utf8(bytes).with_context(|| format!("{location}: not UTF-8 text"))?;
+        anyhow::Ok((text, location))
+    }))?;
+    let (m, destinations) = setup(
+        crate::manifest::Manifest::parse_with_destinations(&text.0, text.1)
+            .map_err(anyhow::Error::from),
+    )?;
+    if destinations.is_empty() {
+        return Err(SetupError(anyhow::anyhow!(
+            "{manifest}: no [destinations.<name>] sections: nothing to generate"
+        )));
+    }
+    print!("{}", crate::infra::template(&m, &destinations));
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,115 @@
+//! `weir run`: a stream event through the manifest's plugins, printed as PutEvents entries
+//! (or published, with `--publish`).
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+
+use super::{
+    EXIT_DEAD_LETTERS, EXIT_UNPUBLISHED, SetupError, load_with, parse_event, read_event, runtime,
+    setup,
+};
+use crate::batch::{self, DeadLetterSink};
+use crate::dead_letter::{DeadLetterDir, DeadLetterQueue, QueueConfig};
+use crate::publish::{PublishConfig, Publisher};
+
+pub(super) fn run_event(
+    manifest: &str,
+    event: &Path,
+    dead_letter_dir: &Path,
+    publish_within: Option<Duration>,
+    with_report: bool,
+) -> Result<ExitCode, SetupError> {
+    let text = setup(read_event(event))?;
+    let records: Vec<Box<RawValue>> = setup(parse_event(event, &text))?
+        .records
+        .into_iter()
+        .map(RawValue::to_owned)
+        .collect();
+    let runtime = runtime()?;
+    let deadline = tokio::time::Instant::now() + publish_within.unwrap_or(Duration::from_secs(60));
+    let mut collected = Vec::new();
+    let report = runtime.block_on(async {
+        let loader = setup(load_with(manifest, with_report).await)?;
+        let pipeline = loader.pipeline();
+        let queue_url = loader.manifest().dead_letter_queue.clone();
+        let bus = loader.manifest().event_bus.clone();
+        let (publisher, queue) = match publish_within {
+            None => (None, None),
+            Some(_) => {
+                let sdk = crate::aws::sdk_config().await;
+                let publisher =
+                    Publisher::new(Publisher::client_from(&sdk), PublishConfig::default());
+                setup(publisher.check_bus(&bus).await)?;
+                let queue = queue_url.map(|url| {
+                    DeadLetterQueue::new(
+                        crate::aws::sqs_for_dead_letters(&sdk),
+                        url,
+                        QueueConfig::default(),
+                    )
+                });
+                (Some(publisher), queue)
+            }
+        };
+        let sink = match &queue {
+            Some(q) => DeadLetterSink::Queue(q),
+            None => DeadLetterSink::Collect(&mut collected),
+        };
+        setup(batch::run(pipeline, records, publisher.as_ref(), sink, deadline).await)
+    })?;
+    if with_report {
+        eprint!("{}", batch::render_report(&report));
+    }
+    let mut out = std::io::stdout().lock();
+    for entry in &report.entries {
+        let line = serde_json::to_string(entry).unwrap_or_default();
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = out.flush();
+    let dead_letters = DeadLetterDir::new(dead_letter_dir);
+    for letter in &collected {
+        let file = setup(dead_letters.write(letter))?;
+        tracing::warn!(
+            kind = letter.reason.kind,
+            file = %file.display(),
+            "dead-lettered: {}",
+            letter.reason.message
+        );
+    }
+    let c = report.counts();
+    let retried = if publish_within.is_some() {
+        format!(", retried: {}", c.retried)
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "records: {}, entries: {}, published: {}, filtered: {}, dead-lettered: {}{retried}{}",
+        c.records,
+        report.entries.len(),
+        c.published,
+        c.filtered,
+        c.dead_lettered,
+        if collected.is_empty() {
+            String::new()
+        } else {
+            format!(" (in {})", dead_letters.path().display())
+        }
+    );
+    let unpublished: Vec<String> = report
+        .retry_sequence_numbers()
+        .into_iter()
+        .map(|s| s.unwrap_or_else(|| "(unknown)".into()))
+        .collect();
+    if !unpublished.is_empty() {
+        eprintln!("not published in time: {}", unpublished.join(" "));
+        return Ok(ExitCode::from(EXIT_UNPUBLISHED));
+    }
+    Ok(if c.dead_lettered > 0 {
+        ExitCode::from(EXIT_DEAD_LETTERS)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
