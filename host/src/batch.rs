@@ -23,14 +23,21 @@ pub enum Verdict {
     /// No route, no tenant, or no events: nothing to send.
     Filtered,
     /// Kept whole in the dead-letter queue, with the reason.
-    DeadLettered { kind: &'static str },
+    DeadLettered {
+        /// The reason's kind.
+        kind: &'static str,
+    },
     /// Neither published nor dead-lettered in time: Lambda must deliver it again.
-    Retry { reason: String },
+    Retry {
+        /// Why, for the log.
+        reason: String,
+    },
 }
 
 /// A batch's verdicts, in record order, and what it took to reach them.
 #[derive(Debug)]
 pub struct BatchReport {
+    /// One verdict per record, in record order.
     pub verdicts: Vec<Verdict>,
     /// Every entry the plugins produced, in record order.
     pub entries: Vec<Entry>,
@@ -40,9 +47,13 @@ pub struct BatchReport {
     pub tenants: Vec<Option<String>>,
     /// Entries EventBridge accepted.
     pub entries_published: usize,
+    /// PutEvents calls made, re-sends included.
     pub put_events_calls: usize,
+    /// PutEvents calls that re-sent entries after a failure.
     pub put_events_retry_calls: usize,
+    /// Dead letters the queue (or the caller) kept.
     pub dead_letters_sent: usize,
+    /// Time spent running the records through the pipeline (decode, plugins, validation).
     pub plugin_time: Duration,
     /// Each record's plugin calls and what they cost (the per-record report).
     pub calls: Vec<Vec<PluginCall>>,
@@ -104,10 +115,15 @@ impl BatchReport {
 /// Record counts by verdict; the four always add up to `records`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
+    /// Records in the batch.
     pub records: usize,
+    /// Records all of whose entries EventBridge accepted.
     pub published: usize,
+    /// Records with nothing to send.
     pub filtered: usize,
+    /// Records kept as dead letters.
     pub dead_lettered: usize,
+    /// Records left for Lambda to deliver again.
     pub retried: usize,
 }
 
@@ -174,6 +190,7 @@ pub trait DeadLetterStore {
 
 /// Where a batch's dead letters go, chosen at run time.
 pub enum DeadLetterSink<'a> {
+    /// weir's SQS dead-letter queue.
     Queue(&'a DeadLetterQueue),
     /// Written by the caller (e.g. `weir run` writes files); counted as kept.
     Collect(&'a mut Vec<DeadLetter>),

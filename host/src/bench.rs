@@ -188,10 +188,15 @@ struct Settings {
 /// One row of the throughput table, as written to `results.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
+    /// The contender measured.
     pub name: String,
+    /// Records mapped per second over the timed pass.
     pub records_per_s: f64,
+    /// Microseconds per record over the timed pass.
     pub us_per_record: f64,
+    /// The 99th percentile of batch time in the timed pass, in milliseconds.
     pub p99_batch_ms: f64,
+    /// The contender process's peak resident memory, in MB.
     pub peak_rss_mb: f64,
     /// `ok`, `wrong: ...` or `skipped: ...`.
     pub status: String,

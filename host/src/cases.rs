@@ -71,8 +71,11 @@ pub struct TestOptions {
 /// How a run went: the counts `weir test` prints.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Summary {
+    /// Cases run.
     pub cases: usize,
+    /// Cases whose output matched their expectations (with `--update`, every case).
     pub passed: usize,
+    /// Cases whose output differed from their expectations.
     pub failed: usize,
     /// Cases whose expectation files `--update` rewrote because they changed.
     pub updated: usize,
@@ -83,8 +86,11 @@ pub struct Summary {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExpectedDeadLetter<'a> {
+    /// The failed record's sequence number, when it can be read.
     pub sequence_number: Option<String>,
+    /// The kind of failure, e.g. `plugin-load`.
     pub kind: &'a str,
+    /// What went wrong.
     pub message: &'a str,
 }
 
@@ -102,14 +108,18 @@ impl<'a> ExpectedDeadLetter<'a> {
 /// What a case produced: entry lines and dead-letter lines.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CaseOutput {
+    /// One line per PutEvents entry, as `entries.jsonl` holds them.
     pub entries: Vec<String>,
+    /// One line per dead letter, as `dead-letters.jsonl` holds them.
     pub dead_letters: Vec<String>,
 }
 
 /// One case folder.
 #[derive(Debug, Clone)]
 pub struct Case {
+    /// The folder's name.
     pub name: String,
+    /// The folder itself.
     pub dir: PathBuf,
 }
 

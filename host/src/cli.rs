@@ -31,14 +31,17 @@ mod test;
 #[derive(Debug, Parser)]
 #[command(name = "weir", version)]
 pub struct Cli {
+    /// The command to run.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// weir's commands, one per file in `cli/`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the decoded records of a stream event as JSON Lines: exactly what plugins get.
     Decode {
+        /// The stream event: a JSON file holding {"Records": [...]}.
         #[arg(long)]
         event: PathBuf,
     },
@@ -47,6 +50,7 @@ pub enum Command {
         /// The manifest: a file or s3://bucket/key.
         #[arg(long)]
         manifest: String,
+        /// The stream event: a JSON file holding {"Records": [...]}.
         #[arg(long)]
         event: PathBuf,
         /// Where each dead-lettered record is written, one JSON file per record (unless
@@ -69,6 +73,7 @@ pub enum Command {
     /// Load everything a manifest names (plugins, pins, contract, limits) and report every
     /// problem at once. Exit 0 when all is well, 1 otherwise.
     Check {
+        /// The manifest: a file or s3://bucket/key.
         #[arg(long)]
         manifest: String,
     },
@@ -76,11 +81,13 @@ pub enum Command {
     /// function never compiles at cold start, and print the pins a manifest needs to run
     /// them (a .cwasm is native code: it runs only when pinned).
     Compile {
+        /// The plugins to compile (.wasm).
         #[arg(required_unless_present = "manifest")]
         plugins: Vec<PathBuf>,
         /// The CPU to compile for: x86_64, or aarch64 for Graviton. Default: this machine.
         #[arg(long)]
         target: Option<String>,
+        /// The folder to write the .cwasm files to (default: next to each plugin).
         #[arg(long)]
         out_dir: Option<PathBuf>,
         /// Instead: compile every plugin this (local) manifest names to where it looks for
@@ -92,6 +99,7 @@ pub enum Command {
     /// and plugins (--queue), or put an API destination's undelivered events back on the
     /// bus (--delivery-queue). A message is deleted only once done.
     Redrive {
+        /// The manifest: a file or s3://bucket/key.
         #[arg(long)]
         manifest: String,
         /// weir's dead-letter queue URL.
@@ -120,6 +128,7 @@ pub enum Command {
     },
     /// Scaffold something new: `weir new plugin NAME --lang rust|js|python`.
     New {
+        /// What to make.
         #[command(subcommand)]
         what: crate::scaffold::NewCommand,
     },

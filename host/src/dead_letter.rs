@@ -17,10 +17,12 @@ pub struct DeadLetterDir {
 }
 
 impl DeadLetterDir {
+    /// Dead letters into `dir` (created on the first write).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         DeadLetterDir { dir: dir.into() }
     }
 
+    /// The directory.
     pub fn path(&self) -> &Path {
         &self.dir
     }
@@ -54,7 +56,9 @@ pub struct QueueConfig {
     /// SQS's limit for one message and for one batch (1 MiB since August 2025; a queue's
     /// own `MaximumMessageSize` may be lower).
     pub max_batch_bytes: usize,
+    /// First backoff; each round doubles it, capped by `max_backoff`, with full jitter.
     pub base_backoff: Duration,
+    /// The longest backoff.
     pub max_backoff: Duration,
     /// Time kept back before the deadline.
     pub safety_margin: Duration,
@@ -75,6 +79,8 @@ impl Default for QueueConfig {
 const MAX_MESSAGES_PER_BATCH: usize = 10;
 
 impl DeadLetterQueue {
+    /// The queue at `queue_url`; `client` should have the SDK's retries off
+    /// ([`crate::aws::sqs_for_dead_letters`]), since sending retries itself.
     pub fn new(
         client: aws_sdk_sqs::Client,
         queue_url: impl Into<String>,
@@ -87,6 +93,7 @@ impl DeadLetterQueue {
         }
     }
 
+    /// The queue's URL.
     pub fn queue_url(&self) -> &str {
         &self.queue_url
     }

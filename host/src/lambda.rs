@@ -22,6 +22,7 @@ use crate::telemetry::InvocationMetrics;
 /// parse fails alone instead of failing the whole batch.)
 #[derive(Debug, Deserialize)]
 pub struct StreamBatch {
+    /// Each record's text, undecoded.
     #[serde(rename = "Records", default)]
     pub records: Vec<Box<RawValue>>,
 }
@@ -30,8 +31,11 @@ pub struct StreamBatch {
 pub struct Function {
     /// The manifest and plugins, reloaded between invocations when they change.
     pub loader: tokio::sync::Mutex<Loader>,
+    /// Sends entries to EventBridge.
     pub publisher: Publisher,
+    /// weir's dead-letter queue, where records that cannot be mapped or published go.
     pub dead_letters: DeadLetterQueue,
+    /// The Lambda function's name: the FunctionName dimension of every metric.
     pub function_name: String,
     /// Whether EMF metrics also carry a Tenant dimension (one document per tenant).
     pub tenant_metrics: bool,

@@ -13,6 +13,8 @@
 //! [`infra`] turns destinations into CloudFormation, [`telemetry`] logs and measures, and
 //! [`cli`] is the command line.
 
+#![deny(missing_docs)]
+
 pub mod aws;
 pub mod batch;
 pub mod bench;

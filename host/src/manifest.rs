@@ -20,8 +20,11 @@ pub struct Manifest {
     pub require_precompiled: bool,
     /// Defaults for every tenant; each tenant may override any of them.
     pub limits: LimitOverrides,
+    /// Every plugin, by the name tenants refer to it with.
     pub plugins: BTreeMap<String, PluginSpec>,
+    /// Which table's records go to which tenant, and the source they publish with.
     pub routes: Vec<Route>,
+    /// Every tenant, by id; `default` serves tenants without their own entry.
     pub tenants: BTreeMap<String, TenantSpec>,
     /// Where the manifest was read from; relative plugin paths are resolved against it.
     pub location: Location,
@@ -36,6 +39,7 @@ pub const DEFAULT_TENANT: &str = "default";
 pub struct PluginSpec {
     /// A file path (relative to the manifest) or an `s3://` URL.
     pub path: String,
+    /// The sha256 the component's bytes must have; a plugin that differs is not loaded.
     #[serde(default)]
     pub sha256: Option<String>,
     /// A precompiled `.cwasm` from `weir compile`; by default the loader looks for one
@@ -52,8 +56,11 @@ pub struct PluginSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
+    /// The DynamoDB table whose stream records this route takes.
     pub table: String,
+    /// The `Source` every entry from this table is published with.
     pub source: String,
+    /// How each record names its tenant.
     pub tenant: TenantSelector,
 }
 
@@ -115,8 +122,10 @@ pub struct TenantSpec {
     /// ...or several: each record fans out to every one, each with its own instance.
     #[serde(default)]
     pub plugins: Vec<String>,
+    /// Configuration handed to the plugin as JSON with every record.
     #[serde(default)]
     pub config: Option<toml::Table>,
+    /// Limits for this tenant, laid over the manifest's.
     #[serde(default)]
     pub limits: LimitOverrides,
     /// When set, events for any other destination are refused (`invalid-output`).
@@ -232,13 +241,21 @@ fn limit_problems(limits: &Limits) -> Vec<String> {
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
+    /// See [`Limits::memory_mib`].
     pub memory_mib: Option<u64>,
+    /// See [`Limits::time_ms`].
     pub time_ms: Option<u64>,
+    /// See [`Limits::max_events`].
     pub max_events: Option<usize>,
+    /// See [`Limits::max_output_bytes`].
     pub max_output_bytes: Option<usize>,
+    /// See [`Limits::max_log_lines`].
     pub max_log_lines: Option<usize>,
+    /// See [`Limits::max_log_bytes`].
     pub max_log_bytes: Option<usize>,
+    /// See [`Limits::max_entry_bytes`].
     pub max_entry_bytes: Option<usize>,
+    /// See [`Limits::fuel`].
     pub fuel: Option<u64>,
 }
 
@@ -261,15 +278,30 @@ impl LimitOverrides {
 /// A manifest that cannot be used; every problem found is listed.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
+    /// The manifest could not be read.
     #[error("{file}: cannot read: {source}")]
     Read {
+        /// Where the manifest was read from.
         file: String,
+        /// Why reading failed.
         source: std::io::Error,
     },
+    /// The manifest is not valid TOML.
     #[error("{file}: {message}")]
-    Parse { file: String, message: String },
+    Parse {
+        /// Where the manifest was read from.
+        file: String,
+        /// The TOML error, on one line.
+        message: String,
+    },
+    /// The manifest parses but cannot be used.
     #[error("{file}: {}", problems.join("; "))]
-    Invalid { file: String, problems: Vec<String> },
+    Invalid {
+        /// Where the manifest was read from.
+        file: String,
+        /// Every problem found, each a sentence naming its key.
+        problems: Vec<String>,
+    },
 }
 
 impl Manifest {
@@ -546,7 +578,9 @@ pub struct DestinationSpec {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct SecretRef {
+    /// The secret's name or ARN.
     pub secret: String,
+    /// The key within a JSON secret; without it the whole secret string is the value.
     #[serde(default)]
     pub key: Option<String>,
 }
@@ -558,17 +592,28 @@ pub struct SecretRef {
 pub enum DestinationAuth {
     /// OAuth 2.0 client credentials: EventBridge fetches and caches the token.
     OauthClientCredentials {
+        /// The authorization server's token endpoint.
         token_url: String,
+        /// The OAuth client id.
         client_id: String,
+        /// The OAuth client secret.
         client_secret: SecretRef,
+        /// The scope requested with the token, if any.
         #[serde(default)]
         scope: Option<String>,
     },
     /// A header holding a key.
-    ApiKey { header: String, value: SecretRef },
+    ApiKey {
+        /// The header's name.
+        header: String,
+        /// The key sent in the header.
+        value: SecretRef,
+    },
     /// HTTP Basic.
     Basic {
+        /// The user name.
         username: String,
+        /// The password.
         password: SecretRef,
     },
     /// No credential beyond the URL.

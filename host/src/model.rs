@@ -18,14 +18,18 @@ pub struct Reason {
     /// `stack-overflow`, `invalid-output`, `too-many-events`, `too-large`, `put-events`,
     /// `host-error`.
     pub kind: &'static str,
+    /// What went wrong, for people.
     pub message: String,
+    /// Whose fault it is.
     pub blame: Blame,
 }
 
 /// The plugin that handled the record, by name and content hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PluginRef {
+    /// Its name in the manifest.
     pub name: String,
+    /// The sha256 of its `.wasm`.
     pub sha256: String,
 }
 
@@ -33,9 +37,13 @@ pub struct PluginRef {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeadLetter {
+    /// The weir that wrote it ([`WEIR_VERSION`]).
     pub weir_version: &'static str,
+    /// Why it was rejected.
     pub reason: Reason,
+    /// The record's tenant, if it got that far.
     pub tenant: Option<String>,
+    /// The plugin that handled it, if one did.
     pub plugin: Option<PluginRef>,
     /// The stream record, byte for byte as it arrived.
     pub record: Box<RawValue>,
@@ -82,11 +90,15 @@ pub enum Blame {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Entry {
+    /// The route's `source`.
     pub source: String,
+    /// The plugin's detail type.
     pub detail_type: String,
     /// `{"metadata": {...}, "payload": <the plugin's detail>}` as text.
     pub detail: String,
+    /// The manifest's bus.
     pub event_bus_name: String,
+    /// The plugin's resource ARNs.
     pub resources: Vec<String>,
     /// The plugin that produced it, for the dead letter if EventBridge refuses it.
     #[serde(skip)]

@@ -33,7 +33,12 @@ pub fn cwasm_trailer(made_from_sha256: &str) -> String {
 #[derive(Debug, Clone)]
 pub enum Precompiled {
     /// Read from `from` (an `s3://` URL).
-    Bytes { from: String, bytes: Vec<u8> },
+    Bytes {
+        /// The URL the bytes were read from.
+        from: String,
+        /// The whole `.cwasm`, trailer included.
+        bytes: Vec<u8>,
+    },
     /// A local file, read when it is checked.
     File(PathBuf),
 }
@@ -55,12 +60,18 @@ pub enum Refused {
     #[error(
         "{file} not used: the manifest does not pin it (compiled_sha256); a .cwasm is native code and runs only when pinned (weir compile prints the pin)"
     )]
-    Unpinned { file: String },
+    Unpinned {
+        /// The `.cwasm`'s location.
+        file: String,
+    },
     /// Pinned, but these are other bytes.
     #[error("{file} not used: its sha256 is {actual}, but the manifest pins {pinned}")]
     PinMismatch {
+        /// The `.cwasm`'s location.
         file: String,
+        /// The sha256 the manifest pins.
         pinned: String,
+        /// The sha256 of the bytes found.
         actual: String,
     },
     /// Pinned, but compiled from another plugin than the one it stands beside.
@@ -68,13 +79,21 @@ pub enum Refused {
         "{file} not used: it was compiled from a plugin with sha256 {made_from}, not this one ({sha256})"
     )]
     OtherPlugin {
+        /// The `.cwasm`'s location.
         file: String,
+        /// The sha256 of the plugin its trailer names.
         made_from: String,
+        /// The sha256 of the plugin it stands beside.
         sha256: String,
     },
     /// Unreadable, not from `weir compile`, or made for another engine or CPU.
     #[error("{file} not used: {message}")]
-    Unusable { file: String, message: String },
+    Unusable {
+        /// The `.cwasm`'s location.
+        file: String,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// A pinned `.cwasm`, checked: its bytes hash to the pin, and its trailer says it was
@@ -83,7 +102,12 @@ pub enum Refused {
 pub enum VerifiedArtifact {
     /// Bytes in memory (from S3, or read from a file that others could rewrite): wasmtime
     /// copies these, so a file changed after the check cannot slip in.
-    Bytes { bytes: Vec<u8>, end: usize },
+    Bytes {
+        /// The whole `.cwasm`, as hashed.
+        bytes: Vec<u8>,
+        /// Where wasmtime's artifact ends and the trailer begins.
+        end: usize,
+    },
     /// A file only its owner (this user, or root) can write, checked through a read-only
     /// mapping of this open file; wasmtime maps the same open file. Nobody the host does
     /// not already trust can change it in place, and a rename over its name does not

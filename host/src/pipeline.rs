@@ -36,18 +36,26 @@ pub enum FilterReason {
 pub enum Outcome {
     /// Entries to publish; the record is done when all are accepted.
     Publish {
+        /// Its entries, in the plugins' order.
         entries: Vec<Entry>,
+        /// Its tenant.
         tenant: String,
     },
+    /// Nothing to send: counted, not an error.
     Filtered {
+        /// Why.
         reason: FilterReason,
+        /// Its tenant, if it had one.
         tenant: Option<String>,
     },
+    /// Rejected: kept whole with the reason.
     DeadLetter(Box<DeadLetter>),
     /// It could not be taken to an outcome now (its plugin could not be read): Lambda
     /// must deliver it again.
     Retry {
+        /// Why, for the log.
         reason: String,
+        /// Its tenant, if it had one.
         tenant: Option<String>,
     },
 }
@@ -98,6 +106,7 @@ impl Pipeline {
         }
     }
 
+    /// The manifest it was built from.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
@@ -231,7 +240,9 @@ pub struct Batch<'p> {
 /// One plugin call for a record and what it cost: a line of the per-record report.
 #[derive(Debug, Clone, Serialize)]
 pub struct PluginCall {
+    /// The plugin's name.
     pub plugin: String,
+    /// What the call used, beside its limits.
     pub cost: crate::plugin::CallCost,
 }
 
@@ -421,7 +432,9 @@ fn dead(raw: &RawValue, kind: &'static str, message: String, blame: Blame) -> Ou
 /// Why a plugin's events cannot be published: the dead-letter kind and message.
 #[derive(Debug)]
 pub struct EntryError {
+    /// The dead-letter kind.
     pub kind: &'static str,
+    /// What is wrong with the events.
     pub message: String,
 }
 

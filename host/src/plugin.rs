@@ -55,9 +55,13 @@ const ALLOWED_IMPORT_PREFIXES: &[&str] = &[
 /// One event a plugin returned, not yet validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginEvent {
+    /// The destination it is for (an API destination's name in the manifest).
     pub destination: String,
+    /// EventBridge's `DetailType`.
     pub detail_type: String,
+    /// The payload, as JSON text.
     pub detail: String,
+    /// EventBridge's `Resources`.
     pub resources: Vec<String>,
 }
 
@@ -67,14 +71,30 @@ pub enum CallError {
     /// The plugin returned `err(reason)`: it judged the record bad.
     #[error("plugin rejected the record: {0}")]
     Rejected(String),
+    /// It ran past its wall-time limit and was interrupted.
     #[error("plugin exceeded its time limit of {limit_ms} ms")]
-    TimeLimit { limit_ms: u64 },
+    TimeLimit {
+        /// The limit, in milliseconds.
+        limit_ms: u64,
+    },
+    /// It executed more instructions than its fuel limit.
     #[error("plugin exceeded its fuel limit of {limit} instructions")]
-    FuelLimit { limit: u64 },
+    FuelLimit {
+        /// The limit, in instructions.
+        limit: u64,
+    },
+    /// It tried to grow its memory past the limit.
     #[error("plugin exceeded its memory limit of {limit_mib} MiB{detail}")]
-    MemoryLimit { limit_mib: u64, detail: String },
+    MemoryLimit {
+        /// The limit, in MiB.
+        limit_mib: u64,
+        /// What it wrote to stderr last, if anything.
+        detail: String,
+    },
+    /// It recursed past the stack limit (the text: what it wrote to stderr last).
     #[error("plugin overflowed its stack{0}")]
     StackOverflow(String),
+    /// Any other trap (a panic, `unreachable`, a bad memory access).
     #[error("plugin trapped: {0}")]
     Trap(String),
     /// The host failed to set up or run the call; the record is not at fault.
@@ -113,30 +133,61 @@ impl CallError {
 /// A plugin that cannot be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// Its bytes could not be read (perhaps a passing S3 error).
     #[error("{path}: cannot read plugin: {message}")]
-    Read { path: String, message: String },
+    Read {
+        /// Where it is.
+        path: String,
+        /// Why not.
+        message: String,
+    },
+    /// Its bytes are not the ones the manifest pins.
     #[error("{path}: sha256 is {actual}, but the manifest pins {pinned}; refusing to load")]
     PinMismatch {
+        /// Where it is.
         path: String,
+        /// The manifest's `sha256`.
         pinned: String,
+        /// The bytes' sha256.
         actual: String,
     },
+    /// It is not a component wasmtime can compile.
     #[error("{path}: not a valid WebAssembly component: {message}")]
-    Compile { path: String, message: String },
+    Compile {
+        /// Where it is.
+        path: String,
+        /// wasmtime's message.
+        message: String,
+    },
+    /// It imports something plugins may not have (network, an unknown interface).
     #[error("{path}: imports {import}, which plugins may not use ({why})")]
     ForbiddenImport {
+        /// Where it is.
         path: String,
+        /// The import's name.
         import: String,
+        /// Why it is refused.
         why: &'static str,
     },
+    /// It does not export the contract's `transform`.
     #[error("{path}: does not implement weir:transform@0.1.0: {message}")]
-    Contract { path: String, message: String },
+    Contract {
+        /// Where it is.
+        path: String,
+        /// What is missing or wrong.
+        message: String,
+    },
     /// The manifest forbids compiling (`require_precompiled`), and no trusted native code
     /// was there.
     #[error(
         "{path}: not compiled here, because the manifest sets require_precompiled = true, and {why}"
     )]
-    NotPrecompiled { path: String, why: String },
+    NotPrecompiled {
+        /// Where it is.
+        path: String,
+        /// Why no precompiled code could be used.
+        why: String,
+    },
 }
 
 /// Whether a plugin may be compiled when no trusted precompiled code is there.
@@ -634,6 +685,7 @@ pub struct Plugin {
 }
 
 impl Plugin {
+    /// Its name in the manifest.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -707,18 +759,22 @@ pub struct PluginInstance {
 /// What one call produced, and what it cost.
 #[derive(Debug)]
 pub struct CallReport {
+    /// Its events, or why there are none.
     pub result: Result<Vec<PluginEvent>, CallError>,
+    /// What it used.
     pub cost: CallCost,
 }
 
 /// What one call cost, beside the limits it ran under: the per-record report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct CallCost {
+    /// Wall time of the call.
     pub elapsed: Duration,
     /// Instructions executed (wasmtime fuel), when the engine counts them.
     pub fuel: Option<u64>,
     /// The instance's linear memory after the call (it never shrinks, so this is its peak).
     pub memory_bytes: usize,
+    /// The limits it ran under.
     pub limits: Limits,
 }
 

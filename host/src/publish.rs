@@ -34,6 +34,7 @@ pub struct PublishConfig {
     pub safety_margin: Duration,
     /// First backoff; each round doubles it, capped by `max_backoff`, with full jitter.
     pub base_backoff: Duration,
+    /// The longest backoff between rounds.
     pub max_backoff: Duration,
 }
 
@@ -55,15 +56,24 @@ pub enum EntryResult {
     /// EventBridge accepted it.
     Accepted,
     /// EventBridge refused it for good (e.g. `InvalidArgument`): its record is dead-lettered.
-    Rejected { code: String, message: String },
+    Rejected {
+        /// EventBridge's error code for the entry.
+        code: String,
+        /// EventBridge's error message for the entry.
+        message: String,
+    },
     /// Still failing transiently when time ran out, or refused for a reason on weir's side
     /// (credentials, a missing bus): its record is retried.
-    Unpublished { reason: String },
+    Unpublished {
+        /// Why it was not published: the last failure seen.
+        reason: String,
+    },
 }
 
 /// The result of publishing a set of entries, in their order.
 #[derive(Debug, Default)]
 pub struct PublishReport {
+    /// One result per entry, in the entries' order.
     pub results: Vec<EntryResult>,
     /// PutEvents calls made, including re-sends.
     pub calls: usize,
@@ -83,6 +93,7 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// A publisher that sends with `client`, as `config` says.
     pub fn new(client: aws_sdk_eventbridge::Client, config: PublishConfig) -> Self {
         Publisher { client, config }
     }

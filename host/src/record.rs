@@ -20,10 +20,13 @@ pub const MAX_NUMBER_DIGITS: usize = 38;
 /// What happened to the item, as the stream's `eventName` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Change {
+    /// A new item was written.
     #[serde(rename = "INSERT")]
     Insert,
+    /// An existing item was changed.
     #[serde(rename = "MODIFY")]
     Modify,
+    /// The item was deleted, by a request or by TTL.
     #[serde(rename = "REMOVE")]
     Remove,
 }
@@ -43,17 +46,26 @@ impl Change {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StreamRecord {
+    /// The table's name, from `eventSourceARN`.
     pub table: String,
+    /// The stream's `eventID` for this record.
     pub event_id: String,
+    /// What happened to the item.
     pub change: Change,
+    /// The record's position in its shard, a decimal string.
     pub sequence_number: String,
+    /// When the change was made, in epoch milliseconds, if the stream says.
     pub approximate_creation_time_ms: Option<u64>,
+    /// The item's key attributes, as plain JSON text.
     #[serde(serialize_with = "as_raw_json")]
     pub keys: String,
+    /// The item after the change, as plain JSON text, when the stream carries it.
     #[serde(serialize_with = "as_raw_json_opt")]
     pub new_image: Option<String>,
+    /// The item before the change, as plain JSON text, when the stream carries it.
     #[serde(serialize_with = "as_raw_json_opt")]
     pub old_image: Option<String>,
+    /// Whether DynamoDB itself removed the item because its TTL expired.
     pub removed_by_ttl: bool,
 }
 
@@ -75,7 +87,9 @@ fn as_raw_json_opt<S: serde::Serializer>(text: &Option<String>, s: S) -> Result<
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {message}")]
 pub struct DecodeError {
+    /// The field or attribute at fault.
     pub path: String,
+    /// What is wrong with it.
     pub message: String,
 }
 
@@ -92,6 +106,7 @@ impl DecodeError {
 /// so a dead letter can carry the original byte for byte.
 #[derive(Debug, Deserialize)]
 pub struct StreamEvent<'a> {
+    /// Each record's text, undecoded.
     #[serde(rename = "Records", borrow)]
     pub records: Vec<&'a RawValue>,
 }
@@ -241,10 +256,12 @@ impl ParsedRecord<'_> {
         &self.table
     }
 
+    /// The stream's `eventID` for this record.
     pub fn event_id(&self) -> &str {
         &self.event_id
     }
 
+    /// The record's position in its shard, a decimal string.
     pub fn sequence_number(&self) -> &str {
         &self.sequence_number
     }

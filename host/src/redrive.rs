@@ -29,6 +29,7 @@ const VISIBILITY_TIMEOUT_SECS: i32 = 300;
 pub struct RedriveReport {
     /// Messages in the queue when the redrive started (SQS's approximate count).
     pub total: usize,
+    /// Messages received, each counted once however often SQS delivered it.
     pub received: usize,
     /// Deleted: the record (or event) now published or filtered.
     pub done: usize,

@@ -63,12 +63,14 @@ pub struct RetryPolicy {
     pub safety_margin: Duration,
     /// First backoff; each round doubles it, capped by `max_backoff`, with full jitter.
     pub base_backoff: Duration,
+    /// The longest backoff between rounds.
     pub max_backoff: Duration,
 }
 
 /// Every item's result, in order, and the calls it took.
 #[derive(Debug)]
 pub struct Sent<R> {
+    /// One result per item, in the items' order.
     pub results: Vec<R>,
     /// Calls made, including re-sends.
     pub calls: usize,

@@ -32,8 +32,11 @@ pub enum NewCommand {
 /// A language a plugin can be written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Lang {
+    /// Rust, built for wasm32-wasip2 with cargo and the weir-plugin-sdk crate.
     Rust,
+    /// JavaScript, built with componentize-qjs.
     Js,
+    /// Python, built with componentize-py.
     Python,
 }
 

@@ -12,6 +12,7 @@ use crate::store::{Location, Store};
 #[derive(Debug, thiserror::Error)]
 #[error("{}", problems.join("; "))]
 pub struct LoadProblems {
+    /// Every problem, one message each.
     pub problems: Vec<String>,
 }
 
@@ -89,6 +90,7 @@ impl PluginSlot {
         self.loaded.get().map(|l| l.version.as_str())
     }
 
+    /// The plugin's name in the manifest.
     pub fn name(&self) -> &str {
         &self.name
     }

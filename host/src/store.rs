@@ -9,8 +9,15 @@ use anyhow::Context as _;
 /// A file path or an `s3://bucket/key` URL.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Location {
+    /// A local file.
     File(PathBuf),
-    S3 { bucket: String, key: String },
+    /// An S3 object.
+    S3 {
+        /// The bucket's name.
+        bucket: String,
+        /// The object's key.
+        key: String,
+    },
 }
 
 impl Location {
@@ -78,7 +85,12 @@ impl std::fmt::Display for Location {
 #[derive(Debug)]
 pub enum Fetched {
     /// The content, and the tag to ask with next time.
-    Content { bytes: Vec<u8>, version: String },
+    Content {
+        /// The bytes read.
+        bytes: Vec<u8>,
+        /// The object's ETag, or the file's size and modification time.
+        version: String,
+    },
     /// Same version as the one asked with.
     NotModified,
 }

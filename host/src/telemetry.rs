@@ -41,14 +41,24 @@ pub fn init_lambda() {
 /// One invocation's numbers, written as CloudWatch Embedded Metric Format.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct InvocationMetrics {
+    /// Records in the batch.
     pub records: usize,
+    /// Records all of whose entries EventBridge accepted.
     pub published: usize,
+    /// Records with nothing to send.
     pub filtered: usize,
+    /// Records kept as dead letters.
     pub dead_lettered: usize,
+    /// Records left for Lambda to deliver again.
     pub retried: usize,
+    /// Entries EventBridge accepted.
     pub entries: usize,
+    /// PutEvents calls made, re-sends included.
     pub put_events_calls: usize,
+    /// PutEvents calls that re-sent entries after a failure.
     pub put_events_retries: usize,
+    /// Milliseconds spent running the records through the pipeline (decode, plugins,
+    /// validation).
     pub plugin_ms: f64,
     /// Reloads that failed so far in this process (the old version kept serving).
     pub reload_failures: usize,

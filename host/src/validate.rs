@@ -15,12 +15,19 @@ pub const MAX_RESOURCE_CHARS: usize = 2048;
 /// Why a detail is not one EventBridge accepts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DetailError {
+    /// The text is not JSON; says what is wrong and where.
     #[error("detail is not valid JSON: {0}")]
     Syntax(String),
+    /// The text is JSON but not an object; names what it is instead (`an array`).
     #[error("detail must be a JSON object, found {0}")]
     NotObject(&'static str),
+    /// Objects and arrays are nested too deep.
     #[error("detail is nested deeper than {max} levels")]
-    TooDeep { max: usize },
+    TooDeep {
+        /// The deepest nesting allowed.
+        max: usize,
+    },
+    /// An integer outside the signed 64-bit range, as written.
     #[error("detail holds the integer {0}, which does not fit in a signed 64-bit integer")]
     IntegerRange(String),
 }

@@ -74,6 +74,8 @@
 //! `weir new plugin NAME --lang rust` writes such a crate, with a golden case for
 //! `weir test`; `plugins/README.md` is the whole guide.
 
+#![deny(missing_docs)]
+
 use std::fmt;
 
 pub use serde_json::{self, Map, Number, Value, json};
@@ -95,8 +97,11 @@ use bindings::weir::transform::types as wit_types;
 /// What happened to the item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
+    /// The item was created.
     Insert,
+    /// The item was changed.
     Modify,
+    /// The item was deleted (by a user, or by TTL: see `removed_by_ttl`).
     Remove,
 }
 
@@ -114,11 +119,18 @@ impl Change {
 /// One change from the table's stream, with its images as plain JSON.
 #[derive(Debug, Clone)]
 pub struct Record {
+    /// The table's name.
     pub table: String,
+    /// The stream's `eventID`: the same on every redelivery of this change.
     pub event_id: String,
+    /// What happened to the item.
     pub change: Change,
+    /// Its position in the shard (up to 40 digits, exact): later changes of an item have
+    /// larger ones.
     pub sequence_number: String,
+    /// When the change was made, in milliseconds since the epoch, if the stream says.
     pub approximate_creation_time_ms: Option<u64>,
+    /// The item's key attributes.
     pub keys: Image,
     /// Read with [`Record::new_image`]; parsed on first read.
     new_image: LazyImage,
@@ -460,7 +472,9 @@ pub struct ExactNumber<'a>(&'a Number);
 /// A conversion that would change the number's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WouldLoseDigits {
+    /// The number, as its exact decimal text.
     pub number: String,
+    /// The type it did not fit (`i64`, `u64`, `f64`).
     pub target: &'static str,
 }
 
@@ -625,7 +639,9 @@ pub fn eventbridge_safe(value: &Value) -> Value {
 /// The tenant whose record this is, with its `config` table from the manifest.
 #[derive(Debug, Clone)]
 pub struct Tenant {
+    /// The tenant's id, as the route found it in the record.
     pub id: String,
+    /// The tenant's `config` from the manifest (an empty object if it has none).
     pub config: Value,
 }
 
@@ -683,6 +699,8 @@ pub struct Event {
 }
 
 impl Event {
+    /// An event for `destination` with EventBridge's `DetailType` and `detail`, and no
+    /// resources.
     pub fn new(
         destination: impl Into<String>,
         detail_type: impl Into<String>,
