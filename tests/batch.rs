@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use support::*;
 use tokio::time::Instant;
 use weir::batch::{self, DeadLetterStore, EventSink, Verdict};
-use weir::dead_letter::DeadLetter;
+use weir::dead_letter::{DeadLetter, DeadLetterKind};
 use weir::model::Entry;
 use weir::pipeline::Pipeline;
 use weir::publish::{EntryResult, PublishReport};
@@ -307,8 +307,18 @@ async fn partial_failures_split_into_published_dead_lettered_and_filtered() {
     .await;
     assert_eq!(v["ok"], Verdict::Published);
     assert_eq!(v["slow"], Verdict::Published);
-    assert_eq!(v["bad"], Verdict::DeadLettered { kind: "put-events" });
-    assert_eq!(v["broken-0"], Verdict::DeadLettered { kind: "decode" });
+    assert_eq!(
+        v["bad"],
+        Verdict::DeadLettered {
+            kind: DeadLetterKind::PutEvents
+        }
+    );
+    assert_eq!(
+        v["broken-0"],
+        Verdict::DeadLettered {
+            kind: DeadLetterKind::Decode
+        }
+    );
     assert_eq!(v["filtered-0"], Verdict::Filtered);
 }
 
@@ -326,7 +336,12 @@ async fn a_refused_dead_letter_makes_its_record_a_retry_never_a_loss() {
         deadline: Duration::from_secs(30),
     })
     .await;
-    assert_eq!(v["bad"], Verdict::DeadLettered { kind: "put-events" });
+    assert_eq!(
+        v["bad"],
+        Verdict::DeadLettered {
+            kind: DeadLetterKind::PutEvents
+        }
+    );
     assert!(retried(&v["bad-too"]), "{:?}", v["bad-too"]);
     assert_eq!(v["ok"], Verdict::Published);
 }
@@ -347,7 +362,12 @@ async fn an_exhausted_deadline_leaves_what_is_still_throttled_for_retry() {
     .await;
     assert!(retried(&v["stuck"]), "{:?}", v["stuck"]);
     assert_eq!(v["ok"], Verdict::Published);
-    assert_eq!(v["bad"], Verdict::DeadLettered { kind: "put-events" });
+    assert_eq!(
+        v["bad"],
+        Verdict::DeadLettered {
+            kind: DeadLetterKind::PutEvents
+        }
+    );
     assert_eq!(v["filtered-0"], Verdict::Filtered);
 }
 

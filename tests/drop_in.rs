@@ -511,7 +511,7 @@ async fn tenants_from_key_patterns_default_entries_fan_out_and_destination_rules
     assert_eq!(
         report.verdicts[1],
         Verdict::DeadLettered {
-            kind: "invalid-output"
+            kind: weir::model::DeadLetterKind::InvalidOutput
         }
     );
     assert_eq!(letters[0].tenant.as_deref(), Some("initech"));
@@ -527,7 +527,7 @@ async fn tenants_from_key_patterns_default_entries_fan_out_and_destination_rules
     assert_eq!(
         report.verdicts[2],
         Verdict::DeadLettered {
-            kind: "invalid-output"
+            kind: weir::model::DeadLetterKind::InvalidOutput
         }
     );
     assert_eq!(letters[1].tenant.as_deref(), Some("default"));
@@ -891,7 +891,7 @@ async fn a_broken_plugin_dead_letters_its_tenant_and_a_missing_one_retries_while
         .map(|v| match v {
             Verdict::Published => "published".to_owned(),
             Verdict::Filtered => "filtered".to_owned(),
-            Verdict::DeadLettered { kind } => (*kind).to_owned(),
+            Verdict::DeadLettered { kind } => kind.to_string(),
             Verdict::Retry { .. } => "retry".to_owned(),
         })
         .collect();
@@ -976,7 +976,7 @@ async fn under_require_precompiled_a_plugin_without_pinned_code_dead_letters_onl
         .collect();
     let (report, letters) = collect_batch(loader.pipeline(), &records).await;
     let load = Verdict::DeadLettered {
-        kind: "plugin-load",
+        kind: weir::model::DeadLetterKind::PluginLoad,
     };
     assert_eq!(
         report.verdicts,

@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 
 use crate::dead_letter::{DeadLetter, DeadLetterQueue, PluginRef, Reason};
+use crate::model::DeadLetterKind;
 use crate::pipeline::{Entry, Outcome, Pipeline, PluginCall};
 use crate::plugin::Blame;
 use crate::publish::{EntryResult, PublishReport, Publisher};
@@ -25,7 +26,7 @@ pub enum Verdict {
     /// Kept whole in the dead-letter queue, with the reason.
     DeadLettered {
         /// The reason's kind.
-        kind: &'static str,
+        kind: DeadLetterKind,
     },
     /// Neither published nor dead-lettered in time: Lambda must deliver it again.
     Retry {
@@ -284,7 +285,7 @@ pub async fn run(
             let mut letter = DeadLetter::new(
                 &records[owner],
                 Reason {
-                    kind: "put-events",
+                    kind: DeadLetterKind::PutEvents,
                     message: format!(
                         "EventBridge refused the record's entries: {}",
                         why.join("; ")
@@ -321,7 +322,7 @@ pub async fn run(
                 }
                 Err(why) => {
                     tracing::error!(
-                        kind = letter.reason.kind,
+                        kind = letter.reason.kind.as_str(),
                         "a dead letter could not be kept, so its record will be retried: {why}"
                     );
                     Verdict::Retry {

@@ -99,7 +99,7 @@ impl<'a> ExpectedDeadLetter<'a> {
     pub fn of(letter: &'a DeadLetter) -> Self {
         ExpectedDeadLetter {
             sequence_number: record::sequence_number_of(letter.record.get()),
-            kind: letter.reason.kind,
+            kind: letter.reason.kind.as_str(),
             message: &letter.reason.message,
         }
     }

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use anyhow::Context as _;
 
-pub use crate::model::{DeadLetter, PluginRef, Reason, WEIR_VERSION};
+pub use crate::model::{DeadLetter, DeadLetterKind, PluginRef, Reason, WEIR_VERSION};
 use crate::retry::{self, BatchCall, CallOutcome, ItemOutcome, RetryPolicy};
 
 /// Writes dead letters as one JSON file each into a directory, for `weir run`.
@@ -188,7 +188,7 @@ impl DeadLetterQueue {
             let mut entry = SendMessageBatchRequestEntry::builder()
                 .id(n.to_string())
                 .message_body(&bodies[i])
-                .message_attributes("kind", string_attr(letter.reason.kind)?);
+                .message_attributes("kind", string_attr(letter.reason.kind.as_str())?);
             if let Some(t) = &letter.tenant {
                 entry = entry.message_attributes("tenant", string_attr(t)?);
             }

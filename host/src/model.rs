@@ -11,13 +11,71 @@ use sha2::Digest as _;
 /// The version written into every dead letter, so a redrive knows what produced it.
 pub const WEIR_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Why a record was dead-lettered: a stable name to filter on, in the dead letter's JSON,
+/// the SQS message attribute `kind`, logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeadLetterKind {
+    /// The stream record could not be decoded.
+    Decode,
+    /// Its plugin could not be used (pin, contract, imports, no precompiled code).
+    PluginLoad,
+    /// Its plugin returned an error: it judged the record bad.
+    PluginError,
+    /// Its plugin ran past its time limit.
+    TimeLimit,
+    /// Its plugin ran past its fuel (instruction) limit.
+    FuelLimit,
+    /// Its plugin grew past its memory limit.
+    MemoryLimit,
+    /// Its plugin overflowed its stack.
+    StackOverflow,
+    /// Its plugin trapped (a panic, `unreachable`, a bad access).
+    Trap,
+    /// weir could not run the plugin; the record is not at fault.
+    HostError,
+    /// Its plugin's events are not what EventBridge accepts.
+    InvalidOutput,
+    /// Its plugin returned more events than `max_events`.
+    TooManyEvents,
+    /// An event, or all of them, larger than the limits.
+    TooLarge,
+    /// EventBridge refused its entries for good.
+    PutEvents,
+}
+
+impl DeadLetterKind {
+    /// The name, as the dead letter's JSON spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterKind::Decode => "decode",
+            DeadLetterKind::PluginLoad => "plugin-load",
+            DeadLetterKind::PluginError => "plugin-error",
+            DeadLetterKind::TimeLimit => "time-limit",
+            DeadLetterKind::FuelLimit => "fuel-limit",
+            DeadLetterKind::MemoryLimit => "memory-limit",
+            DeadLetterKind::StackOverflow => "stack-overflow",
+            DeadLetterKind::Trap => "trap",
+            DeadLetterKind::HostError => "host-error",
+            DeadLetterKind::InvalidOutput => "invalid-output",
+            DeadLetterKind::TooManyEvents => "too-many-events",
+            DeadLetterKind::TooLarge => "too-large",
+            DeadLetterKind::PutEvents => "put-events",
+        }
+    }
+}
+
+impl std::fmt::Display for DeadLetterKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why a record was rejected: a stable `kind` to filter on, and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Reason {
-    /// One of `decode`, `plugin-error`, `trap`, `time-limit`, `memory-limit`,
-    /// `stack-overflow`, `invalid-output`, `too-many-events`, `too-large`, `put-events`,
-    /// `host-error`.
-    pub kind: &'static str,
+    /// Which kind of rejection.
+    pub kind: DeadLetterKind,
     /// What went wrong, for people.
     pub message: String,
     /// Whose fault it is.
@@ -129,7 +187,7 @@ mod tests {
         let letter = DeadLetter::new(
             &raw,
             Reason {
-                kind: "decode",
+                kind: DeadLetterKind::Decode,
                 message: "eventName: missing".into(),
                 blame: Blame::Record,
             },

@@ -11,7 +11,7 @@ use sha2::Digest as _;
 use crate::manifest::{DEFAULT_TENANT, Limits, Manifest, Route, TenantSpec};
 use crate::model::Blame;
 pub use crate::model::Entry;
-use crate::model::{DeadLetter, PluginRef, Reason};
+use crate::model::{DeadLetter, DeadLetterKind, PluginRef, Reason};
 use crate::plugin::{Plugin, PluginEvent, PluginInstance};
 use crate::record::{self, StreamRecord, write_json_string};
 use crate::slot::{LoadProblems, PluginSlot, SlotError};
@@ -262,7 +262,10 @@ impl Batch<'_> {
                 let seq = record::sequence_number_of(raw.get());
                 let _record =
                     tracing::info_span!("record", sequenceNumber = seq.as_deref()).entered();
-                return (dead(raw, "decode", e.to_string(), Blame::Record), seq);
+                return (
+                    dead(raw, DeadLetterKind::Decode, e.to_string(), Blame::Record),
+                    seq,
+                );
             }
         };
         let sequence_number = parsed.sequence_number().to_owned();
@@ -294,7 +297,7 @@ impl Batch<'_> {
                 let mut letter = DeadLetter::new(
                     raw,
                     Reason {
-                        kind: "decode",
+                        kind: DeadLetterKind::Decode,
                         message: e.to_string(),
                         blame: Blame::Record,
                     },
@@ -310,7 +313,7 @@ impl Batch<'_> {
             .get(entry)
             .map_or("{}", String::as_str);
         let reject =
-            |kind: &'static str, message: String, blame: Blame, plugin: Option<&Plugin>| {
+            |kind: DeadLetterKind, message: String, blame: Blame, plugin: Option<&Plugin>| {
                 let mut letter = DeadLetter::new(
                     raw,
                     Reason {
@@ -328,7 +331,7 @@ impl Batch<'_> {
             let plugin = match self.pipeline.plugins.get(name).map(|s| s.get()) {
                 Some(Ok(p)) => p,
                 Some(Err(SlotError::Broken(why))) => {
-                    return reject("plugin-load", why, Blame::Plugin, None);
+                    return reject(DeadLetterKind::PluginLoad, why, Blame::Plugin, None);
                 }
                 Some(Err(SlotError::Unavailable(why))) => {
                     return Outcome::Retry {
@@ -338,7 +341,7 @@ impl Batch<'_> {
                 }
                 None => {
                     return reject(
-                        "host-error",
+                        DeadLetterKind::HostError,
                         format!("plugin {name:?} is not in the manifest"),
                         Blame::Host,
                         None,
@@ -377,7 +380,7 @@ impl Batch<'_> {
             };
             if let Some(e) = events.iter().find(|e| !tenant.allows(&e.destination)) {
                 return reject(
-                    "invalid-output",
+                    DeadLetterKind::InvalidOutput,
                     format!(
                         "event for destination {:?}, which tenant {tenant_id:?} may not use (allowed: {})",
                         e.destination,
@@ -418,7 +421,7 @@ impl Batch<'_> {
     }
 }
 
-fn dead(raw: &RawValue, kind: &'static str, message: String, blame: Blame) -> Outcome {
+fn dead(raw: &RawValue, kind: DeadLetterKind, message: String, blame: Blame) -> Outcome {
     Outcome::DeadLetter(Box::new(DeadLetter::new(
         raw,
         Reason {
@@ -433,14 +436,14 @@ fn dead(raw: &RawValue, kind: &'static str, message: String, blame: Blame) -> Ou
 #[derive(Debug)]
 pub struct EntryError {
     /// The dead-letter kind.
-    pub kind: &'static str,
+    pub kind: DeadLetterKind,
     /// What is wrong with the events.
     pub message: String,
 }
 
 fn invalid(message: String) -> EntryError {
     EntryError {
-        kind: "invalid-output",
+        kind: DeadLetterKind::InvalidOutput,
         message,
     }
 }
@@ -460,7 +463,7 @@ pub fn build_entries(
 ) -> Result<Vec<Entry>, EntryError> {
     if events.len() > limits.max_events {
         return Err(EntryError {
-            kind: "too-many-events",
+            kind: DeadLetterKind::TooManyEvents,
             message: format!(
                 "plugin returned {} events for one record; the limit is {}",
                 events.len(),
@@ -474,7 +477,7 @@ pub fn build_entries(
         .sum();
     if output_bytes > limits.max_output_bytes {
         return Err(EntryError {
-            kind: "too-large",
+            kind: DeadLetterKind::TooLarge,
             message: format!(
                 "plugin returned {output_bytes} bytes of events for one record; the limit is {}",
                 limits.max_output_bytes
@@ -518,7 +521,7 @@ pub fn build_entries(
         let size = entry.size();
         if size > limits.max_entry_bytes {
             return Err(EntryError {
-                kind: "too-large",
+                kind: DeadLetterKind::TooLarge,
                 message: format!(
                     "event {n}: entry is {size} bytes; the PutEvents limit is {}",
                     limits.max_entry_bytes

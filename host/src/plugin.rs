@@ -25,7 +25,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::manifest::Limits;
 pub use crate::model::Blame;
-use crate::model::PluginRef;
+use crate::model::{DeadLetterKind, PluginRef};
 pub use crate::native::Precompiled;
 use crate::native::{CompiledCache, Refused, VerifiedArtifact};
 use crate::record::{Change, StreamRecord};
@@ -104,15 +104,15 @@ pub enum CallError {
 
 impl CallError {
     /// The dead-letter reason kind for this error.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> DeadLetterKind {
         match self {
-            CallError::Rejected(_) => "plugin-error",
-            CallError::TimeLimit { .. } => "time-limit",
-            CallError::FuelLimit { .. } => "fuel-limit",
-            CallError::MemoryLimit { .. } => "memory-limit",
-            CallError::StackOverflow(_) => "stack-overflow",
-            CallError::Trap(_) => "trap",
-            CallError::Host(_) => "host-error",
+            CallError::Rejected(_) => DeadLetterKind::PluginError,
+            CallError::TimeLimit { .. } => DeadLetterKind::TimeLimit,
+            CallError::FuelLimit { .. } => DeadLetterKind::FuelLimit,
+            CallError::MemoryLimit { .. } => DeadLetterKind::MemoryLimit,
+            CallError::StackOverflow(_) => DeadLetterKind::StackOverflow,
+            CallError::Trap(_) => DeadLetterKind::Trap,
+            CallError::Host(_) => DeadLetterKind::HostError,
         }
     }
 

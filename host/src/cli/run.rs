@@ -73,7 +73,7 @@ pub(super) fn run_event(
     for letter in &collected {
         let file = setup(dead_letters.write(letter))?;
         tracing::warn!(
-            kind = letter.reason.kind,
+            kind = letter.reason.kind.as_str(),
             file = %file.display(),
             "dead-lettered: {}",
             letter.reason.message
