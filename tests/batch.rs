@@ -121,14 +121,9 @@ impl BatchCall for Calls<'_> {
 impl EventSink for &ScriptedEventBridge {
     async fn send(&self, entries: &[Entry], deadline: Instant) -> PublishReport {
         let calls = Calls { api: self, entries };
-        let sent = retry::drive(&calls, vec![None; entries.len()], self.policy, deadline).await;
-        PublishReport {
-            results: sent.results,
-            calls: sent.calls,
-            retry_calls: sent.retry_calls,
-            retried_entries: sent.retried_items,
-            call_sizes: sent.call_sizes,
-        }
+        retry::drive(&calls, vec![None; entries.len()], self.policy, deadline)
+            .await
+            .into()
     }
 }
 

@@ -134,7 +134,14 @@ impl Publisher {
             publisher: self,
             entries,
         };
-        let sent = retry::drive(&batch, vec![None; entries.len()], policy, deadline).await;
+        retry::drive(&batch, vec![None; entries.len()], policy, deadline)
+            .await
+            .into()
+    }
+}
+
+impl From<retry::Sent<EntryResult>> for PublishReport {
+    fn from(sent: retry::Sent<EntryResult>) -> Self {
         PublishReport {
             results: sent.results,
             calls: sent.calls,
