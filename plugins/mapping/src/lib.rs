@@ -54,3 +54,71 @@ fn transform(record: &Record, tenant: &Tenant) -> Result<Vec<Event>, Error> {
 }
 
 weir_plugin_sdk::plugin!(transform);
+
+/// The mapping's logic, tested natively (`cargo test -p weir-plugin-mapping`): no
+/// WebAssembly, no host.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_plugin_sdk::{Change, Image, json};
+
+    fn tenant() -> Tenant {
+        Tenant::new(
+            "globex",
+            json!({
+                "detail_type": "CustomerChanged",
+                "destination": "crm",
+                "events": ["INSERT", "REMOVE"],
+                "fields": { "Name": "/name", "LTV": "/ltv", "City": "/address/city" }
+            }),
+        )
+    }
+
+    fn image(text: &str) -> Image {
+        Image::parse(text).expect("an object")
+    }
+
+    #[test]
+    fn maps_the_configured_fields_and_keeps_every_digit() {
+        let record = Record::new(Change::Insert, image(r#"{"id":"C-1"}"#)).with_new_image(image(
+            r#"{"name":"Ada","ltv":12345678901234567890123456789012345678,"address":{"city":"Oslo"}}"#,
+        ));
+        let events = transform(&record, &tenant()).expect("events");
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            (
+                events[0].destination.as_str(),
+                events[0].detail_type.as_str()
+            ),
+            ("crm", "CustomerChanged")
+        );
+        assert_eq!(
+            events[0].detail,
+            json!({"Name": "Ada", "LTV": "12345678901234567890123456789012345678", "City": "Oslo"})
+        );
+    }
+
+    #[test]
+    fn a_remove_maps_the_old_image_and_a_change_not_listed_is_skipped() {
+        let keys = image(r#"{"id":"C-1"}"#);
+        let removed = Record::new(Change::Remove, keys.clone())
+            .with_old_image(image(r#"{"name":"Ada","address":{"city":"Oslo"}}"#));
+        let events = transform(&removed, &tenant()).expect("events");
+        assert_eq!(events[0].detail, json!({"Name": "Ada", "City": "Oslo"}));
+        let modified =
+            Record::new(Change::Modify, keys).with_new_image(image(r#"{"name":"Ada Lovelace"}"#));
+        assert!(
+            transform(&modified, &tenant())
+                .expect("no error")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_config_without_fields_is_a_clear_error() {
+        let record = Record::new(Change::Insert, image(r#"{"id":"C-1"}"#));
+        let tenant = Tenant::new("t", json!({"detail_type": "X"}));
+        let err = transform(&record, &tenant).expect_err("refused");
+        assert!(err.to_string().contains("config.fields"), "{err}");
+    }
+}
