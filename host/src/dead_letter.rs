@@ -115,7 +115,7 @@ impl DeadLetterQueue {
             })
             .collect();
         let policy = RetryPolicy {
-            // One batch at a time: dead letters are few, and the queue's order is kept.
+            // One batch at a time, as before the driver was shared: dead letters are few.
             max_concurrency: 1,
             safety_margin: self.config.safety_margin,
             base_backoff: self.config.base_backoff,

@@ -82,9 +82,9 @@ pub struct Sent<R> {
     pub call_sizes: Vec<(usize, usize)>,
 }
 
-/// Sends items `0..count` (except those in `done`, whose results are already known) with
-/// `caller`, re-sending transient failures until `deadline` less the safety margin. Every
-/// item ends with a result.
+/// Sends every item whose entry in `results` is `None` (the others are already decided)
+/// with `caller`, re-sending transient failures until `deadline` less the safety margin.
+/// Every item ends with a result.
 pub async fn drive<C: BatchCall + Sync>(
     caller: &C,
     mut results: Vec<Option<C::Result>>,
