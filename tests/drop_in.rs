@@ -573,7 +573,7 @@ async fn redrive_after_a_fix_publishes_and_empties_weirs_dead_letter_queue() {
     let (dlq, _) = create_queue(&sqs, "redrive-dlq", None).await;
     let (out, out_arn) = create_queue(&sqs, "redrive-out", None).await;
     bus_to_queue(&events, "redrive-bus", &out_arn).await;
-    let publisher = Publisher::new(Publisher::client_from(&config), PublishConfig::default());
+    let publisher = Publisher::new(weir::aws::eventbridge(&config), PublishConfig::default());
     let dead_letters = DeadLetterQueue::new(sqs.clone(), &dlq, QueueConfig::default());
     let dir = tempfile::tempdir().expect("tempdir");
 
@@ -711,7 +711,7 @@ async fn redrive_of_a_delivery_queue_puts_the_events_back_on_the_bus() {
             .await
             .expect("send");
     }
-    let publisher = Publisher::new(Publisher::client_from(&config), PublishConfig::default());
+    let publisher = Publisher::new(weir::aws::eventbridge(&config), PublishConfig::default());
     let report = weir::redrive::deliveries(
         &sqs,
         &delivery_dlq,

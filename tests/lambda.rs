@@ -39,7 +39,7 @@ async fn function(
     .expect("manifest and plugins load");
     Function {
         loader: tokio::sync::Mutex::new(loader),
-        publisher: Publisher::new(Publisher::client_from(&sdk_config(eventbridge)), publish),
+        publisher: Publisher::new(weir::aws::eventbridge(&sdk_config(eventbridge)), publish),
         dead_letters: DeadLetterQueue::new(
             aws_sdk_sqs::Client::new(&sdk_config(sqs)),
             queue_url,
@@ -885,7 +885,7 @@ async fn a_warm_handler_picks_up_a_plugin_replaced_in_s3() {
     let f = Function {
         loader: tokio::sync::Mutex::new(loader),
         publisher: Publisher::new(
-            Publisher::client_from(&sdk_config(&fake.endpoint())),
+            weir::aws::eventbridge(&sdk_config(&fake.endpoint())),
             fast_publish(),
         ),
         dead_letters: DeadLetterQueue::new(

@@ -1356,7 +1356,7 @@ fn publish_path(s: &Settings, out: &Path) -> anyhow::Result<PublishFigures> {
             aws_sdk_eventbridge::config::Credentials::new("bench", "bench", None, None, "bench"),
         ))
         .build();
-    let publisher = Publisher::new(Publisher::client_from(&sdk), PublishConfig::default());
+    let publisher = Publisher::new(crate::aws::eventbridge(&sdk), PublishConfig::default());
     let loader = rt.block_on(lazy_loader(&manifest))?;
     let pipeline = loader.pipeline();
     let (mut transform_ms, mut publish_ms, mut entries_total, mut short) =

@@ -196,7 +196,7 @@ impl Function {
                 .parse()
                 .with_context(|| format!("WEIR_PUBLISH_CONCURRENCY={n:?} is not a number"))?;
         }
-        let publisher = Publisher::new(Publisher::client_from(&sdk), publish);
+        let publisher = Publisher::new(crate::aws::eventbridge(&sdk), publish);
         let arn = publisher.check_bus(&bus).await?;
         tracing::info!(bus = %bus, arn = %arn, dead_letter_queue = %queue_url, "weir ready");
         let dead_letters = DeadLetterQueue::new(

@@ -98,11 +98,6 @@ impl Publisher {
         Publisher { client, config }
     }
 
-    /// The EventBridge client weir publishes with ([`crate::aws::eventbridge`]).
-    pub fn client_from(sdk: &aws_config::SdkConfig) -> aws_sdk_eventbridge::Client {
-        crate::aws::eventbridge(sdk)
-    }
-
     /// Fails unless the bus exists. PutEvents to a missing bus has been seen to succeed,
     /// so a mistyped name must be caught at start.
     pub async fn check_bus(&self, bus: &str) -> anyhow::Result<String> {

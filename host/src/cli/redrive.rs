@@ -18,7 +18,7 @@ pub(super) fn redrive(
         let loader = setup(load(manifest).await)?;
         let sdk = crate::aws::sdk_config().await;
         let sqs = crate::aws::sqs(&sdk);
-        let publisher = Publisher::new(Publisher::client_from(&sdk), PublishConfig::default());
+        let publisher = Publisher::new(crate::aws::eventbridge(&sdk), PublishConfig::default());
         let bus = bus.unwrap_or_else(|| loader.manifest().event_bus.clone());
         if !dry_run {
             setup(publisher.check_bus(&bus).await)?;

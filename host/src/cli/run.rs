@@ -42,7 +42,7 @@ pub(super) fn run_event(
             Some(_) => {
                 let sdk = crate::aws::sdk_config().await;
                 let publisher =
-                    Publisher::new(Publisher::client_from(&sdk), PublishConfig::default());
+                    Publisher::new(crate::aws::eventbridge(&sdk), PublishConfig::default());
                 setup(publisher.check_bus(&bus).await)?;
                 let queue = queue_url.map(|url| {
                     DeadLetterQueue::new(
