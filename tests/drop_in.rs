@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use support::*;
-use weir::batch::{self, DeadLetterSink, Verdict};
+use weir::batch::{self, Verdict};
+use weir::dead_letter::DeadLetterSink;
 use weir::dead_letter::{DeadLetterQueue, QueueConfig};
 use weir::plugin::PluginEngine;
 use weir::publish::{PublishConfig, Publisher};
@@ -929,10 +930,27 @@ async fn a_broken_plugin_dead_letters_its_tenant_and_a_missing_one_retries_while
     .await
     .err()
     .expect("eager load refuses");
-    let all = problems.problems.join("\n");
+    let all = problems.to_string();
     assert_eq!(problems.problems.len(), 2, "{all}");
     assert!(
         all.contains("broken-plugin") && all.contains("missing-plugin"),
+        "{all}"
+    );
+    // Typed: a plugin that cannot be read may pass (retry); one that cannot be used needs a fix.
+    let kinds: std::collections::BTreeMap<&str, bool> = problems
+        .problems
+        .iter()
+        .filter_map(|p| match p {
+            weir::slot::LoadProblem::Plugin { name, error } => Some((
+                name.as_str(),
+                matches!(error, weir::slot::SlotError::Broken(_)),
+            )),
+            weir::slot::LoadProblem::Manifest(_) => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [("broken-plugin", true), ("missing-plugin", false)].into(),
         "{all}"
     );
 }

@@ -754,7 +754,7 @@ async fn every_record_is_accounted_for() {
         f.loader.lock().await.pipeline(),
         raw,
         Some(&f.publisher),
-        weir::batch::DeadLetterSink::Queue(&f.dead_letters),
+        weir::dead_letter::DeadLetterSink::Queue(&f.dead_letters),
         tokio::time::Instant::now() + Duration::from_secs(120),
     )
     .await

@@ -368,7 +368,7 @@ async fn the_big_builds_load_lazily_and_precompiled_in_the_function() {
             loader.pipeline(),
             records.clone(),
             weir::batch::DryRun,
-            weir::batch::DeadLetterSink::Collect(&mut letters),
+            weir::dead_letter::DeadLetterSink::Collect(&mut letters),
             tokio::time::Instant::now() + std::time::Duration::from_secs(60),
         )
         .await

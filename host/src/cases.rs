@@ -31,14 +31,15 @@ use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::batch::{self, DeadLetterSink};
-use crate::dead_letter::DeadLetter;
-use crate::manifest::DEFAULT_TENANT;
-use crate::pipeline::Pipeline;
-use crate::plugin::PluginEngine;
-use crate::record::{self, StreamEvent};
 use crate::reload::Loader;
-use crate::store::{Location, Store};
+use weir_aws::dead_letter::DeadLetter;
+use weir_aws::dead_letter::DeadLetterSink;
+use weir_aws::store::{Location, Store};
+use weir_core::batch;
+use weir_core::manifest::DEFAULT_TENANT;
+use weir_core::record::{self, StreamEvent};
+use weir_runtime::Pipeline;
+use weir_runtime::plugin::PluginEngine;
 
 /// The event bus every test entry names.
 pub const TEST_EVENT_BUS: &str = "weir-test";
@@ -444,7 +445,7 @@ pub async fn run(
     let plugin = std::fs::canonicalize(&options.plugin)
         .with_context(|| format!("{}: cannot resolve", options.plugin.display()))?;
     let engine = Arc::new(
-        crate::plugin::PluginEngine::with_default_cache(options.report)
+        weir_runtime::plugin::PluginEngine::with_default_cache(options.report)
             .context("cannot start the plugin engine")?,
     );
     let _ = writeln!(

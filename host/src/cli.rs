@@ -12,10 +12,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use crate::plugin::PluginEngine;
-use crate::record::StreamEvent;
 use crate::reload::Loader;
-use crate::store::{Location, Store};
+use weir_aws::store::{Location, Store};
+use weir_core::record::StreamEvent;
+use weir_runtime::plugin::PluginEngine;
 
 mod check;
 mod compile;

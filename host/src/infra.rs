@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::manifest::{DestinationAuth, DestinationSpec, Manifest, SecretRef, logical_id};
+use weir_core::manifest::{DestinationAuth, DestinationSpec, Manifest, SecretRef, logical_id};
 
 /// The line before the generated resources, in `weir infra`'s output and in a template
 /// that embeds them.
@@ -489,7 +489,7 @@ fn is_plain_safe(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Location;
+    use weir_aws::store::Location;
 
     const MANIFEST: &str = r#"
 event_bus = "bus"

@@ -1,5 +1,5 @@
 //! The Lambda handler: a DynamoDB Streams batch in, `batchItemFailures` out. Only glue;
-//! the work is in [`crate::batch`].
+//! the work is in [`weir_core::batch`].
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,11 +10,12 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tracing::Instrument as _;
 
-use crate::batch::{self, DeadLetterSink};
-use crate::dead_letter::DeadLetterQueue;
-use crate::publish::Publisher;
 use crate::reload::Loader;
 use crate::telemetry::InvocationMetrics;
+use weir_aws::dead_letter::DeadLetterQueue;
+use weir_aws::dead_letter::DeadLetterSink;
+use weir_aws::publish::Publisher;
+use weir_core::batch;
 
 /// The event Lambda delivers for a DynamoDB stream, each record kept as the exact text
 /// received. (weir reads records itself rather than through `aws_lambda_events`' typed
@@ -165,7 +166,7 @@ impl Function {
         use anyhow::Context as _;
         let manifest = std::env::var("WEIR_MANIFEST")
             .context("WEIR_MANIFEST must name the manifest (a file or s3://bucket/key)")?;
-        let location = crate::store::Location::parse(&manifest)?;
+        let location = weir_aws::store::Location::parse(&manifest)?;
         let interval = match std::env::var("WEIR_RELOAD_SECS") {
             Ok(v) => Duration::from_secs(
                 v.parse()
@@ -173,13 +174,13 @@ impl Function {
             ),
             Err(_) => crate::reload::DEFAULT_INTERVAL,
         };
-        let sdk = crate::aws::sdk_config().await;
+        let sdk = weir_aws::aws::sdk_config().await;
         // WEIR_FUEL=1 counts instructions, so `limits.fuel` is enforced (at some cost per
         // call, and without using .cwasm files: precompiled code is for the engine without).
-        let engine = Arc::new(crate::plugin::PluginEngine::with_default_cache(
+        let engine = Arc::new(weir_runtime::plugin::PluginEngine::with_default_cache(
             std::env::var("WEIR_FUEL").is_ok_and(|v| v == "1"),
         )?);
-        let store = crate::store::Store::with_s3(crate::aws::s3(&sdk));
+        let store = weir_aws::store::Store::with_s3(weir_aws::aws::s3(&sdk));
         let loader = Loader::load_lazy(store, engine, location, interval)
             .await
             .with_context(|| format!("{manifest}: cannot load"))?;
@@ -190,19 +191,19 @@ impl Function {
         let queue_url = queue_url.with_context(|| {
             format!("{manifest}: dead_letter_queue must be set for the Lambda function")
         })?;
-        let mut publish = crate::publish::PublishConfig::default();
+        let mut publish = weir_aws::publish::PublishConfig::default();
         if let Ok(n) = std::env::var("WEIR_PUBLISH_CONCURRENCY") {
             publish.max_concurrency = n
                 .parse()
                 .with_context(|| format!("WEIR_PUBLISH_CONCURRENCY={n:?} is not a number"))?;
         }
-        let publisher = Publisher::new(crate::aws::eventbridge(&sdk), publish);
+        let publisher = Publisher::new(weir_aws::aws::eventbridge(&sdk), publish);
         let arn = publisher.check_bus(&bus).await?;
         tracing::info!(bus = %bus, arn = %arn, dead_letter_queue = %queue_url, "weir ready");
         let dead_letters = DeadLetterQueue::new(
-            crate::aws::sqs_for_dead_letters(&sdk),
+            weir_aws::aws::sqs_for_dead_letters(&sdk),
             queue_url,
-            crate::dead_letter::QueueConfig::default(),
+            weir_aws::dead_letter::QueueConfig::default(),
         );
         Ok(Function {
             loader: tokio::sync::Mutex::new(loader),

@@ -1,40 +1,38 @@
 //! weir: DynamoDB Streams records, mapped by sandboxed WebAssembly plugins, published to
-//! Amazon EventBridge.
+//! Amazon EventBridge. This crate is the Lambda function and the command line; the record
+//! path is in the crates it wires together:
 //!
-//! Each module does one job. A record's path: [`record`] decodes it, [`pipeline`] routes it
-//! to its tenant's plugins, [`plugin`] runs them sandboxed, [`validate`] checks what
-//! EventBridge would refuse, and it ends as a [`model`] `Entry` or `DeadLetter`;
-//! [`batch`] gives every record of a batch its verdict, [`publish`] sends entries to
-//! EventBridge and [`dead_letter`] keeps what was rejected, both through [`retry`]'s one
-//! retry driver. Around it: [`manifest`] reads
-//! the configuration, [`store`] reads files and S3 objects, [`slot`] loads one plugin on
-//! first use, [`reload`] keeps the manifest and plugins fresh, [`native`] decides which
-//! precompiled code may run, [`aws`] classifies AWS errors, [`lambda`] is the handler,
-//! [`infra`] turns destinations into CloudFormation, [`telemetry`] logs and measures, and
-//! [`cli`] is the command line.
+//! - `weir-core`: [`record`] decodes, [`pipeline`] routes and transforms, [`validate`]
+//!   checks, [`model`] is what a record becomes, [`batch`] gives each record its verdict
+//!   through the [`sink`] traits and [`retry`]'s one driver; [`manifest`] is the
+//!   configuration. No wasmtime, no AWS SDK.
+//! - `weir-runtime`: [`plugin`] runs plugins in wasmtime, [`native`] decides which
+//!   precompiled code may run, [`slot`] loads a plugin on first use.
+//! - `weir-aws`: [`aws`] builds clients and classifies errors, [`publish`] and
+//!   [`dead_letter`] are the EventBridge and SQS sinks, [`store`] reads files and S3,
+//!   [`redrive`] sends dead letters back through.
+//!
+//! Here: [`lambda`] is the handler, [`reload`] keeps the manifest and plugins fresh,
+//! [`telemetry`] logs and measures, [`cli`] is the command line (one file per command),
+//! [`cases`] runs golden tests, [`scaffold`] writes new plugins and [`infra`] turns
+//! destinations into CloudFormation.
 
 #![deny(missing_docs)]
 
-pub mod aws;
-pub mod batch;
-pub mod bench;
+pub use weir_aws::{aws, dead_letter, publish, redrive, store};
+pub use weir_core::{batch, location, manifest, model, record, retry, sink, transform, validate};
+pub use weir_runtime::{native, plugin, slot};
+
+/// The pipeline: the core's, with wasmtime slots ([`weir_runtime::Pipeline`]).
+pub mod pipeline {
+    pub use weir_core::pipeline::*;
+    pub use weir_runtime::Pipeline;
+}
+
 pub mod cases;
 pub mod cli;
-pub mod dead_letter;
 pub mod infra;
 pub mod lambda;
-pub mod manifest;
-pub mod model;
-pub mod native;
-pub mod pipeline;
-pub mod plugin;
-pub mod publish;
-pub mod record;
-pub mod redrive;
 pub mod reload;
-pub mod retry;
 pub mod scaffold;
-pub mod slot;
-pub mod store;
 pub mod telemetry;
-pub mod validate;

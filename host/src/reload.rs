@@ -18,12 +18,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::manifest::Manifest;
-use crate::pipeline::Pipeline;
-use crate::plugin::{Compile, PluginEngine};
-pub use crate::slot::{LoadProblems, PluginSlot, SlotError};
-use crate::slot::{PluginSource, SlotSpec};
-use crate::store::{Fetched, Location, Store};
+use weir_aws::store::{Fetched, Location, Store};
+use weir_core::manifest::Manifest;
+use weir_runtime::Pipeline;
+use weir_runtime::plugin::{Compile, PluginEngine};
+pub use weir_runtime::slot::{LoadProblem, LoadProblems, PluginSlot, SlotError};
+use weir_runtime::slot::{PluginSource, SlotSpec};
 
 /// The default time between checks for a changed manifest or plugin.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -65,14 +65,7 @@ impl Loader {
         let (text, version) = store.read(&location).await.map_err(one)?;
         let text = String::from_utf8(text)
             .map_err(|_| one(anyhow::anyhow!("{location}: not UTF-8 text")))?;
-        let source = Arc::new(PluginSource {
-            store,
-            engine,
-            runtime: tokio::runtime::Handle::current(),
-            cpu: tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(1, usize::from),
-            ),
-        });
+        let source = Arc::new(PluginSource::new(Arc::new(store), engine));
         let manifest = parse(&text, &location)?;
         let slots = slots(&manifest, &source, &HashMap::new()).await?;
         Ok(Loader {
@@ -132,7 +125,7 @@ impl Loader {
     async fn reload(&mut self) -> Result<(), LoadProblems> {
         let fetched = self
             .source
-            .store
+            .fetch
             .fetch(&self.location, Some(&self.manifest_version))
             .await
             .map_err(one)?;
@@ -159,9 +152,7 @@ impl Loader {
 }
 
 fn parse(text: &str, location: &Location) -> Result<Manifest, LoadProblems> {
-    Manifest::parse(text, location.clone()).map_err(|e| LoadProblems {
-        problems: vec![e.to_string()],
-    })
+    Manifest::parse(text, location.clone()).map_err(|e| LoadProblems::manifest(e.to_string()))
 }
 
 /// The slots of a manifest, and whether any differs from `known`'s.
@@ -197,7 +188,10 @@ async fn slots(
         let (location, compiled) = match locations {
             Ok(l) => l,
             Err(e) => {
-                problems.push(format!("plugins.{name}: {e:#}"));
+                problems.push(LoadProblem::Plugin {
+                    name: name.clone(),
+                    error: SlotError::Broken(format!("plugins.{name}: {e:#}")),
+                });
                 continue;
             }
         };
@@ -220,7 +214,7 @@ async fn slots(
             // it replaces the old one, so a bad change keeps the old one serving.
             (Some(old), Some(loaded_version)) => {
                 let known_version = same_spec.then_some(loaded_version);
-                match source.store.fetch(&spec.location, known_version).await {
+                match source.fetch.fetch(&spec.location, known_version).await {
                     Ok(Fetched::NotModified) => old.clone(),
                     Ok(Fetched::Content { bytes, version }) => {
                         changed = true;
@@ -228,14 +222,20 @@ async fn slots(
                             .await
                         {
                             Ok(s) => Arc::new(s),
-                            Err(why) => {
-                                problems.push(why);
+                            Err(error) => {
+                                problems.push(LoadProblem::Plugin {
+                                    name: name.clone(),
+                                    error,
+                                });
                                 continue;
                             }
                         }
                     }
                     Err(e) => {
-                        problems.push(format!("plugins.{name}: {e:#}"));
+                        problems.push(LoadProblem::Plugin {
+                            name: name.clone(),
+                            error: SlotError::Unavailable(format!("plugins.{name}: {e:#}")),
+                        });
                         continue;
                     }
                 }
@@ -265,7 +265,5 @@ fn used(manifest: &Manifest, name: &str) -> bool {
 }
 
 fn one(e: anyhow::Error) -> LoadProblems {
-    LoadProblems {
-        problems: vec![format!("{e:#}")],
-    }
+    LoadProblems::manifest(format!("{e:#}"))
 }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use super::{EXIT_DEAD_LETTERS, SetupError, runtime};
-use crate::plugin::PluginEngine;
 use crate::reload::Loader;
-use crate::store::{Location, Store};
+use weir_aws::store::{Location, Store};
+use weir_runtime::plugin::PluginEngine;
 
 pub(super) fn check(manifest: &str) -> Result<ExitCode, SetupError> {
     let runtime = runtime()?;

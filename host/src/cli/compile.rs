@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use sha2::Digest as _;
 
-use crate::manifest::Manifest;
-use crate::plugin::PluginEngine;
-use crate::store::Location;
+use weir_aws::store::Location;
+use weir_core::manifest::Manifest;
+use weir_runtime::plugin::PluginEngine;
 
 /// One plugin compiled: the two pins that let it run.
 struct Compiled {
@@ -76,7 +76,7 @@ pub fn manifest(manifest: &Path, target: Option<&str>) -> anyhow::Result<()> {
 fn triple(target: Option<&str>) -> anyhow::Result<Option<&'static str>> {
     target
         .map(|t| {
-            crate::plugin::target_triple(t)
+            weir_runtime::plugin::target_triple(t)
                 .with_context(|| format!("--target {t:?}: expected x86_64 or aarch64"))
         })
         .transpose()

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use super::{EXIT_DEAD_LETTERS, SetupError, parse_event, read_event, setup};
-use crate::record;
+use weir_core::record;
 
 pub(super) fn decode(event: &Path) -> Result<ExitCode, SetupError> {
     let text = setup(read_event(event))?;

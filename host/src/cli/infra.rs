@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use super::{SetupError, runtime, setup};
-use crate::store::{Location, Store};
+use weir_aws::store::{Location, Store};
 
 pub(super) fn infra(manifest: &str) -> Result<ExitCode, SetupError> {
     let runtime = runtime()?;
@@ -17,7 +17,7 @@ pub(super) fn infra(manifest: &str) -> Result<ExitCode, SetupError> {
         anyhow::Ok((text, location))
     }))?;
     let (m, destinations) = setup(
-        crate::manifest::Manifest::parse_with_destinations(&text.0, text.1)
+        weir_core::manifest::Manifest::parse_with_destinations(&text.0, text.1)
             .map_err(anyhow::Error::from),
     )?;
     if destinations.is_empty() {

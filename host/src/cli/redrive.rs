@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use super::{EXIT_DEAD_LETTERS, SetupError, load, runtime, setup};
-use crate::publish::{PublishConfig, Publisher};
+use weir_aws::publish::{PublishConfig, Publisher};
 
 pub(super) fn redrive(
     manifest: &str,
@@ -16,9 +16,9 @@ pub(super) fn redrive(
     let runtime = runtime()?;
     let report = runtime.block_on(async {
         let loader = setup(load(manifest).await)?;
-        let sdk = crate::aws::sdk_config().await;
-        let sqs = crate::aws::sqs(&sdk);
-        let publisher = Publisher::new(crate::aws::eventbridge(&sdk), PublishConfig::default());
+        let sdk = weir_aws::aws::sdk_config().await;
+        let sqs = weir_aws::aws::sqs(&sdk);
+        let publisher = Publisher::new(weir_aws::aws::eventbridge(&sdk), PublishConfig::default());
         let bus = bus.unwrap_or_else(|| loader.manifest().event_bus.clone());
         if !dry_run {
             setup(publisher.check_bus(&bus).await)?;
@@ -27,10 +27,11 @@ pub(super) fn redrive(
         let progress = |done: usize, total: usize| eprintln!("redrive: {done} / {total}");
         let report = match (queue, delivery_queue) {
             (Some(q), _) => {
-                crate::redrive::dead_letters(&sqs, &q, loader.pipeline(), publisher, progress).await
+                weir_aws::redrive::dead_letters(&sqs, &q, loader.pipeline(), publisher, progress)
+                    .await
             }
             (None, Some(q)) => {
-                crate::redrive::deliveries(&sqs, &q, &bus, publisher, progress).await
+                weir_aws::redrive::deliveries(&sqs, &q, &bus, publisher, progress).await
             }
             (None, None) => Err(anyhow::anyhow!("give --queue or --delivery-queue")),
         };

@@ -12,9 +12,10 @@ use super::{
     EXIT_DEAD_LETTERS, EXIT_UNPUBLISHED, SetupError, load_with, parse_event, read_event, runtime,
     setup,
 };
-use crate::batch::{self, DeadLetterSink};
-use crate::dead_letter::{DeadLetterDir, DeadLetterQueue, QueueConfig};
-use crate::publish::{PublishConfig, Publisher};
+use weir_aws::dead_letter::DeadLetterSink;
+use weir_aws::dead_letter::{DeadLetterDir, DeadLetterQueue, QueueConfig};
+use weir_aws::publish::{PublishConfig, Publisher};
+use weir_core::batch;
 
 pub(super) fn run_event(
     manifest: &str,
@@ -40,13 +41,13 @@ pub(super) fn run_event(
         let (publisher, queue) = match publish_within {
             None => (None, None),
             Some(_) => {
-                let sdk = crate::aws::sdk_config().await;
+                let sdk = weir_aws::aws::sdk_config().await;
                 let publisher =
-                    Publisher::new(crate::aws::eventbridge(&sdk), PublishConfig::default());
+                    Publisher::new(weir_aws::aws::eventbridge(&sdk), PublishConfig::default());
                 setup(publisher.check_bus(&bus).await)?;
                 let queue = queue_url.map(|url| {
                     DeadLetterQueue::new(
-                        crate::aws::sqs_for_dead_letters(&sdk),
+                        weir_aws::aws::sqs_for_dead_letters(&sdk),
                         url,
                         QueueConfig::default(),
                     )

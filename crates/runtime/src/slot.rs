@@ -6,50 +6,50 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 
 use crate::plugin::{Compile, LoadError, LoadOptions, Plugin, PluginEngine, Precompiled};
-use crate::store::{Location, Store};
-
-/// What a load found wrong, all of it.
-#[derive(Debug, thiserror::Error)]
-#[error("{}", problems.join("; "))]
-pub struct LoadProblems {
-    /// Every problem, one message each.
-    pub problems: Vec<String>,
-}
+use weir_core::location::{Fetch, Location};
+pub use weir_core::transform::{LoadProblem, LoadProblems, SlotError};
 
 /// Where plugins come from: shared by every slot of a loader.
 pub struct PluginSource {
-    pub(crate) store: Store,
-    pub(crate) engine: Arc<PluginEngine>,
+    /// Reads plugins and their native code (files, or S3 through the AWS crate).
+    pub fetch: Arc<dyn Fetch>,
+    engine: Arc<PluginEngine>,
     /// Slots load from blocking threads; S3 reads run on this runtime.
-    pub(crate) runtime: tokio::runtime::Handle,
+    runtime: tokio::runtime::Handle,
     /// Reads overlap freely, but only one plugin per core is deserialized or compiled at a
     /// time: more would not finish sooner, and each compile holds tens of MB.
-    pub(crate) cpu: tokio::sync::Semaphore,
+    cpu: tokio::sync::Semaphore,
+}
+
+impl PluginSource {
+    /// Plugins read by `fetch` and loaded by `engine`, reads run on the current runtime.
+    /// Call it from within a tokio runtime.
+    pub fn new(fetch: Arc<dyn Fetch>, engine: Arc<PluginEngine>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        PluginSource {
+            fetch,
+            engine,
+            runtime: tokio::runtime::Handle::current(),
+            cpu: tokio::sync::Semaphore::new(cores),
+        }
+    }
 }
 
 /// What the manifest says about one plugin. A reload keeps a slot whose spec is unchanged.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SlotSpec {
-    pub(crate) location: Location,
-    pub(crate) pin: Option<String>,
-    pub(crate) compiled: Location,
+pub struct SlotSpec {
+    /// Where its `.wasm` is.
+    pub location: Location,
+    /// The sha256 the `.wasm` must have.
+    pub pin: Option<String>,
+    /// Where its `.cwasm` is (or would be).
+    pub compiled: Location,
     /// The manifest names the `.cwasm` (so a missing one is worth a warning).
-    pub(crate) compiled_named: bool,
+    pub compiled_named: bool,
     /// The sha256 the `.cwasm` must have to be run.
-    pub(crate) compiled_pin: Option<String>,
-    pub(crate) compile: Compile,
-}
-
-/// Why a plugin is not there for a record.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SlotError {
-    /// It could not be read (an S3 or file error, perhaps passing): retry the record.
-    #[error("{0}")]
-    Unavailable(String),
-    /// It was read but cannot be used (pin, compile, imports, contract): the records
-    /// that need it are dead-lettered until a fixed version is uploaded.
-    #[error("{0}")]
-    Broken(String),
+    pub compiled_pin: Option<String>,
+    /// Whether it may be compiled when no pinned native code can be used.
+    pub compile: Compile,
 }
 
 /// A plugin the manifest names, loaded on first use and then kept.
@@ -70,7 +70,8 @@ struct LoadedPlugin {
 }
 
 impl PluginSlot {
-    pub(crate) fn new(name: &str, spec: SlotSpec, source: Arc<PluginSource>) -> Self {
+    /// A slot for plugin `name`, not loaded yet.
+    pub fn new(name: &str, spec: SlotSpec, source: Arc<PluginSource>) -> Self {
         PluginSlot {
             name: name.to_owned(),
             spec,
@@ -81,12 +82,12 @@ impl PluginSlot {
     }
 
     /// What the manifest said about it.
-    pub(crate) fn spec(&self) -> &SlotSpec {
+    pub fn spec(&self) -> &SlotSpec {
         &self.spec
     }
 
     /// The version of the bytes its plugin was loaded from, once loaded.
-    pub(crate) fn loaded_version(&self) -> Option<&str> {
+    pub fn loaded_version(&self) -> Option<&str> {
         self.loaded.get().map(|l| l.version.as_str())
     }
 
@@ -146,7 +147,7 @@ impl PluginSlot {
             return Err((SlotError::Broken(why.clone()), false));
         }
         let started = std::time::Instant::now();
-        let store = &self.source.store;
+        let store = &self.source.fetch;
         let location = &self.spec.location;
         // With both pins only the pinned native code runs: the `.wasm` is read only if that
         // cannot be used. Its version is still taken, for the reload's change check.
@@ -189,7 +190,7 @@ impl PluginSlot {
         // A local `.cwasm` is mapped by the engine; one in S3 is fetched.
         let precompiled = match &self.spec.compiled {
             Location::File(path) if path.is_file() => Some(Precompiled::File(path.clone())),
-            compiled => match self.source.store.read(compiled).await {
+            compiled => match self.source.fetch.read(compiled).await {
                 Ok((bytes, _)) => Some(Precompiled::Bytes {
                     from: compiled.to_string(),
                     bytes,
@@ -208,7 +209,7 @@ impl PluginSlot {
         let name = self.name.clone();
         let path = self.spec.location.to_string();
         let spec = self.spec.clone();
-        let store = self.source.store.clone();
+        let store = self.source.fetch.clone();
         let runtime = self.source.runtime.clone();
         let _core = self.source.cpu.acquire().await;
         tokio::task::spawn_blocking(move || {
@@ -250,18 +251,15 @@ impl PluginSlot {
 
     /// A slot for a new version whose bytes were already fetched: loaded now, so a bad
     /// version is found before it replaces a good one.
-    pub(crate) async fn preloaded(
+    pub async fn preloaded(
         name: &str,
         spec: SlotSpec,
         source: Arc<PluginSource>,
         bytes: Vec<u8>,
         version: String,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SlotError> {
         let slot = PluginSlot::new(name, spec, source);
-        let plugin = slot
-            .load_bytes(Some(bytes))
-            .await
-            .map_err(|e| e.to_string())?;
+        let plugin = slot.load_bytes(Some(bytes)).await?;
         let _ = slot.loaded.set(LoadedPlugin { plugin, version });
         Ok(slot)
     }
@@ -274,5 +272,25 @@ fn block_on<F: Future>(runtime: &tokio::runtime::Handle, f: F) -> F::Output {
             tokio::task::block_in_place(|| runtime.block_on(f))
         }
         _ => runtime.block_on(f),
+    }
+}
+
+impl weir_core::transform::Slot for PluginSlot {
+    type Plugin = Plugin;
+
+    fn loaded(&self) -> Option<&Arc<Plugin>> {
+        PluginSlot::loaded(self)
+    }
+
+    fn is_broken(&self) -> bool {
+        PluginSlot::is_broken(self)
+    }
+
+    fn get(&self) -> Result<Arc<Plugin>, SlotError> {
+        PluginSlot::get(self)
+    }
+
+    fn load(&self) -> impl Future<Output = Result<Arc<Plugin>, SlotError>> + Send {
+        PluginSlot::load(self)
     }
 }

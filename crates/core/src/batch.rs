@@ -3,18 +3,17 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
-use crate::dead_letter::{DeadLetter, DeadLetterQueue, PluginRef, Reason};
-use crate::model::DeadLetterKind;
-use crate::pipeline::{Entry, Outcome, Pipeline, PluginCall};
-use crate::plugin::Blame;
-use crate::publish::{EntryResult, PublishReport, Publisher};
+use crate::model::{Blame, DeadLetter, DeadLetterKind, Entry, PluginRef, Reason};
+use crate::pipeline::{Outcome, Pipeline, PluginCall};
+use crate::sink::EntryResult;
+pub use crate::sink::{DeadLetterStore, DryRun, EventSink};
+use crate::transform::Slot;
 
 /// The final state of one record. Exactly one per record, always.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,84 +134,10 @@ pub fn compare_sequence_numbers(a: &str, b: &str) -> Ordering {
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
-/// Where a batch's entries go: EventBridge (a [`Publisher`]), nowhere ([`DryRun`]), or an
-/// in-memory fake in tests.
-pub trait EventSink {
-    /// Sends `entries`; every one ends with a result by `deadline`.
-    fn send(
-        &self,
-        entries: &[Entry],
-        deadline: Instant,
-    ) -> impl Future<Output = PublishReport> + Send;
-}
-
-impl EventSink for &Publisher {
-    fn send(
-        &self,
-        entries: &[Entry],
-        deadline: Instant,
-    ) -> impl Future<Output = PublishReport> + Send {
-        self.publish(entries, deadline)
-    }
-}
-
-/// Publishes nothing and counts every entry as accepted: `weir run` without `--publish`,
-/// `weir test`, the benchmark.
-pub struct DryRun;
-
-impl EventSink for DryRun {
-    async fn send(&self, entries: &[Entry], _deadline: Instant) -> PublishReport {
-        PublishReport {
-            results: vec![EntryResult::Accepted; entries.len()],
-            ..Default::default()
-        }
-    }
-}
-
-/// A publisher if there is one, else a dry run.
-impl EventSink for Option<&Publisher> {
-    async fn send(&self, entries: &[Entry], deadline: Instant) -> PublishReport {
-        match self {
-            Some(p) => p.publish(entries, deadline).await,
-            None => DryRun.send(entries, deadline).await,
-        }
-    }
-}
-
-/// Where a batch's dead letters go: SQS, a list the caller writes out, or a fake in tests.
-pub trait DeadLetterStore {
-    /// Keeps each letter, or says why it could not: its record is then retried, never lost.
-    fn keep(
-        &mut self,
-        letters: &[DeadLetter],
-        deadline: Instant,
-    ) -> impl Future<Output = Vec<Result<(), String>>> + Send;
-}
-
-/// Where a batch's dead letters go, chosen at run time.
-pub enum DeadLetterSink<'a> {
-    /// weir's SQS dead-letter queue.
-    Queue(&'a DeadLetterQueue),
-    /// Written by the caller (e.g. `weir run` writes files); counted as kept.
-    Collect(&'a mut Vec<DeadLetter>),
-}
-
-impl DeadLetterStore for DeadLetterSink<'_> {
-    async fn keep(&mut self, letters: &[DeadLetter], deadline: Instant) -> Vec<Result<(), String>> {
-        match self {
-            DeadLetterSink::Queue(queue) => queue.send(letters, deadline).await,
-            DeadLetterSink::Collect(out) => {
-                out.extend_from_slice(letters);
-                vec![Ok(()); letters.len()]
-            }
-        }
-    }
-}
-
 /// Runs a batch to its verdicts. Plugins run on a blocking thread; publishing and dead
 /// letters are bounded by `deadline`. Every record ends with exactly one verdict.
-pub async fn run(
-    pipeline: Arc<Pipeline>,
+pub async fn run<S: Slot>(
+    pipeline: Arc<Pipeline<S>>,
     records: Vec<Box<RawValue>>,
     events: impl EventSink,
     mut dead_letters: impl DeadLetterStore,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::store::Location;
+use crate::location::Location;
 
 /// The whole configuration, as written.
 #[derive(Debug, Clone)]

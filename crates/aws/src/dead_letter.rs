@@ -1,46 +1,14 @@
 //! Records weir could not publish, kept whole with the reason, so an operator can fix the
 //! cause and redrive them.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use anyhow::Context as _;
-
-pub use crate::model::{DeadLetter, DeadLetterKind, PluginRef, Reason, WEIR_VERSION};
-use crate::retry::{self, BatchCall, CallOutcome, ItemOutcome, RetryPolicy};
-
-/// Writes dead letters as one JSON file each into a directory, for `weir run`.
-pub struct DeadLetterDir {
-    dir: PathBuf,
-}
-
-impl DeadLetterDir {
-    /// Dead letters into `dir` (created on the first write).
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        DeadLetterDir { dir: dir.into() }
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Writes one dead letter; returns the file written.
-    pub fn write(&self, letter: &DeadLetter) -> anyhow::Result<PathBuf> {
-        std::fs::create_dir_all(&self.dir).with_context(|| {
-            format!(
-                "{}: cannot create dead-letter directory",
-                self.dir.display()
-            )
-        })?;
-        let path = self.dir.join(letter.file_name());
-        std::fs::write(&path, letter.to_json())
-            .with_context(|| format!("{}: cannot write dead letter", path.display()))?;
-        Ok(path)
-    }
-}
+pub use weir_core::model::{DeadLetter, DeadLetterKind, PluginRef, Reason, WEIR_VERSION};
+use weir_core::retry::{self, BatchCall, CallOutcome, ItemOutcome, RetryPolicy};
+pub use weir_core::sink::DeadLetterDir;
+use weir_core::sink::DeadLetterStore;
 
 /// weir's dead-letter queue on SQS.
 #[derive(Clone)]
@@ -254,5 +222,24 @@ impl DeadLetterQueue {
             };
         }
         CallOutcome::Items(items)
+    }
+}
+/// Where a batch's dead letters go, chosen at run time.
+pub enum DeadLetterSink<'a> {
+    /// weir's SQS dead-letter queue.
+    Queue(&'a DeadLetterQueue),
+    /// Written by the caller (e.g. `weir run` writes files); counted as kept.
+    Collect(&'a mut Vec<DeadLetter>),
+}
+
+impl DeadLetterStore for DeadLetterSink<'_> {
+    async fn keep(&mut self, letters: &[DeadLetter], deadline: Instant) -> Vec<Result<(), String>> {
+        match self {
+            DeadLetterSink::Queue(queue) => queue.send(letters, deadline).await,
+            DeadLetterSink::Collect(out) => {
+                out.extend_from_slice(letters);
+                vec![Ok(()); letters.len()]
+            }
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! nothing for us; this module does. The SDK's own retries are turned off on the client
 //! weir builds, so every call made is one counted here.
 
+use std::future::Future;
 use std::time::Duration;
 
 use aws_sdk_eventbridge::error::SdkError;
@@ -12,8 +13,10 @@ use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use tokio::time::Instant;
 
 use crate::aws::{describe_sdk_error, is_transient};
-use crate::model::Entry;
-use crate::retry::{self, BatchCall, CallOutcome, ItemOutcome, RetryPolicy};
+use weir_core::model::Entry;
+use weir_core::retry::{self, BatchCall, CallOutcome, ItemOutcome, RetryPolicy};
+use weir_core::sink::EventSink;
+pub use weir_core::sink::{EntryResult, PublishReport};
 
 /// PutEvents takes at most this many entries per call.
 pub const MAX_ENTRIES_PER_CALL: usize = 10;
@@ -48,41 +51,6 @@ impl Default for PublishConfig {
             max_backoff: Duration::from_secs(5),
         }
     }
-}
-
-/// What became of one entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EntryResult {
-    /// EventBridge accepted it.
-    Accepted,
-    /// EventBridge refused it for good (e.g. `InvalidArgument`): its record is dead-lettered.
-    Rejected {
-        /// EventBridge's error code for the entry.
-        code: String,
-        /// EventBridge's error message for the entry.
-        message: String,
-    },
-    /// Still failing transiently when time ran out, or refused for a reason on weir's side
-    /// (credentials, a missing bus): its record is retried.
-    Unpublished {
-        /// Why it was not published: the last failure seen.
-        reason: String,
-    },
-}
-
-/// The result of publishing a set of entries, in their order.
-#[derive(Debug, Default)]
-pub struct PublishReport {
-    /// One result per entry, in the entries' order.
-    pub results: Vec<EntryResult>,
-    /// PutEvents calls made, including re-sends.
-    pub calls: usize,
-    /// Calls that re-sent entries after a failure.
-    pub retry_calls: usize,
-    /// Entries re-sent after a failure.
-    pub retried_entries: usize,
-    /// Entries and bytes of each call, for the publish benchmark.
-    pub call_sizes: Vec<(usize, usize)>,
 }
 
 /// The EventBridge side of weir.
@@ -132,18 +100,6 @@ impl Publisher {
         retry::drive(&batch, vec![None; entries.len()], policy, deadline)
             .await
             .into()
-    }
-}
-
-impl From<retry::Sent<EntryResult>> for PublishReport {
-    fn from(sent: retry::Sent<EntryResult>) -> Self {
-        PublishReport {
-            results: sent.results,
-            calls: sent.calls,
-            retry_calls: sent.retry_calls,
-            retried_entries: sent.retried_items,
-            call_sizes: sent.call_sizes,
-        }
     }
 }
 
@@ -264,5 +220,14 @@ where
             }
         }
         _ => CallOutcome::Abandoned(described),
+    }
+}
+impl EventSink for &Publisher {
+    fn send(
+        &self,
+        entries: &[Entry],
+        deadline: Instant,
+    ) -> impl Future<Output = PublishReport> + Send {
+        self.publish(entries, deadline)
     }
 }

@@ -23,16 +23,17 @@ use wasmtime::component::{Component, Linker, ResourceTable, types::ComponentItem
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::manifest::Limits;
-pub use crate::model::Blame;
-use crate::model::{DeadLetterKind, PluginRef};
 pub use crate::native::Precompiled;
 use crate::native::{CompiledCache, Refused, VerifiedArtifact};
-use crate::record::{Change, StreamRecord};
+use weir_core::manifest::Limits;
+pub use weir_core::model::Blame;
+use weir_core::model::PluginRef;
+use weir_core::record::{Change, StreamRecord};
+pub use weir_core::transform::{CallCost, CallError, CallReport, PluginEvent};
 
 mod bindings {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../../wit",
         world: "plugin",
     });
 }
@@ -51,84 +52,6 @@ const ALLOWED_IMPORT_PREFIXES: &[&str] = &[
     "wasi:random/",
     "wasi:filesystem/",
 ];
-
-/// One event a plugin returned, not yet validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PluginEvent {
-    /// The destination it is for (an API destination's name in the manifest).
-    pub destination: String,
-    /// EventBridge's `DetailType`.
-    pub detail_type: String,
-    /// The payload, as JSON text.
-    pub detail: String,
-    /// EventBridge's `Resources`.
-    pub resources: Vec<String>,
-}
-
-/// Why a call did not return events. `blame()` says whose fault it is.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CallError {
-    /// The plugin returned `err(reason)`: it judged the record bad.
-    #[error("plugin rejected the record: {0}")]
-    Rejected(String),
-    /// It ran past its wall-time limit and was interrupted.
-    #[error("plugin exceeded its time limit of {limit_ms} ms")]
-    TimeLimit {
-        /// The limit, in milliseconds.
-        limit_ms: u64,
-    },
-    /// It executed more instructions than its fuel limit.
-    #[error("plugin exceeded its fuel limit of {limit} instructions")]
-    FuelLimit {
-        /// The limit, in instructions.
-        limit: u64,
-    },
-    /// It tried to grow its memory past the limit.
-    #[error("plugin exceeded its memory limit of {limit_mib} MiB{detail}")]
-    MemoryLimit {
-        /// The limit, in MiB.
-        limit_mib: u64,
-        /// What it wrote to stderr last, if anything.
-        detail: String,
-    },
-    /// It recursed past the stack limit (the text: what it wrote to stderr last).
-    #[error("plugin overflowed its stack{0}")]
-    StackOverflow(String),
-    /// Any other trap (a panic, `unreachable`, a bad memory access).
-    #[error("plugin trapped: {0}")]
-    Trap(String),
-    /// The host failed to set up or run the call; the record is not at fault.
-    #[error("host error running the plugin: {0}")]
-    Host(String),
-}
-
-impl CallError {
-    /// The dead-letter reason kind for this error.
-    pub fn kind(&self) -> DeadLetterKind {
-        match self {
-            CallError::Rejected(_) => DeadLetterKind::PluginError,
-            CallError::TimeLimit { .. } => DeadLetterKind::TimeLimit,
-            CallError::FuelLimit { .. } => DeadLetterKind::FuelLimit,
-            CallError::MemoryLimit { .. } => DeadLetterKind::MemoryLimit,
-            CallError::StackOverflow(_) => DeadLetterKind::StackOverflow,
-            CallError::Trap(_) => DeadLetterKind::Trap,
-            CallError::Host(_) => DeadLetterKind::HostError,
-        }
-    }
-
-    /// Whether the guest (the plugin) or the host is to blame.
-    pub fn blame(&self) -> Blame {
-        match self {
-            CallError::Host(_) => Blame::Host,
-            _ => Blame::Plugin,
-        }
-    }
-
-    /// After a trap the instance's state is undefined: it must not serve another record.
-    pub fn poisons_instance(&self) -> bool {
-        !matches!(self, CallError::Rejected(_))
-    }
-}
 
 /// A plugin that cannot be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -756,26 +679,22 @@ pub struct PluginInstance {
     fuel: bool,
 }
 
-/// What one call produced, and what it cost.
-#[derive(Debug)]
-pub struct CallReport {
-    /// Its events, or why there are none.
-    pub result: Result<Vec<PluginEvent>, CallError>,
-    /// What it used.
-    pub cost: CallCost,
+impl weir_core::transform::Transformer for Plugin {
+    type Instance = PluginInstance;
+
+    fn reference(&self) -> &Arc<PluginRef> {
+        Plugin::reference(self)
+    }
+
+    fn instantiate(&self, tenant: &str, limits: Limits) -> Result<PluginInstance, CallError> {
+        Plugin::instantiate(self, tenant, limits)
+    }
 }
 
-/// What one call cost, beside the limits it ran under: the per-record report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct CallCost {
-    /// Wall time of the call.
-    pub elapsed: Duration,
-    /// Instructions executed (wasmtime fuel), when the engine counts them.
-    pub fuel: Option<u64>,
-    /// The instance's linear memory after the call (it never shrinks, so this is its peak).
-    pub memory_bytes: usize,
-    /// The limits it ran under.
-    pub limits: Limits,
+impl weir_core::transform::Instance for PluginInstance {
+    fn transform(&mut self, record: &StreamRecord, config_json: &str) -> CallReport {
+        PluginInstance::transform(self, record, config_json)
+    }
 }
 
 impl PluginInstance {

@@ -26,15 +26,19 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
-use crate::batch::{self, DeadLetterSink};
-use crate::dead_letter::PluginRef;
-use crate::manifest::{DEFAULT_TENANT, Manifest};
-use crate::pipeline::{self, Entry};
-use crate::plugin::{PluginEngine, PluginEvent};
-use crate::publish::{PublishConfig, Publisher};
-use crate::record::{self, Change, StreamRecord};
-use crate::reload::Loader;
-use crate::store::{Location, Store};
+use weir::reload::Loader;
+use weir_aws::dead_letter::DeadLetterSink;
+use weir_aws::publish::{PublishConfig, Publisher};
+use weir_aws::store::{Location, Store};
+use weir_core::batch;
+use weir_core::manifest::{Limits, Manifest};
+use weir_core::model::{Entry, PluginRef};
+use weir_core::pipeline::Pipeline;
+use weir_core::record::{Change, StreamRecord};
+use weir_core::transform::{
+    CallCost, CallError, CallReport, Instance, PluginEvent, Slot, SlotError, Transformer,
+};
+use weir_runtime::plugin::PluginEngine;
 
 #[derive(Parser)]
 #[command(
@@ -115,7 +119,7 @@ enum Step {
 /// The binary's entry point.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::telemetry::init_cli();
+    weir::telemetry::init_cli();
     let result = match cli.command {
         Step::All {
             records,
@@ -529,48 +533,92 @@ pub fn native_transform(record: &StreamRecord, config: &Value) -> Result<Vec<Plu
     }])
 }
 
-/// The native contender's whole path for one record: decode, route, map, validate, wrap.
-fn native_record(
-    raw: &RawValue,
-    manifest: &Manifest,
-    configs: &HashMap<String, Value>,
-    plugin: &Arc<PluginRef>,
-) -> Vec<Entry> {
-    let Ok(parsed) = record::parse(raw.get()) else {
-        return vec![];
-    };
-    let Some(route) = manifest.route(parsed.table()) else {
-        return vec![];
-    };
-    let own = parsed
-        .string_attribute(route.tenant.attribute_name())
-        .and_then(|v| route.tenant.extract(&v).map(str::to_owned));
-    let Some((entry, tenant)) = manifest.tenant_entry(own.as_deref().unwrap_or(DEFAULT_TENANT))
-    else {
-        return vec![];
-    };
-    let tenant_id = own.unwrap_or_else(|| DEFAULT_TENANT.to_owned());
-    let Ok(record) = parsed.decode() else {
-        return vec![];
-    };
-    let limits = manifest.limits_for(tenant);
-    let Some(config) = configs.get(entry) else {
-        return vec![];
-    };
-    let Ok(events) = native_transform(&record, config) else {
-        return vec![];
-    };
-    pipeline::build_entries(
-        &record,
-        &tenant_id,
-        &route.source,
-        manifest,
-        &limits,
-        plugin,
-        0,
-        events,
-    )
-    .unwrap_or_default()
+/// The native contender: the same Salesforce mapping written in Rust, behind the core's
+/// transform traits, so its records take weir's own path (decode, route, validate,
+/// envelope, verdicts) and only the plugin differs.
+struct NativeMapping {
+    reference: Arc<PluginRef>,
+}
+
+/// One tenant's native instance: its config, parsed on the first call (a tenant's config
+/// never changes within a pipeline), as a plugin instance parses it once.
+struct NativeInstance {
+    config: Option<(String, Value)>,
+}
+
+impl Transformer for NativeMapping {
+    type Instance = NativeInstance;
+
+    fn reference(&self) -> &Arc<PluginRef> {
+        &self.reference
+    }
+
+    fn instantiate(&self, _tenant: &str, _limits: Limits) -> Result<NativeInstance, CallError> {
+        Ok(NativeInstance { config: None })
+    }
+}
+
+impl Instance for NativeInstance {
+    fn transform(&mut self, record: &StreamRecord, config_json: &str) -> CallReport {
+        let started = Instant::now();
+        let config = match &self.config {
+            Some((text, value)) if text == config_json => Ok(value),
+            _ => serde_json::from_str(config_json)
+                .map(|v| &self.config.insert((config_json.to_owned(), v)).1)
+                .map_err(|e| CallError::Host(format!("tenant config: {e}"))),
+        };
+        let result = config.and_then(|c| native_transform(record, c).map_err(CallError::Rejected));
+        CallReport {
+            result,
+            cost: CallCost {
+                elapsed: started.elapsed(),
+                fuel: None,
+                memory_bytes: 0,
+                limits: Limits::default(),
+            },
+        }
+    }
+}
+
+/// The native mapping, always loaded.
+struct NativeSlot(Arc<NativeMapping>);
+
+impl Slot for NativeSlot {
+    type Plugin = NativeMapping;
+
+    fn loaded(&self) -> Option<&Arc<NativeMapping>> {
+        Some(&self.0)
+    }
+
+    fn is_broken(&self) -> bool {
+        false
+    }
+
+    fn get(&self) -> Result<Arc<NativeMapping>, SlotError> {
+        Ok(self.0.clone())
+    }
+
+    async fn load(&self) -> Result<Arc<NativeMapping>, SlotError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// A pipeline over `manifest` whose every plugin is the native mapping.
+fn native_pipeline(manifest_path: &Path) -> anyhow::Result<Arc<Pipeline<NativeSlot>>> {
+    let text = std::fs::read_to_string(manifest_path)?;
+    let manifest = Manifest::parse(&text, Location::File(std::path::absolute(manifest_path)?))?;
+    let slot = Arc::new(NativeSlot(Arc::new(NativeMapping {
+        reference: Arc::new(PluginRef {
+            name: "salesforce-account".into(),
+            sha256: String::new(),
+        }),
+    })));
+    let slots = manifest
+        .plugins
+        .keys()
+        .map(|name| (name.clone(), slot.clone()))
+        .collect();
+    Ok(Arc::new(Pipeline::new(manifest, slots)))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -641,44 +689,23 @@ fn contender(
     let rt = runtime()?;
     let mut batch_ms = Vec::with_capacity(batches.len());
     let mut all_entries: Vec<Entry> = Vec::new();
-    if name == "native" {
-        let text = std::fs::read_to_string(manifest_path)?;
-        let manifest = Manifest::parse(&text, Location::File(std::path::absolute(manifest_path)?))?;
-        let configs: HashMap<String, Value> = manifest
-            .tenants
-            .iter()
-            .map(|(id, t)| Ok((id.clone(), serde_json::from_str(&t.config_json())?)))
-            .collect::<anyhow::Result<_>>()?;
-        let plugin = Arc::new(PluginRef {
-            name: "salesforce-account".into(),
-            sha256: String::new(),
-        });
-        // Two passes over the batches; the first warms up, the second is the one timed.
-        for _pass in 0..2 {
-            batch_ms.clear();
-            all_entries.clear();
-            for batch in &batches {
-                let started = Instant::now();
-                let mut entries = Vec::new();
-                for raw in batch {
-                    entries.extend(native_record(raw, &manifest, &configs, &plugin));
-                }
-                batch_ms.push(started.elapsed().as_secs_f64() * 1000.0);
-                all_entries.extend(entries);
-            }
-        }
+    let pipeline = if name == "native" {
+        Contender::Native(native_pipeline(manifest_path)?)
     } else {
-        let loader = rt.block_on(lazy_loader(manifest_path))?;
-        let pipeline = loader.pipeline();
-        for _pass in 0..2 {
-            batch_ms.clear();
-            all_entries.clear();
-            for batch in &batches {
-                let started = Instant::now();
-                let report = dry_batch(&rt, &pipeline, batch.clone())?;
-                batch_ms.push(started.elapsed().as_secs_f64() * 1000.0);
-                all_entries.extend(report.entries);
-            }
+        Contender::Plugins(rt.block_on(lazy_loader(manifest_path))?.pipeline())
+    };
+    // Two passes over the batches; the first warms up, the second is the one timed.
+    for _pass in 0..2 {
+        batch_ms.clear();
+        all_entries.clear();
+        for batch in &batches {
+            let started = Instant::now();
+            let report = match &pipeline {
+                Contender::Native(p) => dry_batch(&rt, p, batch.clone())?,
+                Contender::Plugins(p) => dry_batch(&rt, p, batch.clone())?,
+            };
+            batch_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+            all_entries.extend(report.entries);
         }
     }
     write_entries(entries_out, &all_entries)?;
@@ -695,10 +722,16 @@ fn contender(
     Ok(())
 }
 
+/// What runs a contender's records: the native mapping, or weir's plugins.
+enum Contender {
+    Native(Arc<Pipeline<NativeSlot>>),
+    Plugins(Arc<weir_runtime::Pipeline>),
+}
+
 /// One batch through weir's whole path, without publishing (dead letters collected).
-fn dry_batch(
+fn dry_batch<S: Slot>(
     rt: &tokio::runtime::Runtime,
-    pipeline: &Arc<crate::pipeline::Pipeline>,
+    pipeline: &Arc<Pipeline<S>>,
     records: Vec<Box<RawValue>>,
 ) -> anyhow::Result<batch::BatchReport> {
     let mut letters = Vec::new();
@@ -1356,7 +1389,7 @@ fn publish_path(s: &Settings, out: &Path) -> anyhow::Result<PublishFigures> {
             aws_sdk_eventbridge::config::Credentials::new("bench", "bench", None, None, "bench"),
         ))
         .build();
-    let publisher = Publisher::new(crate::aws::eventbridge(&sdk), PublishConfig::default());
+    let publisher = Publisher::new(weir_aws::aws::eventbridge(&sdk), PublishConfig::default());
     let loader = rt.block_on(lazy_loader(&manifest))?;
     let pipeline = loader.pipeline();
     let (mut transform_ms, mut publish_ms, mut entries_total, mut short) =

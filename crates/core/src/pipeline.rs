@@ -12,9 +12,10 @@ use crate::manifest::{DEFAULT_TENANT, Limits, Manifest, Route, TenantSpec};
 use crate::model::Blame;
 pub use crate::model::Entry;
 use crate::model::{DeadLetter, DeadLetterKind, PluginRef, Reason};
-use crate::plugin::{Plugin, PluginEvent, PluginInstance};
 use crate::record::{self, StreamRecord, write_json_string};
-use crate::slot::{LoadProblems, PluginSlot, SlotError};
+use crate::transform::{
+    CallCost, Instance as _, LoadProblem, LoadProblems, PluginEvent, Slot, SlotError, Transformer,
+};
 use crate::validate::{self, MAX_DETAIL_DEPTH, MAX_DETAIL_TYPE_CHARS, MAX_RESOURCE_CHARS};
 
 /// Why a record was filtered: a normal outcome, counted, not an error.
@@ -79,10 +80,11 @@ impl Outcome {
     }
 }
 
-/// The manifest with its plugins, each loaded on first use.
-pub struct Pipeline {
+/// The manifest with its plugins, each loaded on first use. `S` is what runs them: the
+/// runtime's wasmtime slots in weir, a native mapping in the benchmark, a fake in tests.
+pub struct Pipeline<S> {
     manifest: Manifest,
-    plugins: HashMap<String, Arc<PluginSlot>>,
+    plugins: HashMap<String, Arc<S>>,
     configs: HashMap<String, String>,
     /// Whether batches are still scanned for plugins to load side by side: until a scan
     /// finds none to load, so a tenant with no traffic (whose plugin never loads) does not
@@ -90,9 +92,9 @@ pub struct Pipeline {
     scanning: std::sync::atomic::AtomicBool,
 }
 
-impl Pipeline {
+impl<S: Slot> Pipeline<S> {
     /// A pipeline over a checked manifest and a slot for each plugin its tenants use.
-    pub fn new(manifest: Manifest, plugins: HashMap<String, Arc<PluginSlot>>) -> Self {
+    pub fn new(manifest: Manifest, plugins: HashMap<String, Arc<S>>) -> Self {
         let configs = manifest
             .tenants
             .iter()
@@ -112,12 +114,12 @@ impl Pipeline {
     }
 
     /// The plugins by name, loaded or not yet.
-    pub fn slots(&self) -> &HashMap<String, Arc<PluginSlot>> {
+    pub fn slots(&self) -> &HashMap<String, Arc<S>> {
         &self.plugins
     }
 
     /// The plugins loaded so far, by name.
-    pub fn loaded_plugins(&self) -> HashMap<String, Arc<Plugin>> {
+    pub fn loaded_plugins(&self) -> HashMap<String, Arc<S::Plugin>> {
         self.plugins
             .iter()
             .filter_map(|(n, s)| Some((n.clone(), s.loaded()?.clone())))
@@ -128,14 +130,20 @@ impl Pipeline {
     pub async fn load_all(&self) -> Result<(), LoadProblems> {
         let mut names: Vec<&String> = self.plugins.keys().collect();
         names.sort();
-        let slots: Vec<&PluginSlot> = names
+        let slots: Vec<(&String, &S)> = names
             .iter()
-            .filter_map(|n| self.plugins.get(*n).map(|s| s.as_ref()))
+            .filter_map(|n| self.plugins.get(*n).map(|s| (*n, s.as_ref())))
             .collect();
-        let results = futures::future::join_all(slots.iter().map(|s| s.load())).await;
-        let problems: Vec<String> = results
-            .into_iter()
-            .filter_map(|r| r.err().map(|e| e.to_string()))
+        let results = futures::future::join_all(slots.iter().map(|(_, s)| s.load())).await;
+        let problems: Vec<LoadProblem> = slots
+            .iter()
+            .zip(results)
+            .filter_map(|((name, _), r)| {
+                r.err().map(|error| LoadProblem::Plugin {
+                    name: (*name).clone(),
+                    error,
+                })
+            })
             .collect();
         if problems.is_empty() {
             Ok(())
@@ -154,7 +162,7 @@ impl Pipeline {
         if !self.scanning.load(Ordering::Relaxed) {
             return;
         }
-        let mut needed: Vec<&PluginSlot> = Vec::new();
+        let mut needed: Vec<&S> = Vec::new();
         for raw in records {
             let Ok(parsed) = record::parse(raw.get()) else {
                 continue;
@@ -207,7 +215,7 @@ impl Pipeline {
     }
 
     /// Starts a batch: instances are created on first use and live until the batch ends.
-    pub fn batch(&self) -> Batch<'_> {
+    pub fn batch(&self) -> Batch<'_, S> {
         Batch {
             pipeline: self,
             instances: HashMap::new(),
@@ -230,9 +238,9 @@ enum Routed<'m> {
 }
 
 /// One batch of records. It holds one instance per (tenant, plugin), never shared.
-pub struct Batch<'p> {
-    pipeline: &'p Pipeline,
-    instances: HashMap<(String, String), PluginInstance>,
+pub struct Batch<'p, S: Slot> {
+    pipeline: &'p Pipeline<S>,
+    instances: HashMap<(String, String), <S::Plugin as Transformer>::Instance>,
     /// The plugin calls of the record being processed.
     calls: Vec<PluginCall>,
 }
@@ -243,10 +251,10 @@ pub struct PluginCall {
     /// The plugin's name.
     pub plugin: String,
     /// What the call used, beside its limits.
-    pub cost: crate::plugin::CallCost,
+    pub cost: CallCost,
 }
 
-impl Batch<'_> {
+impl<S: Slot> Batch<'_, S> {
     /// Runs one record, given as its exact text, to its outcome.
     pub fn process(&mut self, raw: &RawValue) -> Outcome {
         self.process_with_sequence_number(raw).0
@@ -313,7 +321,7 @@ impl Batch<'_> {
             .get(entry)
             .map_or("{}", String::as_str);
         let reject =
-            |kind: DeadLetterKind, message: String, blame: Blame, plugin: Option<&Plugin>| {
+            |kind: DeadLetterKind, message: String, blame: Blame, plugin: Option<&S::Plugin>| {
                 let mut letter = DeadLetter::new(
                     raw,
                     Reason {

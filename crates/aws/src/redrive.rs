@@ -15,9 +15,12 @@ use anyhow::Context as _;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, QueueAttributeName};
 use serde_json::value::RawValue;
 
-use crate::batch::{self, DeadLetterSink, Verdict};
-use crate::dead_letter::PluginRef;
-use crate::pipeline::{Entry, Pipeline};
+use weir_core::batch::{self, Verdict};
+use weir_core::model::{Entry, PluginRef};
+use weir_core::pipeline::Pipeline;
+use weir_core::transform::Slot;
+
+use crate::dead_letter::DeadLetterSink;
 use crate::publish::{EntryResult, Publisher};
 
 /// How long a received message stays hidden while it is being redriven. A message left in
@@ -151,10 +154,10 @@ async fn approximate_count(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> anyhow
 
 /// Redrives weir's dead-letter queue through `pipeline`. With no publisher (a dry run)
 /// nothing is published or deleted; the report says what would happen.
-pub async fn dead_letters(
+pub async fn dead_letters<S: Slot>(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
-    pipeline: Arc<Pipeline>,
+    pipeline: Arc<Pipeline<S>>,
     publisher: Option<&Publisher>,
     progress: impl FnMut(usize, usize),
 ) -> anyhow::Result<RedriveReport> {

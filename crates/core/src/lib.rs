@@ -1,0 +1,23 @@
+//! weir's core: a DynamoDB Streams record's whole path, without a plugin runtime and
+//! without an AWS SDK.
+//!
+//! A record's path: [`record`] decodes it, [`pipeline`] routes it to its tenant's plugins
+//! and runs them through the [`transform`] traits (wasmtime implements them in the runtime
+//! crate), [`validate`] checks what EventBridge would refuse, and it ends as a [`model`]
+//! `Entry` or `DeadLetter`. [`batch`] gives every record of a batch its verdict, sending
+//! entries and dead letters to the [`sink`]s, whose AWS implementations retry through
+//! [`retry`]'s one driver. Around it: [`manifest`] is the configuration and [`location`]
+//! says where it and the plugins are read from.
+
+#![deny(missing_docs)]
+
+pub mod batch;
+pub mod location;
+pub mod manifest;
+pub mod model;
+pub mod pipeline;
+pub mod record;
+pub mod retry;
+pub mod sink;
+pub mod transform;
+pub mod validate;

@@ -1,0 +1,134 @@
+//! Where a batch's results go: an [`EventSink`] for entries and a [`DeadLetterStore`] for
+//! dead letters. The AWS crate implements them with EventBridge and SQS; [`DryRun`] and
+//! [`DeadLetterDir`] serve the command line; tests use in-memory fakes.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use tokio::time::Instant;
+
+use crate::model::{DeadLetter, Entry};
+use crate::retry;
+
+/// What became of one entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryResult {
+    /// EventBridge accepted it.
+    Accepted,
+    /// EventBridge refused it for good (e.g. `InvalidArgument`): its record is dead-lettered.
+    Rejected {
+        /// EventBridge's error code for the entry.
+        code: String,
+        /// EventBridge's error message for the entry.
+        message: String,
+    },
+    /// Still failing transiently when time ran out, or refused for a reason on weir's side
+    /// (credentials, a missing bus): its record is retried.
+    Unpublished {
+        /// Why it was not published: the last failure seen.
+        reason: String,
+    },
+}
+
+/// The result of publishing a set of entries, in their order.
+#[derive(Debug, Default)]
+pub struct PublishReport {
+    /// One result per entry, in the entries' order.
+    pub results: Vec<EntryResult>,
+    /// PutEvents calls made, including re-sends.
+    pub calls: usize,
+    /// Calls that re-sent entries after a failure.
+    pub retry_calls: usize,
+    /// Entries re-sent after a failure.
+    pub retried_entries: usize,
+    /// Entries and bytes of each call, for the publish benchmark.
+    pub call_sizes: Vec<(usize, usize)>,
+}
+
+impl From<retry::Sent<EntryResult>> for PublishReport {
+    fn from(sent: retry::Sent<EntryResult>) -> Self {
+        PublishReport {
+            results: sent.results,
+            calls: sent.calls,
+            retry_calls: sent.retry_calls,
+            retried_entries: sent.retried_items,
+            call_sizes: sent.call_sizes,
+        }
+    }
+}
+
+/// Where a batch's entries go: EventBridge (the AWS crate's `Publisher`), nowhere ([`DryRun`]), or an
+/// in-memory fake in tests.
+pub trait EventSink {
+    /// Sends `entries`; every one ends with a result by `deadline`.
+    fn send(
+        &self,
+        entries: &[Entry],
+        deadline: Instant,
+    ) -> impl Future<Output = PublishReport> + Send;
+}
+
+/// Publishes nothing and counts every entry as accepted: `weir run` without `--publish`,
+/// `weir test`, the benchmark.
+pub struct DryRun;
+
+impl EventSink for DryRun {
+    async fn send(&self, entries: &[Entry], _deadline: Instant) -> PublishReport {
+        PublishReport {
+            results: vec![EntryResult::Accepted; entries.len()],
+            ..Default::default()
+        }
+    }
+}
+
+/// A sink if there is one, else a dry run (`weir run` with or without `--publish`).
+impl<T: EventSink + Sync> EventSink for Option<T> {
+    async fn send(&self, entries: &[Entry], deadline: Instant) -> PublishReport {
+        match self {
+            Some(sink) => sink.send(entries, deadline).await,
+            None => DryRun.send(entries, deadline).await,
+        }
+    }
+}
+
+/// Where a batch's dead letters go: SQS, a list the caller writes out, or a fake in tests.
+pub trait DeadLetterStore {
+    /// Keeps each letter, or says why it could not: its record is then retried, never lost.
+    fn keep(
+        &mut self,
+        letters: &[DeadLetter],
+        deadline: Instant,
+    ) -> impl Future<Output = Vec<Result<(), String>>> + Send;
+}
+
+/// Writes dead letters as one JSON file each into a directory, for `weir run`.
+pub struct DeadLetterDir {
+    dir: PathBuf,
+}
+
+impl DeadLetterDir {
+    /// Dead letters into `dir` (created on the first write).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        DeadLetterDir { dir: dir.into() }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes one dead letter; returns the file written.
+    pub fn write(&self, letter: &DeadLetter) -> anyhow::Result<PathBuf> {
+        std::fs::create_dir_all(&self.dir).with_context(|| {
+            format!(
+                "{}: cannot create dead-letter directory",
+                self.dir.display()
+            )
+        })?;
+        let path = self.dir.join(letter.file_name());
+        std::fs::write(&path, letter.to_json())
+            .with_context(|| format!("{}: cannot write dead letter", path.display()))?;
+        Ok(path)
+    }
+}

@@ -1,4 +1,0 @@
-//! The benchmark: see `weir::bench`.
-fn main() -> std::process::ExitCode {
-    weir::bench::main()
-}
