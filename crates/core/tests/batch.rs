@@ -1,10 +1,11 @@
-//! `batch::run`'s accounting, with in-memory sinks and no emulator: every record ends as
-//! exactly one of published, filtered, dead-lettered or retried, whatever EventBridge and the
-//! dead-letter queue do. The event sink is a scripted in-memory PutEvents driven by weir's own
-//! retry driver (`retry::drive`), so throttling, partial failures and the deadline go through
-//! the same code as in the function; the dead-letter sink can refuse letters.
-
-mod support;
+//! `batch::run`'s accounting, with in-memory sinks, no emulator and no plugin runtime (this
+//! crate links neither wasmtime nor an AWS SDK): every record ends as exactly one of
+//! published, filtered, dead-lettered or retried, whatever EventBridge and the dead-letter
+//! queue do. The event sink is a scripted in-memory PutEvents driven by weir's own retry
+//! driver (`retry::drive`), so throttling, partial failures and the deadline go through the
+//! same code as in the function; the dead-letter sink can refuse letters. The plugin is a
+//! transformer written in Rust behind the core's traits (the runtime's tests cover real
+//! components): it maps a customer's `name` to `{"Name": ...}`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -12,16 +13,86 @@ use std::time::Duration;
 
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use support::*;
 use tokio::time::Instant;
-use weir::batch::{self, DeadLetterStore, EventSink, Verdict};
-use weir::dead_letter::{DeadLetter, DeadLetterKind};
-use weir::model::Entry;
-use weir::pipeline::Pipeline;
-use weir::publish::{EntryResult, PublishReport};
-use weir::reload::Loader;
-use weir::retry::{self, BatchCall, CallOutcome, ItemOutcome, RetryPolicy};
-use weir::store::{Location, Store};
+use weir_core::batch::{self, DeadLetterStore, EventSink, Verdict};
+use weir_core::location::Location;
+use weir_core::manifest::{Limits, Manifest};
+use weir_core::model::{DeadLetter, DeadLetterKind, Entry, PluginRef};
+use weir_core::pipeline::Pipeline;
+use weir_core::record::StreamRecord;
+use weir_core::retry::{self, BatchCall, CallOutcome, ItemOutcome, RetryPolicy};
+use weir_core::sink::{EntryResult, PublishReport};
+use weir_core::transform::{
+    CallCost, CallError, CallReport, Instance, PluginEvent, Slot, SlotError, Transformer,
+};
+
+/// The mapping: `{"Name": name}` for the customer's new image, to the `crm` destination.
+struct NameMapping(Arc<PluginRef>);
+
+struct NameInstance;
+
+impl Transformer for NameMapping {
+    type Instance = NameInstance;
+
+    fn reference(&self) -> &Arc<PluginRef> {
+        &self.0
+    }
+
+    fn instantiate(&self, _tenant: &str, _limits: Limits) -> Result<NameInstance, CallError> {
+        Ok(NameInstance)
+    }
+}
+
+impl Instance for NameInstance {
+    fn transform(&mut self, record: &StreamRecord, _config_json: &str) -> CallReport {
+        let image: Value = record
+            .new_image
+            .as_deref()
+            .and_then(|i| serde_json::from_str(i).ok())
+            .unwrap_or_default();
+        let result = match image["name"].as_str() {
+            Some(name) => Ok(vec![PluginEvent {
+                destination: "crm".to_owned(),
+                detail_type: "CustomerChanged".to_owned(),
+                detail: json!({ "Name": name }).to_string(),
+                resources: vec![],
+            }]),
+            None => Err(CallError::Rejected("no name".to_owned())),
+        };
+        CallReport {
+            result,
+            cost: CallCost {
+                elapsed: Duration::ZERO,
+                fuel: None,
+                memory_bytes: 0,
+                limits: Limits::default(),
+            },
+        }
+    }
+}
+
+/// The mapping, always loaded.
+struct Loaded(Arc<NameMapping>);
+
+impl Slot for Loaded {
+    type Plugin = NameMapping;
+
+    fn loaded(&self) -> Option<&Arc<NameMapping>> {
+        Some(&self.0)
+    }
+
+    fn is_broken(&self) -> bool {
+        false
+    }
+
+    fn get(&self) -> Result<Arc<NameMapping>, SlotError> {
+        Ok(self.0.clone())
+    }
+
+    async fn load(&self) -> Result<Arc<NameMapping>, SlotError> {
+        Ok(self.0.clone())
+    }
+}
 
 /// What the in-memory PutEvents does with an entry, chosen by the record's name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,25 +230,46 @@ impl DeadLetterStore for &mut MemoryQueue {
     }
 }
 
-async fn pipeline(dir: &std::path::Path) -> Arc<Pipeline> {
-    let text = format!(
-        "event_bus = \"accounting\"\n[plugins.mapping]\npath = {:?}\n\
-         [[routes]]\ntable = \"Customers\"\nsource = \"weir.customers\"\ntenant = {{ attribute = \"tenantId\" }}\n\
-         [tenants.globex]\nplugin = \"mapping\"\n\
-         config = {{ detail_type = \"CustomerChanged\", fields = {{ Name = \"/name\" }} }}\n",
-        plugin("mapping").display().to_string()
-    );
-    std::fs::write(dir.join("weir.toml"), text).expect("manifest");
-    let engine = Arc::new(weir::plugin::PluginEngine::with_cache_dir(None).expect("engine"));
-    Loader::load(
-        Store::default(),
-        engine,
-        Location::File(dir.join("weir.toml")),
-        Duration::from_secs(3600),
-    )
-    .await
-    .expect("loads")
-    .pipeline()
+fn pipeline() -> Arc<Pipeline<Loaded>> {
+    let text = "event_bus = \"accounting\"\n[plugins.mapping]\npath = \"mapping.wasm\"\n\
+         [[routes]]\ntable = \"Customers\"\nsource = \"weir.customers\"\ntenant = { attribute = \"tenantId\" }\n\
+         [tenants.globex]\nplugin = \"mapping\"\n";
+    let manifest =
+        Manifest::parse(text, Location::File("/weir/weir.toml".into())).expect("manifest");
+    let mapping = NameMapping(Arc::new(PluginRef {
+        name: "mapping".to_owned(),
+        sha256: "0".repeat(64),
+    }));
+    let slots = [("mapping".to_owned(), Arc::new(Loaded(Arc::new(mapping))))].into();
+    Arc::new(Pipeline::new(manifest, slots))
+}
+
+/// A DynamoDB Streams INSERT into Customers for `tenant`, with `extra` attributes.
+fn stream_record(seq: u64, event_id: &str, tenant: &str, extra: Value) -> Value {
+    let mut image = json!({
+        "tenantId": {"S": tenant},
+        "customerId": {"S": format!("C-{seq}")},
+    });
+    if let (Some(img), Some(extra)) = (image.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            img.insert(k.clone(), v.clone());
+        }
+    }
+    json!({
+        "eventID": event_id,
+        "eventName": "INSERT",
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/Customers/stream/2026-01-01T00:00:00.000",
+        "dynamodb": {
+            "Keys": {"tenantId": {"S": tenant}, "customerId": {"S": format!("C-{seq}")}},
+            "NewImage": image,
+            "SequenceNumber": format!("{seq:021}"),
+            "SizeBytes": 100,
+            "StreamViewType": "NEW_AND_OLD_IMAGES"
+        }
+    })
 }
 
 /// A record for globex named `name`, or for a tenant with no entry (filtered), or broken
@@ -206,8 +298,7 @@ struct Case {
 
 /// Runs a case; returns the verdicts by record name (`filtered-N`, `broken-N` for the others).
 async fn run(case: Case) -> BTreeMap<String, Verdict> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pipeline = pipeline(dir.path()).await;
+    let pipeline = pipeline();
     let mut records = Vec::new();
     let mut names = Vec::new();
     let mut seq = 0;

@@ -1,0 +1,83 @@
+//! The glue between the WIT bindings and the SDK's types: [`__run`] is what `plugin!`
+//! exports, turning the host's stream record into a [`Record`] and the plugin's events
+//! into WIT events.
+
+use crate::bindings::exports::weir::transform::transformer as wit;
+use crate::bindings::weir::transform::types as wit_types;
+use crate::error::Error;
+use crate::event::Event;
+use crate::image::parse_image;
+use crate::record::{Change, LazyImage, Record};
+use crate::tenant::Tenant;
+
+#[doc(hidden)]
+pub fn __run(
+    record: wit::StreamRecord,
+    tenant: wit::Tenant,
+    f: fn(&Record, &Tenant) -> Result<Vec<Event>, Error>,
+) -> Result<Vec<wit::Event>, String> {
+    let record = Record {
+        table: record.table,
+        event_id: record.event_id,
+        change: match record.change {
+            wit_types::Change::Insert => Change::Insert,
+            wit_types::Change::Modify => Change::Modify,
+            wit_types::Change::Remove => Change::Remove,
+        },
+        sequence_number: record.sequence_number,
+        approximate_creation_time_ms: record.approximate_creation_time_ms,
+        keys: parse_image(record.keys, "keys")?,
+        new_image: LazyImage::text(record.new_image),
+        old_image: LazyImage::text(record.old_image),
+        removed_by_ttl: record.removed_by_ttl,
+    };
+    let events = with_tenant(tenant, |tenant| f(&record, tenant).map_err(|e| e.0))?;
+    events
+        .into_iter()
+        .map(|e| {
+            // `to_string` writes straight into a buffer; `Display` goes through a
+            // formatter a token at a time.
+            let detail = serde_json::to_string(&e.detail)
+                .map_err(|why| format!("detail cannot be written as JSON: {why}"))?;
+            Ok(wit::Event {
+                destination: e.destination,
+                detail_type: e.detail_type,
+                detail,
+                resources: e.resources,
+            })
+        })
+        .collect()
+}
+
+thread_local! {
+    /// The last tenant seen, with the config text it was parsed from. An instance serves
+    /// one tenant, so every call after the first reuses the parsed config.
+    static LAST_TENANT: std::cell::RefCell<Option<(String, Tenant)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with `tenant`, its config parsed once per instance rather than once per call.
+fn with_tenant<T>(
+    tenant: wit::Tenant,
+    f: impl FnOnce(&Tenant) -> Result<T, String>,
+) -> Result<T, String> {
+    LAST_TENANT.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((text, t)) = &*last
+            && *text == tenant.config
+            && t.id == tenant.id
+        {
+            return f(t);
+        }
+        let config = serde_json::from_str(&tenant.config)
+            .map_err(|e| format!("tenant config is not JSON: {e}"))?;
+        let (_, parsed) = last.insert((
+            tenant.config,
+            Tenant {
+                id: tenant.id,
+                config,
+            },
+        ));
+        f(parsed)
+    })
+}
