@@ -1,0 +1,39 @@
+//! The plugin runtime: one wasmtime engine, plugins loaded from components, and instances
+//! that run one tenant's records under that tenant's limits.
+//!
+//! Sandbox policy: a plugin may import only the `weir:transform` log and the WASI
+//! interfaces a language runtime links for computing (cli, io, clocks, random,
+//! filesystem). Those are backed by a context that grants nothing: no preopened
+//! directories, no environment, no arguments, stdin empty, clocks frozen at zero.
+//! `wasi:http` and `wasi:sockets` (a plugin has no network: API destinations make the
+//! calls), and any interface weir does not know, are refused when the plugin is loaded,
+//! with a message naming the import. The sockets context is still deny-all (TCP, UDP and
+//! name lookup disabled), as a second wall.
+//!
+//! [`engine`](PluginEngine) loads components (pins, trusted native code, the import policy
+//! in `imports`, the contract's export); `instance` runs one tenant's calls; `host` holds
+//! what plugins may import, one interface per file.
+
+mod engine;
+mod host;
+mod imports;
+mod instance;
+
+pub use crate::native::Precompiled;
+pub use engine::{
+    Compile, LoadError, LoadOptions, MAX_LIVE_INSTANCES, PluginEngine, target_triple,
+};
+pub use instance::{Plugin, PluginInstance};
+pub use weir_core::model::Blame;
+pub use weir_core::transform::{CallCost, CallError, CallReport, PluginEvent};
+
+/// How often the epoch advances; time limits are counted in these ticks.
+const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// The host side of the `weir:transform` WIT world.
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "plugin",
+    });
+}
