@@ -90,16 +90,9 @@ impl Drop for Moto {
     }
 }
 
-/// AWS SDK configuration for a local endpoint: fixed region and dummy credentials.
+/// AWS SDK configuration for the moto server: fixed region and dummy credentials.
 pub fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(
-            aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "tests"),
-        ))
-        .build()
+    weir::aws::local_sdk_config(endpoint, "us-east-1")
 }
 
 pub const TABLE_ARN: &str =

@@ -17,6 +17,20 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
 
+/// The configuration for an endpoint on this machine that stands in for AWS (a moto server
+/// in the tests, the benchmark's zero-latency PutEvents): its URL, `region`, and static
+/// credentials, so nothing is read from the environment.
+pub fn local_sdk_config(endpoint_url: &str, region: &str) -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_owned()))
+        .endpoint_url(endpoint_url)
+        .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(
+            aws_sdk_sqs::config::Credentials::new("local", "local", None, None, "weir-local"),
+        ))
+        .build()
+}
+
 /// EventBridge, for PutEvents (retried by weir) and the bus check.
 pub fn eventbridge(sdk: &aws_config::SdkConfig) -> aws_sdk_eventbridge::Client {
     let conf = aws_sdk_eventbridge::config::Builder::from(sdk)

@@ -1381,14 +1381,10 @@ fn publish_path(s: &Settings, out: &Path) -> anyhow::Result<PublishFigures> {
     let records = read_records(&out.join("events.json"))?;
     let records: Vec<Box<RawValue>> = records.into_iter().take(10_000).collect();
     let n = records.len();
-    let sdk = aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("eu-west-1"))
-        .endpoint_url(format!("http://127.0.0.1:{}", endpoint.port))
-        .credentials_provider(aws_sdk_eventbridge::config::SharedCredentialsProvider::new(
-            aws_sdk_eventbridge::config::Credentials::new("bench", "bench", None, None, "bench"),
-        ))
-        .build();
+    let sdk = weir_aws::aws::local_sdk_config(
+        &format!("http://127.0.0.1:{}", endpoint.port),
+        "eu-west-1",
+    );
     let publisher = Publisher::new(weir_aws::aws::eventbridge(&sdk), PublishConfig::default());
     let loader = rt.block_on(lazy_loader(&manifest))?;
     let pipeline = loader.pipeline();
