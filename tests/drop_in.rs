@@ -464,6 +464,73 @@ async fn two_tenants_outputs_never_mix() {
     }
 }
 
+/// Instances stay warm across a warm function's batches, per (tenant, plugin), and are
+/// recycled after `instance_calls` calls: the echo plugin remembers the previous record in
+/// its instance's memory, so a warm one names it, and a recycled one starts clean. Tenants
+/// never see each other's state.
+#[tokio::test]
+async fn instances_stay_warm_across_batches_and_a_recycled_one_starts_clean() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = write_manifest(
+        dir.path(),
+        "b",
+        None,
+        &["echo-state"],
+        "[tenants.acme]\nplugin = \"echo-state\"\n[tenants.globex]\nplugin = \"echo-state\"\n\
+         [limits]\ninstance_calls = 3\n",
+    );
+    let mut loader = Loader::load(
+        Store::default(),
+        engine(),
+        Location::File(manifest),
+        Duration::from_secs(3600),
+    )
+    .await
+    .expect("loads");
+    let pipeline = loader.current().await;
+    let batches: [&[(&str, u64)]; 3] = [
+        &[("acme", 1), ("globex", 2)],
+        &[("acme", 3), ("acme", 4), ("globex", 5)],
+        &[("acme", 6)],
+    ];
+    let mut seen = Vec::new();
+    let mut warm = Vec::new();
+    for batch in batches {
+        let records: Vec<Value> = batch
+            .iter()
+            .map(|(t, i)| stream_record(*i, &format!("{t}-{i}"), t, json!({})))
+            .collect();
+        let (report, _) = collect_batch(pipeline.clone(), &records).await;
+        for x in details(&report.entries) {
+            let p = &x["payload"];
+            if !p["previousTenant"].is_null() {
+                assert_eq!(p["previousTenant"], p["tenant"], "{x}");
+            }
+            seen.push((
+                p["eventId"].as_str().unwrap_or("").to_owned(),
+                p["previousEventId"].clone(),
+                p["calls"].clone(),
+            ));
+        }
+        warm.push(pipeline.warm_instances());
+    }
+    assert_eq!(
+        seen,
+        [
+            ("acme-1".into(), Value::Null, json!(1)),
+            ("globex-2".into(), Value::Null, json!(1)),
+            // The next batch finds both instances warm.
+            ("acme-3".into(), json!("acme-1"), json!(2)),
+            // acme's third call: its instance is recycled after it.
+            ("acme-4".into(), json!("acme-3"), json!(3)),
+            ("globex-5".into(), json!("globex-2"), json!(2)),
+            // A fresh instance: nothing of acme-4 is left.
+            ("acme-6".into(), Value::Null, json!(1)),
+        ]
+    );
+    assert_eq!(warm, [2, 1, 2], "instances kept warm after each batch");
+}
+
 #[tokio::test]
 async fn tenants_from_key_patterns_default_entries_fan_out_and_destination_rules() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -66,7 +66,9 @@ def main():
 
     records = event["Records"]
     size = args.batch_size or max(len(records), 1)
-    invocations = [{"Records": records[i : i + size]} for i in range(0, len(records), size)]
+    invocations = [
+        json.dumps({"Records": records[i : i + size]}) for i in range(0, len(records), size)
+    ]
 
     batch_ms = []
     first = None
@@ -77,7 +79,7 @@ def main():
         results = []
         for invocation in invocations:
             start = time.perf_counter()
-            results.append(handler.handler(invocation, None))
+            results.append(handler.handler(json.loads(invocation), None))
             batch_ms.append((time.perf_counter() - start) * 1000.0)
         if first is None:
             first = {

@@ -155,6 +155,10 @@ pub struct Limits {
     /// in the function); otherwise time is bounded by the epoch deadline alone, which costs
     /// less per instruction.
     pub fuel: Option<u64>,
+    /// Calls one instance serves before it is replaced by a fresh one. Instances stay warm
+    /// across a warm function's batches; this bounds how long state a plugin keeps between
+    /// records (a cache, a leak) can live.
+    pub instance_calls: u64,
 }
 
 impl Default for Limits {
@@ -168,6 +172,7 @@ impl Default for Limits {
             max_log_bytes: 16 << 10,
             max_entry_bytes: 1 << 20,
             fuel: None,
+            instance_calls: 10_000,
         }
     }
 }
@@ -177,7 +182,7 @@ impl Default for Limits {
 /// AWS or WebAssembly sets them.
 fn limit_problems(limits: &Limits) -> Vec<String> {
     let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
-    let bounds: [(&str, Option<u64>, u64, u64, &str); 8] = [
+    let bounds: [(&str, Option<u64>, u64, u64, &str); 9] = [
         (
             "memory_mib",
             Some(limits.memory_mib),
@@ -222,6 +227,13 @@ fn limit_problems(limits: &Limits) -> Vec<String> {
             ": PutEvents accepts entries up to 1 MB",
         ),
         ("fuel", limits.fuel, 1, 1 << 50, ""),
+        (
+            "instance_calls",
+            Some(limits.instance_calls),
+            1,
+            1_000_000_000,
+            "",
+        ),
     ];
     bounds
         .into_iter()
@@ -257,6 +269,8 @@ pub struct LimitOverrides {
     pub max_entry_bytes: Option<usize>,
     /// See [`Limits::fuel`].
     pub fuel: Option<u64>,
+    /// See [`Limits::instance_calls`].
+    pub instance_calls: Option<u64>,
 }
 
 impl LimitOverrides {
@@ -271,6 +285,7 @@ impl LimitOverrides {
             max_log_bytes: self.max_log_bytes.unwrap_or(base.max_log_bytes),
             max_entry_bytes: self.max_entry_bytes.unwrap_or(base.max_entry_bytes),
             fuel: self.fuel.or(base.fuel),
+            instance_calls: self.instance_calls.unwrap_or(base.instance_calls),
         }
     }
 }

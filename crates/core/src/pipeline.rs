@@ -82,10 +82,13 @@ impl Outcome {
 
 /// The manifest with its plugins, each loaded on first use. `S` is what runs them: the
 /// runtime's wasmtime slots in weir, a native mapping in the benchmark, a fake in tests.
-pub struct Pipeline<S> {
+pub struct Pipeline<S: Slot> {
     manifest: Manifest,
     plugins: HashMap<String, Arc<S>>,
     configs: HashMap<String, String>,
+    /// Instances kept between batches (see [`Instances`]); a batch takes them and gives
+    /// them back when it ends.
+    warm: std::sync::Mutex<Instances<InstanceOf<S>>>,
     /// Whether batches are still scanned for plugins to load side by side: until a scan
     /// finds none to load, so a tenant with no traffic (whose plugin never loads) does not
     /// cost every later batch a scan.
@@ -104,6 +107,7 @@ impl<S: Slot> Pipeline<S> {
             manifest,
             plugins,
             configs,
+            warm: std::sync::Mutex::new(Instances::default()),
             scanning: std::sync::atomic::AtomicBool::new(true),
         }
     }
@@ -214,12 +218,104 @@ impl<S: Slot> Pipeline<S> {
         }
     }
 
-    /// Starts a batch: instances are created on first use and live until the batch ends.
+    /// Starts a batch with the instances earlier batches left warm; new ones are created
+    /// on first use. They go back to the pipeline when the batch ends.
     pub fn batch(&self) -> Batch<'_, S> {
+        let mut instances = self
+            .warm
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default();
+        instances.batch += 1;
         Batch {
             pipeline: self,
-            instances: HashMap::new(),
+            instances,
             calls: Vec::new(),
+        }
+    }
+
+    /// How many instances are kept warm for the next batch.
+    pub fn warm_instances(&self) -> usize {
+        self.warm.lock().map_or(0, |w| w.live.len())
+    }
+}
+
+/// The instance type a slot's plugin makes.
+type InstanceOf<S> = <<S as Slot>::Plugin as Transformer>::Instance;
+
+/// Most instances kept warm between batches. The runtime's pool has room for 1,000 live
+/// instances; keeping at most half leaves a batch room for 500 pairs that are not warm, and
+/// idle warm ones are dropped to make more room when a batch needs it.
+pub const MAX_WARM_INSTANCES: usize = 500;
+
+/// One tenant's instances of its plugins, by (tenant, plugin), kept across a warm
+/// function's batches so a batch does not pay for instantiating them again. Never shared
+/// across tenants: the tenant is part of the key. An instance is replaced by a fresh one
+/// after a trap (its state is undefined), after `instance_calls` calls (bounding how long
+/// whatever it keeps between records lives), and when its memory has grown past half its
+/// limit (a pooled instance keeps its grown memory until dropped: one large record must not
+/// hold it between batches).
+pub struct Instances<I> {
+    live: HashMap<(String, String), Warm<I>>,
+    /// The number of the batch now using them.
+    batch: u64,
+}
+
+impl<I> Default for Instances<I> {
+    fn default() -> Self {
+        Instances {
+            live: HashMap::new(),
+            batch: 0,
+        }
+    }
+}
+
+/// One warm instance and what it has served.
+struct Warm<I> {
+    instance: I,
+    calls: u64,
+    last_batch: u64,
+}
+
+impl<I> Instances<I> {
+    /// Drops the instances no record of this batch has used, to make room in the pool.
+    fn drop_idle(&mut self) -> usize {
+        let before = self.live.len();
+        let batch = self.batch;
+        self.live.retain(|_, w| w.last_batch == batch);
+        before - self.live.len()
+    }
+
+    /// Keeps the `MAX_WARM_INSTANCES` used most recently.
+    fn trim(&mut self) {
+        if self.live.len() <= MAX_WARM_INSTANCES {
+            return;
+        }
+        let mut ages: Vec<u64> = self.live.values().map(|w| w.last_batch).collect();
+        ages.sort_unstable_by(|a, b| b.cmp(a));
+        let oldest_kept = ages[MAX_WARM_INSTANCES - 1];
+        self.live.retain(|_, w| w.last_batch >= oldest_kept);
+        // Ties at the boundary: drop any of them until the count fits.
+        let excess = self.live.len().saturating_sub(MAX_WARM_INSTANCES);
+        let drop: Vec<(String, String)> = self
+            .live
+            .iter()
+            .filter(|(_, w)| w.last_batch == oldest_kept)
+            .map(|(k, _)| k.clone())
+            .take(excess)
+            .collect();
+        for k in drop {
+            self.live.remove(&k);
+        }
+    }
+}
+
+impl<S: Slot> Drop for Batch<'_, S> {
+    fn drop(&mut self) {
+        let mut instances = std::mem::take(&mut self.instances);
+        instances.trim();
+        if let Ok(mut warm) = self.pipeline.warm.lock() {
+            *warm = instances;
         }
     }
 }
@@ -240,7 +336,7 @@ enum Routed<'m> {
 /// One batch of records. It holds one instance per (tenant, plugin), never shared.
 pub struct Batch<'p, S: Slot> {
     pipeline: &'p Pipeline<S>,
-    instances: HashMap<(String, String), <S::Plugin as Transformer>::Instance>,
+    instances: Instances<InstanceOf<S>>,
     /// The plugin calls of the record being processed.
     calls: Vec<PluginCall>,
 }
@@ -358,14 +454,39 @@ impl<S: Slot> Batch<'_, S> {
             };
             let plugin = plugin.as_ref();
             let key = (tenant_id.clone(), name.to_owned());
-            let report = match self.instances.get_mut(&key) {
-                Some(instance) => Ok(instance.transform(&record, config)),
-                None => plugin.instantiate(&tenant_id, limits).map(|mut instance| {
-                    let r = instance.transform(&record, config);
-                    self.instances.insert(key.clone(), instance);
-                    r
-                }),
+            let batch = self.instances.batch;
+            let report = match self.instances.live.get_mut(&key) {
+                Some(warm) => {
+                    warm.calls += 1;
+                    warm.last_batch = batch;
+                    Ok(warm.instance.transform(&record, config))
+                }
+                None => {
+                    let mut made = plugin.instantiate(&tenant_id, limits);
+                    // The pool may be full of warm instances this batch does not use.
+                    if made.is_err() && self.instances.drop_idle() > 0 {
+                        made = plugin.instantiate(&tenant_id, limits);
+                    }
+                    made.map(|mut instance| {
+                        let r = instance.transform(&record, config);
+                        let warm = Warm {
+                            instance,
+                            calls: 1,
+                            last_batch: batch,
+                        };
+                        self.instances.live.insert(key.clone(), warm);
+                        r
+                    })
+                }
             };
+            if let Ok(report) = &report
+                && let Some(warm) = self.instances.live.get(&key)
+                && (warm.calls >= limits.instance_calls
+                    || report.cost.memory_bytes as u64 > (limits.memory_mib << 20) / 2)
+            {
+                // Recycled: the next record of this tenant gets a fresh instance.
+                self.instances.live.remove(&key);
+            }
             let result = match report {
                 Ok(report) => {
                     self.calls.push(PluginCall {
@@ -381,7 +502,7 @@ impl<S: Slot> Batch<'_, S> {
                 Err(e) => {
                     if e.poisons_instance() {
                         // A trapped instance is never reused: the next record gets a fresh one.
-                        self.instances.remove(&key);
+                        self.instances.live.remove(&key);
                     }
                     return reject(e.kind(), e.to_string(), e.blame(), Some(plugin));
                 }

@@ -42,8 +42,9 @@ pub trait Transformer: Send + Sync {
     fn instantiate(&self, tenant: &str, limits: Limits) -> Result<Self::Instance, CallError>;
 }
 
-/// One tenant's live instance of a plugin.
-pub trait Instance {
+/// One tenant's live instance of a plugin. It is `Send`: instances are kept warm between
+/// batches, and a batch runs on whichever thread is free.
+pub trait Instance: Send {
     /// Maps one record, with the tenant's config as JSON text.
     fn transform(&mut self, record: &StreamRecord, config_json: &str) -> CallReport;
 }
