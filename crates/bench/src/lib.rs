@@ -41,6 +41,8 @@ use weir_core::transform::{
 };
 use weir_runtime::plugin::PluginEngine;
 
+mod stages;
+
 #[derive(Parser)]
 #[command(
     name = "weir-bench",
@@ -108,6 +110,18 @@ enum Step {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Where the time goes per record: cumulative stages over the same batches (run by `all`).
+    Stages {
+        #[arg(long)]
+        manifest: PathBuf,
+        #[arg(long)]
+        event: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        batch_size: usize,
+        /// Timed rounds (after two untimed ones); the median is reported.
+        #[arg(long, default_value_t = 7)]
+        rounds: usize,
+    },
     /// Start, load, run one batch, report (run by `all`, timed from outside).
     ColdStart {
         #[arg(long)]
@@ -149,6 +163,12 @@ pub fn main() -> ExitCode {
             entries_out,
         } => contender(&name, &manifest, &event, batch_size, &entries_out),
         Step::ColdStart { manifest, event } => cold_start(&manifest, &event),
+        Step::Stages {
+            manifest,
+            event,
+            batch_size,
+            rounds,
+        } => stages::stages(&manifest, &event, batch_size, rounds),
         Step::Precompile { plugin, out } => (|| {
             let bytes = std::fs::read(&plugin).with_context(|| format!("{}", plugin.display()))?;
             let started = Instant::now();
@@ -537,13 +557,13 @@ pub fn native_transform(record: &StreamRecord, config: &Value) -> Result<Vec<Plu
 /// The native contender: the same Salesforce mapping written in Rust, behind the core's
 /// transform traits, so its records take weir's own path (decode, route, validate,
 /// envelope, verdicts) and only the plugin differs.
-struct NativeMapping {
-    reference: Arc<PluginRef>,
+pub(crate) struct NativeMapping {
+    pub(crate) reference: Arc<PluginRef>,
 }
 
 /// One tenant's native instance: its config, parsed on the first call (a tenant's config
 /// never changes within a pipeline), as a plugin instance parses it once.
-struct NativeInstance {
+pub(crate) struct NativeInstance {
     config: Option<(String, Value)>,
 }
 
@@ -581,13 +601,14 @@ impl Instance for NativeInstance {
     }
 }
 
-/// The native mapping, always loaded.
-struct NativeSlot(Arc<NativeMapping>);
+/// A transformer that is always loaded: the native mapping, or a stage of `weir-bench
+/// stages`.
+pub(crate) struct Loaded<T>(pub(crate) Arc<T>);
 
-impl Slot for NativeSlot {
-    type Plugin = NativeMapping;
+impl<T: Transformer + 'static> Slot for Loaded<T> {
+    type Plugin = T;
 
-    fn loaded(&self) -> Option<&Arc<NativeMapping>> {
+    fn loaded(&self) -> Option<&Arc<T>> {
         Some(&self.0)
     }
 
@@ -595,31 +616,47 @@ impl Slot for NativeSlot {
         false
     }
 
-    fn get(&self) -> Result<Arc<NativeMapping>, SlotError> {
+    fn get(&self) -> Result<Arc<T>, SlotError> {
         Ok(self.0.clone())
     }
 
-    async fn load(&self) -> Result<Arc<NativeMapping>, SlotError> {
+    async fn load(&self) -> Result<Arc<T>, SlotError> {
         Ok(self.0.clone())
     }
 }
 
-/// A pipeline over `manifest` whose every plugin is the native mapping.
-fn native_pipeline(manifest_path: &Path) -> anyhow::Result<Arc<Pipeline<NativeSlot>>> {
+/// The reference every build of the mapping carries, so entries match byte for byte.
+pub(crate) fn mapping_reference() -> Arc<PluginRef> {
+    Arc::new(PluginRef {
+        name: "salesforce-account".into(),
+        sha256: String::new(),
+    })
+}
+
+/// A pipeline over `manifest` whose every plugin is `transformer`.
+pub(crate) fn pipeline_with<T: Transformer + 'static>(
+    manifest_path: &Path,
+    transformer: T,
+) -> anyhow::Result<Arc<Pipeline<Loaded<T>>>> {
     let text = std::fs::read_to_string(manifest_path)?;
     let manifest = Manifest::parse(&text, Location::File(std::path::absolute(manifest_path)?))?;
-    let slot = Arc::new(NativeSlot(Arc::new(NativeMapping {
-        reference: Arc::new(PluginRef {
-            name: "salesforce-account".into(),
-            sha256: String::new(),
-        }),
-    })));
+    let slot = Arc::new(Loaded(Arc::new(transformer)));
     let slots = manifest
         .plugins
         .keys()
         .map(|name| (name.clone(), slot.clone()))
         .collect();
     Ok(Arc::new(Pipeline::new(manifest, slots)))
+}
+
+/// A pipeline over `manifest` whose every plugin is the native mapping.
+fn native_pipeline(manifest_path: &Path) -> anyhow::Result<Arc<Pipeline<Loaded<NativeMapping>>>> {
+    pipeline_with(
+        manifest_path,
+        NativeMapping {
+            reference: mapping_reference(),
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -645,7 +682,7 @@ fn proc_status_kb(field: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn read_records(event: &Path) -> anyhow::Result<Vec<Box<RawValue>>> {
+pub(crate) fn read_records(event: &Path) -> anyhow::Result<Vec<Box<RawValue>>> {
     #[derive(serde::Deserialize)]
     struct Event {
         #[serde(rename = "Records")]
@@ -656,13 +693,13 @@ fn read_records(event: &Path) -> anyhow::Result<Vec<Box<RawValue>>> {
     Ok(e.records)
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
 }
 
-async fn lazy_loader(manifest: &Path) -> anyhow::Result<Loader> {
+pub(crate) async fn lazy_loader(manifest: &Path) -> anyhow::Result<Loader> {
     let location = Location::File(std::path::absolute(manifest)?);
     let engine = Arc::new(PluginEngine::new()?);
     Ok(Loader::load_lazy(
@@ -683,15 +720,7 @@ fn contender(
 ) -> anyhow::Result<()> {
     let records = read_records(event)?;
     let total = records.len();
-    // Each invocation as the JSON text Lambda delivers: parsing it is part of the timed
-    // work, as it is for the Node and Python peers.
-    let batches: Vec<String> = records
-        .chunks(batch_size.max(1))
-        .map(|chunk| {
-            let texts: Vec<&str> = chunk.iter().map(|r| r.get()).collect();
-            format!("{{\"Records\":[{}]}}", texts.join(","))
-        })
-        .collect();
+    let batches = invocation_texts(&records, batch_size);
     let rt = runtime()?;
     let mut batch_ms = Vec::with_capacity(batches.len());
     let mut all_entries: Vec<Entry> = Vec::new();
@@ -730,14 +759,26 @@ fn contender(
     Ok(())
 }
 
+/// Each invocation of `batch_size` records as the JSON text Lambda delivers: parsing it is
+/// part of the timed work, as it is for the Node and Python peers.
+pub(crate) fn invocation_texts(records: &[Box<RawValue>], batch_size: usize) -> Vec<String> {
+    records
+        .chunks(batch_size.max(1))
+        .map(|chunk| {
+            let texts: Vec<&str> = chunk.iter().map(|r| r.get()).collect();
+            format!("{{\"Records\":[{}]}}", texts.join(","))
+        })
+        .collect()
+}
+
 /// What runs a contender's records: the native mapping, or weir's plugins.
 enum Contender {
-    Native(Arc<Pipeline<NativeSlot>>),
+    Native(Arc<Pipeline<Loaded<NativeMapping>>>),
     Plugins(Arc<weir_runtime::Pipeline>),
 }
 
 /// One batch through weir's whole path, without publishing (dead letters collected).
-fn dry_batch<S: Slot>(
+pub(crate) fn dry_batch<S: Slot>(
     rt: &tokio::runtime::Runtime,
     pipeline: &Arc<Pipeline<S>>,
     records: Vec<Box<RawValue>>,
@@ -1020,6 +1061,23 @@ fn all(s: &Settings) -> anyhow::Result<()> {
         });
     }
 
+    // Where the time goes, in a child of its own like every heavy step.
+    eprintln!("weir-bench: timing the stages");
+    let stages_out = Command::new(&me)
+        .args(["stages", "--batch-size", &s.batch_size.to_string()])
+        .arg("--manifest")
+        .arg(out.join("weir-rust.toml"))
+        .arg("--event")
+        .arg(&event_path)
+        .env("WEIR_CACHE_DIR", &cache)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("timing the stages: cannot start")?;
+    if !stages_out.status.success() {
+        bail!("timing the stages failed: {}", stages_out.status);
+    }
+    let stages_table = String::from_utf8_lossy(&stages_out.stdout).into_owned();
+
     let cold = cold_starts(s, &me, &out, &plugins)?;
     let publish = publish_path(s, &out)?;
     let results = out.join("results.json");
@@ -1034,6 +1092,11 @@ fn all(s: &Settings) -> anyhow::Result<()> {
         }))?,
     )?;
     print_tables(s, &rows, &cold, &publish, &precompile_ms, image_bytes);
+    println!(
+        "\n## Where the time goes, per record (batches of {}, median of 7 rounds in one process)\n\n{}",
+        s.batch_size,
+        stages_table.trim_end()
+    );
     eprintln!("weir-bench: rows written to {}", results.display());
     Ok(())
 }
