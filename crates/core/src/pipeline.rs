@@ -166,8 +166,17 @@ impl<S: Slot> Pipeline<S> {
         if !self.scanning.load(Ordering::Relaxed) {
             return;
         }
+        let unloaded = self
+            .plugins
+            .values()
+            .filter(|s| s.loaded().is_none() && !s.is_broken())
+            .count();
         let mut needed: Vec<&S> = Vec::new();
         for raw in records {
+            // Every plugin that could be loaded is: the rest of the batch need not be read.
+            if needed.len() == unloaded {
+                break;
+            }
             let Ok(parsed) = record::parse(raw.get()) else {
                 continue;
             };
