@@ -7,11 +7,13 @@
 //! `Entry` or `DeadLetter`. [`batch`] gives every record of a batch its verdict, sending
 //! entries and dead letters to the [`sink`]s, whose AWS implementations retry through
 //! [`retry`]'s one driver. Around it: [`manifest`] is the configuration and [`location`]
-//! says where it and the plugins are read from.
+//! says where it and the plugins are read from. [`image`] reads an item image lazily by
+//! JSON pointer, for the coming contract.
 
 #![deny(missing_docs)]
 
 pub mod batch;
+pub mod image;
 pub mod location;
 pub mod manifest;
 pub mod model;

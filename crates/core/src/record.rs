@@ -94,7 +94,7 @@ pub struct DecodeError {
 }
 
 impl DecodeError {
-    fn at(path: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn at(path: &str, message: impl Into<String>) -> Self {
         DecodeError {
             path: path.to_owned(),
             message: message.into(),
@@ -250,7 +250,7 @@ pub fn parse(raw: &str) -> Result<ParsedRecord<'_>, DecodeError> {
     })
 }
 
-impl ParsedRecord<'_> {
+impl<'a> ParsedRecord<'a> {
     /// The table's name, from `eventSourceARN`.
     pub fn table(&self) -> &str {
         &self.table
@@ -275,6 +275,17 @@ impl ParsedRecord<'_> {
             .into_iter()
             .flatten()
             .find_map(|image| top_level_string(image, name))
+    }
+
+    /// The new image's typed JSON text, undecoded (to read lazily with
+    /// [`TypedImage`](crate::image::TypedImage)).
+    pub fn new_image_text(&self) -> Option<&'a str> {
+        self.new_image.map(RawValue::get)
+    }
+
+    /// The old image's typed JSON text, undecoded.
+    pub fn old_image_text(&self) -> Option<&'a str> {
+        self.old_image.map(RawValue::get)
     }
 
     /// Converts the images to plain JSON.
@@ -382,6 +393,38 @@ pub fn transcode_image(image: &str, path: &str) -> Result<String, DecodeError> {
             }
         })),
     }
+}
+
+/// Converts one attribute value's typed JSON text (`{"TAG": value}`) into plain JSON text,
+/// as [`transcode_image`] writes it inside an image; `path` names it in an error.
+pub(crate) fn transcode_attribute(attribute: &str, path: &str) -> Result<String, DecodeError> {
+    use serde::de::DeserializeSeed as _;
+    let cx = Cx::default();
+    let mut out = String::with_capacity(attribute.len());
+    let root = Path::Root(path);
+    let mut de = serde_json::Deserializer::from_str(attribute);
+    let result = AttributeSeed {
+        out: &mut out,
+        path: &root,
+        depth: 1,
+        cx: &cx,
+    }
+    .deserialize(&mut de)
+    .and_then(|()| de.end());
+    match result {
+        Ok(()) => Ok(out),
+        Err(e) => Err(cx
+            .error
+            .take()
+            .unwrap_or_else(|| DecodeError::at(path, format!("not valid JSON: {e}")))),
+    }
+}
+
+/// A DynamoDB number's text as the JSON number [`transcode_image`] writes for it.
+pub(crate) fn number_as_json(text: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    write_number(text, &mut out)?;
+    Ok(out)
 }
 
 /// Where an attribute is, built up as the transcoder descends and written out only for
@@ -1031,7 +1074,7 @@ pub fn write_json_string(s: &str, out: &mut String) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
@@ -1226,7 +1269,7 @@ mod tests {
     use proptest::prelude::*;
 
     /// DynamoDB attribute values, nested a few levels, of every type.
-    fn attribute() -> impl Strategy<Value = Value> {
+    pub(crate) fn attribute() -> impl Strategy<Value = Value> {
         // At most 38 significant digits: 18 + 20 with a fraction, or 38 without.
         let digits = "[1-9][0-9]{0,17}";
         let leaf = prop_oneof![
