@@ -13,8 +13,6 @@ use std::borrow::Cow;
 use std::cell::OnceCell;
 
 use base64::Engine as _;
-use serde::de::{Deserializer as _, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
 
 use crate::record::{DecodeError, number_as_json, transcode_attribute, transcode_image};
 
@@ -38,7 +36,7 @@ pub enum Kind {
 }
 
 /// A map's entries: each name and its value's typed JSON text.
-type Entries<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
+type Entries<'a> = Vec<(Cow<'a, str>, &'a str)>;
 
 /// One image, borrowed from the record's text.
 pub struct TypedImage<'a> {
@@ -68,8 +66,8 @@ enum Node<'a> {
     B(Cow<'a, str>),
     Bool(bool),
     Null,
-    M(Vec<(Cow<'a, str>, &'a RawValue)>),
-    L(Vec<&'a RawValue>),
+    M(Entries<'a>),
+    L(Vec<&'a str>),
     Set(Kind, Vec<Cow<'a, str>>),
 }
 
@@ -199,19 +197,18 @@ impl<'a> TypedImage<'a> {
                 let raw = self
                     .raw(pointer)?
                     .ok_or_else(|| DecodeError::at(pointer, "not found"))?;
-                transcode_attribute(raw.get(), pointer)?
+                transcode_attribute(raw, pointer)?
             }
         }))
     }
 
     /// The top-level attributes, indexed on first use.
-    fn attributes(&self) -> Result<&[(Cow<'a, str>, &'a RawValue)], DecodeError> {
+    fn attributes(&self) -> Result<&[(Cow<'a, str>, &'a str)], DecodeError> {
         let index = self.index.get_or_init(|| {
-            let mut de = serde_json::Deserializer::from_str(self.text);
-            let found = de
-                .deserialize_map(EntriesVisitor)
-                .map_err(|e| DecodeError::at("image", format!("not an object of attributes: {e}")));
-            found.map(sorted_last_wins)
+            let mut scan = Scan::new(self.text);
+            scan.object()
+                .and_then(|entries| scan.end().map(|()| sorted_last_wins(entries)))
+                .map_err(|e| DecodeError::at("image", format!("not an object of attributes: {e}")))
         });
         index.as_deref().map_err(Clone::clone)
     }
@@ -236,7 +233,7 @@ impl<'a> TypedImage<'a> {
     }
 
     /// The typed JSON text of the attribute value at `pointer` (not for `""` or a member).
-    fn raw(&self, pointer: &str) -> Result<Option<&'a RawValue>, DecodeError> {
+    fn raw(&self, pointer: &str) -> Result<Option<&'a str>, DecodeError> {
         let mut segments = segments(pointer);
         let Some(first) = segments.next() else {
             return Ok(None);
@@ -319,7 +316,7 @@ fn index_of(segment: &str) -> Option<usize> {
     ok.then(|| segment.parse().ok()).flatten()
 }
 
-fn lookup<'a>(entries: &[(Cow<'a, str>, &'a RawValue)], name: &str) -> Option<&'a RawValue> {
+fn lookup<'a>(entries: &[(Cow<'a, str>, &'a str)], name: &str) -> Option<&'a str> {
     entries
         .binary_search_by(|(n, _)| n.as_ref().cmp(name))
         .ok()
@@ -327,9 +324,7 @@ fn lookup<'a>(entries: &[(Cow<'a, str>, &'a RawValue)], name: &str) -> Option<&'
 }
 
 /// Sorted by name; of equal names the last written wins, as in a JSON map.
-fn sorted_last_wins<'a>(
-    mut entries: Vec<(Cow<'a, str>, &'a RawValue)>,
-) -> Vec<(Cow<'a, str>, &'a RawValue)> {
+fn sorted_last_wins(mut entries: Entries<'_>) -> Entries<'_> {
     // A stable sort keeps equal names in written order; keep the last of each run.
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     entries.reverse();
@@ -339,96 +334,238 @@ fn sorted_last_wins<'a>(
 }
 
 /// Decodes an attribute value one level: its tag, and its scalar or its children's spans.
-fn decode_node<'a>(raw: &'a RawValue, pointer: &str) -> Result<Node<'a>, DecodeError> {
-    let mut de = serde_json::Deserializer::from_str(raw.get());
-    de.deserialize_map(NodeVisitor)
+fn decode_node<'a>(text: &'a str, pointer: &str) -> Result<Node<'a>, DecodeError> {
+    let mut scan = Scan::new(text);
+    scan.node()
+        .and_then(|node| scan.end().map(|()| node))
         .map_err(|e| DecodeError::at(pointer, format!("not an attribute value: {e}")))
 }
 
-/// A map's entries, each value kept as its text.
-struct EntriesVisitor;
-
-impl<'de> Visitor<'de> for EntriesVisitor {
-    type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::new();
-        while let Some(name) = map.next_key::<Cow<'de, str>>()? {
-            out.push((name, map.next_value::<&'de RawValue>()?));
-        }
-        Ok(out)
-    }
+/// A scanner over JSON text that finds where values lie without decoding them: one pass,
+/// no deserializer set up per value. Strings are unescaped only when they hold an escape.
+/// Text that is not JSON is an error, never a panic (every slice is checked).
+struct Scan<'a> {
+    text: &'a str,
+    at: usize,
 }
 
-/// One attribute value: `{"TAG": value}`.
-struct NodeVisitor;
-
-impl<'de> Visitor<'de> for NodeVisitor {
-    type Value = Node<'de>;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an attribute value like {\"S\": \"x\"}")
+impl<'a> Scan<'a> {
+    fn new(text: &'a str) -> Self {
+        Scan { text, at: 0 }
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node<'de>, A::Error> {
-        use serde::de::Error as _;
-        let Some(tag) = map.next_key::<Cow<'de, str>>()? else {
-            return Err(A::Error::custom("no type tag"));
-        };
+
+    fn byte(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.at).copied()
+    }
+
+    fn space(&mut self) {
+        while matches!(self.byte(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.at += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.space();
+        self.byte()
+    }
+
+    fn eat(&mut self, c: u8) -> Result<(), String> {
+        if self.peek() == Some(c) {
+            self.at += 1;
+            Ok(())
+        } else {
+            Err(format!("expected {:?} at byte {}", c as char, self.at))
+        }
+    }
+
+    fn slice(&self, from: usize, to: usize) -> Result<&'a str, String> {
+        self.text
+            .get(from..to)
+            .ok_or_else(|| format!("broken text at byte {from}"))
+    }
+
+    fn end(&mut self) -> Result<(), String> {
+        match self.peek() {
+            None => Ok(()),
+            Some(_) => Err(format!("trailing characters at byte {}", self.at)),
+        }
+    }
+
+    /// A string's span, quotes included; whether it holds an escape.
+    fn string_span(&mut self) -> Result<(&'a str, bool), String> {
+        self.eat(b'"')?;
+        let start = self.at - 1;
+        let mut escaped = false;
+        loop {
+            match self.byte() {
+                None => return Err("unterminated string".into()),
+                Some(b'"') => break,
+                Some(b'\\') => {
+                    escaped = true;
+                    self.at += 2;
+                }
+                Some(_) => self.at += 1,
+            }
+        }
+        self.at += 1;
+        Ok((self.slice(start, self.at)?, escaped))
+    }
+
+    /// A string's content, borrowed unless it holds an escape.
+    fn string(&mut self) -> Result<Cow<'a, str>, String> {
+        let (span, escaped) = self.string_span()?;
+        if escaped {
+            serde_json::from_str::<String>(span)
+                .map(Cow::Owned)
+                .map_err(|e| e.to_string())
+        } else {
+            span.get(1..span.len() - 1)
+                .map(Cow::Borrowed)
+                .ok_or_else(|| "broken string".to_owned())
+        }
+    }
+
+    /// Any value's span.
+    fn value(&mut self) -> Result<&'a str, String> {
+        self.space();
+        let start = self.at;
+        match self.byte() {
+            Some(b'"') => {
+                self.string_span()?;
+            }
+            Some(b'{' | b'[') => {
+                let mut depth = 0usize;
+                loop {
+                    match self.byte() {
+                        None => return Err("unterminated object or array".into()),
+                        Some(b'"') => {
+                            self.string_span()?;
+                        }
+                        Some(b'{' | b'[') => {
+                            depth += 1;
+                            self.at += 1;
+                        }
+                        Some(b'}' | b']') => {
+                            depth = depth.saturating_sub(1);
+                            self.at += 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        Some(_) => self.at += 1,
+                    }
+                }
+            }
+            Some(_) => {
+                while let Some(c) = self.byte() {
+                    if matches!(c, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t') {
+                        break;
+                    }
+                    self.at += 1;
+                }
+                if self.at == start {
+                    return Err(format!("expected a value at byte {start}"));
+                }
+            }
+            None => return Err("expected a value, found the end".into()),
+        }
+        self.slice(start, self.at)
+    }
+
+    /// An object's entries, each value as its span.
+    fn object(&mut self) -> Result<Entries<'a>, String> {
+        self.eat(b'{')?;
+        let mut out = Vec::new();
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+            return Ok(out);
+        }
+        loop {
+            let name = self.string()?;
+            self.eat(b':')?;
+            out.push((name, self.value()?));
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b'}') => {
+                    self.at += 1;
+                    return Ok(out);
+                }
+                _ => return Err(format!("expected ',' or '}}' at byte {}", self.at)),
+            }
+        }
+    }
+
+    /// An array's elements, each as its span.
+    fn array(&mut self) -> Result<Vec<&'a str>, String> {
+        self.eat(b'[')?;
+        let mut out = Vec::new();
+        if self.peek() == Some(b']') {
+            self.at += 1;
+            return Ok(out);
+        }
+        loop {
+            out.push(self.value()?);
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b']') => {
+                    self.at += 1;
+                    return Ok(out);
+                }
+                _ => return Err(format!("expected ',' or ']' at byte {}", self.at)),
+            }
+        }
+    }
+
+    /// `true` or `false`.
+    fn boolean(&mut self) -> Result<bool, String> {
+        match self.value()? {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            other => Err(format!("expected true or false, found {other}")),
+        }
+    }
+
+    /// One attribute value, `{"TAG": value}`, decoded one level.
+    fn node(&mut self) -> Result<Node<'a>, String> {
+        self.eat(b'{')?;
+        let tag = self.string()?;
+        self.eat(b':')?;
         let node = match tag.as_ref() {
-            "S" => Node::S(map.next_value()?),
-            "N" => Node::N(map.next_value()?),
-            "B" => Node::B(map.next_value()?),
-            "BOOL" => Node::Bool(map.next_value()?),
+            "S" => Node::S(self.string()?),
+            "N" => Node::N(self.string()?),
+            "B" => Node::B(self.string()?),
+            "BOOL" => Node::Bool(self.boolean()?),
             "NULL" => {
-                map.next_value::<bool>()?;
+                if !self.boolean()? {
+                    return Err("NULL holds true".into());
+                }
                 Node::Null
             }
-            "M" => Node::M(sorted_last_wins(map.next_value_seed(EntriesSeed)?)),
-            "L" => Node::L(map.next_value::<Vec<&'de RawValue>>()?),
-            "SS" => Node::Set(Kind::String, map.next_value_seed(MembersSeed)?),
-            "NS" => Node::Set(Kind::Number, map.next_value_seed(MembersSeed)?),
-            "BS" => Node::Set(Kind::Binary, map.next_value_seed(MembersSeed)?),
-            other => return Err(A::Error::custom(format!("unknown type tag {other:?}"))),
+            "M" => Node::M(sorted_last_wins(self.object()?)),
+            "L" => Node::L(self.array()?),
+            "SS" | "NS" | "BS" => {
+                let kind = match tag.as_ref() {
+                    "SS" => Kind::String,
+                    "NS" => Kind::Number,
+                    _ => Kind::Binary,
+                };
+                let members = self
+                    .array()?
+                    .into_iter()
+                    .map(|m| {
+                        let mut scan = Scan::new(m);
+                        scan.string()
+                    })
+                    .collect::<Result<_, _>>()?;
+                Node::Set(kind, members)
+            }
+            other => return Err(format!("unknown type tag {other:?}")),
         };
-        if map.next_key::<serde::de::IgnoredAny>()?.is_some() {
-            return Err(A::Error::custom("more than one type tag"));
+        if self.peek() != Some(b'}') {
+            return Err("an attribute value has exactly one type tag".into());
         }
+        self.at += 1;
         Ok(node)
-    }
-}
-
-/// A map's entries, as a seed (for `M`).
-struct EntriesSeed;
-
-impl<'de> serde::de::DeserializeSeed<'de> for EntriesSeed {
-    type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(EntriesVisitor)
-    }
-}
-
-/// A set's members, borrowed where they have no escapes.
-struct MembersSeed;
-
-impl<'de> serde::de::DeserializeSeed<'de> for MembersSeed {
-    type Value = Vec<Cow<'de, str>>;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for MembersSeed {
-    type Value = Vec<Cow<'de, str>>;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an array of strings")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::new();
-        while let Some(m) = seq.next_element::<Cow<'de, str>>()? {
-            out.push(m);
-        }
-        Ok(out)
     }
 }
 
@@ -542,7 +679,44 @@ mod tests {
         assert_eq!(image.string("ok").expect("not a pointer"), None);
     }
 
+    /// Every read of `text` at `pointer`, for the no-panic test.
+    fn read_all(text: &str, pointer: &str) {
+        let image = TypedImage::new(text);
+        let _ = image.kind(pointer);
+        let _ = image.string(pointer);
+        let _ = image.number(pointer);
+        let _ = image.bool(pointer);
+        let _ = image.is_null(pointer);
+        let _ = image.binary(pointer);
+        let _ = image.keys(pointer);
+        let _ = image.len(pointer);
+        let _ = image.to_json(pointer);
+    }
+
     proptest! {
+        #[test]
+        fn text_that_is_not_an_image_is_an_error_never_a_panic(
+            text in r#"[{}\[\]":,a-zSNMLB\\ é0-9]{0,40}"#,
+            pointer in "(/[a-z0-9~]{0,3}){0,3}",
+        ) {
+            read_all(&text, &pointer);
+        }
+
+        #[test]
+        fn cut_images_are_an_error_never_a_panic(
+            attrs in prop::collection::btree_map("[a-z]{1,3}", attribute(), 1..4),
+            cut in 0usize..400,
+        ) {
+            let text = serde_json::to_string(&attrs).expect("image");
+            let mut end = cut.min(text.len());
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            for pointer in ["", "/a", "/a/0", "/a/b"] {
+                read_all(&text[..end], pointer);
+            }
+        }
+
         #[test]
         fn lazy_reads_agree_with_the_plain_image(
             attrs in prop::collection::btree_map("[a-z~/]{1,6}", attribute(), 0..6)
