@@ -274,27 +274,57 @@ impl<'a> TypedImage<'a> {
         let Some(top) = self.top(&first, pointer)? else {
             return Ok(None);
         };
-        let mut node = top.clone();
-        for segment in segments {
-            node = match node {
-                Node::M(m) => match lookup(&m, &segment) {
-                    Some(r) => decode_node(r, pointer)?,
-                    None => return Ok(None),
-                },
-                Node::L(l) => match index_of(&segment).and_then(|i| l.get(i)) {
-                    Some(r) => decode_node(r, pointer)?,
-                    None => return Ok(None),
-                },
-                Node::Set(kind, members) => {
-                    return Ok(index_of(&segment)
-                        .and_then(|i| members.into_iter().nth(i))
-                        .map(|m| Found::Member(kind, m)));
+        // The top node is cached: step from it by reference, decoding only what is below.
+        let Some(second) = segments.next() else {
+            return Ok(Some(Found::Value(top.clone())));
+        };
+        let mut node = match step(top, &second, pointer)? {
+            Some(Step::Node(n)) => n,
+            Some(Step::Member(kind, m)) => {
+                return Ok(segments.next().is_none().then_some(Found::Member(kind, m)));
+            }
+            None => return Ok(None),
+        };
+        while let Some(segment) = segments.next() {
+            node = match step(&node, &segment, pointer)? {
+                Some(Step::Node(n)) => n,
+                // A set member is a leaf: nothing is below it.
+                Some(Step::Member(kind, m)) => {
+                    return Ok(segments.next().is_none().then_some(Found::Member(kind, m)));
                 }
-                _ => return Ok(None),
+                None => return Ok(None),
             };
         }
         Ok(Some(Found::Value(node)))
     }
+}
+
+/// One step down from a node.
+enum Step<'a> {
+    Node(Node<'a>),
+    Member(Kind, Cow<'a, str>),
+}
+
+/// The child `segment` of `node`, decoded one level.
+fn step<'a>(
+    node: &Node<'a>,
+    segment: &str,
+    pointer: &str,
+) -> Result<Option<Step<'a>>, DecodeError> {
+    Ok(match node {
+        Node::M(m) => match lookup(m, segment) {
+            Some(r) => Some(Step::Node(decode_node(r, pointer)?)),
+            None => None,
+        },
+        Node::L(l) => match index_of(segment).and_then(|i| l.get(i)) {
+            Some(r) => Some(Step::Node(decode_node(r, pointer)?)),
+            None => None,
+        },
+        Node::Set(kind, members) => index_of(segment)
+            .and_then(|i| members.get(i))
+            .map(|m| Step::Member(*kind, m.clone())),
+        _ => None,
+    })
 }
 
 /// A pointer's reference tokens, `~1` and `~0` unescaped.
@@ -325,6 +355,9 @@ fn lookup<'a>(entries: &[(Cow<'a, str>, &'a str)], name: &str) -> Option<&'a str
 
 /// Sorted by name; of equal names the last written wins, as in a JSON map.
 fn sorted_last_wins(mut entries: Entries<'_>) -> Entries<'_> {
+    if entries.windows(2).all(|w| w[0].0 < w[1].0) {
+        return entries;
+    }
     // A stable sort keeps equal names in written order; keep the last of each run.
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     entries.reverse();
@@ -475,7 +508,7 @@ impl<'a> Scan<'a> {
     /// An object's entries, each value as its span.
     fn object(&mut self) -> Result<Entries<'a>, String> {
         self.eat(b'{')?;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(16);
         if self.peek() == Some(b'}') {
             self.at += 1;
             return Ok(out);
