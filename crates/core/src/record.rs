@@ -278,7 +278,7 @@ impl<'a> ParsedRecord<'a> {
     }
 
     /// The new image's typed JSON text, undecoded (to read lazily with
-    /// [`TypedImage`](crate::image::TypedImage)).
+    /// the image module's `TypedImage`).
     pub fn new_image_text(&self) -> Option<&'a str> {
         self.new_image.map(RawValue::get)
     }
