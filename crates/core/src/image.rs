@@ -570,7 +570,7 @@ impl<'a> Scan<'a> {
             "BOOL" => Node::Bool(self.boolean()?),
             "NULL" => {
                 if !self.boolean()? {
-                    return Err("NULL holds true".into());
+                    return Err("NULL must hold true".into());
                 }
                 Node::Null
             }

@@ -14,7 +14,8 @@ pub use crate::model::Entry;
 use crate::model::{DeadLetter, DeadLetterKind, PluginRef, Reason};
 use crate::record::{self, StreamRecord, write_json_string};
 use crate::transform::{
-    CallCost, Instance as _, LoadProblem, LoadProblems, PluginEvent, Slot, SlotError, Transformer,
+    CallCost, CallError, Instance as _, LoadProblem, LoadProblems, PluginEvent, Slot, SlotError,
+    Transformer,
 };
 use crate::validate::{self, MAX_DETAIL_DEPTH, MAX_DETAIL_TYPE_CHARS, MAX_RESOURCE_CHARS};
 
@@ -257,6 +258,11 @@ type InstanceOf<S> = <<S as Slot>::Plugin as Transformer>::Instance;
 /// idle warm ones are dropped to make more room when a batch needs it.
 pub const MAX_WARM_INSTANCES: usize = 500;
 
+/// Most linear memory the warm instances may hold between batches, all together: a Lambda
+/// function's memory is shared by every tenant's instances (a Python plugin starts at about
+/// 12 MiB), so the least recently used are dropped past this.
+pub const MAX_WARM_BYTES: usize = 256 << 20;
+
 /// One tenant's instances of its plugins, by (tenant, plugin), kept across a warm
 /// function's batches so a batch does not pay for instantiating them again. Never shared
 /// across tenants: the tenant is part of the key. An instance is replaced by a fresh one
@@ -284,6 +290,9 @@ struct Warm<I> {
     instance: I,
     calls: u64,
     last_batch: u64,
+    /// Its linear memory after its first call (what it starts with), and now.
+    first_bytes: usize,
+    bytes: usize,
 }
 
 impl<I> Instances<I> {
@@ -295,32 +304,38 @@ impl<I> Instances<I> {
         before - self.live.len()
     }
 
-    /// Keeps the `MAX_WARM_INSTANCES` used most recently.
+    /// Keeps the instances used most recently, at most `MAX_WARM_INSTANCES` of them and
+    /// `MAX_WARM_BYTES` of memory in all.
     fn trim(&mut self) {
-        if self.live.len() <= MAX_WARM_INSTANCES {
+        let bytes: usize = self.live.values().map(|w| w.bytes).sum();
+        if self.live.len() <= MAX_WARM_INSTANCES && bytes <= MAX_WARM_BYTES {
             return;
         }
-        let mut ages: Vec<u64> = self.live.values().map(|w| w.last_batch).collect();
-        ages.sort_unstable_by(|a, b| b.cmp(a));
-        let oldest_kept = ages[MAX_WARM_INSTANCES - 1];
-        self.live.retain(|_, w| w.last_batch >= oldest_kept);
-        // Ties at the boundary: drop any of them until the count fits.
-        let excess = self.live.len().saturating_sub(MAX_WARM_INSTANCES);
-        let drop: Vec<(String, String)> = self
+        let mut by_age: Vec<((String, String), u64, usize)> = self
             .live
             .iter()
-            .filter(|(_, w)| w.last_batch == oldest_kept)
-            .map(|(k, _)| k.clone())
-            .take(excess)
+            .map(|(k, w)| (k.clone(), w.last_batch, w.bytes))
             .collect();
-        for k in drop {
-            self.live.remove(&k);
+        by_age.sort_by_key(|e| std::cmp::Reverse(e.1));
+        let (mut kept, mut held) = (0usize, 0usize);
+        for (key, _, bytes) in by_age {
+            if kept < MAX_WARM_INSTANCES && held + bytes <= MAX_WARM_BYTES {
+                kept += 1;
+                held += bytes;
+            } else {
+                self.live.remove(&key);
+            }
         }
     }
 }
 
 impl<S: Slot> Drop for Batch<'_, S> {
     fn drop(&mut self) {
+        // A panic may have stopped an instance mid-call: its state is undefined, so none of
+        // this batch's instances are kept.
+        if std::thread::panicking() {
+            return;
+        }
         let mut instances = std::mem::take(&mut self.instances);
         instances.trim();
         if let Ok(mut warm) = self.pipeline.warm.lock() {
@@ -472,16 +487,24 @@ impl<S: Slot> Batch<'_, S> {
                 }
                 None => {
                     let mut made = plugin.instantiate(&tenant_id, limits);
-                    // The pool may be full of warm instances this batch does not use.
-                    if made.is_err() && self.instances.drop_idle() > 0 {
+                    // The pool is full: drop the warm instances this batch does not use.
+                    if matches!(made, Err(CallError::NoRoom)) && self.instances.drop_idle() > 0 {
                         made = plugin.instantiate(&tenant_id, limits);
+                    }
+                    if let Err(CallError::NoRoom) = made {
+                        return Outcome::Retry {
+                            reason: CallError::NoRoom.to_string(),
+                            tenant: Some(tenant_id),
+                        };
                     }
                     made.map(|mut instance| {
                         let r = instance.transform(&record, config);
                         let warm = Warm {
                             instance,
-                            calls: 1,
+                            calls: 0,
                             last_batch: batch,
+                            first_bytes: r.cost.memory_bytes,
+                            bytes: 0,
                         };
                         self.instances.live.insert(key.clone(), warm);
                         r
@@ -489,12 +512,19 @@ impl<S: Slot> Batch<'_, S> {
                 }
             };
             if let Ok(report) = &report
-                && let Some(warm) = self.instances.live.get(&key)
-                && (warm.calls >= limits.instance_calls
-                    || report.cost.memory_bytes as u64 > (limits.memory_mib << 20) / 2)
+                && let Some(warm) = self.instances.live.get_mut(&key)
             {
-                // Recycled: the next record of this tenant gets a fresh instance.
-                self.instances.live.remove(&key);
+                if warm.calls == 0 {
+                    warm.calls = 1;
+                }
+                warm.bytes = report.cost.memory_bytes;
+                // Grown past half its limit since its first call (what it starts with does
+                // not count: a runtime that starts big is not recycled every call).
+                let grown = warm.bytes.saturating_sub(warm.first_bytes) as u64;
+                if warm.calls >= limits.instance_calls || grown > (limits.memory_mib << 20) / 2 {
+                    // Recycled: the next record of this tenant gets a fresh instance.
+                    self.instances.live.remove(&key);
+                }
             }
             let result = match report {
                 Ok(report) => {
@@ -750,6 +780,62 @@ pub fn rfc3339_from_ms(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn warm(last_batch: u64, bytes: usize) -> Warm<()> {
+        Warm {
+            instance: (),
+            calls: 1,
+            last_batch,
+            first_bytes: 0,
+            bytes,
+        }
+    }
+
+    #[test]
+    fn warm_instances_are_trimmed_to_the_most_recent_by_count_and_by_memory() {
+        let mut by_count = Instances::default();
+        for i in 0..(MAX_WARM_INSTANCES as u64 + 10) {
+            by_count
+                .live
+                .insert((format!("t{i}"), "p".into()), warm(i, 1 << 10));
+        }
+        by_count.trim();
+        assert_eq!(by_count.live.len(), MAX_WARM_INSTANCES);
+        assert!(
+            !by_count.live.contains_key(&("t9".into(), "p".into())),
+            "oldest dropped"
+        );
+        assert!(
+            by_count.live.contains_key(&("t509".into(), "p".into())),
+            "newest kept"
+        );
+
+        let mut by_bytes = Instances::default();
+        let big = MAX_WARM_BYTES / 3;
+        for i in 0..5u64 {
+            by_bytes
+                .live
+                .insert((format!("t{i}"), "p".into()), warm(i, big));
+        }
+        by_bytes.trim();
+        let mut kept: Vec<String> = by_bytes.live.keys().map(|k| k.0.clone()).collect();
+        kept.sort();
+        assert_eq!(
+            kept,
+            ["t2", "t3", "t4"],
+            "the three most recent fit the budget"
+        );
+    }
+
+    #[test]
+    fn making_room_drops_only_the_warm_instances_this_batch_has_not_used() {
+        let mut instances = Instances::default();
+        instances.batch = 7;
+        instances.live.insert(("a".into(), "p".into()), warm(7, 0));
+        instances.live.insert(("b".into(), "p".into()), warm(6, 0));
+        assert_eq!(instances.drop_idle(), 1);
+        assert!(instances.live.contains_key(&("a".into(), "p".into())));
+    }
 
     #[test]
     fn times_are_rfc3339() {

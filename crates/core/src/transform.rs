@@ -97,6 +97,10 @@ pub enum CallError {
     /// The host failed to set up or run the call; the record is not at fault.
     #[error("host error running the plugin: {0}")]
     Host(String),
+    /// The host has no room for another instance now (its pool is full): the record is
+    /// retried, not dead-lettered.
+    #[error("no room for another plugin instance on this host")]
+    NoRoom,
 }
 
 impl CallError {
@@ -109,14 +113,14 @@ impl CallError {
             CallError::MemoryLimit { .. } => DeadLetterKind::MemoryLimit,
             CallError::StackOverflow(_) => DeadLetterKind::StackOverflow,
             CallError::Trap(_) => DeadLetterKind::Trap,
-            CallError::Host(_) => DeadLetterKind::HostError,
+            CallError::Host(_) | CallError::NoRoom => DeadLetterKind::HostError,
         }
     }
 
     /// Whether the guest (the plugin) or the host is to blame.
     pub fn blame(&self) -> Blame {
         match self {
-            CallError::Host(_) => Blame::Host,
+            CallError::Host(_) | CallError::NoRoom => Blame::Host,
             _ => Blame::Plugin,
         }
     }

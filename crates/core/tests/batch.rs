@@ -497,3 +497,75 @@ async fn mixed_batches_always_add_up() {
         }
     }
 }
+
+/// A host whose instance pool is full: every instantiation finds no room.
+struct FullHost(Arc<PluginRef>);
+
+impl Transformer for FullHost {
+    type Instance = NameInstance;
+
+    fn reference(&self) -> &Arc<PluginRef> {
+        &self.0
+    }
+
+    fn instantiate(&self, _tenant: &str, _limits: Limits) -> Result<NameInstance, CallError> {
+        Err(CallError::NoRoom)
+    }
+}
+
+/// The full host, always loaded.
+struct FullSlot(Arc<FullHost>);
+
+impl Slot for FullSlot {
+    type Plugin = FullHost;
+
+    fn loaded(&self) -> Option<&Arc<FullHost>> {
+        Some(&self.0)
+    }
+
+    fn is_broken(&self) -> bool {
+        false
+    }
+
+    fn get(&self) -> Result<Arc<FullHost>, SlotError> {
+        Ok(self.0.clone())
+    }
+
+    async fn load(&self) -> Result<Arc<FullHost>, SlotError> {
+        Ok(self.0.clone())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_that_finds_no_room_for_an_instance_is_retried_not_dead_lettered() {
+    let manifest = Manifest::parse(
+        "event_bus = \"b\"\n[plugins.mapping]\npath = \"mapping.wasm\"\n\
+         [[routes]]\ntable = \"Customers\"\nsource = \"s\"\ntenant = { attribute = \"tenantId\" }\n\
+         [tenants.globex]\nplugin = \"mapping\"\n",
+        Location::File("/weir/weir.toml".into()),
+    )
+    .expect("manifest");
+    let host = FullHost(Arc::new(PluginRef {
+        name: "mapping".to_owned(),
+        sha256: "0".repeat(64),
+    }));
+    let slots = [("mapping".to_owned(), Arc::new(FullSlot(Arc::new(host))))].into();
+    let pipeline = Arc::new(Pipeline::new(manifest, slots));
+    let mut queue = MemoryQueue::default();
+    let report = batch::run(
+        pipeline,
+        vec![record(1, "globex", "a"), record(2, "filtered", "")],
+        batch::DryRun,
+        &mut queue,
+        Instant::now() + Duration::from_secs(30),
+    )
+    .await
+    .expect("batch");
+    assert!(
+        matches!(&report.verdicts[0], Verdict::Retry { reason } if reason.contains("no room")),
+        "{:?}",
+        report.verdicts[0]
+    );
+    assert_eq!(report.verdicts[1], Verdict::Filtered);
+    assert!(queue.kept.is_empty(), "nothing dead-lettered");
+}

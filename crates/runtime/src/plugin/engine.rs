@@ -131,8 +131,10 @@ pub fn target_triple(arch: &str) -> Option<&'static str> {
     }
 }
 
-/// The most (tenant, plugin) instances alive at once: one batch's distinct pairs. A batch
-/// needing more gets a host error for the rest, and those records are retried.
+/// The most (tenant, plugin) instances alive at once: the ones kept warm between batches and
+/// the ones a batch adds. When the pool is full, the batch drops the warm instances it does
+/// not use; if there is still no room, instantiating fails with `CallError::NoRoom` and those
+/// records are retried.
 pub const MAX_LIVE_INSTANCES: u32 = 1000;
 
 /// Engine settings shared by the runtime and `weir compile` (a `.cwasm` only loads into an

@@ -76,10 +76,15 @@ impl Plugin {
         }
         store.epoch_deadline_trap();
         store.set_epoch_deadline(ticks(limits.time_ms));
-        let instance = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| classify(e, &mut store, limits))?;
+        let instance = self.pre.instantiate(&mut store).map_err(|e| {
+            if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                .is_some()
+            {
+                CallError::NoRoom
+            } else {
+                classify(e, &mut store, limits)
+            }
+        })?;
         Ok(PluginInstance {
             store,
             instance,
@@ -125,6 +130,8 @@ impl PluginInstance {
         let started = Instant::now();
         self.store.set_epoch_deadline(ticks(self.limits.time_ms));
         self.store.data_mut().log.reset();
+        // A growth denied in an earlier call (which then returned) says nothing of this one.
+        self.store.data_mut().limiter.hit = false;
         let fuel_budget = self.limits.fuel.unwrap_or(u64::MAX);
         if self.fuel && self.store.set_fuel(fuel_budget).is_err() {
             return CallReport {
