@@ -829,8 +829,10 @@ mod tests {
 
     #[test]
     fn making_room_drops_only_the_warm_instances_this_batch_has_not_used() {
-        let mut instances = Instances::default();
-        instances.batch = 7;
+        let mut instances = Instances {
+            batch: 7,
+            ..Default::default()
+        };
         instances.live.insert(("a".into(), "p".into()), warm(7, 0));
         instances.live.insert(("b".into(), "p".into()), warm(6, 0));
         assert_eq!(instances.drop_idle(), 1);
