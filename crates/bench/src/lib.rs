@@ -589,15 +589,24 @@ impl Instance for NativeInstance {
                 .map_err(|e| CallError::Host(format!("tenant config: {e}"))),
         };
         let result = config.and_then(|c| native_transform(record, c).map_err(CallError::Rejected));
-        CallReport {
-            result,
-            cost: CallCost {
-                elapsed: started.elapsed(),
-                fuel: None,
-                memory_bytes: 0,
-                limits: Limits::default(),
-            },
-        }
+        report_since(started, result)
+    }
+}
+
+/// A call of a transformer written in Rust: its result and its time (no fuel, no linear
+/// memory, no limits of its own).
+pub(crate) fn report_since(
+    started: Instant,
+    result: Result<Vec<PluginEvent>, CallError>,
+) -> CallReport {
+    CallReport {
+        result,
+        cost: CallCost {
+            elapsed: started.elapsed(),
+            fuel: None,
+            memory_bytes: 0,
+            limits: Limits::default(),
+        },
     }
 }
 

@@ -27,13 +27,11 @@ use weir_core::manifest::Limits;
 use weir_core::model::PluginRef;
 use weir_core::pipeline::Pipeline;
 use weir_core::record::{self, StreamRecord};
-use weir_core::transform::{
-    CallCost, CallError, CallReport, Instance, PluginEvent, Slot, Transformer,
-};
+use weir_core::transform::{CallError, CallReport, Instance, PluginEvent, Slot, Transformer};
 
 use crate::{
     NativeMapping, dry_batch, invocation_texts, lazy_loader, mapping_reference, native_transform,
-    pipeline_with, read_records, runtime,
+    pipeline_with, read_records, report_since, runtime,
 };
 
 /// The mapping's events (or its refusal) by eventID.
@@ -108,15 +106,7 @@ impl Instance for StageInstance {
                 replayed.map_err(CallError::Rejected)
             }
         };
-        CallReport {
-            result,
-            cost: CallCost {
-                elapsed: started.elapsed(),
-                fuel: None,
-                memory_bytes: 0,
-                limits: Limits::default(),
-            },
-        }
+        report_since(started, result)
     }
 }
 
