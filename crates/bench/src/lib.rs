@@ -11,6 +11,8 @@
 //! `./dev bench` builds what it needs and runs `weir-bench all`; the table is printed as
 //! Markdown and the rows are written to `target/bench/results.json`.
 
+#![deny(missing_docs)]
+
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
