@@ -405,6 +405,26 @@ async fn an_identical_plugin_under_another_key_is_not_compiled_again() {
     );
 }
 
+/// What the echo-state plugin saw, per entry: the record's eventId, the previous one its
+/// instance remembered, and its call count. Asserts the instance never remembered another
+/// tenant's record.
+fn echoes(entries: &[weir::model::Entry]) -> Vec<(String, Value, Value)> {
+    details(entries)
+        .iter()
+        .map(|x| {
+            let p = &x["payload"];
+            if !p["previousTenant"].is_null() {
+                assert_eq!(p["previousTenant"], p["tenant"], "{x}");
+            }
+            (
+                p["eventId"].as_str().unwrap_or("").to_owned(),
+                p["previousEventId"].clone(),
+                p["calls"].clone(),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn two_tenants_outputs_never_mix() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -434,18 +454,7 @@ async fn two_tenants_outputs_never_mix() {
     .map(|(t, i)| stream_record(*i, &format!("{t}-{i}"), t, json!({})))
     .collect();
     let (report, _) = collect_batch(loader.current().await, &records).await;
-    let d = details(&report.entries);
-    let seen: Vec<(String, Value, Value)> = d
-        .iter()
-        .map(|x| {
-            let p = &x["payload"];
-            (
-                p["eventId"].as_str().unwrap_or("").to_owned(),
-                p["previousEventId"].clone(),
-                p["calls"].clone(),
-            )
-        })
-        .collect();
+    let seen = echoes(&report.entries);
     assert_eq!(
         seen,
         [
@@ -456,12 +465,6 @@ async fn two_tenants_outputs_never_mix() {
             ("acme-5".into(), json!("acme-3"), json!(3)),
         ]
     );
-    for x in &d {
-        let p = &x["payload"];
-        if !p["previousTenant"].is_null() {
-            assert_eq!(p["previousTenant"], p["tenant"], "{x}");
-        }
-    }
 }
 
 /// Instances stay warm across a warm function's batches, per (tenant, plugin), and are
@@ -501,17 +504,7 @@ async fn instances_stay_warm_across_batches_and_a_recycled_one_starts_clean() {
             .map(|(t, i)| stream_record(*i, &format!("{t}-{i}"), t, json!({})))
             .collect();
         let (report, _) = collect_batch(pipeline.clone(), &records).await;
-        for x in details(&report.entries) {
-            let p = &x["payload"];
-            if !p["previousTenant"].is_null() {
-                assert_eq!(p["previousTenant"], p["tenant"], "{x}");
-            }
-            seen.push((
-                p["eventId"].as_str().unwrap_or("").to_owned(),
-                p["previousEventId"].clone(),
-                p["calls"].clone(),
-            ));
-        }
+        seen.extend(echoes(&report.entries));
         warm.push(pipeline.warm_instances());
     }
     assert_eq!(

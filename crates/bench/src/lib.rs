@@ -39,7 +39,7 @@ use weir_core::model::{Entry, PluginRef};
 use weir_core::pipeline::Pipeline;
 use weir_core::record::{Change, StreamRecord};
 use weir_core::transform::{
-    CallCost, CallError, CallReport, Instance, PluginEvent, Slot, SlotError, Transformer,
+    CallCost, CallError, CallReport, Instance, Loaded, PluginEvent, Slot, Transformer,
 };
 use weir_runtime::plugin::PluginEngine;
 
@@ -609,30 +609,6 @@ pub(crate) fn report_since(
             memory_bytes: 0,
             limits: Limits::default(),
         },
-    }
-}
-
-/// A transformer that is always loaded: the native mapping, or a stage of `weir-bench
-/// stages`.
-pub(crate) struct Loaded<T>(pub(crate) Arc<T>);
-
-impl<T: Transformer + 'static> Slot for Loaded<T> {
-    type Plugin = T;
-
-    fn loaded(&self) -> Option<&Arc<T>> {
-        Some(&self.0)
-    }
-
-    fn is_broken(&self) -> bool {
-        false
-    }
-
-    fn get(&self) -> Result<Arc<T>, SlotError> {
-        Ok(self.0.clone())
-    }
-
-    async fn load(&self) -> Result<Arc<T>, SlotError> {
-        Ok(self.0.clone())
     }
 }
 

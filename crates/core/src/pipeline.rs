@@ -602,11 +602,9 @@ fn dead(raw: &RawValue, kind: DeadLetterKind, message: String, blame: Blame) -> 
 
 /// Why a plugin's events cannot be published: the dead-letter kind and message.
 #[derive(Debug)]
-pub struct EntryError {
-    /// The dead-letter kind.
-    pub kind: DeadLetterKind,
-    /// What is wrong with the events.
-    pub message: String,
+struct EntryError {
+    kind: DeadLetterKind,
+    message: String,
 }
 
 fn invalid(message: String) -> EntryError {
@@ -616,10 +614,9 @@ fn invalid(message: String) -> EntryError {
     }
 }
 
-/// Validates a plugin's events and wraps each in weir's metadata envelope. (Public so
-/// the benchmark's native mapping goes through exactly the same checks.)
+/// Validates a plugin's events and wraps each in weir's metadata envelope.
 #[allow(clippy::too_many_arguments)]
-pub fn build_entries(
+fn build_entries(
     record: &StreamRecord,
     tenant: &str,
     source: &str,

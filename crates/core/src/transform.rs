@@ -30,6 +30,30 @@ pub trait Slot: Send + Sync + 'static {
     fn load(&self) -> impl Future<Output = Result<Arc<Self::Plugin>, SlotError>> + Send;
 }
 
+/// A transformer that needs no loading (written in Rust: the benchmark's native mapping, a
+/// test's fake): always there, never broken.
+pub struct Loaded<T>(pub Arc<T>);
+
+impl<T: Transformer + 'static> Slot for Loaded<T> {
+    type Plugin = T;
+
+    fn loaded(&self) -> Option<&Arc<T>> {
+        Some(&self.0)
+    }
+
+    fn is_broken(&self) -> bool {
+        false
+    }
+
+    fn get(&self) -> Result<Arc<T>, SlotError> {
+        Ok(self.0.clone())
+    }
+
+    async fn load(&self) -> Result<Arc<T>, SlotError> {
+        Ok(self.0.clone())
+    }
+}
+
 /// A loaded plugin: it makes instances, one per tenant, never shared across tenants.
 pub trait Transformer: Send + Sync {
     /// One tenant's instance.

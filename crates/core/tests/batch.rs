@@ -23,7 +23,7 @@ use weir_core::record::StreamRecord;
 use weir_core::retry::{self, BatchCall, CallOutcome, ItemOutcome, RetryPolicy};
 use weir_core::sink::{EntryResult, PublishReport};
 use weir_core::transform::{
-    CallCost, CallError, CallReport, Instance, PluginEvent, Slot, SlotError, Transformer,
+    CallCost, CallError, CallReport, Instance, Loaded, PluginEvent, Transformer,
 };
 
 /// The mapping: `{"Name": name}` for the customer's new image, to the `crm` destination.
@@ -68,29 +68,6 @@ impl Instance for NameInstance {
                 limits: Limits::default(),
             },
         }
-    }
-}
-
-/// The mapping, always loaded.
-struct Loaded(Arc<NameMapping>);
-
-impl Slot for Loaded {
-    type Plugin = NameMapping;
-
-    fn loaded(&self) -> Option<&Arc<NameMapping>> {
-        Some(&self.0)
-    }
-
-    fn is_broken(&self) -> bool {
-        false
-    }
-
-    fn get(&self) -> Result<Arc<NameMapping>, SlotError> {
-        Ok(self.0.clone())
-    }
-
-    async fn load(&self) -> Result<Arc<NameMapping>, SlotError> {
-        Ok(self.0.clone())
     }
 }
 
@@ -230,7 +207,7 @@ impl DeadLetterStore for &mut MemoryQueue {
     }
 }
 
-fn pipeline() -> Arc<Pipeline<Loaded>> {
+fn pipeline() -> Arc<Pipeline<Loaded<NameMapping>>> {
     let text = "event_bus = \"accounting\"\n[plugins.mapping]\npath = \"mapping.wasm\"\n\
          [[routes]]\ntable = \"Customers\"\nsource = \"weir.customers\"\ntenant = { attribute = \"tenantId\" }\n\
          [tenants.globex]\nplugin = \"mapping\"\n";
@@ -513,29 +490,6 @@ impl Transformer for FullHost {
     }
 }
 
-/// The full host, always loaded.
-struct FullSlot(Arc<FullHost>);
-
-impl Slot for FullSlot {
-    type Plugin = FullHost;
-
-    fn loaded(&self) -> Option<&Arc<FullHost>> {
-        Some(&self.0)
-    }
-
-    fn is_broken(&self) -> bool {
-        false
-    }
-
-    fn get(&self) -> Result<Arc<FullHost>, SlotError> {
-        Ok(self.0.clone())
-    }
-
-    async fn load(&self) -> Result<Arc<FullHost>, SlotError> {
-        Ok(self.0.clone())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_record_that_finds_no_room_for_an_instance_is_retried_not_dead_lettered() {
     let manifest = Manifest::parse(
@@ -549,7 +503,7 @@ async fn a_record_that_finds_no_room_for_an_instance_is_retried_not_dead_lettere
         name: "mapping".to_owned(),
         sha256: "0".repeat(64),
     }));
-    let slots = [("mapping".to_owned(), Arc::new(FullSlot(Arc::new(host))))].into();
+    let slots = [("mapping".to_owned(), Arc::new(Loaded(Arc::new(host))))].into();
     let pipeline = Arc::new(Pipeline::new(manifest, slots));
     let mut queue = MemoryQueue::default();
     let report = batch::run(
