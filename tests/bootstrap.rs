@@ -40,7 +40,7 @@ async fn the_bootstrap_binary_answers_batch_item_failures_through_the_runtime_ap
         "weir-boot",
         Some(&missing_dlq),
         &["mapping"],
-        "[tenants.globex]\nplugin = \"mapping\"\nconfig = { detail_type = \"CustomerChanged\", fields = { Name = \"/name\" } }\n",
+        "[tenants.globex]\nplugin = \"mapping\"\nconfig = { detail_type = \"CustomerChanged\", fields = { Name = \"/name\", LTV = \"/lifetimeValue\" } }\n",
     );
 
     let port = free_port();

@@ -267,7 +267,7 @@ fn the_dead_letter_file_holds_the_record_byte_for_byte() {
     let dlq = tempfile::tempdir().expect("tempdir");
     let dir = tempfile::tempdir().expect("tempdir");
     // Odd spacing and key order that a re-serialisation would not reproduce.
-    let raw = r#"{"eventName" :"INSERT",  "eventID":"x1","eventSourceARN":"arn:aws:dynamodb:eu-west-1:1:table/Customers/stream/s","dynamodb":{"SequenceNumber":"5","Keys":{"tenantId":{"S":"globex"}},"NewImage":{"tenantId":{"S":"globex"},"n":{"N":"1.2.3"}}}}"#;
+    let raw = r#"{"eventName" :"INSERT",  "eventID":"x1","eventSourceARN":"arn:aws:dynamodb:eu-west-1:1:table/Customers/stream/s","dynamodb":{"SequenceNumber":"5","Keys":{"tenantId":{"S":"globex"}},"NewImage":{"tenantId":{"S":"globex"},"lifetimeValue":{"N":"1.2.3"}}}}"#;
     let event = dir.path().join("event.json");
     std::fs::write(&event, format!("{{\"Records\": [{raw}]}}")).expect("write");
     let out = weir(&[
@@ -295,7 +295,8 @@ fn a_pinned_plugin_loads_only_with_its_own_hash() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mapping = plugin("mapping");
     let actual = hex::encode(sha2::Sha256::digest(std::fs::read(&mapping).expect("read")));
-    let tenants = "[tenants.globex]\nplugin = \"mapping\"\nconfig = { detail_type = \"T\", fields = { Name = \"/name\" } }\n";
+    // The mapping reads /lifetimeValue, which the bad record wrote wrongly.
+    let tenants = "[tenants.globex]\nplugin = \"mapping\"\nconfig = { detail_type = \"T\", fields = { Name = \"/name\", LTV = \"/lifetimeValue\" } }\n";
     let wrong = "0".repeat(64);
 
     let m = manifest(dir.path(), &[("mapping", &mapping, Some(&wrong))], tenants);

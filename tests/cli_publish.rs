@@ -23,7 +23,7 @@ fn weir_publish(moto: &Moto, manifest: &std::path::Path, event: &str) -> Output 
         .expect("weir runs")
 }
 
-const GLOBEX: &str = "[tenants.globex]\nplugin = \"mapping\"\nconfig = { detail_type = \"CustomerChanged\", fields = { Name = \"/name\" } }\n";
+const GLOBEX: &str = "[tenants.globex]\nplugin = \"mapping\"\nconfig = { detail_type = \"CustomerChanged\", fields = { Name = \"/name\", LTV = \"/lifetimeValue\" } }\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_exit_statuses_say_what_happened() {

@@ -118,7 +118,7 @@ fn manifest(dir: &Path, build: &str, config: &toml::Value) -> PathBuf {
         "path".into(),
         support::plugin(build).display().to_string().into(),
     );
-    if build != BUILDS[0] {
+    if BUILDS[1..].contains(&build) {
         let cwasm = compiled_dir().join(format!("{build}.cwasm"));
         plugin.insert("compiled".into(), cwasm.display().to_string().into());
         plugin.insert("compiled_sha256".into(), compiled_pin(build).into());
@@ -292,34 +292,39 @@ fn an_unseen_event_maps_byte_identically_in_rust_javascript_and_python() {
     }
 }
 
-#[test]
-fn the_example_event_and_every_golden_case_map_identically() {
+/// The example event and every golden case of salesforce-account, each with the acme
+/// tenant's config and again with the case's own.
+fn example_and_golden_runs() -> Vec<(PathBuf, toml::Value)> {
     let (_, acme) = example_routes_and_acme_config();
     let root = support::root();
     let mut runs = vec![(root.join("examples/events/customers.json"), acme.clone())];
     let cases = root.join("plugins/salesforce-account/cases");
-    if cases.is_dir() {
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&cases)
-            .expect("cases dir")
-            .map(|e| e.expect("case").path())
-            .filter(|p| p.join("event.json").is_file())
-            .collect();
-        dirs.sort();
-        assert!(!dirs.is_empty(), "{} holds no case", cases.display());
-        for dir in dirs {
-            runs.push((dir.join("event.json"), acme.clone()));
-            // And with the case's own config, as `weir test` runs it.
-            let own = [dir.join("config.toml"), cases.join("config.toml")]
-                .into_iter()
-                .find(|p| p.is_file());
-            if let Some(own) = own {
-                let text = std::fs::read_to_string(&own).expect("case config");
-                let table: toml::Table = toml::from_str(&text)
-                    .unwrap_or_else(|e| panic!("{} is not TOML: {e}", own.display()));
-                runs.push((dir.join("event.json"), table.into()));
-            }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&cases)
+        .expect("plugins/salesforce-account/cases")
+        .map(|e| e.expect("case").path())
+        .filter(|p| p.join("event.json").is_file())
+        .collect();
+    dirs.sort();
+    assert!(!dirs.is_empty(), "{} holds no case", cases.display());
+    for dir in dirs {
+        runs.push((dir.join("event.json"), acme.clone()));
+        // And with the case's own config, as `weir test` runs it.
+        let own = [dir.join("config.toml"), cases.join("config.toml")]
+            .into_iter()
+            .find(|p| p.is_file());
+        if let Some(own) = own {
+            let text = std::fs::read_to_string(&own).expect("case config");
+            let table: toml::Table = toml::from_str(&text)
+                .unwrap_or_else(|e| panic!("{} is not TOML: {e}", own.display()));
+            runs.push((dir.join("event.json"), table.into()));
         }
     }
+    runs
+}
+
+#[test]
+fn the_example_event_and_every_golden_case_map_identically() {
+    let runs = example_and_golden_runs();
     let (mut entries, mut dead_letters) = (0, 0);
     for (event, config) in &runs {
         let out = same_from_every_build(event, config);
@@ -331,9 +336,67 @@ fn the_example_event_and_every_golden_case_map_identically() {
         "only {entries} entries over {} runs",
         runs.len()
     );
-    if cases.is_dir() {
-        assert!(dead_letters >= 1, "no case dead-lettered a record");
+    assert!(dead_letters >= 1, "no case dead-lettered a record");
+}
+
+/// A component built against `weir:transform@0.1.0` (images as JSON text; `./dev plugins`
+/// builds salesforce-account with the SDK's `contract-0-1` feature as
+/// salesforce-account-0.1.wasm) still loads, and maps every run here exactly as the 0.2
+/// build of the same plugin: the same entries byte for byte, dead letters and summary.
+#[test]
+fn a_0_1_build_loads_and_maps_byte_identically_to_its_0_2_build() {
+    use weir::plugin::{Contract, LoadOptions, PluginEngine};
+    let engine = PluginEngine::with_cache_dir(None).expect("engine");
+    for (build, contract) in [
+        ("salesforce-account", Contract::V0_2),
+        ("salesforce-account-0.1", Contract::V0_1),
+    ] {
+        let path = support::plugin(build);
+        let bytes = std::fs::read(&path).expect("./dev plugins built it");
+        let plugin = engine
+            .load(
+                build,
+                &path.display().to_string(),
+                &bytes,
+                LoadOptions::default(),
+            )
+            .unwrap_or_else(|e| panic!("{build} does not load: {e}"));
+        assert_eq!(
+            plugin.contract(),
+            contract,
+            "{build} is built against {contract:?}"
+        );
     }
+    let (_, acme) = example_routes_and_acme_config();
+    let mut runs = example_and_golden_runs();
+    runs.push((
+        support::root().join("tests/events/unseen-accounts.json"),
+        acme,
+    ));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut entries = 0;
+    for (i, (event, config)) in runs.iter().enumerate() {
+        let [v02, v01] = ["salesforce-account", "salesforce-account-0.1"].map(|build| {
+            let m = manifest(dir.path(), build, config);
+            run(
+                &m,
+                event,
+                &dir.path().join(format!("{build}-{i}-dead-letters")),
+            )
+        });
+        assert_eq!(
+            v01,
+            v02,
+            "the 0.1 build differs from the 0.2 build on {}",
+            event.display()
+        );
+        entries += v02.entry_count();
+    }
+    assert!(
+        entries >= 18,
+        "only {entries} entries over {} runs",
+        runs.len()
+    );
 }
 
 /// What the function does with the big builds (1.7 MB JS, 18 MB Python): nothing at cold
@@ -381,4 +444,96 @@ async fn the_big_builds_load_lazily_and_precompiled_in_the_function() {
             "{build} was compiled, not loaded precompiled"
         );
     }
+}
+
+/// A value the stream wrote wrongly (here an `N` that is not a number) is found when it is
+/// decoded. A 0.2 plugin reads through the host, which decodes only what is read: the
+/// record is dead-lettered as `decode`, naming the value, when the plugin reads it, and
+/// goes through when no plugin does. A 0.1 plugin is given whole images, so a bad value
+/// anywhere in them dead-letters the record.
+#[test]
+fn a_value_written_wrongly_is_dead_lettered_when_read() {
+    let (_, acme) = example_routes_and_acme_config();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let record = |id: &str, attribute: &str| {
+        serde_json::json!({
+            "eventID": id,
+            "eventName": "INSERT",
+            "eventSourceARN": "arn:aws:dynamodb:eu-west-1:1:table/Customers/stream/s",
+            "dynamodb": {
+                "SequenceNumber": "7",
+                "Keys": {"tenantId": {"S": "acme"}, "customerId": {"S": id}},
+                "NewImage": {
+                    "tenantId": {"S": "acme"},
+                    "customerId": {"S": id},
+                    "name": {"S": "Ada"},
+                    attribute: {"N": "12abc"}
+                }
+            }
+        })
+    };
+    // The mapping reads /lifetimeValue, never /notes.
+    let event = dir.path().join("event.json");
+    let records = [record("read", "lifetimeValue"), record("unread", "notes")];
+    std::fs::write(
+        &event,
+        serde_json::json!({ "Records": records }).to_string(),
+    )
+    .expect("write event");
+    let [v02, v01] = ["salesforce-account", "salesforce-account-0.1"].map(|build| {
+        let m = manifest(dir.path(), build, &acme);
+        run(
+            &m,
+            &event,
+            &dir.path().join(format!("{build}-dead-letters")),
+        )
+    });
+    let read_reason = "dynamodb.NewImage.lifetimeValue: N value \"12abc\" is not a number";
+    let reasons = |out: &RunOutput| {
+        out.dead_letters
+            .values()
+            .map(|d| {
+                (
+                    d["reason"]["kind"].as_str().unwrap_or_default().to_owned(),
+                    d["record"]["eventID"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    d["reason"]["message"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let v02_reasons = reasons(&v02);
+    assert_eq!(v02_reasons.len(), 1, "{v02_reasons:?}");
+    assert_eq!(
+        (v02_reasons[0].0.as_str(), v02_reasons[0].1.as_str()),
+        ("decode", "read")
+    );
+    assert!(v02_reasons[0].2.starts_with(read_reason), "{v02_reasons:?}");
+    assert_eq!(
+        v02.entry_count(),
+        1,
+        "the record whose bad value nobody reads goes through"
+    );
+    assert!(
+        v02.entries.contains(r#"\"externalId\":\"unread\""#),
+        "{}",
+        v02.entries
+    );
+
+    let mut v01_reasons = reasons(&v01);
+    v01_reasons.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(v01.entry_count(), 0, "{}", v01.entries);
+    assert_eq!(
+        v01_reasons
+            .iter()
+            .map(|r| (r.0.as_str(), r.1.as_str()))
+            .collect::<Vec<_>>(),
+        [("decode", "read"), ("decode", "unread")]
+    );
+    assert!(v01_reasons[0].2.starts_with(read_reason), "{v01_reasons:?}");
 }

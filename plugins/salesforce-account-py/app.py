@@ -10,20 +10,21 @@ The event is for the ``salesforce`` destination: an API destination that sends
 ``on_remove = "delete"`` turns REMOVEs into ``SalesforceAccountDelete`` events instead of
 skipping them. Integers outside i64 are sent as strings with every digit.
 
-Images are JSON text whose numbers carry up to 38 significant digits, so they are read
-with ``json.JSONDecoder`` hooks that keep each number's text (``JsonNumber``), never a
-float, and events are written the way the Rust SDK's serde_json writes them: compact,
-object keys sorted by code point, only ``"``, ``\\`` and control characters escaped,
-numbers with every digit.
+The item's images are ``weir:transform@0.2.0`` image resources: each field is read through
+the host by JSON pointer, as plain JSON text of that one value, so attributes the mapping
+does not read are never decoded or copied. Numbers carry up to 38 significant digits, so
+values (and the tenant's config) are read with ``json.JSONDecoder`` hooks that keep each
+number's text (``JsonNumber``), never a float, and events are written the way the Rust
+SDK's serde_json writes them: compact, object keys sorted by code point, only ``"``,
+``\\`` and control characters escaped, numbers with every digit.
 """
 
 import json
 import json.encoder
-import re
 
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.imports.types import Change, Event, StreamRecord, Tenant
+from wit_world.imports.types import Change, Event, Image, StreamRecord, Tenant
 
 
 class JsonNumber:
@@ -105,30 +106,11 @@ def to_json(v) -> str:
     return "".join(out)
 
 
-_INDEX = re.compile(r"0|[1-9][0-9]*")
-
-
-def image_get(item: dict, pointer):
-    """The value at RFC 6901 ``pointer`` in ``item``, or None when absent (as Image::get)."""
-    if not isinstance(pointer, str) or not pointer.startswith("/"):
-        return _ABSENT
-    v = item
-    for raw in pointer[1:].split("/"):
-        token = raw.replace("~1", "/").replace("~0", "~")
-        if isinstance(v, list):
-            if not _INDEX.fullmatch(token):
-                return _ABSENT
-            i = int(token)
-            if i >= len(v):
-                return _ABSENT
-            v = v[i]
-        elif isinstance(v, dict):
-            if token not in v:
-                return _ABSENT
-            v = v[token]
-        else:
-            return _ABSENT
-    return v
+def image_get(image: Image, pointer: str):
+    """The value at RFC 6901 ``pointer`` in ``image`` (a host image resource), or ``_ABSENT``
+    (as Image::get): one host call, which answers with that value's plain JSON."""
+    text = image.to_json(pointer)
+    return _ABSENT if text is None else parse_json(text)
 
 
 _ABSENT = object()
@@ -157,16 +139,6 @@ def config_str(config, key: str):
     return v if isinstance(v, str) else None
 
 
-def parse_image(text: str, what: str) -> dict:
-    try:
-        v = parse_json(text)
-    except (ValueError, RecursionError) as e:
-        raise Err(f"{what} is not JSON: {e}")
-    if not isinstance(v, dict):
-        raise Err(f"{what} is not a JSON object")
-    return v
-
-
 # Account fields and the item attributes they come from.
 FIELDS = (
     ("AnnualRevenue", "/lifetimeValue"),
@@ -181,7 +153,7 @@ FIELDS = (
 )
 
 
-def external_id(item: dict, pointer: str):
+def external_id(item: Image, pointer: str):
     v = image_get(item, pointer)
     if isinstance(v, str) and v:
         return v
@@ -219,9 +191,6 @@ def _tenant_config(text: str):
 
 
 def map_record(record: StreamRecord, tenant: Tenant) -> list:
-    # Images are parsed only when the mapping reads them. weir writes every image as a JSON
-    # object, so the errors the Rust SDK raises on unreadable images cannot arise from an
-    # image left unread.
     config = _tenant_config(tenant.config)
     field = config_str(config, "external_id_field")
     if field is None:
@@ -231,17 +200,11 @@ def map_record(record: StreamRecord, tenant: Tenant) -> list:
     remove = record.change == Change.REMOVE
     if remove and _or(config_str(config, "on_remove"), "skip") == "skip":
         return []
-    image_text = record.old_image if remove else record.new_image
-    if image_text is None:
-        item = keys = parse_image(record.keys, "keys")
-    else:
-        item = parse_image(image_text, "old image" if remove else "new image")
-        keys = None
+    image = record.old_image if remove else record.new_image
+    item = record.keys if image is None else image
     ident = external_id(item, id_pointer)
     if ident is None:
-        if keys is None:
-            keys = parse_image(record.keys, "keys")
-        ident = external_id(keys, id_pointer)
+        ident = external_id(record.keys, id_pointer)
     if ident is None:
         raise Err(f"the item has no external id at {id_pointer}")
     path = f"/services/data/{api_version}/sobjects/Account/{field}/{encode_path_segment(ident)}"
@@ -276,7 +239,13 @@ class Transformer(exports.Transformer):
     """The ``weir:transform/transformer`` export: the events, or ``Err(reason)``."""
 
     def transform(self, record: StreamRecord, tenant: Tenant) -> list:
-        return map_record(record, tenant)
+        try:
+            return map_record(record, tenant)
+        finally:
+            # The images are the host's for this call: release the handles now.
+            for image in (record.keys, record.new_image, record.old_image):
+                if image is not None:
+                    image.__exit__(None, None, None)
 
 
 # Run the reader and writer once while the component is built (componentize-py snapshots

@@ -13,7 +13,6 @@
 
 #![deny(missing_docs)]
 
-use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -34,10 +33,11 @@ use weir_aws::dead_letter::DeadLetterSink;
 use weir_aws::publish::{PublishConfig, Publisher};
 use weir_aws::store::{Location, Store};
 use weir_core::batch;
+use weir_core::image::TypedImage;
 use weir_core::manifest::{Limits, Manifest};
 use weir_core::model::{Entry, PluginRef};
 use weir_core::pipeline::Pipeline;
-use weir_core::record::{Change, StreamRecord};
+use weir_core::record::{Change, LazyRecord};
 use weir_core::transform::{
     CallCost, CallError, CallReport, Instance, Loaded, PluginEvent, Slot, Transformer,
 };
@@ -367,50 +367,17 @@ pub fn generate(n: usize, tenants: usize, seed: u64) -> Value {
 // The native contender: salesforce-account written in the host
 
 /// Account fields and the item attributes they come from (as the plugin has them).
-const FIELDS: &[(&str, &[&str])] = &[
-    ("AnnualRevenue", &["lifetimeValue"]),
-    ("BillingCity", &["address", "city"]),
-    ("BillingCountry", &["address", "country"]),
-    ("BillingPostalCode", &["address", "zip"]),
-    ("BillingStreet", &["address", "street"]),
-    ("Name", &["name"]),
-    ("NumberOfEmployees", &["employees"]),
-    ("Phone", &["phone"]),
-    ("Website", &["website"]),
+const FIELDS: &[(&str, &str)] = &[
+    ("AnnualRevenue", "/lifetimeValue"),
+    ("BillingCity", "/address/city"),
+    ("BillingCountry", "/address/country"),
+    ("BillingPostalCode", "/address/zip"),
+    ("BillingStreet", "/address/street"),
+    ("Name", "/name"),
+    ("NumberOfEmployees", "/employees"),
+    ("Phone", "/phone"),
+    ("Website", "/website"),
 ];
-
-type Fields<'a> = HashMap<String, &'a RawValue>;
-
-/// An image's fields as raw JSON text, each nested object parsed once when first needed.
-struct ImageView<'a> {
-    top: Fields<'a>,
-    nested: HashMap<String, Fields<'a>>,
-}
-
-impl<'a> ImageView<'a> {
-    fn new(image: &'a str) -> Self {
-        ImageView {
-            top: serde_json::from_str(image).unwrap_or_default(),
-            nested: HashMap::new(),
-        }
-    }
-
-    /// The value at `path` (one or two levels), as raw text.
-    fn get(&mut self, path: &[&str]) -> Option<&'a RawValue> {
-        match path {
-            [one] => self.top.get(*one).copied(),
-            [first, second] => {
-                if !self.nested.contains_key(*first) {
-                    let raw = *self.top.get(*first)?;
-                    let fields: Fields<'a> = serde_json::from_str(raw.get()).ok()?;
-                    self.nested.insert((*first).to_owned(), fields);
-                }
-                self.nested.get(*first)?.get(*second).copied()
-            }
-            _ => None,
-        }
-    }
-}
 
 /// The SDK's `eventbridge_safe`, on raw JSON text: integers outside i64 become strings,
 /// everything else is written as serde_json writes it, digits kept.
@@ -458,15 +425,17 @@ fn write_safe(raw: &str, out: &mut String) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn external_id(image: &mut ImageView<'_>, pointer: &[&str]) -> Option<String> {
-    let v = image.get(pointer)?;
-    match v.get().as_bytes().first() {
-        Some(b'"') => serde_json::from_str::<String>(v.get())
+fn external_id(image: &TypedImage<'_>, pointer: &str) -> Result<Option<String>, CallError> {
+    let Some(v) = image.to_json(pointer).map_err(CallError::Decode)? else {
+        return Ok(None);
+    };
+    Ok(match v.as_bytes().first() {
+        Some(b'"') => serde_json::from_str::<String>(&v)
             .ok()
             .filter(|s| !s.is_empty()),
-        Some(b'-' | b'0'..=b'9') => Some(v.get().to_owned()),
+        Some(b'-' | b'0'..=b'9') => Some(v),
         _ => None,
-    }
+    })
 }
 
 fn encode_path_segment(s: &str) -> String {
@@ -482,37 +451,48 @@ fn encode_path_segment(s: &str) -> String {
 }
 
 /// What the `salesforce-account` plugin does, in the host.
-pub fn native_transform(record: &StreamRecord, config: &Value) -> Result<Vec<PluginEvent>, String> {
+pub fn native_transform(
+    record: &LazyRecord<'_>,
+    config: &Value,
+) -> Result<Vec<PluginEvent>, CallError> {
     let text = |k: &str| config.get(k).and_then(Value::as_str);
-    let field = text("external_id_field")
-        .ok_or("config.external_id_field must name the Account's external id field")?;
+    let rejected = |why: &str| CallError::Rejected(why.to_owned());
+    let field = text("external_id_field").ok_or_else(|| {
+        rejected("config.external_id_field must name the Account's external id field")
+    })?;
     let id_pointer = text("external_id").unwrap_or("/customerId");
     let api_version = text("api_version").unwrap_or("v61.0");
-    let remove = record.change == Change::Remove;
+    let parsed = record.parsed();
+    let remove = parsed.change() == Change::Remove;
     if remove && text("on_remove").unwrap_or("skip") == "skip" {
         return Ok(vec![]);
     }
-    let image = match record.change {
-        Change::Remove => record.old_image.as_deref(),
-        _ => record.new_image.as_deref(),
+    // Read in place from the stream's typed JSON, as a 0.2 plugin reads through the host.
+    let keys = TypedImage::new(parsed.keys_text());
+    let image = match parsed.change() {
+        Change::Remove => parsed.old_image_text(),
+        _ => parsed.new_image_text(),
     }
-    .unwrap_or(&record.keys);
-    let pointer: Vec<&str> = id_pointer.trim_start_matches('/').split('/').collect();
-    let mut image = ImageView::new(image);
-    let id = external_id(&mut image, &pointer)
-        .or_else(|| external_id(&mut ImageView::new(&record.keys), &pointer))
-        .ok_or_else(|| format!("the item has no external id at {id_pointer}"))?;
+    .map(TypedImage::new);
+    let image = image.as_ref().unwrap_or(&keys);
+    let id = match external_id(image, id_pointer)? {
+        Some(id) => id,
+        None => external_id(&keys, id_pointer)?.ok_or_else(|| {
+            CallError::Rejected(format!("the item has no external id at {id_pointer}"))
+        })?,
+    };
     let path = format!(
         "/services/data/{api_version}/sobjects/Account/{field}/{}",
         encode_path_segment(&id)
     );
-    let strings = |out: &mut String| -> Result<(), String> {
+    let json = |s: &str| serde_json::to_string(s).map_err(|e| CallError::Host(e.to_string()));
+    let strings = |out: &mut String| -> Result<(), CallError> {
         out.push_str("\"externalId\":");
-        out.push_str(&serde_json::to_string(&id).map_err(|e| e.to_string())?);
+        out.push_str(&json(&id)?);
         out.push_str(",\"externalIdField\":");
-        out.push_str(&serde_json::to_string(field).map_err(|e| e.to_string())?);
+        out.push_str(&json(field)?);
         out.push_str(",\"path\":");
-        out.push_str(&serde_json::to_string(&path).map_err(|e| e.to_string())?);
+        out.push_str(&json(&path)?);
         Ok(())
     };
     let mut detail = String::with_capacity(512);
@@ -523,11 +503,11 @@ pub fn native_transform(record: &StreamRecord, config: &Value) -> Result<Vec<Plu
     } else {
         let mut body = String::with_capacity(384);
         let mut has_name = false;
-        for (account_field, path) in FIELDS {
-            let Some(v) = image.get(path) else {
+        for (account_field, pointer) in FIELDS {
+            let Some(v) = image.to_json(pointer).map_err(CallError::Decode)? else {
                 continue;
             };
-            if v.get() == "null" {
+            if v == "null" {
                 continue;
             }
             has_name |= *account_field == "Name";
@@ -535,10 +515,12 @@ pub fn native_transform(record: &StreamRecord, config: &Value) -> Result<Vec<Plu
             body.push('"');
             body.push_str(account_field);
             body.push_str("\":");
-            write_safe(v.get(), &mut body).map_err(|e| e.to_string())?;
+            write_safe(&v, &mut body).map_err(|e| CallError::Host(e.to_string()))?;
         }
         if !has_name {
-            return Err("the item has no name; Salesforce requires Account.Name".into());
+            return Err(rejected(
+                "the item has no name; Salesforce requires Account.Name",
+            ));
         }
         body.push('}');
         detail.push_str("\"body\":");
@@ -582,7 +564,7 @@ impl Transformer for NativeMapping {
 }
 
 impl Instance for NativeInstance {
-    fn transform(&mut self, record: &StreamRecord, config_json: &str) -> CallReport {
+    fn transform(&mut self, record: &LazyRecord<'_>, config_json: &str) -> CallReport {
         let started = Instant::now();
         let config = match &self.config {
             Some((text, value)) if text == config_json => Ok(value),
@@ -590,7 +572,7 @@ impl Instance for NativeInstance {
                 .map(|v| &self.config.insert((config_json.to_owned(), v)).1)
                 .map_err(|e| CallError::Host(format!("tenant config: {e}"))),
         };
-        let result = config.and_then(|c| native_transform(record, c).map_err(CallError::Rejected));
+        let result = config.and_then(|c| native_transform(record, c));
         report_since(started, result)
     }
 }

@@ -12,7 +12,7 @@ use crate::manifest::{DEFAULT_TENANT, Limits, Manifest, Route, TenantSpec};
 use crate::model::Blame;
 pub use crate::model::Entry;
 use crate::model::{DeadLetter, DeadLetterKind, PluginRef, Reason};
-use crate::record::{self, StreamRecord, write_json_string};
+use crate::record::{self, write_json_string};
 use crate::transform::{
     CallCost, CallError, Instance as _, LoadProblem, LoadProblems, PluginEvent, Slot, SlotError,
     Transformer,
@@ -419,21 +419,7 @@ impl<S: Slot> Batch<'_, S> {
             } => (route, entry, tenant, tenant_id),
             Routed::Filtered(reason, tenant) => return Outcome::Filtered { reason, tenant },
         };
-        let record = match parsed.decode() {
-            Ok(r) => r,
-            Err(e) => {
-                let mut letter = DeadLetter::new(
-                    raw,
-                    Reason {
-                        kind: DeadLetterKind::Decode,
-                        message: e.to_string(),
-                        blame: Blame::Record,
-                    },
-                );
-                letter.tenant = Some(tenant_id);
-                return Outcome::DeadLetter(Box::new(letter));
-            }
-        };
+        let record = record::LazyRecord::new(parsed);
         let limits = manifest.limits_for(tenant);
         let config = self
             .pipeline
@@ -564,7 +550,7 @@ impl<S: Slot> Batch<'_, S> {
             }
             let first = entries.len();
             match build_entries(
-                &record,
+                record.parsed(),
                 &tenant_id,
                 &route.source,
                 manifest,
@@ -617,7 +603,7 @@ fn invalid(message: String) -> EntryError {
 /// Validates a plugin's events and wraps each in weir's metadata envelope.
 #[allow(clippy::too_many_arguments)]
 fn build_entries(
-    record: &StreamRecord,
+    record: &record::ParsedRecord<'_>,
     tenant: &str,
     source: &str,
     manifest: &Manifest,
@@ -701,7 +687,7 @@ fn build_entries(
 /// `{"metadata": {...}, "payload": DETAIL}`, written as text so the payload's digits are
 /// kept exactly as the plugin wrote them.
 fn envelope(
-    record: &StreamRecord,
+    record: &record::ParsedRecord<'_>,
     tenant: &str,
     plugin: &str,
     index: usize,
@@ -709,7 +695,7 @@ fn envelope(
 ) -> String {
     let mut out = String::with_capacity(event.detail.len() + 320);
     out.push_str("{\"metadata\":{\"id\":");
-    write_json_string(&event_id(&record.event_id, index), &mut out);
+    write_json_string(&event_id(record.event_id(), index), &mut out);
     out.push_str(",\"tenant\":");
     write_json_string(tenant, &mut out);
     out.push_str(",\"destination\":");
@@ -717,15 +703,15 @@ fn envelope(
     out.push_str(",\"plugin\":");
     write_json_string(plugin, &mut out);
     out.push_str(",\"table\":");
-    write_json_string(&record.table, &mut out);
+    write_json_string(record.table(), &mut out);
     out.push_str(",\"eventID\":");
-    write_json_string(&record.event_id, &mut out);
+    write_json_string(record.event_id(), &mut out);
     out.push_str(",\"eventName\":\"");
-    out.push_str(record.change.as_str());
+    out.push_str(record.change().as_str());
     out.push_str("\",\"sequenceNumber\":");
-    write_json_string(&record.sequence_number, &mut out);
+    write_json_string(record.sequence_number(), &mut out);
     out.push_str(",\"approximateCreationTime\":");
-    match record.approximate_creation_time_ms {
+    match record.approximate_creation_time_ms() {
         Some(ms) => write_json_string(&rfc3339_from_ms(ms), &mut out),
         None => out.push_str("null"),
     }

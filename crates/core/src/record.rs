@@ -100,6 +100,18 @@ impl DecodeError {
             message: message.into(),
         }
     }
+
+    /// The error with its path (a JSON pointer) placed in an image: `dynamodb.NewImage`
+    /// and `/address/zip` say `dynamodb.NewImage.address.zip`.
+    pub fn in_image(mut self, image: &str) -> Self {
+        // As the eager decoder names it: `dynamodb.NewImage.address.zip`.
+        self.path = if self.path.starts_with('/') {
+            format!("{image}{}", self.path.replace('/', "."))
+        } else {
+            image.to_owned()
+        };
+        self
+    }
 }
 
 /// A Lambda event for DynamoDB Streams with each record kept as the exact text received,
@@ -288,17 +300,29 @@ impl<'a> ParsedRecord<'a> {
         self.old_image.map(RawValue::get)
     }
 
+    /// The keys' typed JSON text, undecoded.
+    pub fn keys_text(&self) -> &'a str {
+        self.keys.get()
+    }
+
+    /// What happened to the item.
+    pub fn change(&self) -> Change {
+        self.change
+    }
+
+    /// When the change was made, in epoch milliseconds, if the stream says.
+    pub fn approximate_creation_time_ms(&self) -> Option<u64> {
+        self.approximate_creation_time_ms
+    }
+
+    /// Whether DynamoDB itself removed the item because its TTL expired.
+    pub fn removed_by_ttl(&self) -> bool {
+        self.removed_by_ttl
+    }
+
     /// Converts the images to plain JSON.
     pub fn decode(self) -> Result<StreamRecord, DecodeError> {
-        let keys = transcode_image(self.keys.get(), "dynamodb.Keys")?;
-        let new_image = self
-            .new_image
-            .map(|m| transcode_image(m.get(), "dynamodb.NewImage"))
-            .transpose()?;
-        let old_image = self
-            .old_image
-            .map(|m| transcode_image(m.get(), "dynamodb.OldImage"))
-            .transpose()?;
+        let (keys, new_image, old_image) = self.decode_images()?;
         Ok(StreamRecord {
             table: self.table,
             event_id: self.event_id,
@@ -310,6 +334,83 @@ impl<'a> ParsedRecord<'a> {
             old_image,
             removed_by_ttl: self.removed_by_ttl,
         })
+    }
+
+    /// The keys and images as plain JSON text.
+    #[allow(clippy::type_complexity)]
+    fn decode_images(&self) -> Result<(String, Option<String>, Option<String>), DecodeError> {
+        let keys = transcode_image(self.keys.get(), "dynamodb.Keys")?;
+        let new_image = self
+            .new_image
+            .map(|m| transcode_image(m.get(), "dynamodb.NewImage"))
+            .transpose()?;
+        let old_image = self
+            .old_image
+            .map(|m| transcode_image(m.get(), "dynamodb.OldImage"))
+            .transpose()?;
+        Ok((keys, new_image, old_image))
+    }
+}
+
+/// Where a record came from: what a `weir:transform@0.2.0` plugin reads as `origin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Origin {
+    /// A change read from the table's stream.
+    Stream,
+    /// An item already in the table, read by a backfill (an INSERT with a new image).
+    Backfill,
+}
+
+/// A routed record as a plugin instance gets it: its fields, its images as the stream's
+/// typed JSON text (which `weir:transform@0.2.0` plugins read in place, decoding only what
+/// they read), and the plain JSON form, made on first request and then kept (0.1 plugins
+/// and mappings written in Rust take that; a tenant's second plugin reuses it).
+pub struct LazyRecord<'a> {
+    parsed: ParsedRecord<'a>,
+    origin: Origin,
+    decoded: std::cell::OnceCell<Result<StreamRecord, DecodeError>>,
+}
+
+impl<'a> LazyRecord<'a> {
+    /// A record from the stream, nothing decoded yet.
+    pub fn new(parsed: ParsedRecord<'a>) -> Self {
+        LazyRecord {
+            parsed,
+            origin: Origin::Stream,
+            decoded: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// Its fields, and its images' typed JSON text.
+    pub fn parsed(&self) -> &ParsedRecord<'a> {
+        &self.parsed
+    }
+
+    /// Where it came from.
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    /// The record with its images as plain JSON, decoded on the first call.
+    pub fn decoded(&self) -> Result<&StreamRecord, DecodeError> {
+        self.decoded
+            .get_or_init(|| {
+                let p = &self.parsed;
+                let (keys, new_image, old_image) = p.decode_images()?;
+                Ok(StreamRecord {
+                    table: p.table.clone(),
+                    event_id: p.event_id.clone(),
+                    change: p.change,
+                    sequence_number: p.sequence_number.clone(),
+                    approximate_creation_time_ms: p.approximate_creation_time_ms,
+                    keys,
+                    new_image,
+                    old_image,
+                    removed_by_ttl: p.removed_by_ttl,
+                })
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 }
 
@@ -380,18 +481,22 @@ pub fn transcode_image(image: &str, path: &str) -> Result<String, DecodeError> {
     .and_then(|()| de.end());
     match result {
         Ok(()) => Ok(out),
-        Err(e) => Err(cx.error.take().unwrap_or_else(|| {
-            if e.to_string().starts_with("recursion limit exceeded") {
-                DecodeError::at(
-                    path,
-                    format!(
-                        "nested deeper than any DynamoDB item can be (over {MAX_ATTRIBUTE_DEPTH} levels)"
-                    ),
-                )
-            } else {
-                DecodeError::at(path, format!("not valid JSON: {e}"))
-            }
-        })),
+        Err(e) => Err(cx.error.take().unwrap_or_else(|| json_error(path, &e))),
+    }
+}
+
+/// Why `path`'s text could not be read as JSON: nesting past the reader's limit is named
+/// as what it is.
+fn json_error(path: &str, e: &serde_json::Error) -> DecodeError {
+    if e.to_string().starts_with("recursion limit exceeded") {
+        DecodeError::at(
+            path,
+            format!(
+                "nested deeper than any DynamoDB item can be (over {MAX_ATTRIBUTE_DEPTH} levels)"
+            ),
+        )
+    } else {
+        DecodeError::at(path, format!("not valid JSON: {e}"))
     }
 }
 
@@ -413,10 +518,7 @@ pub(crate) fn transcode_attribute(attribute: &str, path: &str) -> Result<String,
     .and_then(|()| de.end());
     match result {
         Ok(()) => Ok(out),
-        Err(e) => Err(cx
-            .error
-            .take()
-            .unwrap_or_else(|| DecodeError::at(path, format!("not valid JSON: {e}")))),
+        Err(e) => Err(cx.error.take().unwrap_or_else(|| json_error(path, &e))),
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::manifest::Limits;
 use crate::model::{Blame, DeadLetterKind, PluginRef};
-use crate::record::StreamRecord;
+use crate::record::{DecodeError, LazyRecord};
 
 /// A plugin the manifest names, as the pipeline needs it: loaded on first use, then kept.
 pub trait Slot: Send + Sync + 'static {
@@ -70,7 +70,7 @@ pub trait Transformer: Send + Sync {
 /// batches, and a batch runs on whichever thread is free.
 pub trait Instance: Send {
     /// Maps one record, with the tenant's config as JSON text.
-    fn transform(&mut self, record: &StreamRecord, config_json: &str) -> CallReport;
+    fn transform(&mut self, record: &LazyRecord<'_>, config_json: &str) -> CallReport;
 }
 
 /// One event a plugin returned, not yet validated.
@@ -125,6 +125,10 @@ pub enum CallError {
     /// retried, not dead-lettered.
     #[error("no room for another plugin instance on this host")]
     NoRoom,
+    /// The record holds a value the stream wrote wrongly, found when the plugin's
+    /// contract (or its read) needed it decoded: the record is at fault.
+    #[error("{0}")]
+    Decode(DecodeError),
 }
 
 impl CallError {
@@ -138,6 +142,7 @@ impl CallError {
             CallError::StackOverflow(_) => DeadLetterKind::StackOverflow,
             CallError::Trap(_) => DeadLetterKind::Trap,
             CallError::Host(_) | CallError::NoRoom => DeadLetterKind::HostError,
+            CallError::Decode(_) => DeadLetterKind::Decode,
         }
     }
 
@@ -145,13 +150,14 @@ impl CallError {
     pub fn blame(&self) -> Blame {
         match self {
             CallError::Host(_) | CallError::NoRoom => Blame::Host,
+            CallError::Decode(_) => Blame::Record,
             _ => Blame::Plugin,
         }
     }
 
     /// After a trap the instance's state is undefined: it must not serve another record.
     pub fn poisons_instance(&self) -> bool {
-        !matches!(self, CallError::Rejected(_))
+        !matches!(self, CallError::Rejected(_) | CallError::Decode(_))
     }
 }
 

@@ -19,7 +19,7 @@ use weir_core::location::Location;
 use weir_core::manifest::{Limits, Manifest};
 use weir_core::model::{DeadLetter, DeadLetterKind, Entry, PluginRef};
 use weir_core::pipeline::Pipeline;
-use weir_core::record::StreamRecord;
+use weir_core::record::LazyRecord;
 use weir_core::retry::{self, BatchCall, CallOutcome, ItemOutcome, RetryPolicy};
 use weir_core::sink::{EntryResult, PublishReport};
 use weir_core::transform::{
@@ -44,7 +44,10 @@ impl Transformer for NameMapping {
 }
 
 impl Instance for NameInstance {
-    fn transform(&mut self, record: &StreamRecord, _config_json: &str) -> CallReport {
+    fn transform(&mut self, record: &LazyRecord<'_>, _config_json: &str) -> CallReport {
+        let Ok(record) = record.decoded() else {
+            panic!("the test's records decode");
+        };
         let image: Value = record
             .new_image
             .as_deref()

@@ -9,10 +9,13 @@
 // `on_remove = "delete"` turns REMOVEs into `SalesforceAccountDelete` events instead of
 // skipping them. Integers outside i64 are sent as strings with every digit.
 //
-// Images are JSON text whose numbers carry up to 38 significant digits, so they are parsed
-// here with a reader that keeps each number's text, never a float, and events are written
-// the way the Rust SDK's serde_json writes them: compact, object keys sorted by code point,
-// only `"`, `\` and control characters escaped, numbers with every digit.
+// The item's images are `weir:transform@0.2.0` image resources: each field is read through
+// the host by JSON pointer, as plain JSON text of that one value, so attributes the mapping
+// does not read are never decoded or copied. Numbers carry up to 38 significant digits, so
+// values (and the tenant's config) are parsed with a reader that keeps each number's text,
+// never a float, and events are written the way the Rust SDK's serde_json writes them:
+// compact, object keys sorted by code point, only `"`, `\` and control characters escaped,
+// numbers with every digit.
 
 // A JSON number is held as a string: U+DFFF followed by the number's text. Strings from
 // weir are UTF-8, so a real string never holds a lone surrogate and the mark is unambiguous.
@@ -212,25 +215,13 @@ function pointerTokens(pointer) {
 
 const ARRAY_INDEX = /^(?:0|[1-9][0-9]*)$/;
 
-/** The value at RFC 6901 `pointer` in image `item`, or undefined (as the Rust SDK's Image::get). */
-function imageGet(item, pointer) {
-  if (typeof pointer !== "string" || pointer.charCodeAt(0) !== 0x2f) return undefined;
-  const tokens = pointerTokens(pointer);
-  let v = item;
-  for (let i = 0; i < tokens.length; i++) {
-    const token = tokens[i];
-    if (typeof v !== "object" || v === null) return undefined;
-    if (Array.isArray(v)) {
-      if (!ARRAY_INDEX.test(token)) return undefined;
-      const n = Number(token);
-      if (n >= v.length) return undefined;
-      v = v[n];
-    } else {
-      if (!Object.hasOwn(v, token)) return undefined;
-      v = v[token];
-    }
-  }
-  return v;
+/**
+ * The value at RFC 6901 `pointer` in `image` (a host image resource), or undefined (as the
+ * Rust SDK's Image::get): one host call, which answers with that value's plain JSON.
+ */
+function imageGet(image, pointer) {
+  const text = image.toJson(pointer);
+  return text == null ? undefined : parseJson(text);
 }
 
 const I64_MIN = -(2n ** 63n);
@@ -263,17 +254,6 @@ function configStr(config, key) {
   if (!isObject(config) || !Object.hasOwn(config, key)) return undefined;
   const v = config[key];
   return isString(v) ? v : undefined;
-}
-
-function parseImage(text, what) {
-  let v;
-  try {
-    v = parseJson(text);
-  } catch (e) {
-    throw `${what} is not JSON: ${e.message}`;
-  }
-  if (!isObject(v)) throw `${what} is not a JSON object`;
-  return v;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -358,9 +338,13 @@ function tenantConfig(text) {
   return lastConfig;
 }
 
-// Images are parsed only when the mapping reads them. weir writes every image as a JSON
-// object, so the errors the Rust SDK raises on unreadable images cannot arise from an image
-// left unread.
+/** The record's image resources, released when the call ends (the host keeps them for it). */
+function releaseImages(record) {
+  for (const image of [record.keys, record.newImage, record.oldImage]) {
+    if (image != null) image.drop();
+  }
+}
+
 function mapRecord(record, tenant) {
   const config = tenantConfig(tenant.config);
   const field = configStr(config, "external_id_field");
@@ -373,11 +357,9 @@ function mapRecord(record, tenant) {
   if (remove && (configStr(config, "on_remove") ?? "skip") === "skip") {
     return [];
   }
-  let keys;
-  const recordKeys = () => (keys ??= parseImage(record.keys, "keys"));
-  const imageText = remove ? record.oldImage : record.newImage;
-  const item = imageText == null ? recordKeys() : parseImage(imageText, remove ? "old image" : "new image");
-  const id = externalId(item, idPointer) ?? externalId(recordKeys(), idPointer);
+  const image = remove ? record.oldImage : record.newImage;
+  const item = image ?? record.keys;
+  const id = externalId(item, idPointer) ?? externalId(record.keys, idPointer);
   if (id === undefined) throw `the item has no external id at ${idPointer}`;
   const path = `/services/data/${apiVersion}/sobjects/Account/${field}/${encodePathSegment(id)}`;
   if (remove) {
@@ -405,6 +387,10 @@ toJson(eventbridgeSafe(parseJson('{"a":[1,-0.5e3,"\\u00e9",true,null,{"b":{}}]}'
 /** The `weir:transform/transformer` export: returns the events, or throws the reason. */
 export const transformer = {
   transform(record, tenant) {
-    return mapRecord(record, tenant);
+    try {
+      return mapRecord(record, tenant);
+    } finally {
+      releaseImages(record);
+    }
   },
 };

@@ -1,5 +1,5 @@
-//! An item's [`Image`]: its JSON text indexed by attribute, values looked up by JSON
-//! Pointer and parsed on first read.
+//! An item's [`Image`], values looked up by JSON Pointer: read through the host in a
+//! plugin, or from JSON text indexed by attribute in a test.
 
 use std::fmt;
 
@@ -10,103 +10,86 @@ use crate::number::ExactNumber;
 
 /// An item's attributes. Look values up by RFC 6901 JSON Pointer (`/address/city`).
 ///
-/// The image is kept as its JSON text with an index of its attributes; an attribute is
-/// parsed the first time it is read. Most mappings read a handful of an item's fields, and
-/// parsing the whole item was most of a plugin's time.
+/// In a plugin the image is read through the host (`weir:transform@0.2.0`): each read asks
+/// for one value, which the host decodes from the stream's typed JSON, so attributes the
+/// plugin never reads are never decoded or copied. An image made with [`Image::parse`] (in
+/// tests, or for JSON a plugin carries) is its JSON text with an index of its attributes,
+/// each parsed on first read. Both answer every read the same way.
 #[derive(Clone, Default)]
-pub struct Image {
-    text: String,
-    /// Each attribute's name and where its value lies in `text`, sorted by name.
-    fields: Vec<(FieldName, std::ops::Range<usize>)>,
-    /// The values parsed so far, by position in `fields`.
-    values: Vec<std::cell::OnceCell<Value>>,
+pub struct Image(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Text(Indexed),
+    #[cfg_attr(feature = "contract-0-1", allow(dead_code))]
+    Host(std::rc::Rc<crate::host_image::HostImage>),
+}
+
+impl Default for Repr {
+    fn default() -> Self {
+        Repr::Text(Indexed::default())
+    }
 }
 
 impl Image {
     /// An image from JSON text holding an object (for tests, or JSON a plugin carries).
     pub fn parse(json: &str) -> Result<Image, Error> {
-        Image::index(json.to_owned()).map_err(Error)
+        Indexed::index(json.to_owned())
+            .map(|i| Image(Repr::Text(i)))
+            .map_err(Error)
     }
 
     /// An image of these attributes.
     pub fn from_map(map: Map<String, Value>) -> Image {
         let text = serde_json::to_string(&Value::Object(map)).unwrap_or_default();
-        Image::index(text).unwrap_or_default()
+        Image(Repr::Text(Indexed::index(text).unwrap_or_default()))
     }
 
-    /// Indexes `text` in one pass: each attribute's name (a span of `text` unless it has
-    /// escapes) and its value's span. No value is parsed and nothing else is allocated.
-    fn index(text: String) -> Result<Image, String> {
-        let mut fields = index_object(&text).map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => "an image must be a JSON object".to_owned(),
-            _ => format!("not JSON: {e}"),
-        })?;
-        // weir sends attributes sorted; sort anyway (stable: a run over sorted input), and
-        // keep the last of any repeated name, as a JSON object reader would (`dedup_by`
-        // keeps the earlier of two, so it takes the later one's span first).
-        fields.sort_by(|(a, _), (b, _)| a.as_str(&text).cmp(b.as_str(&text)));
-        fields.dedup_by(|later, earlier| {
-            let repeated = later.0.as_str(&text) == earlier.0.as_str(&text);
-            if repeated {
-                std::mem::swap(later, earlier);
-            }
-            repeated
-        });
-        let values = fields.iter().map(|_| std::cell::OnceCell::new()).collect();
-        Ok(Image {
-            text,
-            fields,
-            values,
-        })
-    }
-
-    /// The attribute `name`, parsed on first use.
-    fn field(&self, name: &str) -> Option<&Value> {
-        let i = self
-            .fields
-            .binary_search_by(|(n, _)| n.as_str(&self.text).cmp(name))
-            .ok()?;
-        let range = self.fields[i].1.clone();
-        Some(self.values[i].get_or_init(|| {
-            // The text was checked as JSON when indexed.
-            serde_json::from_str(&self.text[range]).unwrap_or(Value::Null)
-        }))
+    #[cfg_attr(feature = "contract-0-1", allow(dead_code))]
+    pub(crate) fn host(image: crate::host_image::HostImage) -> Image {
+        Image(Repr::Host(std::rc::Rc::new(image)))
     }
 
     /// The names of the item's attributes, in order.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.fields.iter().map(|(n, _)| n.as_str(&self.text))
+    pub fn names(&self) -> Box<dyn Iterator<Item = &str> + '_> {
+        match &self.0 {
+            Repr::Text(i) => Box::new(i.names()),
+            Repr::Host(h) => Box::new(h.keys("").into_iter().flatten().map(String::as_str)),
+        }
     }
 
     /// The value at `pointer`, e.g. `/address/city` or `/tags/0`.
     pub fn get(&self, pointer: &str) -> Option<&Value> {
-        if pointer.is_empty() {
-            return None;
-        }
-        let (first, rest) = split_pointer(pointer)?;
-        let v = self.field(&first)?;
-        if rest.is_empty() {
-            Some(v)
-        } else {
-            v.pointer(rest)
+        match &self.0 {
+            Repr::Text(i) => i.get(pointer),
+            Repr::Host(h) => h.get(pointer),
         }
     }
 
     /// A string attribute.
     pub fn str(&self, pointer: &str) -> Option<&str> {
-        self.get(pointer)?.as_str()
+        match &self.0 {
+            Repr::Text(i) => i.get(pointer)?.as_str(),
+            Repr::Host(h) => h.str(pointer),
+        }
     }
 
     /// A bool attribute.
     pub fn bool(&self, pointer: &str) -> Option<bool> {
-        self.get(pointer)?.as_bool()
+        match &self.0 {
+            Repr::Text(i) => i.get(pointer)?.as_bool(),
+            Repr::Host(h) => h.bool(pointer),
+        }
     }
 
     /// A number attribute, with every digit DynamoDB stored.
     pub fn number(&self, pointer: &str) -> Option<ExactNumber<'_>> {
-        match self.get(pointer)? {
-            Value::Number(n) => Some(ExactNumber(n)),
-            _ => None,
+        match &self.0 {
+            Repr::Text(i) => match i.get(pointer)? {
+                Value::Number(n) => Some(ExactNumber(n)),
+                _ => None,
+            },
+            Repr::Host(h) => h.number(pointer).map(ExactNumber),
         }
     }
 
@@ -122,7 +105,48 @@ impl Image {
 
     /// Whether the attribute is there and `NULL`.
     pub fn is_null(&self, pointer: &str) -> bool {
-        self.get(pointer).is_some_and(Value::is_null)
+        match &self.0 {
+            Repr::Text(i) => i.get(pointer).is_some_and(Value::is_null),
+            Repr::Host(h) => h.is_null(pointer),
+        }
+    }
+
+    /// How many entries the map, list or set at `pointer` holds (`""`: the attributes).
+    pub fn len(&self, pointer: &str) -> Option<usize> {
+        match &self.0 {
+            Repr::Text(i) if pointer.is_empty() => Some(i.fields.len()),
+            Repr::Text(i) => match i.get(pointer)? {
+                Value::Object(m) => Some(m.len()),
+                Value::Array(a) => Some(a.len()),
+                _ => None,
+            },
+            Repr::Host(h) => h.len(pointer),
+        }
+    }
+
+    /// The names of the map at `pointer` (`""`: the attributes), sorted.
+    pub fn keys(&self, pointer: &str) -> Option<Vec<&str>> {
+        if pointer.is_empty() {
+            return Some(self.names().collect());
+        }
+        match &self.0 {
+            Repr::Text(i) => Some(
+                i.get(pointer)?
+                    .as_object()?
+                    .keys()
+                    .map(String::as_str)
+                    .collect(),
+            ),
+            Repr::Host(h) => Some(h.keys(pointer)?.iter().map(String::as_str).collect()),
+        }
+    }
+
+    /// A binary attribute (`B`, or a `BS` member), decoded from base64.
+    pub fn binary(&self, pointer: &str) -> Option<Vec<u8>> {
+        match &self.0 {
+            Repr::Text(i) => base64_decode(i.get(pointer)?.as_str()?),
+            Repr::Host(h) => h.binary(pointer),
+        }
     }
 
     /// A string attribute, or an error naming the pointer: for values a record must have.
@@ -145,11 +169,10 @@ impl Image {
 
     /// The whole image as a JSON value.
     pub fn to_value(&self) -> Value {
-        Value::Object(
-            self.names()
-                .filter_map(|n| Some((n.to_owned(), self.field(n)?.clone())))
-                .collect(),
-        )
+        match &self.0 {
+            Repr::Text(i) => i.to_value(),
+            Repr::Host(h) => h.get("").cloned().unwrap_or_default(),
+        }
     }
 }
 
@@ -161,8 +184,95 @@ impl PartialEq for Image {
 
 impl fmt::Debug for Image {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Image({})", self.text)
+        match &self.0 {
+            Repr::Text(i) => write!(f, "Image({})", i.text),
+            Repr::Host(_) => f.write_str("Image(read through the host)"),
+        }
     }
+}
+
+/// An image's JSON text indexed by attribute, values parsed on first read.
+#[derive(Clone, Default)]
+struct Indexed {
+    text: String,
+    /// Each attribute's name and where its value lies in `text`, sorted by name.
+    fields: Vec<(FieldName, std::ops::Range<usize>)>,
+    /// The values parsed so far, by position in `fields`.
+    values: Vec<std::cell::OnceCell<Value>>,
+}
+
+impl Indexed {
+    /// Indexes `text` in one pass: each attribute's name (a span of `text` unless it has
+    /// escapes) and its value's span. No value is parsed and nothing else is allocated.
+    fn index(text: String) -> Result<Indexed, String> {
+        let mut fields = index_object(&text).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => "an image must be a JSON object".to_owned(),
+            _ => format!("not JSON: {e}"),
+        })?;
+        // weir sends attributes sorted; sort anyway (stable: a run over sorted input), and
+        // keep the last of any repeated name, as a JSON object reader would (`dedup_by`
+        // keeps the earlier of two, so it takes the later one's span first).
+        fields.sort_by(|(a, _), (b, _)| a.as_str(&text).cmp(b.as_str(&text)));
+        fields.dedup_by(|later, earlier| {
+            let repeated = later.0.as_str(&text) == earlier.0.as_str(&text);
+            if repeated {
+                std::mem::swap(later, earlier);
+            }
+            repeated
+        });
+        let values = fields.iter().map(|_| std::cell::OnceCell::new()).collect();
+        Ok(Indexed {
+            text,
+            fields,
+            values,
+        })
+    }
+
+    /// The attribute `name`, parsed on first use.
+    fn field(&self, name: &str) -> Option<&Value> {
+        let i = self
+            .fields
+            .binary_search_by(|(n, _)| n.as_str(&self.text).cmp(name))
+            .ok()?;
+        let range = self.fields[i].1.clone();
+        Some(self.values[i].get_or_init(|| {
+            // The text was checked as JSON when indexed.
+            serde_json::from_str(&self.text[range]).unwrap_or(Value::Null)
+        }))
+    }
+
+    /// The names of the item's attributes, in order.
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.fields.iter().map(|(n, _)| n.as_str(&self.text))
+    }
+
+    /// The value at `pointer`, e.g. `/address/city` or `/tags/0`.
+    fn get(&self, pointer: &str) -> Option<&Value> {
+        if pointer.is_empty() {
+            return None;
+        }
+        let (first, rest) = split_pointer(pointer)?;
+        let v = self.field(&first)?;
+        if rest.is_empty() {
+            Some(v)
+        } else {
+            v.pointer(rest)
+        }
+    }
+
+    /// The whole image as a JSON value.
+    fn to_value(&self) -> Value {
+        Value::Object(
+            self.names()
+                .filter_map(|n| Some((n.to_owned(), self.field(n)?.clone())))
+                .collect(),
+        )
+    }
+}
+
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
 }
 
 fn split_pointer(pointer: &str) -> Option<(std::borrow::Cow<'_, str>, &str)> {
@@ -250,7 +360,9 @@ fn index_object(text: &str) -> Result<Vec<(FieldName, std::ops::Range<usize>)>, 
 
 /// `json` as an image, or why it is not one, naming `what` it is (`keys`, `new image`).
 pub(crate) fn parse_image(json: String, what: &str) -> Result<Image, String> {
-    Image::index(json).map_err(|why| format!("{what}: {why}"))
+    Indexed::index(json)
+        .map(|i| Image(Repr::Text(i)))
+        .map_err(|why| format!("{what}: {why}"))
 }
 
 #[cfg(test)]

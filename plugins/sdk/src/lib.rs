@@ -91,7 +91,7 @@ pub use error::Error;
 pub use event::Event;
 pub use image::Image;
 pub use number::{ExactNumber, WouldLoseDigits, eventbridge_safe};
-pub use record::{Change, Record};
+pub use record::{Change, Origin, Record};
 pub use tenant::Tenant;
 
 pub mod log;
@@ -101,6 +101,7 @@ pub mod log;
 #[doc(hidden)]
 pub mod bindings;
 mod glue;
+mod host_image;
 
 #[doc(hidden)]
 pub use glue::__run;

@@ -25,6 +25,16 @@ impl Change {
     }
 }
 
+/// Where a record came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A change read from the table's stream.
+    Stream,
+    /// An item already in the table, read by `weir backfill`: an `Insert` with a new
+    /// image only. (Plugins built against `weir:transform@0.1.0` see it as a stream insert.)
+    Backfill,
+}
+
 /// One change from the table's stream, with its images as plain JSON.
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -34,6 +44,8 @@ pub struct Record {
     pub event_id: String,
     /// What happened to the item.
     pub change: Change,
+    /// A stream change, or an item read by a backfill.
+    pub origin: Origin,
     /// Its position in the shard (up to 40 digits, exact): later changes of an item have
     /// larger ones.
     pub sequence_number: String,
@@ -60,6 +72,7 @@ pub(crate) struct LazyImage {
 }
 
 impl LazyImage {
+    #[cfg_attr(not(feature = "contract-0-1"), allow(dead_code))]
     pub(crate) fn text(text: Option<String>) -> Self {
         LazyImage {
             text: std::cell::RefCell::new(text),
@@ -67,7 +80,7 @@ impl LazyImage {
         }
     }
 
-    fn parsed(image: Image) -> Self {
+    pub(crate) fn parsed(image: Image) -> Self {
         LazyImage {
             text: std::cell::RefCell::new(None),
             parsed: std::cell::OnceCell::from(Some(image)),
@@ -93,6 +106,7 @@ impl Record {
             table: "Table".to_owned(),
             event_id: "test".to_owned(),
             change,
+            origin: Origin::Stream,
             sequence_number: "1".to_owned(),
             approximate_creation_time_ms: None,
             keys,
@@ -100,6 +114,12 @@ impl Record {
             old_image: LazyImage::default(),
             removed_by_ttl: false,
         }
+    }
+
+    /// The record with this origin.
+    pub fn with_origin(mut self, origin: Origin) -> Self {
+        self.origin = origin;
+        self
     }
 
     /// The record with this new image.

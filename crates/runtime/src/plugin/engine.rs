@@ -16,7 +16,8 @@ use weir_core::model::PluginRef;
 use super::host::PluginState;
 use super::imports::forbidden;
 use super::instance::Plugin;
-use super::{EPOCH_TICK, bindings};
+use super::instance::Pre;
+use super::{Contract, EPOCH_TICK, bindings, bindings_v01};
 use crate::native::{CompiledCache, Precompiled, Refused, VerifiedArtifact};
 
 /// A plugin that cannot be loaded.
@@ -59,7 +60,7 @@ pub enum LoadError {
         why: &'static str,
     },
     /// It does not export the contract's `transform`.
-    #[error("{path}: does not implement weir:transform@0.1.0: {message}")]
+    #[error("{path}: does not implement weir:transform (0.2.0 or 0.1.0): {message}")]
     Contract {
         /// Where it is.
         path: String,
@@ -468,28 +469,40 @@ impl PluginEngine {
                 });
             }
         }
-        let exports_transformer =
+        let exports = |contract: Contract| {
             component
                 .component_type()
                 .exports(&self.engine)
                 .any(|(n, item)| {
-                    n == "weir:transform/transformer@0.1.0"
-                        && matches!(item.ty, ComponentItem::ComponentInstance(_))
-                });
-        if !exports_transformer {
+                    n == contract.export() && matches!(item.ty, ComponentItem::ComponentInstance(_))
+                })
+        };
+        let Some(contract) = [Contract::V0_2, Contract::V0_1]
+            .into_iter()
+            .find(|c| exports(*c))
+        else {
             return Err(LoadError::Contract {
                 path: path.to_owned(),
-                message: "it does not export weir:transform/transformer@0.1.0".to_owned(),
+                message: format!(
+                    "it exports neither {} nor {}",
+                    Contract::V0_2.export(),
+                    Contract::V0_1.export()
+                ),
             });
-        }
+        };
+        let contract_error = |e: wasmtime::Error| LoadError::Contract {
+            path: path.to_owned(),
+            message: format!("{e:#}"),
+        };
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .and_then(bindings::PluginPre::new)
-            .map_err(|e| LoadError::Contract {
-                path: path.to_owned(),
-                message: format!("{e:#}"),
-            })?;
+            .map_err(contract_error)?;
+        let pre = match contract {
+            Contract::V0_2 => bindings::PluginPre::new(pre).map(Pre::V0_2),
+            Contract::V0_1 => bindings_v01::PluginPre::new(pre).map(Pre::V0_1),
+        }
+        .map_err(contract_error)?;
         Ok(Plugin {
             fuel: self.fuel,
             name: name.to_owned(),

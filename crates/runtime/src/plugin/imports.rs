@@ -4,10 +4,11 @@
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
-use super::bindings;
 use super::host::PluginState;
 use super::host::clocks::{MONOTONIC_CLOCK, ready_now};
+use super::host::image::ImageReads;
 use super::host::log::PluginLog;
+use super::{bindings, bindings_v01};
 
 /// The interfaces a plugin may import. Everything else is refused at load.
 const ALLOWED_IMPORT_PREFIXES: &[&str] = &[
@@ -38,11 +39,15 @@ pub(super) fn linker(engine: &Engine) -> anyhow::Result<Linker<PluginState>> {
         })?;
     }
     linker.allow_shadowing(false);
-    // weir's own interfaces see only the instance's log, not the whole store.
-    bindings::Plugin::add_to_linker::<PluginState, wasmtime::component::HasSelf<PluginLog>>(
-        &mut linker,
-        |s| &mut s.log,
-    )?;
+    // weir's own interfaces, each on its own part of the store: the log sees only the
+    // instance's log, the images only the record being transformed.
+    use bindings::weir::transform as v02;
+    use wasmtime::component::HasSelf;
+    v02::log::add_to_linker::<PluginState, HasSelf<PluginLog>>(&mut linker, |s| &mut s.log)?;
+    v02::types::add_to_linker::<PluginState, HasSelf<ImageReads>>(&mut linker, |s| &mut s.images)?;
+    bindings_v01::Plugin::add_to_linker::<PluginState, HasSelf<PluginLog>>(&mut linker, |s| {
+        &mut s.log
+    })?;
     Ok(linker)
 }
 

@@ -9,16 +9,16 @@ use wasmtime::{Store, Trap};
 use wasmtime_wasi::WasiCtxBuilder;
 use weir_core::manifest::Limits;
 use weir_core::model::PluginRef;
-use weir_core::record::{Change, StreamRecord};
+use weir_core::record::{Change, LazyRecord, Origin};
 use weir_core::transform::{CallCost, CallError, CallReport, PluginEvent};
 
-use super::bindings::weir::transform::types as wit;
 use super::host::PluginState;
 use super::host::clocks::FrozenClock;
+use super::host::image::ImageReads;
 use super::host::log::PluginLog;
 use super::host::memory::MemoryLimiter;
 use super::host::stdio::{Captured, CapturedPipe};
-use super::{EPOCH_TICK, bindings};
+use super::{Contract, EPOCH_TICK, bindings, bindings_v01};
 
 /// A loaded plugin, ready to instantiate cheaply for each tenant.
 pub struct Plugin {
@@ -27,7 +27,19 @@ pub struct Plugin {
     pub(super) name: String,
     pub(super) sha256: String,
     pub(super) reference: Arc<PluginRef>,
-    pub(super) pre: bindings::PluginPre<PluginState>,
+    pub(super) pre: Pre,
+}
+
+/// A plugin ready to instantiate, by the contract it was built against.
+pub(super) enum Pre {
+    V0_2(bindings::PluginPre<PluginState>),
+    V0_1(bindings_v01::PluginPre<PluginState>),
+}
+
+/// A live instance's exports, by contract.
+enum Exports {
+    V0_2(bindings::Plugin),
+    V0_1(bindings_v01::Plugin),
 }
 
 impl Plugin {
@@ -46,9 +58,20 @@ impl Plugin {
         &self.reference
     }
 
+    /// The contract it was built against.
+    pub fn contract(&self) -> Contract {
+        match self.pre {
+            Pre::V0_2(_) => Contract::V0_2,
+            Pre::V0_1(_) => Contract::V0_1,
+        }
+    }
+
     /// A fresh instance for one tenant. Instances are never shared across tenants.
     pub fn instantiate(&self, tenant: &str, limits: Limits) -> Result<PluginInstance, CallError> {
-        let engine = self.pre.engine();
+        let engine = match &self.pre {
+            Pre::V0_2(pre) => pre.engine(),
+            Pre::V0_1(pre) => pre.engine(),
+        };
         let captured = Arc::new(Mutex::new(Captured::default()));
         let wasi = WasiCtxBuilder::new()
             .stdout(CapturedPipe(captured.clone()))
@@ -64,6 +87,7 @@ impl Plugin {
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(limits.memory_mib),
             log: PluginLog::new(&self.name, tenant, limits),
+            images: ImageReads::default(),
             captured,
             tenant: tenant.to_owned(),
         };
@@ -76,7 +100,11 @@ impl Plugin {
         }
         store.epoch_deadline_trap();
         store.set_epoch_deadline(ticks(limits.time_ms));
-        let instance = self.pre.instantiate(&mut store).map_err(|e| {
+        let instance = match &self.pre {
+            Pre::V0_2(pre) => pre.instantiate(&mut store).map(Exports::V0_2),
+            Pre::V0_1(pre) => pre.instantiate(&mut store).map(Exports::V0_1),
+        };
+        let instance = instance.map_err(|e| {
             if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
                 .is_some()
             {
@@ -101,7 +129,7 @@ pub(super) fn ticks(ms: u64) -> u64 {
 /// One tenant's live instance of one plugin.
 pub struct PluginInstance {
     store: Store<PluginState>,
-    instance: bindings::Plugin,
+    instance: Exports,
     limits: Limits,
     fuel: bool,
 }
@@ -119,14 +147,14 @@ impl weir_core::transform::Transformer for Plugin {
 }
 
 impl weir_core::transform::Instance for PluginInstance {
-    fn transform(&mut self, record: &StreamRecord, config_json: &str) -> CallReport {
+    fn transform(&mut self, record: &LazyRecord<'_>, config_json: &str) -> CallReport {
         PluginInstance::transform(self, record, config_json)
     }
 }
 
 impl PluginInstance {
     /// Runs `transform` for one record under this instance's limits.
-    pub fn transform(&mut self, record: &StreamRecord, config_json: &str) -> CallReport {
+    pub fn transform(&mut self, record: &LazyRecord<'_>, config_json: &str) -> CallReport {
         let started = Instant::now();
         self.store.set_epoch_deadline(ticks(self.limits.time_ms));
         self.store.data_mut().log.reset();
@@ -139,41 +167,20 @@ impl PluginInstance {
                 cost: self.cost(started, None),
             };
         }
-        let wit_record = wit::StreamRecord {
-            table: record.table.clone(),
-            event_id: record.event_id.clone(),
-            change: match record.change {
-                Change::Insert => wit::Change::Insert,
-                Change::Modify => wit::Change::Modify,
-                Change::Remove => wit::Change::Remove,
+        let tenant = self.store.data().tenant.clone();
+        let outcome = match &self.instance {
+            Exports::V0_2(exports) => {
+                call_v02(exports, &mut self.store, record, tenant, config_json)
+            }
+            Exports::V0_1(exports) => match record.decoded() {
+                Ok(decoded) => call_v01(exports, &mut self.store, decoded, tenant, config_json),
+                Err(e) => Ok(Err(Returned::Decode(e))),
             },
-            sequence_number: record.sequence_number.clone(),
-            approximate_creation_time_ms: record.approximate_creation_time_ms,
-            keys: record.keys.clone(),
-            new_image: record.new_image.clone(),
-            old_image: record.old_image.clone(),
-            removed_by_ttl: record.removed_by_ttl,
         };
-        let tenant = wit::Tenant {
-            id: self.store.data().tenant.clone(),
-            config: config_json.to_owned(),
-        };
-        let outcome = self.instance.weir_transform_transformer().call_transform(
-            &mut self.store,
-            &wit_record,
-            &tenant,
-        );
         let result = match outcome {
-            Ok(Ok(events)) => Ok(events
-                .into_iter()
-                .map(|e| PluginEvent {
-                    destination: e.destination,
-                    detail_type: e.detail_type,
-                    detail: e.detail,
-                    resources: e.resources,
-                })
-                .collect()),
-            Ok(Err(reason)) => Err(CallError::Rejected(reason)),
+            Ok(Ok(events)) => Ok(events),
+            Ok(Err(Returned::Rejected(reason))) => Err(CallError::Rejected(reason)),
+            Ok(Err(Returned::Decode(e))) => Err(CallError::Decode(e)),
             Err(e) => Err(classify(e, &mut self.store, self.limits)),
         };
         self.store.data_mut().flush_captured();
@@ -196,6 +203,121 @@ impl PluginInstance {
             limits: self.limits,
         }
     }
+}
+
+/// Why a call that ran to its end returned no events.
+enum Returned {
+    /// The plugin returned `err(reason)`.
+    Rejected(String),
+    /// A value it read (or, for 0.1, the images it is given) was written wrongly.
+    Decode(weir_core::record::DecodeError),
+}
+
+type Outcome = wasmtime::Result<Result<Vec<PluginEvent>, Returned>>;
+
+/// One call of a 0.2 plugin: the images are handles it reads through the host.
+fn call_v02(
+    exports: &bindings::Plugin,
+    store: &mut Store<PluginState>,
+    record: &LazyRecord<'_>,
+    tenant: String,
+    config_json: &str,
+) -> Outcome {
+    use bindings::weir::transform::types as wit;
+    let parsed = record.parsed();
+    let (keys, new_image, old_image) = store.data_mut().images.start(record);
+    let wit_record = wit::StreamRecord {
+        table: parsed.table().to_owned(),
+        event_id: parsed.event_id().to_owned(),
+        change: match parsed.change() {
+            Change::Insert => wit::Change::Insert,
+            Change::Modify => wit::Change::Modify,
+            Change::Remove => wit::Change::Remove,
+        },
+        origin: match record.origin() {
+            Origin::Stream => wit::Origin::Stream,
+            Origin::Backfill => wit::Origin::Backfill,
+        },
+        sequence_number: parsed.sequence_number().to_owned(),
+        approximate_creation_time_ms: parsed.approximate_creation_time_ms(),
+        keys,
+        new_image,
+        old_image,
+        removed_by_ttl: parsed.removed_by_ttl(),
+    };
+    let tenant = wit::Tenant {
+        id: tenant,
+        config: config_json.to_owned(),
+    };
+    let outcome =
+        exports
+            .weir_transform_transformer()
+            .call_transform(&mut *store, &wit_record, &tenant);
+    let unreadable = store.data_mut().images.finish();
+    let returned = outcome?;
+    if let Some(e) = unreadable {
+        return Ok(Err(Returned::Decode(e)));
+    }
+    Ok(returned
+        .map(|events| {
+            events
+                .into_iter()
+                .map(|e| PluginEvent {
+                    destination: e.destination,
+                    detail_type: e.detail_type,
+                    detail: e.detail,
+                    resources: e.resources,
+                })
+                .collect()
+        })
+        .map_err(Returned::Rejected))
+}
+
+/// One call of a 0.1 plugin: the images are plain JSON text.
+fn call_v01(
+    exports: &bindings_v01::Plugin,
+    store: &mut Store<PluginState>,
+    record: &weir_core::record::StreamRecord,
+    tenant: String,
+    config_json: &str,
+) -> Outcome {
+    use bindings_v01::weir::transform::types as wit;
+    let wit_record = wit::StreamRecord {
+        table: record.table.clone(),
+        event_id: record.event_id.clone(),
+        change: match record.change {
+            Change::Insert => wit::Change::Insert,
+            Change::Modify => wit::Change::Modify,
+            Change::Remove => wit::Change::Remove,
+        },
+        sequence_number: record.sequence_number.clone(),
+        approximate_creation_time_ms: record.approximate_creation_time_ms,
+        keys: record.keys.clone(),
+        new_image: record.new_image.clone(),
+        old_image: record.old_image.clone(),
+        removed_by_ttl: record.removed_by_ttl,
+    };
+    let tenant = wit::Tenant {
+        id: tenant,
+        config: config_json.to_owned(),
+    };
+    let returned =
+        exports
+            .weir_transform_transformer()
+            .call_transform(&mut *store, &wit_record, &tenant)?;
+    Ok(returned
+        .map(|events| {
+            events
+                .into_iter()
+                .map(|e| PluginEvent {
+                    destination: e.destination,
+                    detail_type: e.detail_type,
+                    detail: e.detail,
+                    resources: e.resources,
+                })
+                .collect()
+        })
+        .map_err(Returned::Rejected))
 }
 
 fn classify(e: wasmtime::Error, store: &mut Store<PluginState>, limits: Limits) -> CallError {

@@ -24,16 +24,45 @@ pub use engine::{
     Compile, LoadError, LoadOptions, MAX_LIVE_INSTANCES, PluginEngine, target_triple,
 };
 pub use instance::{Plugin, PluginInstance};
+
 pub use weir_core::model::Blame;
 pub use weir_core::transform::{CallCost, CallError, CallReport, PluginEvent};
 
 /// How often the epoch advances; time limits are counted in these ticks.
 const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(1);
 
-/// The host side of the `weir:transform` WIT world.
+/// The host side of the `weir:transform@0.2.0` WIT world (wit/transform.wit).
 mod bindings {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "plugin",
     });
+}
+
+/// The host side of `weir:transform@0.1.0` (wit/0.1.0), for plugins built against it:
+/// they keep loading, and get the record's images as plain JSON text.
+mod bindings_v01 {
+    wasmtime::component::bindgen!({
+        path: "../../wit/0.1.0",
+        world: "plugin",
+    });
+}
+
+/// The contract versions a plugin may be built against, newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contract {
+    /// `weir:transform@0.2.0`: images are resources read through the host.
+    V0_2,
+    /// `weir:transform@0.1.0`: images are JSON text.
+    V0_1,
+}
+
+impl Contract {
+    /// The export that says a component is a plugin of this version.
+    pub fn export(self) -> &'static str {
+        match self {
+            Contract::V0_2 => "weir:transform/transformer@0.2.0",
+            Contract::V0_1 => "weir:transform/transformer@0.1.0",
+        }
+    }
 }

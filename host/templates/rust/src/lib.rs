@@ -1,5 +1,6 @@
 //! {{name}}: a weir plugin. weir calls `transform` once per DynamoDB stream record, with
-//! the record's images as plain JSON and the tenant's `config` from the manifest.
+//! the tenant's `config` from the manifest; the record's images are read by JSON pointer
+//! (`item.str("/id")`), through weir, which decodes only what is read.
 //!
 //! - `Ok(events)` publishes the events (one PutEvents entry each);
 //! - `Ok(vec![])` filters the record: nothing is sent;

@@ -11,8 +11,7 @@ impl Guest for Garbage {
     fn transform(record: StreamRecord, _tenant: Tenant) -> Result<Vec<Event>, String> {
         let faulty = record
             .new_image
-            .as_deref()
-            .is_some_and(|image| image.contains("\"fault\""));
+            .is_some_and(|image| image.kind("/fault").is_some());
         let detail = if faulty {
             "{\"unterminated\": tru".to_owned()
         } else {

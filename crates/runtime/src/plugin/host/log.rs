@@ -3,7 +3,8 @@
 
 use weir_core::manifest::Limits;
 
-use crate::plugin::bindings::weir::transform::{log, types};
+use crate::plugin::bindings::weir::transform::log;
+use crate::plugin::bindings_v01::weir::transform as v01;
 
 use log::Level;
 
@@ -51,10 +52,24 @@ impl PluginLog {
     }
 }
 
-impl types::Host for PluginLog {}
-
 impl log::Host for PluginLog {
     fn log(&mut self, level: Level, message: String) {
+        self.emit(level, &message);
+    }
+}
+
+impl v01::types::Host for PluginLog {}
+
+impl v01::log::Host for PluginLog {
+    fn log(&mut self, level: v01::types::Level, message: String) {
+        use v01::types::Level as L;
+        let level = match level {
+            L::Trace => Level::Trace,
+            L::Debug => Level::Debug,
+            L::Info => Level::Info,
+            L::Warn => Level::Warn,
+            L::Error => Level::Error,
+        };
         self.emit(level, &message);
     }
 }
