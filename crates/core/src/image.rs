@@ -193,6 +193,23 @@ impl<'a> TypedImage<'a> {
                 crate::record::write_json_string(&s, &mut out);
                 out
             }
+            // A scalar is written from its node: no second walk, no transcoder set up.
+            Found::Value(Node::S(text)) => {
+                let mut out = String::with_capacity(text.len() + 2);
+                crate::record::write_json_string(&text, &mut out);
+                out
+            }
+            Found::Value(Node::N(n)) => {
+                number_as_json(&n).map_err(|why| DecodeError::at(pointer, why))?
+            }
+            Found::Value(Node::B(b)) => {
+                let mut out = String::with_capacity(b.len() + 2);
+                crate::record::write_binary(&b, &mut out)
+                    .map_err(|why| DecodeError::at(pointer, why))?;
+                out
+            }
+            Found::Value(Node::Bool(b)) => b.to_string(),
+            Found::Value(Node::Null) => "null".to_owned(),
             Found::Value(_) => {
                 let raw = self
                     .raw(pointer)?

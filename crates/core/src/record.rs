@@ -1030,7 +1030,7 @@ fn top_level_string(image: &RawValue, name: &str) -> Option<String> {
         .flatten()
 }
 
-fn write_binary(b64: &str, out: &mut String) -> Result<(), String> {
+pub(crate) fn write_binary(b64: &str, out: &mut String) -> Result<(), String> {
     base64::engine::general_purpose::STANDARD
         .decode(b64)
         .map_err(|e| format!("invalid base64: {e}"))?;

@@ -221,7 +221,12 @@ const ARRAY_INDEX = /^(?:0|[1-9][0-9]*)$/;
  */
 function imageGet(image, pointer) {
   const text = image.toJson(pointer);
-  return text == null ? undefined : parseJson(text);
+  if (text == null) return undefined;
+  // Most values are a plain string or a number: taken from the text without a parser.
+  const first = text.charCodeAt(0);
+  if (first === 0x22 && text.indexOf("\\") < 0) return text.slice(1, -1);
+  if (first === 0x2d || (first >= 0x30 && first <= 0x39)) return "\udfff" + serdeNumberText(text);
+  return parseJson(text);
 }
 
 const I64_MIN = -(2n ** 63n);

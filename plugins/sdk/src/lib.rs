@@ -2,9 +2,15 @@
 //!
 //! A plugin is `fn transform(record: &Record, tenant: &Tenant) -> Result<Vec<Event>, Error>`
 //! plus the line `weir_plugin_sdk::plugin!(transform);`. weir calls it once per DynamoDB
-//! stream record, with the record's images as plain JSON and the tenant's `config` from
-//! the manifest. It returns the events to publish (each becomes one PutEvents entry),
-//! none to filter the record, or an [`Error`] to dead-letter it with the reason.
+//! stream record, with the tenant's `config` from the manifest. It returns the events to
+//! publish (each becomes one PutEvents entry), none to filter the record, or an [`Error`]
+//! to dead-letter it with the reason.
+//!
+//! The plugin is built against `weir:transform@0.2.0`: the record's images are read through
+//! the host, value by value, so attributes a plugin never reads are never decoded or copied
+//! into it. Values read the same as plain JSON (`{"S": "x"}` is `"x"`). [`Record::origin`]
+//! tells a backfilled item from a stream change. The `contract-0-1` feature builds the same
+//! plugin against `weir:transform@0.1.0` (images handed over as JSON text) for older hosts.
 //!
 //! Read values from an [`Image`] by RFC 6901 JSON Pointer (`/address/city`, `/tags/0`):
 //! [`Image::str`], [`Image::bool`], [`Image::number`], [`Image::object`],
