@@ -36,6 +36,14 @@ pub fn __run(
         .collect()
 }
 
+fn change(change: wit_types::Change) -> Change {
+    match change {
+        wit_types::Change::Insert => Change::Insert,
+        wit_types::Change::Modify => Change::Modify,
+        wit_types::Change::Remove => Change::Remove,
+    }
+}
+
 /// A 0.2 record: its images are handles, read through the host.
 #[cfg(not(feature = "contract-0-1"))]
 fn record_from(record: wit::StreamRecord) -> Result<Record, String> {
@@ -46,11 +54,7 @@ fn record_from(record: wit::StreamRecord) -> Result<Record, String> {
     Ok(Record {
         table: record.table,
         event_id: record.event_id,
-        change: match record.change {
-            wit_types::Change::Insert => Change::Insert,
-            wit_types::Change::Modify => Change::Modify,
-            wit_types::Change::Remove => Change::Remove,
-        },
+        change: change(record.change),
         origin: match record.origin {
             wit_types::Origin::Stream => Origin::Stream,
             wit_types::Origin::Backfill => Origin::Backfill,
@@ -72,11 +76,7 @@ fn record_from(record: wit::StreamRecord) -> Result<Record, String> {
     Ok(Record {
         table: record.table,
         event_id: record.event_id,
-        change: match record.change {
-            wit_types::Change::Insert => Change::Insert,
-            wit_types::Change::Modify => Change::Modify,
-            wit_types::Change::Remove => Change::Remove,
-        },
+        change: change(record.change),
         origin: Origin::Stream,
         sequence_number: record.sequence_number,
         approximate_creation_time_ms: record.approximate_creation_time_ms,

@@ -215,6 +215,26 @@ enum Returned {
 
 type Outcome = wasmtime::Result<Result<Vec<PluginEvent>, Returned>>;
 
+/// A call's `result<list<event>, string>` as the core's events; each contract version has
+/// its own generated `event` type with the same fields.
+macro_rules! plugin_events {
+    ($returned:expr) => {
+        $returned
+            .map(|events| {
+                events
+                    .into_iter()
+                    .map(|e| PluginEvent {
+                        destination: e.destination,
+                        detail_type: e.detail_type,
+                        detail: e.detail,
+                        resources: e.resources,
+                    })
+                    .collect()
+            })
+            .map_err(Returned::Rejected)
+    };
+}
+
 /// One call of a 0.2 plugin: the images are handles it reads through the host.
 fn call_v02(
     exports: &bindings::Plugin,
@@ -258,19 +278,7 @@ fn call_v02(
     if let Some(e) = unreadable {
         return Ok(Err(Returned::Decode(e)));
     }
-    Ok(returned
-        .map(|events| {
-            events
-                .into_iter()
-                .map(|e| PluginEvent {
-                    destination: e.destination,
-                    detail_type: e.detail_type,
-                    detail: e.detail,
-                    resources: e.resources,
-                })
-                .collect()
-        })
-        .map_err(Returned::Rejected))
+    Ok(plugin_events!(returned))
 }
 
 /// One call of a 0.1 plugin: the images are plain JSON text.
@@ -305,19 +313,7 @@ fn call_v01(
         exports
             .weir_transform_transformer()
             .call_transform(&mut *store, &wit_record, &tenant)?;
-    Ok(returned
-        .map(|events| {
-            events
-                .into_iter()
-                .map(|e| PluginEvent {
-                    destination: e.destination,
-                    detail_type: e.detail_type,
-                    detail: e.detail,
-                    resources: e.resources,
-                })
-                .collect()
-        })
-        .map_err(Returned::Rejected))
+    Ok(plugin_events!(returned))
 }
 
 fn classify(e: wasmtime::Error, store: &mut Store<PluginState>, limits: Limits) -> CallError {
