@@ -17,6 +17,7 @@ use weir_aws::store::{Location, Store};
 use weir_core::record::StreamEvent;
 use weir_runtime::plugin::PluginEngine;
 
+mod backfill;
 mod check;
 mod compile;
 mod decode;
@@ -69,6 +70,52 @@ pub enum Command {
         /// afresh (precompiled .cwasm files are for the faster engine without it).
         #[arg(long)]
         report: bool,
+    },
+    /// Run the items already in a table through the manifest's plugins, as INSERTs marked as
+    /// a backfill: a parallel Scan, paced for the destinations, resumable with --state.
+    /// Prints the entries, or publishes them with --publish (exit statuses as `run`'s).
+    Backfill {
+        /// The manifest: a file or s3://bucket/key.
+        #[arg(long)]
+        manifest: String,
+        /// The table to scan (its name).
+        #[arg(long, required_unless_present = "export", conflicts_with = "export")]
+        table: Option<String>,
+        /// Instead of scanning: a DynamoDB export to S3 in DYNAMODB_JSON format,
+        /// s3://BUCKET/PREFIX/AWSDynamoDB/EXPORT_ID (a point-in-time copy; no read capacity).
+        #[arg(long)]
+        export: Option<String>,
+        /// The table's key attributes (default: DescribeTable's), repeated for a sort key.
+        #[arg(long = "key")]
+        keys: Vec<String>,
+        /// Parallel Scan segments (with --table).
+        #[arg(long, default_value_t = 4)]
+        segments: u32,
+        /// A checkpoint file: a killed run continues where it stopped; a finished run does
+        /// nothing again.
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// The run's name, which event ids derive from (default: the table and the time; a
+        /// resumed run takes it from --state).
+        #[arg(long)]
+        run: Option<String>,
+        /// Publish to EventBridge and send dead letters to the manifest's SQS queue.
+        #[arg(long)]
+        publish: bool,
+        /// Where dead letters are written when not sent to a queue.
+        #[arg(long, default_value = "weir-dead-letters")]
+        dead_letter_dir: PathBuf,
+        /// Items per page: per Scan request (DynamoDB's 1 MB page otherwise), or per batch
+        /// from an export's file (default 100).
+        #[arg(long)]
+        page_size: Option<i32>,
+        /// Entries per second at most (default: the slowest destination's
+        /// rate_limit_per_second, else unpaced).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// With --publish: seconds allowed for publishing each page.
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
     },
     /// Load everything a manifest names (plugins, pins, contract, limits) and report every
     /// problem at once. Exit 0 when all is well, 1 otherwise.
@@ -210,6 +257,33 @@ fn run(cli: Cli) -> Result<ExitCode, SetupError> {
             publish.then_some(Duration::from_secs(timeout_secs)),
             report,
         ),
+        Command::Backfill {
+            manifest,
+            table,
+            export,
+            keys,
+            segments,
+            state,
+            run,
+            publish,
+            dead_letter_dir,
+            page_size,
+            rate,
+            timeout_secs,
+        } => backfill::backfill(backfill::BackfillOptions {
+            manifest,
+            table,
+            export,
+            keys,
+            segments,
+            state,
+            run,
+            publish,
+            dead_letter_dir,
+            page_size,
+            rate,
+            timeout_secs,
+        }),
         Command::Check { manifest } => check::check(&manifest),
         Command::Compile {
             plugins,

@@ -12,6 +12,7 @@
 
 #![deny(missing_docs)]
 
+pub mod backfill;
 pub mod batch;
 pub mod image;
 pub mod location;

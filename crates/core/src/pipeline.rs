@@ -715,6 +715,9 @@ fn envelope(
         Some(ms) => write_json_string(&rfc3339_from_ms(ms), &mut out),
         None => out.push_str("null"),
     }
+    if record.origin() == record::Origin::Backfill {
+        out.push_str(",\"origin\":\"backfill\"");
+    }
     out.push_str("},\"payload\":");
     out.push_str(&event.detail);
     out.push('}');

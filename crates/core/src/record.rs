@@ -139,6 +139,9 @@ struct WireRecord<'a> {
     event_name: Option<String>,
     #[serde(rename = "eventSourceARN")]
     event_source_arn: Option<String>,
+    /// `aws:dynamodb` from a stream; [`BACKFILL_EVENT_SOURCE`] for an item a backfill read.
+    #[serde(rename = "eventSource", borrow)]
+    event_source: Option<std::borrow::Cow<'a, str>>,
     #[serde(rename = "userIdentity")]
     user_identity: Option<WireIdentity>,
     #[serde(borrow)]
@@ -170,6 +173,7 @@ struct WireStreamRecord<'a> {
 /// A record split into its parts but not yet decoded: enough to route it and find its
 /// tenant without converting images that may never be needed.
 pub struct ParsedRecord<'a> {
+    origin: Origin,
     table: String,
     event_id: String,
     change: Change,
@@ -249,7 +253,12 @@ pub fn parse(raw: &str) -> Result<ParsedRecord<'_>, DecodeError> {
             u.kind.as_deref() == Some("Service")
                 && u.principal_id.as_deref() == Some("dynamodb.amazonaws.com")
         });
+    let origin = match wire.event_source.as_deref() {
+        Some(BACKFILL_EVENT_SOURCE) => Origin::Backfill,
+        _ => Origin::Stream,
+    };
     Ok(ParsedRecord {
+        origin,
         table,
         event_id,
         change,
@@ -298,6 +307,11 @@ impl<'a> ParsedRecord<'a> {
     /// The old image's typed JSON text, undecoded.
     pub fn old_image_text(&self) -> Option<&'a str> {
         self.old_image.map(RawValue::get)
+    }
+
+    /// Where the record came from: a stream, or a backfill (its `eventSource` says).
+    pub fn origin(&self) -> Origin {
+        self.origin
     }
 
     /// The keys' typed JSON text, undecoded.
@@ -352,6 +366,11 @@ impl<'a> ParsedRecord<'a> {
     }
 }
 
+/// The `eventSource` of a record a backfill made from an item already in the table (a
+/// stream's records say `aws:dynamodb`). It travels with the record's text, so a dead letter
+/// of a backfilled item is still a backfill when redriven.
+pub const BACKFILL_EVENT_SOURCE: &str = "weir:backfill";
+
 /// Where a record came from: what a `weir:transform@0.2.0` plugin reads as `origin`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Origin {
@@ -367,16 +386,14 @@ pub enum Origin {
 /// and mappings written in Rust take that; a tenant's second plugin reuses it).
 pub struct LazyRecord<'a> {
     parsed: ParsedRecord<'a>,
-    origin: Origin,
     decoded: std::cell::OnceCell<Result<StreamRecord, DecodeError>>,
 }
 
 impl<'a> LazyRecord<'a> {
-    /// A record from the stream, nothing decoded yet.
+    /// A record, nothing decoded yet.
     pub fn new(parsed: ParsedRecord<'a>) -> Self {
         LazyRecord {
             parsed,
-            origin: Origin::Stream,
             decoded: std::cell::OnceCell::new(),
         }
     }
@@ -388,7 +405,7 @@ impl<'a> LazyRecord<'a> {
 
     /// Where it came from.
     pub fn origin(&self) -> Origin {
-        self.origin
+        self.parsed.origin
     }
 
     /// The record with its images as plain JSON, decoded on the first call.

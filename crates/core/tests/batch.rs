@@ -526,3 +526,42 @@ async fn a_record_that_finds_no_room_for_an_instance_is_retried_not_dead_lettere
     assert_eq!(report.verdicts[1], Verdict::Filtered);
     assert!(queue.kept.is_empty(), "nothing dead-lettered");
 }
+
+/// An item a backfill read takes the stream's path and says so: its entry's metadata has
+/// `"origin": "backfill"` and an INSERT; a stream record's has no origin.
+#[test]
+fn a_backfilled_item_is_published_like_an_insert_and_marked_as_a_backfill() {
+    use weir_core::backfill::BackfillRun;
+    use weir_core::pipeline::Outcome;
+    let run = BackfillRun::new(
+        "arn:aws:dynamodb:us-east-1:123456789012:table/Customers",
+        "run-1",
+        vec!["tenantId".into(), "customerId".into()],
+    )
+    .expect("run");
+    let item = r#"{"tenantId":{"S":"globex"},"customerId":{"S":"C-9"},"name":{"S":"Ada"}}"#;
+    let backfilled = RawValue::from_string(run.record(item, 0).expect("record")).expect("JSON");
+    let streamed = record(1, "ok", "Ada");
+    let pipeline = pipeline();
+    let mut batch = pipeline.batch();
+    let metadata =
+        |raw: &RawValue, batch: &mut weir_core::pipeline::Batch<'_, _>| match batch.process(raw) {
+            Outcome::Publish { entries, .. } => {
+                let detail: Value = serde_json::from_str(&entries[0].detail).expect("detail");
+                assert_eq!(detail["payload"]["Name"], "Ada");
+                detail["metadata"].clone()
+            }
+            _ => panic!("not published"),
+        };
+    let b = metadata(&backfilled, &mut batch);
+    assert_eq!(b["origin"], "backfill");
+    assert_eq!(b["eventName"], "INSERT");
+    assert!(
+        b["eventID"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("backfill-")),
+        "{b}"
+    );
+    let s = metadata(&streamed, &mut batch);
+    assert_eq!(s.get("origin"), None, "{s}");
+}

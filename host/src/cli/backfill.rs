@@ -1,0 +1,421 @@
+//! `weir backfill`: the items already in a table through the manifest's plugins, as stream
+//! INSERTs marked as a backfill (`weir_core::backfill`): a parallel Scan, or the data files
+//! of an export to S3, page by page; each page printed as PutEvents entries or published
+//! (`--publish`), checkpointed in a state file after it is done, and paced for the
+//! destinations. A "part" is a Scan segment or an export's data file.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+
+use super::{EXIT_DEAD_LETTERS, EXIT_UNPUBLISHED, SetupError, load, runtime, setup};
+use weir_aws::dead_letter::{DeadLetterDir, DeadLetterQueue, DeadLetterSink, QueueConfig};
+use weir_aws::export::{DataFile, ExportSource};
+use weir_aws::publish::{PublishConfig, Publisher};
+use weir_aws::scan::{Page, TableScan};
+use weir_core::backfill::BackfillRun;
+use weir_core::batch::{self, Counts};
+use weir_core::location::Location;
+use weir_core::manifest::Manifest;
+
+/// What `weir backfill` was asked to do.
+pub(super) struct BackfillOptions {
+    pub manifest: String,
+    pub table: Option<String>,
+    pub export: Option<String>,
+    pub keys: Vec<String>,
+    pub segments: u32,
+    pub state: Option<PathBuf>,
+    pub run: Option<String>,
+    pub publish: bool,
+    pub dead_letter_dir: PathBuf,
+    pub page_size: Option<i32>,
+    pub rate: Option<f64>,
+    pub timeout_secs: u64,
+}
+
+/// The checkpoint: per part, where its next page starts and how many items it has done.
+/// Written after each page is published or dead-lettered, so a killed run resumes at the
+/// first page not done (a page half done is done again, with the same event ids).
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct State {
+    table_arn: String,
+    run: String,
+    parts: Vec<PartState>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+struct PartState {
+    /// Where the next page starts: a Scan's `ExclusiveStartKey` as typed JSON, or the
+    /// number of a data file's items already done.
+    next: Option<String>,
+    items: u64,
+    done: bool,
+}
+
+/// Where the items come from.
+enum Source {
+    /// A parallel Scan of this many segments.
+    Scan(TableScan, u32),
+    /// An export's data files.
+    Export(ExportSource, Vec<DataFile>),
+}
+
+impl State {
+    fn load(path: &Path) -> anyhow::Result<Option<State>> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .with_context(|| format!("{}: not a backfill state file", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("{}: cannot read", path.display())),
+        }
+    }
+
+    /// Written whole to a temporary file, then renamed over the old one: a kill leaves the
+    /// old checkpoint or the new, never half of one.
+    fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("{}: cannot write", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))
+    }
+}
+
+pub(super) fn backfill(o: BackfillOptions) -> Result<ExitCode, SetupError> {
+    let runtime = runtime()?;
+    runtime.block_on(run(o))
+}
+
+async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
+    if o.segments == 0 {
+        return Err(SetupError(anyhow::anyhow!("--segments must be at least 1")));
+    }
+    let loader = setup(load(&o.manifest).await)?;
+    let pipeline = loader.pipeline();
+    let sdk = weir_aws::aws::sdk_config().await;
+    // The table's ARN, its keys, about how many items, and the parts to read.
+    let (source, table_arn, key_names, estimate, name) = match (&o.table, &o.export) {
+        (Some(table), None) => {
+            let scan = TableScan::new(&sdk, table, o.page_size);
+            let shape = setup(scan.describe().await)?;
+            let keys = if o.keys.is_empty() {
+                shape.key_names
+            } else {
+                o.keys.clone()
+            };
+            let estimate = shape.item_count_estimate.map(|n| n.max(0) as u64);
+            (
+                Source::Scan(scan, o.segments),
+                shape.arn,
+                keys,
+                estimate,
+                table.clone(),
+            )
+        }
+        (None, Some(url)) => {
+            let export = setup(ExportSource::new(weir_aws::aws::s3(&sdk), url))?;
+            let summary = setup(export.summary().await)?;
+            let files = setup(export.files(&summary).await)?;
+            let table = weir_core::record::table_from_arn(&summary.table_arn)
+                .unwrap_or_default()
+                .to_owned();
+            let keys = if o.keys.is_empty() {
+                // The summary names no keys: the table's own, if it is still there.
+                let shape = TableScan::new(&sdk, &table, None).describe().await;
+                setup(shape.map(|s| s.key_names).with_context(|| {
+                    format!("cannot find the key attributes of {table}: name them with --key")
+                }))?
+            } else {
+                o.keys.clone()
+            };
+            let (arn, count) = (summary.table_arn.clone(), summary.item_count);
+            (Source::Export(export, files), arn, keys, count, table)
+        }
+        _ => {
+            return Err(SetupError(anyhow::anyhow!(
+                "give exactly one of --table (a Scan) and --export (an export to S3)"
+            )));
+        }
+    };
+    let parts = match &source {
+        Source::Scan(_, n) => *n as usize,
+        Source::Export(_, files) => files.len(),
+    };
+    let mut state = match &o.state {
+        Some(path) => setup(State::load(path))?,
+        None => None,
+    };
+    if let Some(s) = &state
+        && (s.table_arn != table_arn || s.parts.len() != parts)
+    {
+        return Err(SetupError(anyhow::anyhow!(
+            "{}: a backfill of {} in {} parts, not of {table_arn} in {parts}",
+            o.state.as_deref().unwrap_or(Path::new("")).display(),
+            s.table_arn,
+            s.parts.len(),
+        )));
+    }
+    let state = state.get_or_insert_with(|| State {
+        table_arn: table_arn.clone(),
+        run: o.run.clone().unwrap_or_else(|| {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            format!("{name}-{secs}")
+        }),
+        parts: vec![PartState::default(); parts],
+    });
+    let run = setup(
+        BackfillRun::new(&table_arn, &state.run, key_names.clone()).map_err(anyhow::Error::from),
+    )?;
+    let rate = match o.rate {
+        Some(r) => Some(r),
+        None => setup(destination_rate(&o.manifest).await)?,
+    };
+    eprintln!(
+        "backfill of {name} (run {}): about {} items{}, {parts} {}, {}{}",
+        state.run,
+        estimate.map_or("an unknown number of".to_owned(), |n| n.to_string()),
+        if matches!(source, Source::Scan(..)) {
+            " (DynamoDB's estimate)"
+        } else {
+            ""
+        },
+        if matches!(source, Source::Scan(..)) {
+            "segments"
+        } else {
+            "data files"
+        },
+        match rate {
+            Some(r) => format!("at most {r} entries/s"),
+            None => "no rate limit".to_owned(),
+        },
+        match (rate, estimate) {
+            (Some(r), Some(n)) if r > 0.0 => format!(", ETA {:.0} s", n as f64 / r),
+            _ => String::new(),
+        }
+    );
+
+    let publisher = if o.publish {
+        let p = Publisher::new(weir_aws::aws::eventbridge(&sdk), PublishConfig::default());
+        setup(p.check_bus(&loader.manifest().event_bus).await)?;
+        Some(p)
+    } else {
+        None
+    };
+    let queue = match (&o.publish, &loader.manifest().dead_letter_queue) {
+        (true, Some(url)) => Some(DeadLetterQueue::new(
+            weir_aws::aws::sqs_for_dead_letters(&sdk),
+            url.clone(),
+            QueueConfig::default(),
+        )),
+        _ => None,
+    };
+
+    // Readers a page or two ahead of the pipeline: one per unfinished Scan segment, or one
+    // over the export's unfinished files in turn.
+    let (tx, mut rx) = mpsc::channel::<(usize, anyhow::Result<Page>)>(parts * 2 + 2);
+    match source {
+        Source::Scan(scan, total) => {
+            for (segment, s) in state.parts.iter().enumerate() {
+                if s.done {
+                    continue;
+                }
+                let (scan, tx) = (scan.clone(), tx.clone());
+                let mut next = s.next.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let page = scan.page(segment as u32, total, next.as_deref()).await;
+                        next = page.as_ref().ok().and_then(|p| p.next.clone());
+                        let last = page.is_err() || next.is_none();
+                        if tx.send((segment, page)).await.is_err() || last {
+                            break;
+                        }
+                    }
+                });
+            }
+        }
+        Source::Export(export, files) => {
+            let todo: Vec<(usize, DataFile, usize)> = files
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| !state.parts[*i].done)
+                .map(|(i, f)| {
+                    let from = state.parts[i]
+                        .next
+                        .as_deref()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0);
+                    (i, f, from)
+                })
+                .collect();
+            let page_size = o.page_size.map_or(100, |n| n.max(1) as usize);
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                for (i, file, from) in todo {
+                    let items = match export.items(&file).await {
+                        Ok(items) => items,
+                        Err(e) => {
+                            let _ = tx.send((i, Err(e))).await;
+                            return;
+                        }
+                    };
+                    let mut at = from.min(items.len());
+                    loop {
+                        let end = (at + page_size).min(items.len());
+                        let page = Page {
+                            items: items[at..end].to_vec(),
+                            next: (end < items.len()).then(|| end.to_string()),
+                        };
+                        if tx.send((i, Ok(page))).await.is_err() {
+                            return;
+                        }
+                        if end == items.len() {
+                            break;
+                        }
+                        at = end;
+                    }
+                }
+            });
+        }
+    }
+    drop(tx);
+
+    let started = Instant::now();
+    let dead_letters = DeadLetterDir::new(&o.dead_letter_dir);
+    let progress_to_terminal = std::io::stderr().is_terminal();
+    let (mut total, mut entries, mut items) = (Counts::default(), 0usize, 0u64);
+    let mut exit = ExitCode::SUCCESS;
+    while let Some((part, page)) = rx.recv().await {
+        let page = setup(page)?;
+        let seg = &state.parts[part];
+        let mut records = Vec::with_capacity(page.items.len());
+        for (i, item) in page.items.iter().enumerate() {
+            let position = part as u64 * 1_000_000_000_000 + seg.items + i as u64;
+            let text = setup(run.record(item, position).map_err(anyhow::Error::from))?;
+            records.push(setup(
+                RawValue::from_string(text).map_err(anyhow::Error::from),
+            )?);
+        }
+        let n = records.len() as u64;
+        // Paced in chunks of about a second's worth of entries.
+        let chunk = rate.map_or(records.len().max(1), |r| (r.floor() as usize).max(1));
+        let mut records = records.into_iter().peekable();
+        let mut unpublished = false;
+        while records.peek().is_some() {
+            let part: Vec<Box<RawValue>> = records.by_ref().take(chunk).collect();
+            if let Some(r) = rate {
+                let due = Duration::from_secs_f64(entries as f64 / r);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            let mut collected = Vec::new();
+            let sink = match &queue {
+                Some(q) => DeadLetterSink::Queue(q),
+                None => DeadLetterSink::Collect(&mut collected),
+            };
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(o.timeout_secs);
+            let report = setup(
+                batch::run(pipeline.clone(), part, publisher.as_ref(), sink, deadline).await,
+            )?;
+            if publisher.is_none() {
+                let mut out = std::io::stdout().lock();
+                for entry in &report.entries {
+                    let _ = writeln!(out, "{}", serde_json::to_string(entry).unwrap_or_default());
+                }
+                let _ = out.flush();
+            }
+            for letter in &collected {
+                let file = setup(dead_letters.write(letter))?;
+                tracing::warn!(
+                    kind = letter.reason.kind.as_str(),
+                    file = %file.display(),
+                    "dead-lettered: {}",
+                    letter.reason.message
+                );
+            }
+            let c = report.counts();
+            entries += report.entries.len();
+            total.records += c.records;
+            total.published += c.published;
+            total.filtered += c.filtered;
+            total.dead_lettered += c.dead_lettered;
+            total.retried += c.retried;
+            if c.dead_lettered > 0 && exit == ExitCode::SUCCESS {
+                exit = ExitCode::from(EXIT_DEAD_LETTERS);
+            }
+            unpublished |= c.retried > 0;
+        }
+        if unpublished {
+            // This page is left for the resume: its checkpoint is not moved.
+            eprintln!("not published in time: part {part} resumes at its last checkpoint");
+            exit = ExitCode::from(EXIT_UNPUBLISHED);
+            break;
+        }
+        items += n;
+        let seg = &mut state.parts[part];
+        seg.items += n;
+        seg.done = page.next.is_none();
+        seg.next = page.next;
+        if let Some(path) = &o.state {
+            setup(state.save(path))?;
+        }
+        let secs = started.elapsed().as_secs_f64().max(1e-3);
+        let line = format!(
+            "part {part}: {} items{}; all: {items} items, {:.0} items/s, published {}, filtered {}, dead-lettered {}",
+            state.parts[part].items,
+            if state.parts[part].done {
+                " (done)"
+            } else {
+                ""
+            },
+            items as f64 / secs,
+            total.published,
+            total.filtered,
+            total.dead_lettered,
+        );
+        if progress_to_terminal {
+            eprint!("\r\x1b[2K{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+    if progress_to_terminal {
+        eprintln!();
+    }
+    eprintln!(
+        "records: {}, entries: {entries}, published: {}, filtered: {}, dead-lettered: {}{}",
+        total.records,
+        total.published,
+        total.filtered,
+        total.dead_lettered,
+        if o.publish {
+            format!(", retried: {}", total.retried)
+        } else {
+            String::new()
+        }
+    );
+    Ok(exit)
+}
+
+/// The slowest destination's `rate_limit_per_second` in the manifest, if any names one: a
+/// backfill never feeds the bus faster than its slowest API destination delivers.
+async fn destination_rate(manifest: &str) -> anyhow::Result<Option<f64>> {
+    let location = Location::parse(manifest)?;
+    let (bytes, _) = weir_aws::store::Store::default().read(&location).await?;
+    let text = String::from_utf8(bytes).context("the manifest is not UTF-8")?;
+    let (_, destinations) = Manifest::parse_with_destinations(&text, location)?;
+    Ok(destinations
+        .values()
+        .filter_map(|d| d.rate_limit_per_second)
+        .min()
+        .map(f64::from))
+}

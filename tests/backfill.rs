@@ -1,0 +1,465 @@
+//! `weir backfill` against a moto server on 127.0.0.1: a table of items of several tenants,
+//! scanned in segments through the real AWS SDK, mapped by a real plugin, published through
+//! a rule into an SQS queue, killed and resumed, and paced.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType,
+};
+use serde_json::{Value, json};
+use support::*;
+
+const GLOBEX: &str = "[tenants.globex]\nplugin = \"mapping\"\nconfig = { detail_type = \"CustomerChanged\", fields = { Name = \"/name\", LTV = \"/lifetimeValue\" } }\n";
+
+/// The 38-digit lifetime value of globex's item `i`.
+fn ltv(i: usize) -> String {
+    format!("{:038}", 10u128.pow(37) + i as u128 * 7_919)
+}
+
+/// Customers (tenantId, customerId) holding `globex` items of globex and `others` of
+/// initech and umbrella, which no route maps.
+async fn table_with_items(config: &aws_config::SdkConfig, globex: usize, others: usize) {
+    let db = aws_sdk_dynamodb::Client::new(config);
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("attribute")
+    };
+    let key = |name: &str, kind| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .expect("key")
+    };
+    db.create_table()
+        .table_name("Customers")
+        .attribute_definitions(attr("tenantId"))
+        .attribute_definitions(attr("customerId"))
+        .key_schema(key("tenantId", KeyType::Hash))
+        .key_schema(key("customerId", KeyType::Range))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("create table");
+    let s = |v: String| AttributeValue::S(v);
+    for i in 0..globex + others {
+        let tenant = if i < globex {
+            "globex"
+        } else if i % 2 == 0 {
+            "initech"
+        } else {
+            "umbrella"
+        };
+        db.put_item()
+            .table_name("Customers")
+            .item("tenantId", s(tenant.into()))
+            .item("customerId", s(format!("C-{i:05}")))
+            .item("name", s(format!("Customer {i}")))
+            .item("lifetimeValue", AttributeValue::N(ltv(i)))
+            .send()
+            .await
+            .expect("put item");
+    }
+}
+
+fn weir(moto: &Moto, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_weir"));
+    c.arg("backfill")
+        .args(args)
+        .current_dir(root())
+        .env("AWS_ENDPOINT_URL", moto.endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE")
+        .env_remove("RUST_LOG");
+    c
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn entries(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an entry per line"))
+        .collect()
+}
+
+fn ids(entries: &[Value]) -> BTreeSet<String> {
+    entries
+        .iter()
+        .map(|e| metadata(e)["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+fn args<'a>(manifest: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "--manifest",
+        manifest.to_str().expect("utf-8"),
+        "--table",
+        "Customers",
+        "--segments",
+        "4",
+        "--page-size",
+        "50",
+    ];
+    a.extend_from_slice(extra);
+    a
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_backfill_publishes_exactly_the_routed_tenants_items_through_a_rule() {
+    let moto = Moto::start();
+    let config = sdk_config(&moto.endpoint());
+    table_with_items(&config, 400, 600).await;
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    events
+        .create_event_bus()
+        .name("backfill-bus")
+        .send()
+        .await
+        .expect("bus");
+    let (url, arn) = create_queue(&sqs, "globex-backfill", None).await;
+    events
+        .put_rule()
+        .name("globex")
+        .event_bus_name("backfill-bus")
+        .event_pattern(
+            json!({"source": ["weir.customers"], "detail": {"metadata": {"tenant": ["globex"]}}})
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("rule");
+    events
+        .put_targets()
+        .rule("globex")
+        .event_bus_name("backfill-bus")
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("queue")
+                .arn(arn)
+                .build()
+                .expect("target"),
+        )
+        .send()
+        .await
+        .expect("targets");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = write_manifest(dir.path(), "backfill-bus", None, &["mapping"], GLOBEX);
+    let out = weir(&moto, &args(&manifest, &["--publish", "--rate", "100000"]))
+        .output()
+        .expect("weir runs");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(
+            "records: 1000, entries: 400, published: 400, filtered: 600, dead-lettered: 0, retried: 0"
+        ),
+        "{err}"
+    );
+    let messages = drain_queue(&sqs, &url, 400, Duration::from_secs(60)).await;
+    assert_eq!(messages.len(), 400);
+    let mut customers = BTreeSet::new();
+    for m in &messages {
+        let event: Value = serde_json::from_str(m.body().expect("body")).expect("JSON");
+        let detail = &event["detail"];
+        assert_eq!(detail["metadata"]["tenant"], "globex");
+        assert_eq!(detail["metadata"]["origin"], "backfill");
+        assert_eq!(detail["metadata"]["eventName"], "INSERT");
+        let name = detail["payload"]["Name"].as_str().expect("name");
+        let i: usize = name
+            .trim_start_matches("Customer ")
+            .parse()
+            .expect("customer number");
+        // Every digit of the 38-digit number arrives (as a string: EventBridge cannot
+        // carry integers past i64).
+        let body = m.body().expect("body");
+        assert!(body.contains(&ltv(i)), "{i}: {body}");
+        customers.insert(i);
+    }
+    assert_eq!(
+        customers,
+        (0..400).collect(),
+        "each globex item exactly once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_backfill_resumes_with_the_same_ids_and_a_finished_one_does_nothing() {
+    let moto = Moto::start();
+    let config = sdk_config(&moto.endpoint());
+    table_with_items(&config, 200, 200).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = write_manifest(dir.path(), "unused-bus", None, &["mapping"], GLOBEX);
+
+    // The whole run at once, for the ids it gives.
+    let whole_state = dir.path().join("whole.json");
+    let whole_args = [
+        "--state",
+        whole_state.to_str().expect("utf-8"),
+        "--run",
+        "onboarding",
+    ];
+    let whole = weir(&moto, &args(&manifest, &whole_args))
+        .output()
+        .expect("weir runs");
+    assert_eq!(whole.status.code(), Some(0), "{}", stderr(&whole));
+    let whole_ids = ids(&entries(&whole.stdout));
+    assert_eq!(whole_ids.len(), 200);
+
+    // The same run killed once its first checkpoint is written (paced, so it is midway).
+    let state = dir.path().join("state.json");
+    let state_args = [
+        "--state",
+        state.to_str().expect("utf-8"),
+        "--run",
+        "onboarding",
+        "--rate",
+        "50",
+    ];
+    let mut child = weir(&moto, &args(&manifest, &state_args))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    // Killed once a checkpoint holds some items (a segment may be empty and done at once).
+    let items_done = |state: &Path| -> u64 {
+        std::fs::read_to_string(state)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|v| {
+                v["parts"]
+                    .as_array()
+                    .map(|segs| segs.iter().map(|s| s["items"].as_u64().unwrap_or(0)).sum())
+            })
+            .unwrap_or(0)
+    };
+    let started = Instant::now();
+    while items_done(&state) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no checkpoint written"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("kill");
+    let killed = child.wait_with_output().expect("output");
+    let checkpoint: Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).expect("state")).expect("JSON");
+    let done = checkpoint["parts"]
+        .as_array()
+        .expect("segments")
+        .iter()
+        .filter(|s| s["done"] == true)
+        .count();
+    assert!(done < 4, "the run was killed midway: {checkpoint}");
+    let first = entries(&killed.stdout);
+
+    // Resumed: together the two runs give every item, with the whole run's ids.
+    let resumed = weir(&moto, &args(&manifest, &state_args[..4]))
+        .output()
+        .expect("weir runs");
+    assert_eq!(resumed.status.code(), Some(0), "{}", stderr(&resumed));
+    let mut all = ids(&first);
+    all.extend(ids(&entries(&resumed.stdout)));
+    assert_eq!(all, whole_ids);
+    // It read only what the checkpoint had not done.
+    let checkpointed: u64 = checkpoint["parts"]
+        .as_array()
+        .expect("segments")
+        .iter()
+        .map(|s| s["items"].as_u64().expect("items"))
+        .sum();
+    assert!(checkpointed > 0, "{checkpoint}");
+    assert!(
+        stderr(&resumed).contains(&format!("records: {}, ", 400 - checkpointed)),
+        "{checkpointed} items were checkpointed: {}",
+        stderr(&resumed)
+    );
+
+    // Finished: running it again publishes nothing.
+    let again = weir(&moto, &args(&manifest, &state_args[..4]))
+        .output()
+        .expect("weir runs");
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert!(again.stdout.is_empty());
+    assert!(
+        stderr(&again).contains("records: 0, entries: 0"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_never_feeds_a_destination_faster_than_its_rate_limit() {
+    let moto = Moto::start();
+    let config = sdk_config(&moto.endpoint());
+    table_with_items(&config, 60, 0).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The destination's rate limit is the backfill's pace (no --rate given).
+    let tenants = "[tenants.globex]\nplugin = \"mapping\"\nconfig = { detail_type = \"CustomerChanged\", destination = \"crm\", fields = { Name = \"/name\" } }\n\
+        [destinations.crm]\nendpoint = \"https://crm.example.com/items\"\nmethod = \"POST\"\n\
+        detail_types = [\"CustomerChanged\"]\nrate_limit_per_second = 20\n\
+        auth = { type = \"api_key\", header = \"X-Api-Key\", value = { secret = \"crm\", key = \"api_key\" } }\n";
+    let manifest = write_manifest(dir.path(), "unused-bus", None, &["mapping"], tenants);
+    let started = Instant::now();
+    let out = weir(&moto, &args(&manifest, &[]))
+        .output()
+        .expect("weir runs");
+    let took = started.elapsed();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("at most 20 entries/s"), "{err}");
+    let n = entries(&out.stdout).len();
+    assert_eq!(n, 60);
+    // The first second's worth may go at once; every later one waits its turn.
+    let rate = (n - 20) as f64 / took.as_secs_f64();
+    assert!(rate <= 20.0, "{n} entries in {took:?}: {rate:.1}/s");
+}
+
+/// An export to S3 as DynamoDB writes one: the summary, the list of data files, and the
+/// gzipped `{"Item": ...}` lines, in moto's S3.
+async fn export_in_s3(config: &aws_config::SdkConfig, files: usize, per_file: usize) -> String {
+    use std::io::Write as _;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket()
+        .bucket("exports")
+        .send()
+        .await
+        .expect("bucket");
+    let folder = "nightly/AWSDynamoDB/01700000000000-abcd1234";
+    let put = |key: String, body: Vec<u8>| {
+        let s3 = s3.clone();
+        async move {
+            s3.put_object()
+                .bucket("exports")
+                .key(key)
+                .body(body.into())
+                .send()
+                .await
+                .expect("put");
+        }
+    };
+    let mut listing = String::new();
+    for f in 0..files {
+        let mut lines = String::new();
+        for j in 0..per_file {
+            let i = f * per_file + j;
+            let tenant = if i % 5 < 2 { "globex" } else { "initech" };
+            let item = json!({"Item": {
+                "tenantId": {"S": tenant},
+                "customerId": {"S": format!("C-{i:05}")},
+                "name": {"S": format!("Customer {i}")},
+                "lifetimeValue": {"N": ltv(i)},
+            }});
+            lines.push_str(&format!("{item}\n"));
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(lines.as_bytes()).expect("gzip");
+        let key = format!("{folder}/data/file-{f}.json.gz");
+        put(key.clone(), gz.finish().expect("gzip")).await;
+        listing.push_str(&format!(
+            "{}\n",
+            json!({"itemCount": per_file, "md5Checksum": "x", "etag": "y", "dataFileS3Key": key})
+        ));
+    }
+    put(
+        format!("{folder}/manifest-files.json"),
+        listing.into_bytes(),
+    )
+    .await;
+    let summary = json!({
+        "version": "2020-06-30",
+        "exportArn": "arn:aws:dynamodb:us-east-1:123456789012:table/Customers/export/01700000000000-abcd1234",
+        "tableArn": "arn:aws:dynamodb:us-east-1:123456789012:table/Customers",
+        "s3Bucket": "exports",
+        "s3Prefix": "nightly",
+        "manifestFilesS3Key": format!("{folder}/manifest-files.json"),
+        "itemCount": files * per_file,
+        "outputFormat": "DYNAMODB_JSON",
+        "exportFormat": "DYNAMODB_JSON",
+    });
+    put(
+        format!("{folder}/manifest-summary.json"),
+        summary.to_string().into_bytes(),
+    )
+    .await;
+    format!("s3://exports/{folder}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_backfill_reads_every_data_file_with_exact_counts() {
+    let moto = Moto::start();
+    let config = sdk_config(&moto.endpoint());
+    let url = export_in_s3(&config, 3, 100).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = write_manifest(dir.path(), "unused-bus", None, &["mapping"], GLOBEX);
+    let state = dir.path().join("state.json");
+    let export_args = [
+        "--manifest",
+        manifest.to_str().expect("utf-8"),
+        "--export",
+        &url,
+        "--key",
+        "tenantId",
+        "--key",
+        "customerId",
+        "--page-size",
+        "40",
+        "--state",
+        state.to_str().expect("utf-8"),
+    ];
+    let out = weir(&moto, &export_args)
+        .env("AWS_S3_FORCE_PATH_STYLE", "true")
+        .output()
+        .expect("weir runs");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("about 300 items, 3 data files"), "{err}");
+    assert!(
+        err.contains("records: 300, entries: 120, published: 120, filtered: 180, dead-lettered: 0"),
+        "{err}"
+    );
+    let entries = entries(&out.stdout);
+    assert_eq!(ids(&entries).len(), 120);
+    for e in &entries {
+        let m = metadata(e);
+        assert_eq!(m["origin"], "backfill");
+        assert_eq!(m["table"], "Customers");
+        let detail: Value =
+            serde_json::from_str(e["Detail"].as_str().expect("detail")).expect("JSON");
+        let i: usize = detail["payload"]["Name"]
+            .as_str()
+            .and_then(|n| n.strip_prefix("Customer "))
+            .and_then(|n| n.parse().ok())
+            .expect("customer number");
+        // Every digit of the 38-digit number (a string: past what EventBridge carries).
+        assert_eq!(detail["payload"]["LTV"], ltv(i), "{detail}");
+    }
+    let checkpoint: Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).expect("state")).expect("JSON");
+    let parts = checkpoint["parts"].as_array().expect("parts");
+    assert_eq!(parts.len(), 3);
+    assert!(
+        parts.iter().all(|p| p["done"] == true && p["items"] == 100),
+        "{checkpoint}"
+    );
+}
