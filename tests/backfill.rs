@@ -331,85 +331,11 @@ async fn a_backfill_never_feeds_a_destination_faster_than_its_rate_limit() {
     assert!(rate <= 20.0, "{n} entries in {took:?}: {rate:.1}/s");
 }
 
-/// An export to S3 as DynamoDB writes one: the summary, the list of data files, and the
-/// gzipped `{"Item": ...}` lines, in moto's S3.
-async fn export_in_s3(config: &aws_config::SdkConfig, files: usize, per_file: usize) -> String {
-    use std::io::Write as _;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(config)
-            .force_path_style(true)
-            .build(),
-    );
-    s3.create_bucket()
-        .bucket("exports")
-        .send()
-        .await
-        .expect("bucket");
-    let folder = "nightly/AWSDynamoDB/01700000000000-abcd1234";
-    let put = |key: String, body: Vec<u8>| {
-        let s3 = s3.clone();
-        async move {
-            s3.put_object()
-                .bucket("exports")
-                .key(key)
-                .body(body.into())
-                .send()
-                .await
-                .expect("put");
-        }
-    };
-    let mut listing = String::new();
-    for f in 0..files {
-        let mut lines = String::new();
-        for j in 0..per_file {
-            let i = f * per_file + j;
-            let tenant = if i % 5 < 2 { "globex" } else { "initech" };
-            let item = json!({"Item": {
-                "tenantId": {"S": tenant},
-                "customerId": {"S": format!("C-{i:05}")},
-                "name": {"S": format!("Customer {i}")},
-                "lifetimeValue": {"N": ltv(i)},
-            }});
-            lines.push_str(&format!("{item}\n"));
-        }
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gz.write_all(lines.as_bytes()).expect("gzip");
-        let key = format!("{folder}/data/file-{f}.json.gz");
-        put(key.clone(), gz.finish().expect("gzip")).await;
-        listing.push_str(&format!(
-            "{}\n",
-            json!({"itemCount": per_file, "md5Checksum": "x", "etag": "y", "dataFileS3Key": key})
-        ));
-    }
-    put(
-        format!("{folder}/manifest-files.json"),
-        listing.into_bytes(),
-    )
-    .await;
-    let summary = json!({
-        "version": "2020-06-30",
-        "exportArn": "arn:aws:dynamodb:us-east-1:123456789012:table/Customers/export/01700000000000-abcd1234",
-        "tableArn": "arn:aws:dynamodb:us-east-1:123456789012:table/Customers",
-        "s3Bucket": "exports",
-        "s3Prefix": "nightly",
-        "manifestFilesS3Key": format!("{folder}/manifest-files.json"),
-        "itemCount": files * per_file,
-        "outputFormat": "DYNAMODB_JSON",
-        "exportFormat": "DYNAMODB_JSON",
-    });
-    put(
-        format!("{folder}/manifest-summary.json"),
-        summary.to_string().into_bytes(),
-    )
-    .await;
-    format!("s3://exports/{folder}")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_backfill_reads_every_data_file_with_exact_counts() {
     let moto = Moto::start();
     let config = sdk_config(&moto.endpoint());
-    let url = export_in_s3(&config, 3, 100).await;
+    let url = export_in_s3(&config, 3, 100, ltv).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let manifest = write_manifest(dir.path(), "unused-bus", None, &["mapping"], GLOBEX);
     let state = dir.path().join("state.json");

@@ -12,7 +12,7 @@ use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use support::*;
 use weir::dead_letter::{DeadLetterQueue, QueueConfig};
-use weir::lambda::{Function, StreamBatch, handle};
+use weir::lambda::{Function, Invocation, StreamBatch, handle, handle_invocation};
 use weir::plugin::PluginEngine;
 use weir::publish::{PublishConfig, Publisher};
 use weir::reload::Loader;
@@ -50,6 +50,7 @@ async fn function(
         ),
         function_name: "weir-test".into(),
         tenant_metrics: true,
+        exports: weir::export::Exports::new(&sdk_config(sqs)),
     }
 }
 
@@ -895,6 +896,7 @@ async fn a_warm_handler_picks_up_a_plugin_replaced_in_s3() {
         ),
         function_name: "warm".into(),
         tenant_metrics: false,
+        exports: weir::export::Exports::new(&config),
     };
     let types = |calls: &[Vec<Value>]| -> Vec<String> {
         calls
@@ -926,4 +928,54 @@ async fn a_warm_handler_picks_up_a_plugin_replaced_in_s3() {
         ["CustomerChanged", "EchoState"],
         "the same warm function now runs the new plugin"
     );
+}
+
+/// A backfill task as Step Functions' Distributed Map sends it (one data file of an export
+/// to S3): its items go through the pipeline to the bus and the rule's queue, and the
+/// handler answers with the counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_task_publishes_one_data_file_and_returns_its_counts() {
+    let moto = Moto::start();
+    let config = sdk_config(&moto.endpoint());
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let urls = bus_with_rules(&events, &sqs, "weir-task", &[("CustomerChanged", "globex")]).await;
+    let (dlq, _) = create_queue(&sqs, "weir-task-dlq", None).await;
+    let export = export_in_s3(&config, 2, 50, |i| format!("{:038}", 3 + i)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = write_manifest(dir.path(), "weir-task", Some(&dlq), &["mapping"], GLOBEX);
+    let f = function(
+        &manifest,
+        &moto.endpoint(),
+        &moto.endpoint(),
+        &dlq,
+        fast_publish(),
+    )
+    .await;
+    let task = json!({"weirBackfill": {
+        "export": export,
+        "dataFileS3Key": "nightly/AWSDynamoDB/01700000000000-abcd1234/data/file-1.json.gz",
+        "run": "nightly-1",
+        "keys": ["tenantId", "customerId"],
+    }});
+    let payload: Invocation = serde_json::from_value(task).expect("a backfill task");
+    let mut context = Context::default();
+    context.deadline = (SystemTime::now() + Duration::from_secs(30))
+        .duration_since(UNIX_EPOCH)
+        .expect("time")
+        .as_millis() as u64;
+    let counts = handle_invocation(&f, LambdaEvent::new(payload, context))
+        .await
+        .expect("the task runs");
+    // File 1 holds items 50..100; globex's are those with i % 5 < 2: 20 of them.
+    assert_eq!(counts["records"], 50, "{counts}");
+    assert_eq!(counts["published"], 20, "{counts}");
+    assert_eq!(counts["filtered"], 30, "{counts}");
+    assert_eq!(counts["deadLettered"], 0, "{counts}");
+    let messages = drain_queue(&sqs, &urls[0], 20, Duration::from_secs(30)).await;
+    assert_eq!(messages.len(), 20);
+    for m in &messages {
+        let body: Value = serde_json::from_str(m.body().expect("body")).expect("JSON");
+        assert_eq!(body["detail"]["metadata"]["origin"], "backfill");
+    }
 }

@@ -1,5 +1,6 @@
-//! The Lambda handler: a DynamoDB Streams batch in, `batchItemFailures` out. Only glue;
-//! the work is in [`weir_core::batch`].
+//! The Lambda handler: a DynamoDB Streams batch in, `batchItemFailures` out; or a backfill
+//! task (one data file of an export to S3, as a Step Functions Distributed Map sends it)
+//! in, its counts out. Only glue; the work is in [`weir_core::batch`].
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,6 +29,53 @@ pub struct StreamBatch {
     pub records: Vec<Box<RawValue>>,
 }
 
+/// One data file of a DynamoDB export to S3, for a backfill run by Step Functions (one
+/// task per file). Sent as `{"weirBackfill": {...}}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackfillTask {
+    /// The export: `s3://BUCKET/PREFIX/AWSDynamoDB/EXPORT_ID`.
+    pub export: String,
+    /// The data file, as `manifest-files.json` names it.
+    pub data_file_s3_key: String,
+    /// The run's name: event ids derive from it, so a retried task repeats its ids.
+    pub run: String,
+    /// The table's key attributes.
+    pub keys: Vec<String>,
+}
+
+/// What an invocation brings: a stream batch, or a backfill task.
+#[derive(Debug, Deserialize)]
+#[serde(from = "InvocationFields")]
+pub enum Invocation {
+    /// `{"weirBackfill": {...}}`.
+    Backfill {
+        /// The task.
+        task: BackfillTask,
+    },
+    /// `{"Records": [...]}`.
+    Stream(StreamBatch),
+}
+
+/// Both shapes' fields in one struct (an untagged enum would buffer the records, and a
+/// record kept as raw text cannot be read back from serde's buffer).
+#[derive(Deserialize)]
+struct InvocationFields {
+    #[serde(rename = "weirBackfill", default)]
+    backfill: Option<BackfillTask>,
+    #[serde(rename = "Records", default)]
+    records: Vec<Box<RawValue>>,
+}
+
+impl From<InvocationFields> for Invocation {
+    fn from(f: InvocationFields) -> Self {
+        match f.backfill {
+            Some(task) => Invocation::Backfill { task },
+            None => Invocation::Stream(StreamBatch { records: f.records }),
+        }
+    }
+}
+
 /// Everything an invocation needs, built once at cold start.
 pub struct Function {
     /// The manifest and plugins, reloaded between invocations when they change.
@@ -40,6 +88,8 @@ pub struct Function {
     pub function_name: String,
     /// Whether EMF metrics also carry a Tenant dimension (one document per tenant).
     pub tenant_metrics: bool,
+    /// Where backfill tasks read exports from.
+    pub exports: weir_aws::export::Exports,
 }
 
 /// Used when the runtime gives no deadline (a zero deadline in local tools).
@@ -136,6 +186,85 @@ pub async fn handle(
     Ok(response)
 }
 
+/// Handles any invocation: a stream batch (answered as [`handle`] does) or a backfill task
+/// (answered with its counts). A task with records not published in time fails, so Step
+/// Functions retries it; the retry gives the same event ids, which receivers de-duplicate.
+pub async fn handle_invocation(
+    function: &Function,
+    event: LambdaEvent<Invocation>,
+) -> Result<serde_json::Value, lambda_runtime::Error> {
+    let (payload, context) = event.into_parts();
+    match payload {
+        Invocation::Stream(batch) => {
+            let response = handle(function, LambdaEvent::new(batch, context)).await?;
+            Ok(serde_json::to_value(response)?)
+        }
+        Invocation::Backfill { task } => {
+            let span = tracing::info_span!("invocation", requestId = %context.request_id);
+            backfill(function, task, deadline_of(context.deadline))
+                .instrument(span)
+                .await
+        }
+    }
+}
+
+async fn backfill(
+    function: &Function,
+    task: BackfillTask,
+    deadline: tokio::time::Instant,
+) -> Result<serde_json::Value, lambda_runtime::Error> {
+    let export = function.exports.open(&task.export)?;
+    let summary = export.summary().await?;
+    let run = weir_core::backfill::BackfillRun::new(&summary.table_arn, &task.run, task.keys)?;
+    let file = weir_aws::export::DataFile {
+        data_file_s3_key: task.data_file_s3_key.clone(),
+        item_count: None,
+    };
+    let items = export.items(&file).await?;
+    let mut records = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        records.push(RawValue::from_string(run.record(item, i as u64)?)?);
+    }
+    tracing::info!(file = %task.data_file_s3_key, items = items.len(), "backfill task received");
+    let pipeline = {
+        let mut loader = function.loader.lock().await;
+        loader.current().await
+    };
+    let report = batch::run(
+        pipeline,
+        records,
+        Some(&function.publisher),
+        DeadLetterSink::Queue(&function.dead_letters),
+        deadline,
+    )
+    .await?;
+    let c = report.counts();
+    tracing::info!(
+        file = %task.data_file_s3_key,
+        records = c.records,
+        published = c.published,
+        filtered = c.filtered,
+        dead_lettered = c.dead_lettered,
+        retried = c.retried,
+        "backfill task done"
+    );
+    if c.retried > 0 {
+        return Err(format!(
+            "{}: {} of {} records not published in time; retry the task (its event ids repeat)",
+            task.data_file_s3_key, c.retried, c.records
+        )
+        .into());
+    }
+    Ok(serde_json::json!({
+        "dataFileS3Key": task.data_file_s3_key,
+        "records": c.records,
+        "published": c.published,
+        "filtered": c.filtered,
+        "deadLettered": c.dead_lettered,
+        "entries": report.entries_published,
+    }))
+}
+
 /// Deadlines below this (September 2001 in epoch milliseconds) are not timestamps.
 const EPOCH_MS_FLOOR: u64 = 1_000_000_000_000;
 
@@ -213,6 +342,7 @@ impl Function {
                 .unwrap_or_else(|_| "weir".into()),
             tenant_metrics: std::env::var("WEIR_TENANT_METRICS")
                 .is_ok_and(|v| v == "1" || v == "true"),
+            exports: weir_aws::export::Exports::new(&sdk),
         })
     }
 }

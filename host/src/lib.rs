@@ -19,8 +19,10 @@
 
 #![deny(missing_docs)]
 
-pub use weir_aws::{aws, dead_letter, publish, redrive, store};
-pub use weir_core::{batch, location, manifest, model, record, retry, sink, transform, validate};
+pub use weir_aws::{aws, dead_letter, export, publish, redrive, scan, store};
+pub use weir_core::{
+    backfill, batch, location, manifest, model, record, retry, sink, transform, validate,
+};
 pub use weir_runtime::{native, plugin, slot};
 
 /// The pipeline: the core's, with wasmtime slots ([`weir_runtime::Pipeline`]).

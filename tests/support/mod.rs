@@ -364,3 +364,83 @@ pub async fn create_queue(
         .expect("arn");
     (url, arn)
 }
+
+/// An export to S3 as DynamoDB writes one: the summary, the list of data files, and the
+/// gzipped `{"Item": ...}` lines, in moto's S3 bucket `exports`. Item `i` is globex's when
+/// `i % 5 < 2`, else initech's; its lifetimeValue is `ltv(i)`.
+pub async fn export_in_s3(
+    config: &aws_config::SdkConfig,
+    files: usize,
+    per_file: usize,
+    ltv: impl Fn(usize) -> String,
+) -> String {
+    use std::io::Write as _;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket()
+        .bucket("exports")
+        .send()
+        .await
+        .expect("bucket");
+    let folder = "nightly/AWSDynamoDB/01700000000000-abcd1234";
+    let put = |key: String, body: Vec<u8>| {
+        let s3 = s3.clone();
+        async move {
+            s3.put_object()
+                .bucket("exports")
+                .key(key)
+                .body(body.into())
+                .send()
+                .await
+                .expect("put");
+        }
+    };
+    let mut listing = String::new();
+    for f in 0..files {
+        let mut lines = String::new();
+        for j in 0..per_file {
+            let i = f * per_file + j;
+            let tenant = if i % 5 < 2 { "globex" } else { "initech" };
+            let item = json!({"Item": {
+                "tenantId": {"S": tenant},
+                "customerId": {"S": format!("C-{i:05}")},
+                "name": {"S": format!("Customer {i}")},
+                "lifetimeValue": {"N": ltv(i)},
+            }});
+            lines.push_str(&format!("{item}\n"));
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(lines.as_bytes()).expect("gzip");
+        let key = format!("{folder}/data/file-{f}.json.gz");
+        put(key.clone(), gz.finish().expect("gzip")).await;
+        listing.push_str(&format!(
+            "{}\n",
+            json!({"itemCount": per_file, "md5Checksum": "x", "etag": "y", "dataFileS3Key": key})
+        ));
+    }
+    put(
+        format!("{folder}/manifest-files.json"),
+        listing.into_bytes(),
+    )
+    .await;
+    let summary = json!({
+        "version": "2020-06-30",
+        "exportArn": "arn:aws:dynamodb:us-east-1:123456789012:table/Customers/export/01700000000000-abcd1234",
+        "tableArn": "arn:aws:dynamodb:us-east-1:123456789012:table/Customers",
+        "s3Bucket": "exports",
+        "s3Prefix": "nightly",
+        "manifestFilesS3Key": format!("{folder}/manifest-files.json"),
+        "itemCount": files * per_file,
+        "outputFormat": "DYNAMODB_JSON",
+        "exportFormat": "DYNAMODB_JSON",
+    });
+    put(
+        format!("{folder}/manifest-summary.json"),
+        summary.to_string().into_bytes(),
+    )
+    .await;
+    format!("s3://exports/{folder}")
+}

@@ -13,6 +13,26 @@ use anyhow::{Context as _, bail};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+/// Where exports are read from: S3 with the SDK's standard configuration and retries.
+#[derive(Clone)]
+pub struct Exports {
+    client: aws_sdk_s3::Client,
+}
+
+impl Exports {
+    /// Exports read with `sdk`.
+    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        Exports {
+            client: crate::aws::s3(sdk),
+        }
+    }
+
+    /// The export at `url`: `s3://BUCKET/PREFIX/AWSDynamoDB/EXPORT_ID`.
+    pub fn open(&self, url: &str) -> anyhow::Result<ExportSource> {
+        ExportSource::new(self.client.clone(), url)
+    }
+}
+
 /// One export's folder in S3.
 #[derive(Clone)]
 pub struct ExportSource {

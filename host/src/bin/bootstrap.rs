@@ -1,4 +1,5 @@
-//! The Lambda function: wires the environment to [`weir::lambda::handle`].
+//! The Lambda function: wires the environment to [`weir::lambda::handle_invocation`]
+//! (stream batches and backfill tasks).
 
 use lambda_runtime::{Error, service_fn};
 
@@ -11,7 +12,7 @@ async fn main() -> Result<(), Error> {
     })?;
     let function = &function;
     lambda_runtime::run(service_fn(move |event| {
-        weir::lambda::handle(function, event)
+        weir::lambda::handle_invocation(function, event)
     }))
     .await
 }
