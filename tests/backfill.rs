@@ -389,3 +389,60 @@ async fn an_export_backfill_reads_every_data_file_with_exact_counts() {
         "{checkpoint}"
     );
 }
+
+#[test]
+fn a_local_copy_of_an_export_backfills_like_the_export_in_s3() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let export = dir.path().join("01700000000000-abcd1234");
+    std::fs::create_dir_all(export.join("data")).expect("dirs");
+    let mut listing = String::new();
+    for f in 0..2 {
+        let mut lines = String::new();
+        for j in 0..25 {
+            let i = f * 25 + j;
+            let tenant = if i % 2 == 0 { "globex" } else { "initech" };
+            lines.push_str(&format!(
+                "{}\n",
+                json!({"Item": {"tenantId": {"S": tenant}, "customerId": {"S": format!("C-{i}")},
+                    "name": {"S": format!("Customer {i}")}, "lifetimeValue": {"N": ltv(i)}}})
+            ));
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(lines.as_bytes()).expect("gzip");
+        let name = format!("f{f}.json.gz");
+        std::fs::write(export.join("data").join(&name), gz.finish().expect("gzip")).expect("write");
+        // The keys as the export in S3 named them.
+        listing.push_str(&format!(
+            "{}\n",
+            json!({"itemCount": 25, "dataFileS3Key": format!("p/AWSDynamoDB/01700000000000-abcd1234/data/{name}")})
+        ));
+    }
+    std::fs::write(export.join("manifest-files.json"), listing).expect("write");
+    std::fs::write(
+        export.join("manifest-summary.json"),
+        json!({"tableArn": "arn:aws:dynamodb:eu-west-1:1:table/Customers", "itemCount": 50,
+            "exportFormat": "DYNAMODB_JSON",
+            "manifestFilesS3Key": "p/AWSDynamoDB/01700000000000-abcd1234/manifest-files.json"})
+        .to_string(),
+    )
+    .expect("write");
+    let manifest = write_manifest(dir.path(), "unused-bus", None, &["mapping"], GLOBEX);
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["backfill", "--manifest"])
+        .arg(&manifest)
+        .arg("--export")
+        .arg(&export)
+        .args(["--key", "tenantId", "--key", "customerId"])
+        .current_dir(root())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("weir runs");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("records: 50, entries: 25, published: 25, filtered: 25, dead-lettered: 0"),
+        "{err}"
+    );
+    assert_eq!(ids(&entries(&out.stdout)).len(), 25);
+}

@@ -82,7 +82,8 @@ pub enum Command {
         #[arg(long, required_unless_present = "export", conflicts_with = "export")]
         table: Option<String>,
         /// Instead of scanning: a DynamoDB export to S3 in DYNAMODB_JSON format,
-        /// s3://BUCKET/PREFIX/AWSDynamoDB/EXPORT_ID (a point-in-time copy; no read capacity).
+        /// s3://BUCKET/PREFIX/AWSDynamoDB/EXPORT_ID (a point-in-time copy; no read capacity),
+        /// or a local copy of that folder.
         #[arg(long)]
         export: Option<String>,
         /// The table's key attributes (default: DescribeTable's), repeated for a sort key.

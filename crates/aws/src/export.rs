@@ -1,5 +1,5 @@
-//! A DynamoDB export to S3 in `DYNAMODB_JSON` format, read for a backfill: a point-in-time
-//! copy of the table that costs it no read capacity.
+//! A DynamoDB export to S3 in `DYNAMODB_JSON` format (or a local copy of its folder), read
+//! for a backfill: a point-in-time copy of the table that costs it no read capacity.
 //!
 //! The export's folder, `s3://BUCKET/PREFIX/AWSDynamoDB/EXPORT_ID`, holds
 //! `manifest-summary.json` (the table's ARN, the item count, where the file list is),
@@ -27,18 +27,32 @@ impl Exports {
         }
     }
 
-    /// The export at `url`: `s3://BUCKET/PREFIX/AWSDynamoDB/EXPORT_ID`.
+    /// The export at `url`: `s3://BUCKET/PREFIX/AWSDynamoDB/EXPORT_ID`, or a local copy of
+    /// that folder (a directory path).
     pub fn open(&self, url: &str) -> anyhow::Result<ExportSource> {
-        ExportSource::new(self.client.clone(), url)
+        if url.starts_with("s3://") {
+            ExportSource::new(self.client.clone(), url)
+        } else {
+            ExportSource::local(url)
+        }
     }
 }
 
-/// One export's folder in S3.
+/// One export's folder: in S3, or a copy of it on this machine.
 #[derive(Clone)]
 pub struct ExportSource {
-    client: aws_sdk_s3::Client,
-    bucket: String,
+    place: Place,
     folder: String,
+}
+
+#[derive(Clone)]
+enum Place {
+    S3 {
+        client: aws_sdk_s3::Client,
+        bucket: String,
+    },
+    /// A local copy: the export folder's files, `data/` included, under this directory.
+    Dir(std::path::PathBuf),
 }
 
 /// What `manifest-summary.json` says that a backfill needs.
@@ -82,36 +96,76 @@ impl ExportSource {
             bail!("{url}: expected s3://BUCKET/PREFIX/AWSDynamoDB/EXPORT_ID");
         }
         Ok(ExportSource {
-            client,
-            bucket: bucket.to_owned(),
+            place: Place::S3 {
+                client,
+                bucket: bucket.to_owned(),
+            },
             folder: folder.trim_end_matches('/').to_owned(),
         })
     }
 
+    /// A local copy of an export's folder (`manifest-summary.json`, `manifest-files.json`,
+    /// `data/`): its files are found by name, wherever the export's keys said they were.
+    pub fn local(dir: &str) -> anyhow::Result<Self> {
+        let dir = std::path::PathBuf::from(dir);
+        if !dir.join("manifest-summary.json").is_file() {
+            bail!(
+                "{}: no manifest-summary.json (not an export's folder)",
+                dir.display()
+            );
+        }
+        Ok(ExportSource {
+            place: Place::Dir(dir),
+            folder: String::new(),
+        })
+    }
+
     async fn object(&self, key: &str) -> anyhow::Result<Vec<u8>> {
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("{}", crate::aws::describe_sdk_error(&e)))
-            .with_context(|| format!("cannot read s3://{}/{key}", self.bucket))?;
-        Ok(out
-            .body
-            .collect()
-            .await
-            .with_context(|| format!("cannot read s3://{}/{key}", self.bucket))?
-            .into_bytes()
-            .to_vec())
+        match &self.place {
+            Place::S3 { client, bucket } => {
+                let out = client
+                    .get_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}", crate::aws::describe_sdk_error(&e)))
+                    .with_context(|| format!("cannot read s3://{bucket}/{key}"))?;
+                Ok(out
+                    .body
+                    .collect()
+                    .await
+                    .with_context(|| format!("cannot read s3://{bucket}/{key}"))?
+                    .into_bytes()
+                    .to_vec())
+            }
+            Place::Dir(dir) => {
+                // A key of the export (`PREFIX/AWSDynamoDB/ID/data/X.json.gz`) is found
+                // under the folder by what follows the export's id.
+                let name = key.rsplit_once("/data/").map_or_else(
+                    || key.rsplit('/').next().unwrap_or(key).to_owned(),
+                    |(_, file)| format!("data/{file}"),
+                );
+                let path = dir.join(name);
+                tokio::fs::read(&path)
+                    .await
+                    .with_context(|| format!("cannot read {}", path.display()))
+            }
+        }
+    }
+
+    fn describe(&self, key: &str) -> String {
+        match &self.place {
+            Place::S3 { bucket, .. } => format!("s3://{bucket}/{key}"),
+            Place::Dir(dir) => dir.join(key).display().to_string(),
+        }
     }
 
     /// The export's summary; an export in another format than `DYNAMODB_JSON` is refused.
     pub async fn summary(&self) -> anyhow::Result<ExportSummary> {
-        let key = format!("{}/manifest-summary.json", self.folder);
+        let key = self.key("manifest-summary.json");
         let summary: ExportSummary = serde_json::from_slice(&self.object(&key).await?)
-            .with_context(|| format!("s3://{}/{key}: not an export summary", self.bucket))?;
+            .with_context(|| format!("{}: not an export summary", self.describe(&key)))?;
         match summary.export_format.as_deref() {
             None | Some("DYNAMODB_JSON") => Ok(summary),
             Some(other) => bail!("the export is in {other}; weir reads DYNAMODB_JSON exports"),
@@ -120,20 +174,28 @@ impl ExportSource {
 
     /// Its data files, in the order `manifest-files.json` lists them.
     pub async fn files(&self, summary: &ExportSummary) -> anyhow::Result<Vec<DataFile>> {
-        let key = summary
-            .manifest_files_s3_key
-            .clone()
-            .unwrap_or_else(|| format!("{}/manifest-files.json", self.folder));
+        let key = match (&self.place, &summary.manifest_files_s3_key) {
+            (Place::S3 { .. }, Some(k)) => k.clone(),
+            _ => self.key("manifest-files.json"),
+        };
         let text = String::from_utf8(self.object(&key).await?)
-            .with_context(|| format!("s3://{}/{key} is not UTF-8", self.bucket))?;
+            .with_context(|| format!("{} is not UTF-8", self.describe(&key)))?;
         text.lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| {
-                serde_json::from_str(l).with_context(|| {
-                    format!("s3://{}/{key}: not a data-file line: {l}", self.bucket)
-                })
+                serde_json::from_str(l)
+                    .with_context(|| format!("{}: not a data-file line: {l}", self.describe(&key)))
             })
             .collect()
+    }
+
+    /// A file of the export's folder by name.
+    fn key(&self, name: &str) -> String {
+        if self.folder.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}/{name}", self.folder)
+        }
     }
 
     /// A data file's items, each as typed JSON text, in file order.

@@ -120,7 +120,7 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
             )
         }
         (None, Some(url)) => {
-            let export = setup(ExportSource::new(weir_aws::aws::s3(&sdk), url))?;
+            let export = setup(weir_aws::export::Exports::new(&sdk).open(url))?;
             let summary = setup(export.summary().await)?;
             let files = setup(export.files(&summary).await)?;
             let table = weir_core::record::table_from_arn(&summary.table_arn)
