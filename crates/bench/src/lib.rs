@@ -103,6 +103,22 @@ enum Step {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write a local copy of a DynamoDB export (DYNAMODB_JSON: the summary, the file list and
+    /// gzipped `{"Item": ...}` lines) of the generated items, for timing `weir backfill
+    /// --export DIR`.
+    Export {
+        #[arg(long)]
+        items: usize,
+        #[arg(long, default_value_t = 8)]
+        tenants: usize,
+        #[arg(long, default_value_t = 4)]
+        files: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Serve the zero-latency PutEvents endpoint on 127.0.0.1 until killed, printing its
+    /// port (for timing `weir backfill --publish` with AWS_ENDPOINT_URL pointed at it).
+    ServeEventBridge,
     /// Write the generated batch to a file; print the images' average size (run by `all`).
     Generate {
         #[arg(long)]
@@ -180,6 +196,20 @@ pub fn main() -> ExitCode {
             println!("{ms}");
             Ok(())
         })(),
+        Step::ServeEventBridge => (|| {
+            let endpoint = ZeroLatencyEventBridge::start()?;
+            println!("{}", endpoint.port);
+            std::io::stdout().flush()?;
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        })(),
+        Step::Export {
+            items,
+            tenants,
+            files,
+            out,
+        } => write_export(items, tenants, files, &out),
         Step::Generate {
             records,
             tenants,
@@ -1326,6 +1356,50 @@ struct PublishFigures {
     transform_ms: f64,
     publish_ms: f64,
     publish_share: f64,
+}
+
+/// The generated records' items (each record's new image, or a REMOVE's old one) as a
+/// local copy of a DynamoDB export in `files` data files.
+fn write_export(items: usize, tenants: usize, files: usize, out: &Path) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let event = generate(items, tenants, 7);
+    let records = event["Records"].as_array().context("generated records")?;
+    std::fs::create_dir_all(out.join("data"))?;
+    let per_file = records.len().div_ceil(files.max(1)).max(1);
+    let mut listing = String::new();
+    for (f, chunk) in records.chunks(per_file).enumerate() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        for r in chunk {
+            let image = match r["dynamodb"].get("NewImage") {
+                Some(i) => i,
+                None => &r["dynamodb"]["OldImage"],
+            };
+            writeln!(gz, "{}", json!({ "Item": image }))?;
+        }
+        let name = format!("data/bench-{f}.json.gz");
+        std::fs::write(out.join(&name), gz.finish()?)?;
+        listing.push_str(&format!(
+            "{}\n",
+            json!({"itemCount": chunk.len(), "dataFileS3Key": format!("bench/AWSDynamoDB/bench/{name}")})
+        ));
+    }
+    std::fs::write(out.join("manifest-files.json"), listing)?;
+    std::fs::write(
+        out.join("manifest-summary.json"),
+        json!({
+            "tableArn": "arn:aws:dynamodb:eu-west-1:123456789012:table/Customers",
+            "itemCount": records.len(),
+            "exportFormat": "DYNAMODB_JSON",
+        })
+        .to_string(),
+    )?;
+    println!(
+        "{} items in {} files under {}",
+        records.len(),
+        files,
+        out.display()
+    );
+    Ok(())
 }
 
 /// A PutEvents endpoint that accepts everything at once: it stands for EventBridge with no
