@@ -72,52 +72,10 @@ pub enum Command {
         report: bool,
     },
     /// Run the items already in a table through the manifest's plugins, as INSERTs marked as
-    /// a backfill: a parallel Scan, paced for the destinations, resumable with --state.
-    /// Prints the entries, or publishes them with --publish (exit statuses as `run`'s).
-    Backfill {
-        /// The manifest: a file or s3://bucket/key.
-        #[arg(long)]
-        manifest: String,
-        /// The table to scan (its name).
-        #[arg(long, required_unless_present = "export", conflicts_with = "export")]
-        table: Option<String>,
-        /// Instead of scanning: a DynamoDB export to S3 in DYNAMODB_JSON format,
-        /// s3://BUCKET/PREFIX/AWSDynamoDB/EXPORT_ID (a point-in-time copy; no read capacity),
-        /// or a local copy of that folder.
-        #[arg(long)]
-        export: Option<String>,
-        /// The table's key attributes (default: DescribeTable's), repeated for a sort key.
-        #[arg(long = "key")]
-        keys: Vec<String>,
-        /// Parallel Scan segments (with --table).
-        #[arg(long, default_value_t = 4)]
-        segments: u32,
-        /// A checkpoint file: a killed run continues where it stopped; a finished run does
-        /// nothing again.
-        #[arg(long)]
-        state: Option<PathBuf>,
-        /// The run's name, which event ids derive from (default: the table and the time; a
-        /// resumed run takes it from --state).
-        #[arg(long)]
-        run: Option<String>,
-        /// Publish to EventBridge and send dead letters to the manifest's SQS queue.
-        #[arg(long)]
-        publish: bool,
-        /// Where dead letters are written when not sent to a queue.
-        #[arg(long, default_value = "weir-dead-letters")]
-        dead_letter_dir: PathBuf,
-        /// Items per page: per Scan request (DynamoDB's 1 MB page otherwise), or per batch
-        /// from an export's file (default 100).
-        #[arg(long)]
-        page_size: Option<i32>,
-        /// Entries per second at most (default: the slowest destination's
-        /// rate_limit_per_second, else unpaced).
-        #[arg(long)]
-        rate: Option<f64>,
-        /// With --publish: seconds allowed for publishing each page.
-        #[arg(long, default_value_t = 60)]
-        timeout_secs: u64,
-    },
+    /// a backfill: a parallel Scan or an export to S3, paced for the destinations, resumable
+    /// with --state. Prints the entries, or publishes them with --publish (exit statuses as
+    /// `run`'s).
+    Backfill(backfill::BackfillOptions),
     /// Load everything a manifest names (plugins, pins, contract, limits) and report every
     /// problem at once. Exit 0 when all is well, 1 otherwise.
     Check {
@@ -258,33 +216,7 @@ fn run(cli: Cli) -> Result<ExitCode, SetupError> {
             publish.then_some(Duration::from_secs(timeout_secs)),
             report,
         ),
-        Command::Backfill {
-            manifest,
-            table,
-            export,
-            keys,
-            segments,
-            state,
-            run,
-            publish,
-            dead_letter_dir,
-            page_size,
-            rate,
-            timeout_secs,
-        } => backfill::backfill(backfill::BackfillOptions {
-            manifest,
-            table,
-            export,
-            keys,
-            segments,
-            state,
-            run,
-            publish,
-            dead_letter_dir,
-            page_size,
-            rate,
-            timeout_secs,
-        }),
+        Command::Backfill(options) => backfill::backfill(options),
         Command::Check { manifest } => check::check(&manifest),
         Command::Compile {
             plugins,
@@ -356,6 +288,33 @@ async fn load_with(manifest: &str, fuel: bool) -> anyhow::Result<Loader> {
         crate::reload::DEFAULT_INTERVAL,
     )
     .await?)
+}
+
+/// Prints entries on stdout, one JSON line each (the shape `aws events put-events` takes).
+fn print_entries(entries: &[weir_core::model::Entry]) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    for entry in entries {
+        let _ = writeln!(out, "{}", serde_json::to_string(entry).unwrap_or_default());
+    }
+    let _ = out.flush();
+}
+
+/// Writes each dead letter to its own file in `dir`, with a warning naming the file.
+fn write_dead_letters(
+    dir: &weir_aws::dead_letter::DeadLetterDir,
+    letters: &[weir_core::model::DeadLetter],
+) -> Result<(), SetupError> {
+    for letter in letters {
+        let file = setup(dir.write(letter))?;
+        tracing::warn!(
+            kind = letter.reason.kind.as_str(),
+            file = %file.display(),
+            "dead-lettered: {}",
+            letter.reason.message
+        );
+    }
+    Ok(())
 }
 
 fn read_event(path: &Path) -> anyhow::Result<String> {

@@ -4,7 +4,7 @@
 //! (`--publish`), checkpointed in a state file after it is done, and paced for the
 //! destinations. A "part" is a Scan segment or an export's data file.
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -14,7 +14,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
-use super::{EXIT_DEAD_LETTERS, EXIT_UNPUBLISHED, SetupError, load, runtime, setup};
+use super::{
+    EXIT_DEAD_LETTERS, EXIT_UNPUBLISHED, SetupError, load, print_entries, runtime, setup,
+    write_dead_letters,
+};
 use weir_aws::dead_letter::{DeadLetterDir, DeadLetterQueue, DeadLetterSink, QueueConfig};
 use weir_aws::export::{DataFile, ExportSource};
 use weir_aws::publish::{PublishConfig, Publisher};
@@ -25,18 +28,49 @@ use weir_core::location::Location;
 use weir_core::manifest::Manifest;
 
 /// What `weir backfill` was asked to do.
-pub(super) struct BackfillOptions {
+#[derive(Debug, clap::Args)]
+pub struct BackfillOptions {
+    /// The manifest: a file or s3://bucket/key.
+    #[arg(long)]
     pub manifest: String,
+    /// The table to scan (its name).
+    #[arg(long, required_unless_present = "export", conflicts_with = "export")]
     pub table: Option<String>,
+    /// Instead of scanning: a DynamoDB export to S3 in DYNAMODB_JSON format,
+    /// s3://BUCKET/PREFIX/AWSDynamoDB/EXPORT_ID (a point-in-time copy; no read capacity),
+    /// or a local copy of that folder.
+    #[arg(long)]
     pub export: Option<String>,
+    /// The table's key attributes (default: DescribeTable's), repeated for a sort key.
+    #[arg(long = "key")]
     pub keys: Vec<String>,
+    /// Parallel Scan segments (with --table).
+    #[arg(long, default_value_t = 4)]
     pub segments: u32,
+    /// A checkpoint file: a killed run continues where it stopped; a finished run does
+    /// nothing again.
+    #[arg(long)]
     pub state: Option<PathBuf>,
+    /// The run's name, which event ids derive from (default: the table and the time; a
+    /// resumed run takes it from --state).
+    #[arg(long)]
     pub run: Option<String>,
+    /// Publish to EventBridge and send dead letters to the manifest's SQS queue.
+    #[arg(long)]
     pub publish: bool,
+    /// Where dead letters are written when not sent to a queue.
+    #[arg(long, default_value = "weir-dead-letters")]
     pub dead_letter_dir: PathBuf,
+    /// Items per page: per Scan request (DynamoDB's 1 MB page otherwise), or per batch
+    /// from an export's file (default 100).
+    #[arg(long)]
     pub page_size: Option<i32>,
+    /// Entries per second at most (default: the slowest destination's
+    /// rate_limit_per_second, else unpaced).
+    #[arg(long)]
     pub rate: Option<f64>,
+    /// With --publish: seconds allowed for publishing each page.
+    #[arg(long, default_value_t = 60)]
     pub timeout_secs: u64,
 }
 
@@ -327,21 +361,9 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
                 batch::run(pipeline.clone(), part, publisher.as_ref(), sink, deadline).await,
             )?;
             if publisher.is_none() {
-                let mut out = std::io::stdout().lock();
-                for entry in &report.entries {
-                    let _ = writeln!(out, "{}", serde_json::to_string(entry).unwrap_or_default());
-                }
-                let _ = out.flush();
+                print_entries(&report.entries);
             }
-            for letter in &collected {
-                let file = setup(dead_letters.write(letter))?;
-                tracing::warn!(
-                    kind = letter.reason.kind.as_str(),
-                    file = %file.display(),
-                    "dead-lettered: {}",
-                    letter.reason.message
-                );
-            }
+            write_dead_letters(&dead_letters, &collected)?;
             let c = report.counts();
             entries += report.entries.len();
             total.records += c.records;

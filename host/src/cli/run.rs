@@ -1,7 +1,6 @@
 //! `weir run`: a stream event through the manifest's plugins, printed as PutEvents entries
 //! (or published, with `--publish`).
 
-use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,8 +8,8 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 
 use super::{
-    EXIT_DEAD_LETTERS, EXIT_UNPUBLISHED, SetupError, load_with, parse_event, read_event, runtime,
-    setup,
+    EXIT_DEAD_LETTERS, EXIT_UNPUBLISHED, SetupError, load_with, parse_event, print_entries,
+    read_event, runtime, setup, write_dead_letters,
 };
 use weir_aws::dead_letter::DeadLetterSink;
 use weir_aws::dead_letter::{DeadLetterDir, DeadLetterQueue, QueueConfig};
@@ -64,22 +63,9 @@ pub(super) fn run_event(
     if with_report {
         eprint!("{}", batch::render_report(&report));
     }
-    let mut out = std::io::stdout().lock();
-    for entry in &report.entries {
-        let line = serde_json::to_string(entry).unwrap_or_default();
-        let _ = writeln!(out, "{line}");
-    }
-    let _ = out.flush();
+    print_entries(&report.entries);
     let dead_letters = DeadLetterDir::new(dead_letter_dir);
-    for letter in &collected {
-        let file = setup(dead_letters.write(letter))?;
-        tracing::warn!(
-            kind = letter.reason.kind.as_str(),
-            file = %file.display(),
-            "dead-lettered: {}",
-            letter.reason.message
-        );
-    }
+    write_dead_letters(&dead_letters, &collected)?;
     let c = report.counts();
     let retried = if publish_within.is_some() {
         format!(", retried: {}", c.retried)
