@@ -1,6 +1,6 @@
 //! An image read through the host (`weir:transform@0.2.0`'s `image` resource): each read
-//! is one host call for one value. What a read returns by reference is kept in arenas for
-//! as long as the image lives (the call), so the SDK's `&str` and `&Value` answers stay.
+//! is one host call for one value. What a read returns by reference is kept in an arena
+//! for as long as the image lives (the call), so the SDK's `&str` and `&Value` answers stay.
 
 use serde_json::{Number, Value};
 
@@ -49,32 +49,47 @@ mod reads {
     /// One of the record's images, owned for the call.
     pub(crate) struct HostImage {
         handle: Handle,
-        values: Arena<Value>,
-        strings: Arena<String>,
-        numbers: Arena<Number>,
-        names: Arena<Vec<String>>,
+        /// What reads returned by reference; made on the first such read (most calls read
+        /// one image, and never the others).
+        kept: std::cell::OnceCell<Arena<Kept>>,
+    }
+
+    /// One answer kept for the call.
+    enum Kept {
+        Value(Value),
+        String(String),
+        Number(Number),
+        Names(Vec<String>),
     }
 
     impl HostImage {
         pub(crate) fn new(handle: Handle) -> Self {
             HostImage {
                 handle,
-                values: Arena::new(),
-                strings: Arena::new(),
-                numbers: Arena::new(),
-                names: Arena::new(),
+                kept: std::cell::OnceCell::new(),
             }
+        }
+
+        fn keep(&self, answer: Kept) -> &Kept {
+            self.kept
+                .get_or_init(|| Arena::with_capacity(16))
+                .alloc(answer)
         }
 
         /// Any value, as the host writes it in plain JSON (every digit of a number kept).
         pub(crate) fn get(&self, pointer: &str) -> Option<&Value> {
             let text = self.handle.to_json(pointer)?;
-            let value = serde_json::from_str(&text).ok()?;
-            Some(self.values.alloc(value))
+            match self.keep(Kept::Value(serde_json::from_str(&text).ok()?)) {
+                Kept::Value(v) => Some(v),
+                _ => None,
+            }
         }
 
         pub(crate) fn str(&self, pointer: &str) -> Option<&str> {
-            Some(self.strings.alloc(self.handle.get_string(pointer)?))
+            match self.keep(Kept::String(self.handle.get_string(pointer)?)) {
+                Kept::String(s) => Some(s),
+                _ => None,
+            }
         }
 
         pub(crate) fn bool(&self, pointer: &str) -> Option<bool> {
@@ -83,7 +98,10 @@ mod reads {
 
         pub(crate) fn number(&self, pointer: &str) -> Option<&Number> {
             let text = self.handle.get_number(pointer)?;
-            Some(self.numbers.alloc(text.parse().ok()?))
+            match self.keep(Kept::Number(text.parse().ok()?)) {
+                Kept::Number(n) => Some(n),
+                _ => None,
+            }
         }
 
         pub(crate) fn is_null(&self, pointer: &str) -> bool {
@@ -95,7 +113,10 @@ mod reads {
         }
 
         pub(crate) fn keys(&self, pointer: &str) -> Option<&Vec<String>> {
-            Some(self.names.alloc(self.handle.keys(pointer)?))
+            match self.keep(Kept::Names(self.handle.keys(pointer)?)) {
+                Kept::Names(n) => Some(n),
+                _ => None,
+            }
         }
 
         pub(crate) fn binary(&self, pointer: &str) -> Option<Vec<u8>> {
