@@ -126,38 +126,15 @@ async fn a_scan_backfill_publishes_exactly_the_routed_tenants_items_through_a_ru
     table_with_items(&config, 400, 600).await;
     let events = aws_sdk_eventbridge::Client::new(&config);
     let sqs = aws_sdk_sqs::Client::new(&config);
-    events
-        .create_event_bus()
-        .name("backfill-bus")
-        .send()
-        .await
-        .expect("bus");
-    let (url, arn) = create_queue(&sqs, "globex-backfill", None).await;
-    events
-        .put_rule()
-        .name("globex")
-        .event_bus_name("backfill-bus")
-        .event_pattern(
-            json!({"source": ["weir.customers"], "detail": {"metadata": {"tenant": ["globex"]}}})
-                .to_string(),
-        )
-        .send()
-        .await
-        .expect("rule");
-    events
-        .put_targets()
-        .rule("globex")
-        .event_bus_name("backfill-bus")
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("queue")
-                .arn(arn)
-                .build()
-                .expect("target"),
-        )
-        .send()
-        .await
-        .expect("targets");
+    // The routed tenant's events go through a rule to a queue of their own.
+    let urls = bus_with_rules(
+        &events,
+        &sqs,
+        "backfill-bus",
+        &[("CustomerChanged", "globex")],
+    )
+    .await;
+    let url = &urls[0];
     let dir = tempfile::tempdir().expect("tempdir");
     let manifest = write_manifest(dir.path(), "backfill-bus", None, &["mapping"], GLOBEX);
     let out = weir(&moto, &args(&manifest, &["--publish", "--rate", "100000"]))
@@ -171,7 +148,7 @@ async fn a_scan_backfill_publishes_exactly_the_routed_tenants_items_through_a_ru
         ),
         "{err}"
     );
-    let messages = drain_queue(&sqs, &url, 400, Duration::from_secs(60)).await;
+    let messages = drain_queue(&sqs, url, 400, Duration::from_secs(60)).await;
     assert_eq!(messages.len(), 400);
     let mut customers = BTreeSet::new();
     for m in &messages {

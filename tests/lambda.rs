@@ -82,55 +82,6 @@ fn failures(r: &aws_lambda_events::streams::DynamoDbEventResponse) -> Vec<String
         .collect()
 }
 
-/// A bus with a rule per (detail-type, tenant) sending matches to its own queue.
-async fn bus_with_rules(
-    events: &aws_sdk_eventbridge::Client,
-    sqs: &aws_sdk_sqs::Client,
-    bus: &str,
-    rules: &[(&str, &str)],
-) -> Vec<String> {
-    events
-        .create_event_bus()
-        .name(bus)
-        .send()
-        .await
-        .expect("bus");
-    let mut urls = Vec::new();
-    for (detail_type, tenant) in rules {
-        let name = format!("{bus}-{tenant}");
-        let (url, arn) = create_queue(sqs, &name, None).await;
-        let pattern = json!({
-            "source": ["weir.customers"],
-            "detail-type": [detail_type],
-            "detail": {"metadata": {"tenant": [tenant]}}
-        });
-        events
-            .put_rule()
-            .name(&name)
-            .event_bus_name(bus)
-            .event_pattern(pattern.to_string())
-            .send()
-            .await
-            .expect("rule");
-        events
-            .put_targets()
-            .rule(&name)
-            .event_bus_name(bus)
-            .targets(
-                aws_sdk_eventbridge::types::Target::builder()
-                    .id("queue")
-                    .arn(arn)
-                    .build()
-                    .expect("target"),
-            )
-            .send()
-            .await
-            .expect("targets");
-        urls.push(url);
-    }
-    urls
-}
-
 fn body(m: &aws_sdk_sqs::types::Message) -> Value {
     serde_json::from_str(m.body().expect("body")).expect("JSON body")
 }

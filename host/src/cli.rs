@@ -300,6 +300,20 @@ fn print_entries(entries: &[weir_core::model::Entry]) {
     let _ = out.flush();
 }
 
+/// The summary line `weir run` and `weir backfill` end with on stderr (tests and scripts
+/// read it): every record counted once; `retried` only when publishing.
+fn summary_line(c: &weir_core::batch::Counts, entries: usize, publishing: bool) -> String {
+    let retried = if publishing {
+        format!(", retried: {}", c.retried)
+    } else {
+        String::new()
+    };
+    format!(
+        "records: {}, entries: {entries}, published: {}, filtered: {}, dead-lettered: {}{retried}",
+        c.records, c.published, c.filtered, c.dead_lettered
+    )
+}
+
 /// Writes each dead letter to its own file in `dir`, with a warning naming the file.
 fn write_dead_letters(
     dir: &weir_aws::dead_letter::DeadLetterDir,

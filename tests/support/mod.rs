@@ -444,3 +444,52 @@ pub async fn export_in_s3(
     .await;
     format!("s3://exports/{folder}")
 }
+
+/// A bus with a rule per (detail-type, tenant) sending matches to its own queue.
+pub async fn bus_with_rules(
+    events: &aws_sdk_eventbridge::Client,
+    sqs: &aws_sdk_sqs::Client,
+    bus: &str,
+    rules: &[(&str, &str)],
+) -> Vec<String> {
+    events
+        .create_event_bus()
+        .name(bus)
+        .send()
+        .await
+        .expect("bus");
+    let mut urls = Vec::new();
+    for (detail_type, tenant) in rules {
+        let name = format!("{bus}-{tenant}");
+        let (url, arn) = create_queue(sqs, &name, None).await;
+        let pattern = json!({
+            "source": ["weir.customers"],
+            "detail-type": [detail_type],
+            "detail": {"metadata": {"tenant": [tenant]}}
+        });
+        events
+            .put_rule()
+            .name(&name)
+            .event_bus_name(bus)
+            .event_pattern(pattern.to_string())
+            .send()
+            .await
+            .expect("rule");
+        events
+            .put_targets()
+            .rule(&name)
+            .event_bus_name(bus)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("queue")
+                    .arn(arn)
+                    .build()
+                    .expect("target"),
+            )
+            .send()
+            .await
+            .expect("targets");
+        urls.push(url);
+    }
+    urls
+}

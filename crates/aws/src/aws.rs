@@ -57,6 +57,12 @@ pub fn s3(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::new(sdk)
 }
 
+/// DynamoDB's codes for "too fast for the table's capacity or the account's limits".
+const THROUGHPUT_CODES: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+];
+
 /// Whether an SDK error may go away on its own: throttling, a 5xx, a timeout, a broken
 /// connection. Anything else is a refusal that retrying will not change.
 pub fn is_transient<E>(e: &SdkError<E, HttpResponse>) -> bool
@@ -71,6 +77,8 @@ where
                 || status == 429
                 || code.contains("Throttl")
                 || code.starts_with("Internal")
+                // DynamoDB's throughput refusals (a Scan of a busy table): HTTP 400.
+                || THROUGHPUT_CODES.contains(&code)
         }
         SdkError::ConstructionFailure(_) => false,
         _ => true,
@@ -99,5 +107,46 @@ where
             }
             s
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::operation::scan::ScanError;
+    use aws_sdk_dynamodb::types::error::ProvisionedThroughputExceededException;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    fn refused(code: &str, status: u16) -> SdkError<ScanError, HttpResponse> {
+        let meta = ErrorMetadata::builder()
+            .code(code)
+            .message("refused")
+            .build();
+        let err = ScanError::ProvisionedThroughputExceededException(
+            ProvisionedThroughputExceededException::builder()
+                .message("refused")
+                .meta(meta)
+                .build(),
+        );
+        let raw = HttpResponse::new(
+            StatusCode::try_from(status).expect("status"),
+            SdkBody::empty(),
+        );
+        SdkError::service_error(err, raw)
+    }
+
+    #[test]
+    fn throughput_refusals_and_throttling_are_transient_other_refusals_are_not() {
+        assert!(is_transient(&refused(
+            "ProvisionedThroughputExceededException",
+            400
+        )));
+        assert!(is_transient(&refused("RequestLimitExceeded", 400)));
+        assert!(is_transient(&refused("ThrottlingException", 400)));
+        assert!(is_transient(&refused("InternalServerError", 500)));
+        assert!(!is_transient(&refused("ValidationException", 400)));
+        assert!(!is_transient(&refused("ResourceNotFoundException", 400)));
     }
 }

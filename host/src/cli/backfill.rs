@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::{
     EXIT_DEAD_LETTERS, EXIT_UNPUBLISHED, SetupError, load, print_entries, runtime, setup,
-    write_dead_letters,
+    summary_line, write_dead_letters,
 };
 use weir_aws::dead_letter::{DeadLetterDir, DeadLetterQueue, DeadLetterSink, QueueConfig};
 use weir_aws::export::{DataFile, ExportSource};
@@ -413,18 +413,7 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
     if progress_to_terminal {
         eprintln!();
     }
-    eprintln!(
-        "records: {}, entries: {entries}, published: {}, filtered: {}, dead-lettered: {}{}",
-        total.records,
-        total.published,
-        total.filtered,
-        total.dead_lettered,
-        if o.publish {
-            format!(", retried: {}", total.retried)
-        } else {
-            String::new()
-        }
-    );
+    eprintln!("{}", summary_line(&total, entries, o.publish));
     Ok(exit)
 }
 

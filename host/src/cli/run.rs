@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 
 use super::{
     EXIT_DEAD_LETTERS, EXIT_UNPUBLISHED, SetupError, load_with, parse_event, print_entries,
-    read_event, runtime, setup, write_dead_letters,
+    read_event, runtime, setup, summary_line, write_dead_letters,
 };
 use weir_aws::dead_letter::DeadLetterSink;
 use weir_aws::dead_letter::{DeadLetterDir, DeadLetterQueue, QueueConfig};
@@ -67,18 +67,9 @@ pub(super) fn run_event(
     let dead_letters = DeadLetterDir::new(dead_letter_dir);
     write_dead_letters(&dead_letters, &collected)?;
     let c = report.counts();
-    let retried = if publish_within.is_some() {
-        format!(", retried: {}", c.retried)
-    } else {
-        String::new()
-    };
     eprintln!(
-        "records: {}, entries: {}, published: {}, filtered: {}, dead-lettered: {}{retried}{}",
-        c.records,
-        report.entries.len(),
-        c.published,
-        c.filtered,
-        c.dead_lettered,
+        "{}{}",
+        summary_line(&c, report.entries.len(), publish_within.is_some()),
         if collected.is_empty() {
             String::new()
         } else {
