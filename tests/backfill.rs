@@ -423,3 +423,79 @@ fn a_local_copy_of_an_export_backfills_like_the_export_in_s3() {
     );
     assert_eq!(ids(&entries(&out.stdout)).len(), 25);
 }
+
+/// `--tenant` limits a run to some tenants (the others are filtered and counted), and the
+/// checkpoint can live in S3: a finished run found there does nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_limited_to_one_tenant_checkpoints_in_s3() {
+    let moto = Moto::start();
+    let config = sdk_config(&moto.endpoint());
+    table_with_items(&config, 120, 80).await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket()
+        .bucket("weir-state")
+        .send()
+        .await
+        .expect("bucket");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Three tenants have entries; the run is for globex alone.
+    let tenants = format!(
+        "{GLOBEX}[tenants.initech]\nplugin = \"mapping\"\nconfig = {{ detail_type = \"CustomerChanged\", fields = {{ Name = \"/name\" }} }}\n"
+    );
+    let manifest = write_manifest(dir.path(), "unused-bus", None, &["mapping"], &tenants);
+    let state = "s3://weir-state/backfills/customers.json";
+    let run_args = [
+        "--tenant",
+        "globex",
+        "--state",
+        state,
+        "--run",
+        "globex-only",
+    ];
+    let out = weir(&moto, &args(&manifest, &run_args))
+        .output()
+        .expect("weir runs");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("records: 200, entries: 120, published: 120, filtered: 80, dead-lettered: 0"),
+        "{err}"
+    );
+    let got = entries(&out.stdout);
+    assert_eq!(got.len(), 120);
+    assert!(got.iter().all(|e| metadata(e)["tenant"] == "globex"));
+    let saved = s3
+        .get_object()
+        .bucket("weir-state")
+        .key("backfills/customers.json")
+        .send()
+        .await
+        .expect("the checkpoint is in S3");
+    let saved: Value =
+        serde_json::from_slice(&saved.body.collect().await.expect("body").into_bytes())
+            .expect("JSON");
+    assert_eq!(saved["run"], "globex-only");
+    let parts = saved["parts"].as_array().expect("parts");
+    assert_eq!(parts.len(), 4);
+    assert!(parts.iter().all(|p| p["done"] == true), "{saved}");
+    let items: u64 = parts.iter().map(|p| p["items"].as_u64().expect("n")).sum();
+    assert_eq!(items, 200);
+
+    let again = weir(&moto, &args(&manifest, &run_args))
+        .output()
+        .expect("weir runs");
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert!(again.stdout.is_empty());
+    assert!(stderr(&again).contains("records: 0, entries: 0"));
+
+    // A tenant the manifest does not serve is refused before anything is read.
+    let other = weir(&moto, &args(&manifest, &["--tenant", "hooli"]))
+        .output()
+        .expect("weir runs");
+    assert_eq!(other.status.code(), Some(2), "{}", stderr(&other));
+    assert!(stderr(&other).contains("--tenant hooli: the manifest has no entry"));
+}

@@ -93,6 +93,170 @@ fn report(out: &Output) -> String {
     )
 }
 
+/// The template as JSON, its short-form tags (`!Sub`, `!If`) read by cfn-lint's own
+/// decoder as their long forms (`Fn::Sub`, `Fn::If`).
+fn template_json() -> Value {
+    let out = Command::new(venv_tool("python"))
+        .args([
+            "-c",
+            "import json, sys\nfrom cfnlint.decode import decode\nt, m = decode(sys.argv[1])\nassert not m, m\nprint(json.dumps(t))",
+        ])
+        .arg(template_path())
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "{}", report(&out));
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+/// Resolves the two path forms the backfill map's ItemSelector uses: `$.x` (the
+/// execution's input) and `$$.Map.Item.Value.x` (one line of `manifest-files.json`).
+fn select(selector: &Value, input: &Value, item: &Value) -> Value {
+    match selector {
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| match k.strip_suffix(".$") {
+                    Some(name) => {
+                        let path = v.as_str().expect("a path");
+                        let value = if let Some(f) = path.strip_prefix("$$.Map.Item.Value.") {
+                            item[f].clone()
+                        } else if let Some(f) = path.strip_prefix("$.") {
+                            input[f].clone()
+                        } else {
+                            panic!("unexpected path {path}")
+                        };
+                        assert!(!value.is_null(), "{path} selects nothing");
+                        (name.to_owned(), value)
+                    }
+                    None => (k.clone(), select(v, input, item)),
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The template's backfill state machine sends the function the task it takes, loops on
+/// the task's own `next` until `done`, runs no faster than the slowest destination, and
+/// exists (with the function's read access to exports) only when an export bucket is named.
+#[test]
+fn the_backfill_state_machine_invokes_the_task_the_function_takes() {
+    let t = template_json();
+    assert_eq!(
+        t["Conditions"]["HasBackfill"],
+        serde_json::json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "BackfillExportBucket"}, ""]}]})
+    );
+    let machine = &t["Resources"]["WeirBackfill"];
+    assert_eq!(machine["Type"], "AWS::StepFunctions::StateMachine");
+    assert_eq!(machine["Condition"], "HasBackfill");
+    assert_eq!(
+        t["Resources"]["WeirBackfillRole"]["Condition"],
+        "HasBackfill"
+    );
+    let definition = &machine["Properties"]["Definition"];
+    let map = &definition["States"][definition["StartAt"].as_str().expect("start")];
+    assert_eq!(map["Type"], "Map");
+    assert_eq!(
+        map["ItemProcessor"]["ProcessorConfig"]["Mode"],
+        "DISTRIBUTED"
+    );
+    assert_eq!(map["ItemReader"]["ReaderConfig"]["InputType"], "JSONL");
+
+    // One line of an export's manifest-files.json, as AWS documents it, and an execution's
+    // input as docs/DEPLOY.md gives it.
+    let line = serde_json::json!({
+        "itemCount": 1000, "md5Checksum": "b3ObyP6Gfk5V1Aw7Sqf1wg==", "etag": "0f0e3e8b1f4a",
+        "dataFileS3Key": "exports/AWSDynamoDB/01700000000000-abcd1234/data/x.json.gz"
+    });
+    let input = serde_json::json!({
+        "bucket": "exports",
+        "manifestFilesKey": "exports/AWSDynamoDB/01700000000000-abcd1234/manifest-files.json",
+        "export": "s3://exports/exports/AWSDynamoDB/01700000000000-abcd1234",
+        "run": "onboarding", "keys": ["tenantId", "customerId"]
+    });
+    let mut state = select(&map["ItemSelector"], &input, &line);
+    let processor = &map["ItemProcessor"];
+    let invoke = &processor["States"][processor["StartAt"].as_str().expect("start")];
+    assert_eq!(invoke["Resource"], "arn:aws:states:::lambda:invoke");
+    let payload_path = invoke["Parameters"]["Payload.$"].as_str().expect("payload");
+    assert_eq!(payload_path, "$.next");
+    assert_eq!(invoke["OutputPath"], "$.Payload");
+    let payload = state["next"].clone();
+    let task = match serde_json::from_value(payload.clone()).expect("the function takes it") {
+        weir::lambda::Invocation::Backfill { task } => task,
+        weir::lambda::Invocation::Stream(_) => panic!("read as a stream batch: {payload}"),
+    };
+    assert_eq!(task.data_file_s3_key, line["dataFileS3Key"]);
+    assert_eq!(task.from, 0);
+
+    // The loop: the choice goes back to the invocation while the answer says not done,
+    // and the answer's `next` is again a task the function takes.
+    let more = &processor["States"][invoke["Next"].as_str().expect("next")];
+    assert_eq!(more["Type"], "Choice");
+    let again = &more["Choices"][0];
+    assert_eq!(
+        (&again["Variable"], &again["BooleanEquals"]),
+        (&Value::from("$.done"), &Value::from(false))
+    );
+    assert_eq!(again["Next"], processor["StartAt"]);
+    assert_eq!(state["done"], false);
+    let counts = weir::lambda::TaskCounts {
+        records: 400,
+        published: 100,
+        filtered: 300,
+        ..Default::default()
+    };
+    let answer = serde_json::to_value(weir::lambda::TaskReport {
+        data_file_s3_key: task.data_file_s3_key.clone(),
+        items: 1000,
+        counts,
+        done: false,
+        next: Some(weir::lambda::Continuation {
+            task: weir::lambda::BackfillTask {
+                from: 400,
+                counts,
+                ..task.clone()
+            },
+        }),
+    })
+    .expect("JSON");
+    state = answer;
+    match serde_json::from_value(state["next"].clone()).expect("the function takes it") {
+        weir::lambda::Invocation::Backfill { task } => {
+            assert_eq!((task.from, task.counts.records), (400, 400));
+        }
+        weir::lambda::Invocation::Stream(_) => panic!("read as a stream batch"),
+    }
+
+    // The pace: tasks at once times each task's rate is at most the slowest destination's.
+    let manifest = std::fs::read_to_string(root().join("examples/weir.toml")).expect("manifest");
+    let slowest = manifest
+        .lines()
+        .filter_map(|l| l.strip_prefix("rate_limit_per_second = "))
+        .map(|n| n.trim().parse::<f64>().expect("a number"))
+        .fold(f64::INFINITY, f64::min);
+    let concurrency = map["MaxConcurrency"].as_f64().expect("MaxConcurrency");
+    let rate = task
+        .rate_per_second
+        .expect("paced: the example's destinations have limits");
+    assert!(
+        concurrency * rate <= slowest,
+        "{concurrency} x {rate}/s > {slowest}/s"
+    );
+
+    // The function may read exports only from the named bucket, and only then.
+    let statements = t["Resources"]["FunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+        ["Statement"]
+        .as_array()
+        .expect("statements");
+    let read = statements
+        .iter()
+        .find_map(|s| s.get("Fn::If").filter(|i| i[0] == "HasBackfill"))
+        .expect("a statement under HasBackfill");
+    assert_eq!(read[1]["Action"], "s3:GetObject");
+    assert_eq!(read[2], serde_json::json!({"Ref": "AWS::NoValue"}));
+}
+
 #[test]
 fn the_template_embeds_exactly_what_weir_infra_prints() {
     let generated = example_infra();

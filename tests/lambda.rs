@@ -923,10 +923,95 @@ async fn a_backfill_task_publishes_one_data_file_and_returns_its_counts() {
     assert_eq!(counts["published"], 20, "{counts}");
     assert_eq!(counts["filtered"], 30, "{counts}");
     assert_eq!(counts["deadLettered"], 0, "{counts}");
+    assert_eq!(counts["items"], 50, "{counts}");
+    assert_eq!(counts["done"], true, "{counts}");
+    assert!(counts.get("next").is_none(), "{counts}");
     let messages = drain_queue(&sqs, &urls[0], 20, Duration::from_secs(30)).await;
     assert_eq!(messages.len(), 20);
     for m in &messages {
         let body: Value = serde_json::from_str(m.body().expect("body")).expect("JSON");
         assert_eq!(body["detail"]["metadata"]["origin"], "backfill");
     }
+}
+
+/// A paced task whose file does not fit one invocation answers with `done: false` and the
+/// task that continues it; invoking `next` until done, as the template's state machine
+/// does, publishes every item once, with the counts summed over the invocations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_backfill_task_continues_across_invocations_until_done() {
+    let moto = Moto::start();
+    let config = sdk_config(&moto.endpoint());
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let urls = bus_with_rules(
+        &events,
+        &sqs,
+        "weir-paced",
+        &[("CustomerChanged", "globex")],
+    )
+    .await;
+    let (dlq, _) = create_queue(&sqs, "weir-paced-dlq", None).await;
+    let export = export_in_s3(&config, 2, 50, |i| format!("{:038}", 3 + i)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = write_manifest(dir.path(), "weir-paced", Some(&dlq), &["mapping"], GLOBEX);
+    let f = function(
+        &manifest,
+        &moto.endpoint(),
+        &moto.endpoint(),
+        &dlq,
+        fast_publish(),
+    )
+    .await;
+    // 20 entries at 10/s take 2 s; each invocation has 1 s before its reserve.
+    let mut payload = json!({"weirBackfill": {
+        "export": export,
+        "dataFileS3Key": "nightly/AWSDynamoDB/01700000000000-abcd1234/data/file-1.json.gz",
+        "run": "nightly-2",
+        "keys": ["tenantId", "customerId"],
+        "ratePerSecond": 10.0,
+    }});
+    let mut invocations = 0;
+    let report = loop {
+        invocations += 1;
+        assert!(invocations < 20, "the task does not finish: {payload}");
+        let mut context = Context::default();
+        context.deadline =
+            (SystemTime::now() + weir::lambda::backfill_reserve() + Duration::from_secs(1))
+                .duration_since(UNIX_EPOCH)
+                .expect("time")
+                .as_millis() as u64;
+        let task: Invocation = serde_json::from_value(payload.clone()).expect("a task");
+        let report = handle_invocation(&f, LambdaEvent::new(task, context))
+            .await
+            .expect("the task runs");
+        if report["done"] == true {
+            break report;
+        }
+        assert!(
+            report["records"].as_u64().expect("records") < 50,
+            "{report}"
+        );
+        payload = report["next"].clone();
+        assert_eq!(
+            payload["weirBackfill"]["from"], report["records"],
+            "{report}"
+        );
+    };
+    assert!(invocations >= 2, "one invocation did it all: {report}");
+    assert_eq!(report["records"], 50, "{report}");
+    assert_eq!(report["published"], 20, "{report}");
+    assert_eq!(report["filtered"], 30, "{report}");
+    assert_eq!(report["entries"], 20, "{report}");
+    let messages = drain_queue(&sqs, &urls[0], 20, Duration::from_secs(30)).await;
+    let ids: std::collections::BTreeSet<String> = messages
+        .iter()
+        .map(|m| {
+            let body: Value = serde_json::from_str(m.body().expect("body")).expect("JSON");
+            body["detail"]["metadata"]["id"]
+                .as_str()
+                .expect("id")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 20, "each item once");
 }

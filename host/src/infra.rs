@@ -21,6 +21,8 @@ use std::fmt::Write as _;
 
 use weir_core::manifest::{DestinationAuth, DestinationSpec, Manifest, SecretRef, logical_id};
 
+pub mod backfill;
+
 /// The line before the generated resources, in `weir infra`'s output and in a template
 /// that embeds them.
 pub const BEGIN_MARKER: &str =
@@ -53,6 +55,13 @@ pub fn template(manifest: &Manifest, destinations: &BTreeMap<String, Destination
     out.push_str(
         "    Description: The ARN of the SNS topic the dead-letter queue alarms notify.\n",
     );
+    out.push_str("  WeirFunction:\n    Type: String\n    Default: ''\n");
+    out.push_str(
+        "    Description: The weir function's name, which the backfill state machine invokes.\n",
+    );
+    out.push_str("  BackfillExportBucket:\n    Type: String\n    Default: ''\n");
+    out.push_str("    Description: The bucket of DynamoDB exports to backfill from; empty (or no WeirFunction) leaves the backfill state machine out.\n");
+    out.push_str("Conditions:\n  HasBackfill: !And\n    - !Not [!Equals [!Ref WeirFunction, '']]\n    - !Not [!Equals [!Ref BackfillExportBucket, '']]\n");
     out.push_str("Resources:\n");
     out.push_str(&resources(manifest, destinations));
     out
@@ -85,6 +94,19 @@ pub fn resources(manifest: &Manifest, destinations: &BTreeMap<String, Destinatio
         resources.put(format!("{id}DeadLetterAlarm"), alarm(name, &id));
         resources.write(&mut out, 1);
     }
+    let pacing = backfill::pacing(destinations);
+    let _ = writeln!(
+        out,
+        "  # backfill: a Distributed Map over an export's data files, {} task(s) at once, {}",
+        pacing.max_concurrency,
+        pacing.task_rate.map_or("unpaced".to_owned(), |r| format!(
+            "each at most {r} entries/s"
+        ))
+    );
+    let mut resources = Node::map();
+    resources.put("WeirBackfillRole", backfill::role());
+    resources.put("WeirBackfill", backfill::state_machine(pacing));
+    resources.write(&mut out, 1);
     out.push_str(END_MARKER);
     out.push('\n');
     out

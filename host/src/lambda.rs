@@ -18,6 +18,14 @@ use weir_aws::dead_letter::DeadLetterSink;
 use weir_aws::publish::Publisher;
 use weir_core::batch;
 
+mod backfill;
+pub use backfill::{BackfillTask, Continuation, TaskCounts, TaskReport};
+
+/// The time a backfill task keeps back before its deadline ([`backfill::RESERVE`]).
+pub fn backfill_reserve() -> Duration {
+    backfill::RESERVE
+}
+
 /// The event Lambda delivers for a DynamoDB stream, each record kept as the exact text
 /// received. (weir reads records itself rather than through `aws_lambda_events`' typed
 /// record, so a dead letter holds the original bytes, and a record the typed form cannot
@@ -27,21 +35,6 @@ pub struct StreamBatch {
     /// Each record's text, undecoded.
     #[serde(rename = "Records", default)]
     pub records: Vec<Box<RawValue>>,
-}
-
-/// One data file of a DynamoDB export to S3, for a backfill run by Step Functions (one
-/// task per file). Sent as `{"weirBackfill": {...}}`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct BackfillTask {
-    /// The export: `s3://BUCKET/PREFIX/AWSDynamoDB/EXPORT_ID`.
-    pub export: String,
-    /// The data file, as `manifest-files.json` names it.
-    pub data_file_s3_key: String,
-    /// The run's name: event ids derive from it, so a retried task repeats its ids.
-    pub run: String,
-    /// The table's key attributes.
-    pub keys: Vec<String>,
 }
 
 /// What an invocation brings: a stream batch, or a backfill task.
@@ -187,8 +180,8 @@ pub async fn handle(
 }
 
 /// Handles any invocation: a stream batch (answered as [`handle`] does) or a backfill task
-/// (answered with its counts). A task with records not published in time fails, so Step
-/// Functions retries it; the retry gives the same event ids, which receivers de-duplicate.
+/// (answered with its [`TaskReport`]: the counts so far, and the task that continues it if
+/// the invocation's time ran out first).
 pub async fn handle_invocation(
     function: &Function,
     event: LambdaEvent<Invocation>,
@@ -201,68 +194,12 @@ pub async fn handle_invocation(
         }
         Invocation::Backfill { task } => {
             let span = tracing::info_span!("invocation", requestId = %context.request_id);
-            backfill(function, task, deadline_of(context.deadline))
+            let report = backfill::run(function, task, deadline_of(context.deadline))
                 .instrument(span)
-                .await
+                .await?;
+            Ok(serde_json::to_value(report)?)
         }
     }
-}
-
-async fn backfill(
-    function: &Function,
-    task: BackfillTask,
-    deadline: tokio::time::Instant,
-) -> Result<serde_json::Value, lambda_runtime::Error> {
-    let export = function.exports.open(&task.export)?;
-    let summary = export.summary().await?;
-    let run = weir_core::backfill::BackfillRun::new(&summary.table_arn, &task.run, task.keys)?;
-    let file = weir_aws::export::DataFile {
-        data_file_s3_key: task.data_file_s3_key.clone(),
-        item_count: None,
-    };
-    let items = export.items(&file).await?;
-    let mut records = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        records.push(RawValue::from_string(run.record(item, i as u64)?)?);
-    }
-    tracing::info!(file = %task.data_file_s3_key, items = items.len(), "backfill task received");
-    let pipeline = {
-        let mut loader = function.loader.lock().await;
-        loader.current().await
-    };
-    let report = batch::run(
-        pipeline,
-        records,
-        Some(&function.publisher),
-        DeadLetterSink::Queue(&function.dead_letters),
-        deadline,
-    )
-    .await?;
-    let c = report.counts();
-    tracing::info!(
-        file = %task.data_file_s3_key,
-        records = c.records,
-        published = c.published,
-        filtered = c.filtered,
-        dead_lettered = c.dead_lettered,
-        retried = c.retried,
-        "backfill task done"
-    );
-    if c.retried > 0 {
-        return Err(format!(
-            "{}: {} of {} records not published in time; retry the task (its event ids repeat)",
-            task.data_file_s3_key, c.retried, c.records
-        )
-        .into());
-    }
-    Ok(serde_json::json!({
-        "dataFileS3Key": task.data_file_s3_key,
-        "records": c.records,
-        "published": c.published,
-        "filtered": c.filtered,
-        "deadLettered": c.dead_lettered,
-        "entries": report.entries_published,
-    }))
 }
 
 /// Deadlines below this (September 2001 in epoch milliseconds) are not timestamps.

@@ -105,6 +105,77 @@ impl Store {
         }
     }
 
+    /// Reads `location` in full, or `None` where nothing is there yet (no such file or
+    /// key): a checkpoint not yet written.
+    pub async fn read_if_exists(&self, location: &Location) -> anyhow::Result<Option<Vec<u8>>> {
+        match location {
+            Location::File(path) => match std::fs::read(path) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e).with_context(|| format!("{}: cannot read", path.display())),
+            },
+            Location::S3 { bucket, key } => {
+                match self
+                    .s3()
+                    .await
+                    .get_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .send()
+                    .await
+                {
+                    Ok(out) => Ok(Some(
+                        out.body
+                            .collect()
+                            .await
+                            .with_context(|| format!("{location}: download broke off"))?
+                            .into_bytes()
+                            .to_vec(),
+                    )),
+                    Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+                        Ok(None)
+                    }
+                    Err(e) => Err(anyhow::anyhow!(
+                        "{location}: cannot read: {}",
+                        crate::aws::describe_sdk_error(&e)
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Replaces `location` with `bytes` whole: a file is written beside it and renamed over
+    /// it, an S3 object is put in one request, so a reader (or a kill) sees the old content
+    /// or the new, never part of either.
+    pub async fn write(&self, location: &Location, bytes: Vec<u8>) -> anyhow::Result<()> {
+        match location {
+            Location::File(path) => {
+                let tmp = path.with_extension("tmp");
+                std::fs::write(&tmp, bytes)
+                    .with_context(|| format!("{}: cannot write", tmp.display()))?;
+                std::fs::rename(&tmp, path)
+                    .with_context(|| format!("{}: cannot write", path.display()))
+            }
+            Location::S3 { bucket, key } => {
+                self.s3()
+                    .await
+                    .put_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .body(bytes.into())
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "{location}: cannot write: {}",
+                            crate::aws::describe_sdk_error(&e)
+                        )
+                    })?;
+                Ok(())
+            }
+        }
+    }
+
     /// Reads `location` in full.
     pub async fn read(&self, location: &Location) -> anyhow::Result<(Vec<u8>, String)> {
         match self.fetch(location, None).await? {

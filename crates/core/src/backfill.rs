@@ -109,6 +109,61 @@ impl BackfillRun {
     }
 }
 
+/// Holds a backfill to at most `rate` entries per second, so no destination is fed faster
+/// than its API destination delivers (EventBridge would otherwise hold the excess in
+/// retries until `max_age_secs` and then dead-letter it). Records go in chunks of about a
+/// second's worth; each chunk waits until the entries before it are due. Time not used
+/// (a slow page, a pause) is not saved up: after a stall the pace resumes, it never bursts.
+#[derive(Debug, Clone)]
+pub struct Pace {
+    rate: Option<f64>,
+    next: Option<tokio::time::Instant>,
+}
+
+impl Pace {
+    /// At most `rate` entries per second; `None` (or a rate that is not positive) is
+    /// unpaced.
+    pub fn new(rate: Option<f64>) -> Self {
+        Pace {
+            rate: rate.filter(|r| r.is_finite() && *r > 0.0),
+            next: None,
+        }
+    }
+
+    /// The entries per second it holds, if paced.
+    pub fn rate(&self) -> Option<f64> {
+        self.rate
+    }
+
+    /// Records per chunk: about a second's worth when paced (one entry per record is the
+    /// least a routed record makes), all of them otherwise.
+    pub fn chunk(&self, records: usize) -> usize {
+        self.rate
+            .map_or(records, |r| r.floor() as usize)
+            .clamp(1, records.max(1))
+    }
+
+    /// When the next chunk may start (now, when unpaced or not yet started).
+    pub fn due(&self) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        self.next.map_or(now, |n| n.max(now))
+    }
+
+    /// Waits until the next chunk may start.
+    pub async fn ready(&self) {
+        tokio::time::sleep_until(self.due()).await;
+    }
+
+    /// Counts a chunk's `entries` from now: the next chunk is due when they have had their
+    /// time at the rate.
+    pub fn sent(&mut self, entries: usize) {
+        if let Some(r) = self.rate {
+            let from = self.due();
+            self.next = Some(from + std::time::Duration::from_secs_f64(entries as f64 / r));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +235,37 @@ mod tests {
             BackfillRun::new(ARN, "r", vec![]).map(|_| ()),
             Err(BackfillError::NoKeys)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pace_spaces_chunks_by_their_entries_and_never_bursts() {
+        let mut pace = Pace::new(Some(20.0));
+        assert_eq!(pace.chunk(1000), 20);
+        assert_eq!(pace.chunk(7), 7);
+        let start = tokio::time::Instant::now();
+        pace.ready().await;
+        assert_eq!(
+            start.elapsed(),
+            std::time::Duration::ZERO,
+            "the first chunk goes at once"
+        );
+        pace.sent(10);
+        pace.ready().await;
+        assert_eq!(start.elapsed().as_millis(), 500, "10 entries at 20/s");
+        pace.sent(20);
+        // A stall of 5 s: the time is not saved up for a burst afterwards.
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        pace.ready().await;
+        let resumed = start.elapsed();
+        pace.sent(20);
+        pace.ready().await;
+        assert_eq!(
+            (start.elapsed() - resumed).as_millis(),
+            1000,
+            "20 entries at 20/s"
+        );
+        let unpaced = Pace::new(None);
+        assert_eq!(unpaced.chunk(1000), 1000);
+        assert_eq!(Pace::new(Some(0.0)).rate(), None);
     }
 }

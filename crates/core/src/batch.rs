@@ -127,6 +127,17 @@ pub struct Counts {
     pub retried: usize,
 }
 
+impl Counts {
+    /// Adds `other`'s counts to these (one run's batches or pages into its total).
+    pub fn add(&mut self, other: &Counts) {
+        self.records += other.records;
+        self.published += other.published;
+        self.filtered += other.filtered;
+        self.dead_lettered += other.dead_lettered;
+        self.retried += other.retried;
+    }
+}
+
 /// Orders DynamoDB sequence numbers: decimal strings of up to 40 digits, which can
 /// overflow u128. Shorter is smaller; equal lengths compare as text.
 pub fn compare_sequence_numbers(a: &str, b: &str) -> Ordering {

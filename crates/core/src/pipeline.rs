@@ -31,6 +31,8 @@ pub enum FilterReason {
     UnknownTenant,
     /// The plugin returned no events.
     NoEvents,
+    /// The tenant is not one this run was limited to (`weir backfill --tenant`).
+    OtherTenant,
 }
 
 /// What became of one record.
@@ -94,6 +96,8 @@ pub struct Pipeline<S: Slot> {
     /// finds none to load, so a tenant with no traffic (whose plugin never loads) does not
     /// cost every later batch a scan.
     scanning: std::sync::atomic::AtomicBool,
+    /// When set, only these tenants' records are served; others are filtered.
+    only: Option<std::collections::BTreeSet<String>>,
 }
 
 impl<S: Slot> Pipeline<S> {
@@ -110,7 +114,17 @@ impl<S: Slot> Pipeline<S> {
             configs,
             warm: std::sync::Mutex::new(Instances::default()),
             scanning: std::sync::atomic::AtomicBool::new(true),
+            only: None,
         }
+    }
+
+    /// The same pipeline serving only `tenants`' records (by tenant id); the rest are
+    /// filtered as [`FilterReason::OtherTenant`]. Its plugins are the same slots, so
+    /// nothing is loaded twice.
+    pub fn only_tenants(&self, tenants: std::collections::BTreeSet<String>) -> Self {
+        let mut p = Pipeline::new(self.manifest.clone(), self.plugins.clone());
+        p.only = Some(tenants);
+        p
     }
 
     /// The manifest it was built from.
@@ -209,6 +223,11 @@ impl<S: Slot> Pipeline<S> {
         };
         let attribute = parsed.string_attribute(route.tenant.attribute_name());
         let own_id = attribute.as_deref().and_then(|v| route.tenant.extract(v));
+        if let Some(only) = &self.only
+            && !own_id.is_some_and(|id| only.contains(id))
+        {
+            return Routed::Filtered(FilterReason::OtherTenant, own_id.map(str::to_owned));
+        }
         match manifest.tenant_entry(own_id.unwrap_or(DEFAULT_TENANT)) {
             Some((entry, tenant)) => Routed::Tenant {
                 route,

@@ -5,7 +5,7 @@
 //! destinations. A "part" is a Scan segment or an export's data file.
 
 use std::io::IsTerminal as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,8 @@ use weir_aws::dead_letter::{DeadLetterDir, DeadLetterQueue, DeadLetterSink, Queu
 use weir_aws::export::{DataFile, ExportSource};
 use weir_aws::publish::{PublishConfig, Publisher};
 use weir_aws::scan::{Page, TableScan};
-use weir_core::backfill::BackfillRun;
+use weir_aws::store::Store;
+use weir_core::backfill::{BackfillRun, Pace};
 use weir_core::batch::{self, Counts};
 use weir_core::location::Location;
 use weir_core::manifest::Manifest;
@@ -47,10 +48,14 @@ pub struct BackfillOptions {
     /// Parallel Scan segments (with --table).
     #[arg(long, default_value_t = 4)]
     pub segments: u32,
-    /// A checkpoint file: a killed run continues where it stopped; a finished run does
-    /// nothing again.
+    /// A checkpoint, a file or s3://BUCKET/KEY: a killed run continues where it stopped;
+    /// a finished run does nothing again.
     #[arg(long)]
-    pub state: Option<PathBuf>,
+    pub state: Option<String>,
+    /// Only this tenant's items (repeated for several); other tenants' are filtered and
+    /// counted.
+    #[arg(long = "tenant")]
+    pub tenants: Vec<String>,
     /// The run's name, which event ids derive from (default: the table and the time; a
     /// resumed run takes it from --state).
     #[arg(long)]
@@ -102,23 +107,21 @@ enum Source {
 }
 
 impl State {
-    fn load(path: &Path) -> anyhow::Result<Option<State>> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text)
+    async fn load(store: &Store, location: &Location) -> anyhow::Result<Option<State>> {
+        match store.read_if_exists(location).await? {
+            Some(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
-                .with_context(|| format!("{}: not a backfill state file", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("{}: cannot read", path.display())),
+                .with_context(|| format!("{location}: not a backfill state file")),
+            None => Ok(None),
         }
     }
 
-    /// Written whole to a temporary file, then renamed over the old one: a kill leaves the
-    /// old checkpoint or the new, never half of one.
-    fn save(&self, path: &Path) -> anyhow::Result<()> {
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
-            .with_context(|| format!("{}: cannot write", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))
+    /// Replaced whole (a file renamed over the old one, one S3 put): a kill leaves the old
+    /// checkpoint or the new, never half of one.
+    async fn save(&self, store: &Store, location: &Location) -> anyhow::Result<()> {
+        store
+            .write(location, serde_json::to_vec_pretty(self)?)
+            .await
     }
 }
 
@@ -133,7 +136,23 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
     }
     let loader = setup(load(&o.manifest).await)?;
     let pipeline = loader.pipeline();
+    let pipeline = if o.tenants.is_empty() {
+        pipeline
+    } else {
+        let m = loader.manifest();
+        if let Some(t) = o.tenants.iter().find(|t| m.tenant_entry(t).is_none()) {
+            return Err(SetupError(anyhow::anyhow!(
+                "--tenant {t}: the manifest has no entry for this tenant"
+            )));
+        }
+        std::sync::Arc::new(pipeline.only_tenants(o.tenants.iter().cloned().collect()))
+    };
     let sdk = weir_aws::aws::sdk_config().await;
+    let store = Store::with_s3(weir_aws::aws::s3(&sdk));
+    let state_location = match &o.state {
+        Some(s) => Some(setup(Location::parse(s))?),
+        None => None,
+    };
     // The table's ARN, its keys, about how many items, and the parts to read.
     let (source, table_arn, key_names, estimate, name) = match (&o.table, &o.export) {
         (Some(table), None) => {
@@ -182,8 +201,8 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
         Source::Scan(_, n) => *n as usize,
         Source::Export(_, files) => files.len(),
     };
-    let mut state = match &o.state {
-        Some(path) => setup(State::load(path))?,
+    let mut state = match &state_location {
+        Some(location) => setup(State::load(&store, location).await)?,
         None => None,
     };
     if let Some(s) = &state
@@ -191,7 +210,7 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
     {
         return Err(SetupError(anyhow::anyhow!(
             "{}: a backfill of {} in {} parts, not of {table_arn} in {parts}",
-            o.state.as_deref().unwrap_or(Path::new("")).display(),
+            o.state.as_deref().unwrap_or_default(),
             s.table_arn,
             s.parts.len(),
         )));
@@ -324,7 +343,8 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
 
     let started = Instant::now();
     let dead_letters = DeadLetterDir::new(&o.dead_letter_dir);
-    let progress_to_terminal = std::io::stderr().is_terminal();
+    let progress = Progress::new(estimate, std::io::stderr().is_terminal());
+    let mut pace = Pace::new(rate);
     let (mut total, mut entries, mut items) = (Counts::default(), 0usize, 0u64);
     let mut exit = ExitCode::SUCCESS;
     while let Some((part, page)) = rx.recv().await {
@@ -339,18 +359,12 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
             )?);
         }
         let n = records.len() as u64;
-        // Paced in chunks of about a second's worth of entries.
-        let chunk = rate.map_or(records.len().max(1), |r| (r.floor() as usize).max(1));
+        let chunk = pace.chunk(records.len());
         let mut records = records.into_iter().peekable();
         let mut unpublished = false;
         while records.peek().is_some() {
             let part: Vec<Box<RawValue>> = records.by_ref().take(chunk).collect();
-            if let Some(r) = rate {
-                let due = Duration::from_secs_f64(entries as f64 / r);
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    tokio::time::sleep(wait).await;
-                }
-            }
+            pace.ready().await;
             let mut collected = Vec::new();
             let sink = match &queue {
                 Some(q) => DeadLetterSink::Queue(q),
@@ -360,17 +374,14 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
             let report = setup(
                 batch::run(pipeline.clone(), part, publisher.as_ref(), sink, deadline).await,
             )?;
+            pace.sent(report.entries.len());
             if publisher.is_none() {
-                print_entries(&report.entries);
+                progress.suspend(|| print_entries(&report.entries));
             }
             write_dead_letters(&dead_letters, &collected)?;
             let c = report.counts();
             entries += report.entries.len();
-            total.records += c.records;
-            total.published += c.published;
-            total.filtered += c.filtered;
-            total.dead_lettered += c.dead_lettered;
-            total.retried += c.retried;
+            total.add(&c);
             if c.dead_lettered > 0 && exit == ExitCode::SUCCESS {
                 exit = ExitCode::from(EXIT_DEAD_LETTERS);
             }
@@ -378,7 +389,9 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
         }
         if unpublished {
             // This page is left for the resume: its checkpoint is not moved.
-            eprintln!("not published in time: part {part} resumes at its last checkpoint");
+            progress.line(format!(
+                "not published in time: part {part} resumes at its last checkpoint"
+            ));
             exit = ExitCode::from(EXIT_UNPUBLISHED);
             break;
         }
@@ -387,34 +400,93 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
         seg.items += n;
         seg.done = page.next.is_none();
         seg.next = page.next;
-        if let Some(path) = &o.state {
-            setup(state.save(path))?;
+        if let Some(location) = &state_location {
+            setup(state.save(&store, location).await)?;
         }
-        let secs = started.elapsed().as_secs_f64().max(1e-3);
-        let line = format!(
-            "part {part}: {} items{}; all: {items} items, {:.0} items/s, published {}, filtered {}, dead-lettered {}",
-            state.parts[part].items,
-            if state.parts[part].done {
-                " (done)"
-            } else {
-                ""
-            },
-            items as f64 / secs,
-            total.published,
-            total.filtered,
-            total.dead_lettered,
+        let seg = &state.parts[part];
+        progress.advance(
+            n,
+            items,
+            format!(
+                "published {}, filtered {}, dead-lettered {}; part {part}: {} items{}",
+                total.published,
+                total.filtered,
+                total.dead_lettered,
+                seg.items,
+                if seg.done { " (done)" } else { "" },
+            ),
+            items as f64 / started.elapsed().as_secs_f64().max(1e-3),
         );
-        if progress_to_terminal {
-            eprint!("\r\x1b[2K{line}");
-        } else {
-            eprintln!("{line}");
-        }
     }
-    if progress_to_terminal {
-        eprintln!();
-    }
+    progress.finish();
     eprintln!("{}", summary_line(&total, entries, o.publish));
     Ok(exit)
+}
+
+/// Progress on stderr: a bar on a terminal (items, items/s, the counts, ETA, the part that
+/// moved); one plain line per page otherwise, for logs.
+enum Progress {
+    Bar(indicatif::ProgressBar),
+    Lines(Option<u64>),
+}
+
+impl Progress {
+    fn new(estimate: Option<u64>, terminal: bool) -> Self {
+        if !terminal {
+            return Progress::Lines(estimate);
+        }
+        let bar = match estimate {
+            Some(n) => indicatif::ProgressBar::new(n),
+            None => indicatif::ProgressBar::no_length(),
+        };
+        let template = if estimate.is_some() {
+            "{bar:30} {pos}/{len} items, {per_sec}, ETA {eta}; {msg}"
+        } else {
+            "{pos} items, {per_sec}; {msg}"
+        };
+        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+            bar.set_style(style);
+        }
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        Progress::Bar(bar)
+    }
+
+    /// A page of `items` done, `all` so far.
+    fn advance(&self, items: u64, all: u64, message: String, per_second: f64) {
+        match self {
+            Progress::Bar(bar) => {
+                bar.inc(items);
+                bar.set_message(message);
+            }
+            Progress::Lines(estimate) => {
+                eprintln!(
+                    "{message}; all: {all} items{}, {per_second:.0} items/s",
+                    estimate.map_or(String::new(), |n| format!(" of about {n}")),
+                );
+            }
+        }
+    }
+
+    /// Runs `f` (printing to stdout) with the bar out of the way.
+    fn suspend(&self, f: impl FnOnce()) {
+        match self {
+            Progress::Bar(bar) => bar.suspend(f),
+            Progress::Lines(_) => f(),
+        }
+    }
+
+    fn line(&self, text: String) {
+        match self {
+            Progress::Bar(bar) => bar.println(text),
+            Progress::Lines(_) => eprintln!("{text}"),
+        }
+    }
+
+    fn finish(&self) {
+        if let Progress::Bar(bar) = self {
+            bar.finish();
+        }
+    }
 }
 
 /// The slowest destination's `rate_limit_per_second` in the manifest, if any names one: a
