@@ -144,7 +144,7 @@ async fn a_scan_backfill_publishes_exactly_the_routed_tenants_items_through_a_ru
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(
         err.contains(
-            "records: 1000, entries: 400, published: 400, filtered: 600, dead-lettered: 0, retried: 0"
+            "records: 1000, entries: 400, published: 400, filtered: 600, coalesced: 0, dead-lettered: 0, retried: 0"
         ),
         "{err}"
     );
@@ -338,7 +338,7 @@ async fn an_export_backfill_reads_every_data_file_with_exact_counts() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("about 300 items, 3 data files"), "{err}");
     assert!(
-        err.contains("records: 300, entries: 120, published: 120, filtered: 180, dead-lettered: 0"),
+        err.contains("records: 300, entries: 120, published: 120, filtered: 180, coalesced: 0, dead-lettered: 0"),
         "{err}"
     );
     let entries = entries(&out.stdout);
@@ -418,7 +418,9 @@ fn a_local_copy_of_an_export_backfills_like_the_export_in_s3() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(
-        err.contains("records: 50, entries: 25, published: 25, filtered: 25, dead-lettered: 0"),
+        err.contains(
+            "records: 50, entries: 25, published: 25, filtered: 25, coalesced: 0, dead-lettered: 0"
+        ),
         "{err}"
     );
     assert_eq!(ids(&entries(&out.stdout)).len(), 25);
@@ -462,7 +464,7 @@ async fn a_backfill_limited_to_one_tenant_checkpoints_in_s3() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(
-        err.contains("records: 200, entries: 120, published: 120, filtered: 80, dead-lettered: 0"),
+        err.contains("records: 200, entries: 120, published: 120, filtered: 80, coalesced: 0, dead-lettered: 0"),
         "{err}"
     );
     let got = entries(&out.stdout);

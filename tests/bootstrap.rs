@@ -20,6 +20,92 @@ impl Drop for Killed {
     }
 }
 
+/// Serves the real bootstrap binary through cargo-lambda's Runtime API emulator, invokes it
+/// once per event file in turn, and returns each response with the function's stdout.
+fn invoke_bootstrap(
+    manifest: &std::path::Path,
+    moto_endpoint: &str,
+    env: &[(&str, &str)],
+    events: &[std::path::PathBuf],
+) -> (Vec<Value>, String) {
+    let port = free_port();
+    let cargo_lambda = venv_tool("cargo-lambda");
+    let _emulator = Killed(
+        Command::new(&cargo_lambda)
+            .args([
+                "lambda",
+                "watch",
+                "--only-lambda-apis",
+                "-A",
+                "127.0.0.1",
+                "-P",
+                &port.to_string(),
+            ])
+            .current_dir(root())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cargo lambda watch starts"),
+    );
+    wait_for_port(port, Duration::from_secs(60), "cargo lambda watch");
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bootstrap"));
+    command
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+        .env(
+            "AWS_LAMBDA_RUNTIME_API",
+            format!("http://127.0.0.1:{port}/.rt"),
+        )
+        .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+        .env("WEIR_MANIFEST", manifest)
+        .env("AWS_ENDPOINT_URL", moto_endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut function = Killed(command.spawn().expect("bootstrap starts"));
+
+    let mut responses = Vec::new();
+    for event in events {
+        let invoke = Command::new(&cargo_lambda)
+            .args([
+                "lambda",
+                "invoke",
+                "--invoke-address",
+                "127.0.0.1",
+                "--invoke-port",
+                &port.to_string(),
+                "--data-file",
+            ])
+            .arg(event)
+            .arg("_")
+            .current_dir(root())
+            .output()
+            .expect("cargo lambda invoke runs");
+        let stdout = String::from_utf8_lossy(&invoke.stdout).into_owned();
+        assert!(
+            invoke.status.success(),
+            "invoke failed: {stdout} {}",
+            String::from_utf8_lossy(&invoke.stderr)
+        );
+        responses
+            .push(serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}")));
+    }
+    let _ = function.0.kill();
+    let mut logs = String::new();
+    if let Some(mut out) = function.0.stdout.take() {
+        let _ = out.read_to_string(&mut logs);
+    }
+    (responses, logs)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bootstrap_binary_answers_batch_item_failures_through_the_runtime_api() {
     let moto = Moto::start();
@@ -43,79 +129,14 @@ async fn the_bootstrap_binary_answers_batch_item_failures_through_the_runtime_ap
         "[tenants.globex]\nplugin = \"mapping\"\nconfig = { detail_type = \"CustomerChanged\", fields = { Name = \"/name\", LTV = \"/lifetimeValue\" } }\n",
     );
 
-    let port = free_port();
-    let cargo_lambda = venv_tool("cargo-lambda");
-    let _emulator = Killed(
-        Command::new(&cargo_lambda)
-            .args([
-                "lambda",
-                "watch",
-                "--only-lambda-apis",
-                "-A",
-                "127.0.0.1",
-                "-P",
-                &port.to_string(),
-            ])
-            .current_dir(root())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cargo lambda watch starts"),
+    let (responses, logs) = invoke_bootstrap(
+        &manifest,
+        &moto.endpoint(),
+        &[],
+        &[root().join("tests/events/one-bad-record.json")],
     );
-    wait_for_port(port, Duration::from_secs(60), "cargo lambda watch");
-
-    let mut function = Killed(
-        Command::new(env!("CARGO_BIN_EXE_bootstrap"))
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
-            .env(
-                "AWS_LAMBDA_RUNTIME_API",
-                format!("http://127.0.0.1:{port}/.rt"),
-            )
-            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
-            .env("WEIR_MANIFEST", &manifest)
-            .env("AWS_ENDPOINT_URL", moto.endpoint())
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env_remove("AWS_PROFILE")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("bootstrap starts"),
-    );
-
-    let invoke = Command::new(&cargo_lambda)
-        .args([
-            "lambda",
-            "invoke",
-            "--invoke-address",
-            "127.0.0.1",
-            "--invoke-port",
-            &port.to_string(),
-            "--data-file",
-        ])
-        .arg(root().join("tests/events/one-bad-record.json"))
-        .arg("_")
-        .current_dir(root())
-        .output()
-        .expect("cargo lambda invoke runs");
-    let _ = function.0.kill();
-    let mut logs = String::new();
-    if let Some(mut out) = function.0.stdout.take() {
-        let _ = out.read_to_string(&mut logs);
-    }
-    let stdout = String::from_utf8_lossy(&invoke.stdout);
-    assert!(
-        invoke.status.success(),
-        "invoke failed: {stdout} {} / function: {logs}",
-        String::from_utf8_lossy(&invoke.stderr)
-    );
-    let response: Value =
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(
-        response,
+        responses[0],
         serde_json::json!({"batchItemFailures": [{"itemIdentifier": "200000000000000000002"}]}),
         "function output: {logs}"
     );
@@ -161,4 +182,102 @@ async fn the_bootstrap_binary_answers_batch_item_failures_through_the_runtime_ap
             .any(|l| l["level"] == "ERROR" && l["kind"] == "decode"),
         "the unkept dead letter is logged: {logs}"
     );
+}
+
+/// Coalescing in the function: each invocation's EMF document counts its coalesced records
+/// (per tenant too), and nothing coalesces across invocations: the same item changed in
+/// two batches is published once from each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_function_counts_coalesced_records_in_emf_per_batch() {
+    let moto = Moto::start();
+    let config = sdk_config(&moto.endpoint());
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let urls = bus_with_rules(
+        &events,
+        &sqs,
+        "weir-coalesce",
+        &[("CustomerChanged", "acme")],
+    )
+    .await;
+    let (dlq, _) = create_queue(&sqs, "weir-coalesce-dlq", None).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = write_manifest(
+        dir.path(),
+        "weir-coalesce",
+        Some(&dlq),
+        &["mapping"],
+        "[tenants.acme]\nplugin = \"mapping\"\ncoalesce = [\"crm\"]\nconfig = { detail_type = \"CustomerChanged\", destination = \"crm\", fields = { Name = \"/name\" } }\n",
+    );
+    let change = |seq, kind, name| item_change(seq, kind, "acme", "A", name, serde_json::json!({}));
+    // First batch: A inserted and modified twice (two of its changes coalesced), B inserted.
+    let first = serde_json::json!({"Records": [
+        change(1, "INSERT", "A v1"), change(2, "MODIFY", "A v2"),
+        item_change(3, "INSERT", "acme", "B", "B v1", serde_json::json!({})),
+        change(4, "MODIFY", "A v3"),
+    ]});
+    // Second batch: A modified once more.
+    let second = serde_json::json!({"Records": [change(5, "MODIFY", "A v4")]});
+    let files: Vec<std::path::PathBuf> = [("first.json", first), ("second.json", second)]
+        .into_iter()
+        .map(|(name, event)| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, event.to_string()).expect("write");
+            path
+        })
+        .collect();
+    let (responses, logs) = invoke_bootstrap(
+        &manifest,
+        &moto.endpoint(),
+        &[("WEIR_TENANT_METRICS", "1")],
+        &files,
+    );
+    for r in &responses {
+        assert_eq!(r["batchItemFailures"], serde_json::json!([]), "{logs}");
+    }
+    let lines: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let emf = |tenant: bool| -> Vec<(u64, u64, u64)> {
+        lines
+            .iter()
+            .filter(|l| l.get("_aws").is_some() && l.get("Tenant").is_some() == tenant)
+            .map(|l| {
+                let declared = l["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+                    .as_array()
+                    .expect("metrics")
+                    .iter()
+                    .any(|m| m["Name"] == "Coalesced");
+                assert!(declared, "Coalesced is declared: {l}");
+                (
+                    l["Records"].as_u64().expect("Records"),
+                    l["Published"].as_u64().expect("Published"),
+                    l["Coalesced"].as_u64().expect("Coalesced"),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(emf(false), [(4, 2, 2), (1, 1, 0)], "{logs}");
+    assert_eq!(emf(true), [(4, 2, 2), (1, 1, 0)], "{logs}");
+    let done: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["message"] == "batch done")
+        .map(|l| l["coalesced"].as_u64().expect("coalesced in the log line"))
+        .collect();
+    assert_eq!(done, [2, 0]);
+    // On the bus: B, A's third version (first batch), A's fourth (second batch).
+    let messages = drain_queue(&sqs, &urls[0], 3, Duration::from_secs(30)).await;
+    let mut names: Vec<String> = messages
+        .iter()
+        .map(|m| {
+            let e: Value = serde_json::from_str(m.body().expect("body")).expect("JSON");
+            e["detail"]["payload"]["Name"]
+                .as_str()
+                .expect("Name")
+                .to_owned()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, ["A v3", "A v4", "B v1"]);
 }

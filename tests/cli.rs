@@ -135,7 +135,7 @@ fn run_prints_the_exact_entries_of_both_plugins() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         stderr(&out).trim_end().lines().last(),
-        Some("records: 8, entries: 6, published: 6, filtered: 2, dead-lettered: 0")
+        Some("records: 8, entries: 6, published: 6, filtered: 2, coalesced: 0, dead-lettered: 0")
     );
     let golden = root().join("tests/golden/customers.entries.jsonl");
     let actual = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -255,8 +255,9 @@ fn a_bad_record_is_dead_lettered_whole_while_the_others_publish() {
     assert_eq!(letter["record"], event["Records"][1]);
     // Every record is accounted for.
     assert!(
-        stderr(&out)
-            .contains("records: 3, entries: 2, published: 2, filtered: 0, dead-lettered: 1"),
+        stderr(&out).contains(
+            "records: 3, entries: 2, published: 2, filtered: 0, coalesced: 0, dead-lettered: 1"
+        ),
         "{}",
         stderr(&out)
     );

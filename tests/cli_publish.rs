@@ -55,7 +55,7 @@ async fn publish_exit_statuses_say_what_happened() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
         err.contains(
-            "records: 3, entries: 2, published: 2, filtered: 0, dead-lettered: 1, retried: 0"
+            "records: 3, entries: 2, published: 2, filtered: 0, coalesced: 0, dead-lettered: 1, retried: 0"
         ),
         "{err}"
     );

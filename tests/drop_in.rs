@@ -952,6 +952,7 @@ async fn a_broken_plugin_dead_letters_its_tenant_and_a_missing_one_retries_while
         .map(|v| match v {
             Verdict::Published => "published".to_owned(),
             Verdict::Filtered => "filtered".to_owned(),
+            Verdict::Coalesced => "coalesced".to_owned(),
             Verdict::DeadLettered { kind } => kind.to_string(),
             Verdict::Retry { .. } => "retry".to_owned(),
         })

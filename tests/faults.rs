@@ -316,7 +316,9 @@ fn one_batch_with_every_fault_publishes_the_good_and_keeps_the_bad() {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("records: 12, entries: 3, published: 3, filtered: 0, dead-lettered: 9"),
+        stderr.contains(
+            "records: 12, entries: 3, published: 3, filtered: 0, coalesced: 0, dead-lettered: 9"
+        ),
         "{stderr}"
     );
     assert!(
@@ -473,7 +475,9 @@ fn bad_input_gets_a_clear_error_and_loses_nothing() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(!stderr.contains("panicked"));
     assert!(
-        stderr.contains("records: 11, entries: 5, published: 5, filtered: 0, dead-lettered: 6"),
+        stderr.contains(
+            "records: 11, entries: 5, published: 5, filtered: 0, coalesced: 0, dead-lettered: 6"
+        ),
         "{stderr}"
     );
     // (The 100,000-deep letter is too deep for serde_json to read back; it is checked as text.)

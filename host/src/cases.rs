@@ -6,10 +6,14 @@
 //! - `entries.jsonl`: the PutEvents entries expected, one per line, exactly as `weir run`
 //!   prints them;
 //! - `dead-letters.jsonl`: the dead letters expected, one per line, as
-//!   `{"sequenceNumber": "...", "kind": "...", "message": "..."}`.
+//!   `{"sequenceNumber": "...", "kind": "...", "message": "..."}`;
+//! - `counts.json`: how many records were published, filtered, coalesced and
+//!   dead-lettered, one line;
+//! - `tenant.toml` (optional, also at `CASES_DIR/tenant.toml` for every case): the tenant
+//!   entry's settings besides its config, `coalesce = ["destination", ...]`.
 //!
-//! A missing `entries.jsonl` or `dead-letters.jsonl` expects nothing; `--update` writes
-//! both. Each case runs through the same pipeline as `weir run` (routing, the sandbox,
+//! A missing `entries.jsonl` or `dead-letters.jsonl` expects nothing, a missing
+//! `counts.json` is not compared; `--update` writes all three. Each case runs through the same pipeline as `weir run` (routing, the sandbox,
 //! limits, validation, the metadata envelope), in a manifest made for the test:
 //! - event bus `weir-test`, source `weir.test`, a route for every table the cases use;
 //! - the tenant is the record's `tenantId` attribute (new image, else old image, else
@@ -53,6 +57,42 @@ pub const EVENT_FILE: &str = "event.json";
 pub const ENTRIES_FILE: &str = "entries.jsonl";
 /// A case's expected dead letters.
 pub const DEAD_LETTERS_FILE: &str = "dead-letters.jsonl";
+/// A case's expected counts.
+pub const COUNTS_FILE: &str = "counts.json";
+/// The tenant entry's settings for a suite or a case.
+pub const TENANT_FILE: &str = "tenant.toml";
+
+/// What a case's tenant entry holds besides its config (`tenant.toml`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSettings {
+    /// Destinations coalesced per item.
+    #[serde(default)]
+    pub coalesce: Vec<String>,
+}
+
+/// The `tenant.toml` in `dir`, if there is one.
+pub fn tenant_settings(dir: &Path) -> anyhow::Result<Option<TenantSettings>> {
+    let path = dir.join(TENANT_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str(&text)
+            .map(Some)
+            .with_context(|| format!("{}: not a tenant.toml", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("{}: cannot read", path.display())),
+    }
+}
+
+/// The counts line a case compares: every record is one of these.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CaseCounts {
+    records: usize,
+    published: usize,
+    filtered: usize,
+    coalesced: usize,
+    dead_lettered: usize,
+}
 
 /// What `weir test` was asked to do.
 #[derive(Debug, Clone)]
@@ -113,6 +153,8 @@ pub struct CaseOutput {
     pub entries: Vec<String>,
     /// One line per dead letter, as `dead-letters.jsonl` holds them.
     pub dead_letters: Vec<String>,
+    /// The counts, one line, as `counts.json` holds it (none: not compared).
+    pub counts: Vec<String>,
 }
 
 /// One case folder.
@@ -279,6 +321,7 @@ pub fn test_manifest(
     plugin_name: &str,
     plugin: &Path,
     config: Option<toml::Table>,
+    settings: &TenantSettings,
     tables: impl IntoIterator<Item = String>,
 ) -> anyhow::Result<String> {
     let mut spec = toml::Table::new();
@@ -287,6 +330,12 @@ pub fn test_manifest(
     tenant.insert("plugin".into(), plugin_name.into());
     if let Some(config) = config {
         tenant.insert("config".into(), config.into());
+    }
+    if !settings.coalesce.is_empty() {
+        tenant.insert(
+            "coalesce".into(),
+            toml::Value::Array(settings.coalesce.iter().cloned().map(Into::into).collect()),
+        );
     }
     let routes: Vec<toml::Value> = tables
         .into_iter()
@@ -353,10 +402,20 @@ pub async fn run_event(
         .map(|l| serde_json::to_string(&ExpectedDeadLetter::of(l)))
         .collect::<Result<_, _>>()
         .context("cannot print a dead letter")?;
+    let c = report.counts();
+    let counts = serde_json::to_string(&CaseCounts {
+        records: c.records,
+        published: c.published,
+        filtered: c.filtered,
+        coalesced: c.coalesced,
+        dead_lettered: c.dead_lettered,
+    })
+    .context("cannot print the counts")?;
     Ok((
         CaseOutput {
             entries,
             dead_letters,
+            counts: vec![counts],
         },
         batch::render_report(&report),
     ))
@@ -370,9 +429,10 @@ async fn pipeline_for(
     name: &str,
     plugin: &Path,
     config: Option<toml::Table>,
+    settings: &TenantSettings,
     event: &str,
 ) -> anyhow::Result<Arc<Pipeline>> {
-    let text = test_manifest(name, plugin, config, tables(event))?;
+    let text = test_manifest(name, plugin, config, settings, tables(event))?;
     let file = ScratchFile::new("weir-test-manifest", ".toml", &text)?;
     let loader = Loader::load(
         Store::default(),
@@ -438,6 +498,7 @@ pub async fn run(
 ) -> anyhow::Result<Summary> {
     let cases = discover(cases_dir)?;
     let suite_config = read_config(options.config.as_deref(), cases_dir)?;
+    let suite_settings = tenant_settings(cases_dir)?.unwrap_or_default();
     let name = plugin_name(options.name.as_deref(), cases_dir);
     if !options.plugin.is_file() {
         bail!("{}: no such plugin file", options.plugin.display());
@@ -466,17 +527,27 @@ pub async fn run(
             Some(c) => Some(c),
             None => suite_config.clone(),
         };
-        let pipeline = pipeline_for(&engine, &name, &plugin, config, &text).await?;
-        let (actual, report) = run_event(pipeline, &event_path, &text).await?;
+        let settings = match tenant_settings(&case.dir)? {
+            Some(s) => s,
+            None => suite_settings.clone(),
+        };
+        let pipeline = pipeline_for(&engine, &name, &plugin, config, &settings, &text).await?;
+        let (mut actual, report) = run_event(pipeline, &event_path, &text).await?;
         if options.report {
             let _ = write!(out, "case {}: report\n{report}", case.name);
         }
         let entries_path = case.dir.join(ENTRIES_FILE);
         let letters_path = case.dir.join(DEAD_LETTERS_FILE);
+        let counts_path = case.dir.join(COUNTS_FILE);
         let expected = CaseOutput {
             entries: read_lines(&entries_path)?,
             dead_letters: read_lines(&letters_path)?,
+            counts: read_lines(&counts_path)?,
         };
+        if !options.update && !counts_path.is_file() {
+            // Cases written before counts.json compare what they have.
+            actual.counts.clear();
+        }
         let counts = format!(
             "{} entries, {} dead letters",
             actual.entries.len(),
@@ -486,6 +557,7 @@ pub async fn run(
             let changed = expected != actual;
             write_lines(&entries_path, &actual.entries)?;
             write_lines(&letters_path, &actual.dead_letters)?;
+            write_lines(&counts_path, &actual.counts)?;
             summary.passed += 1;
             if changed {
                 summary.updated += 1;
@@ -512,6 +584,7 @@ pub async fn run(
                 &expected.dead_letters,
                 &actual.dead_letters,
             ),
+            (COUNTS_FILE, &expected.counts, &actual.counts),
         ] {
             if want != got {
                 let _ = write!(out, "{}", diff(&format!("{}/{file}", case.name), want, got));

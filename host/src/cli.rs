@@ -309,8 +309,8 @@ fn summary_line(c: &weir_core::batch::Counts, entries: usize, publishing: bool) 
         String::new()
     };
     format!(
-        "records: {}, entries: {entries}, published: {}, filtered: {}, dead-lettered: {}{retried}",
-        c.records, c.published, c.filtered, c.dead_lettered
+        "records: {}, entries: {entries}, published: {}, filtered: {}, coalesced: {}, dead-lettered: {}{retried}",
+        c.records, c.published, c.filtered, c.coalesced, c.dead_lettered
     )
 }
 

@@ -126,6 +126,7 @@ pub async fn handle(
         records: counts.records,
         published: counts.published,
         filtered: counts.filtered,
+        coalesced: counts.coalesced,
         dead_lettered: counts.dead_lettered,
         retried: counts.retried,
         entries: report.entries_published,
@@ -143,6 +144,7 @@ pub async fn handle(
                         c.records,
                         c.published,
                         c.filtered,
+                        c.coalesced,
                         c.dead_lettered,
                         c.retried,
                     ],
@@ -160,6 +162,7 @@ pub async fn handle(
         records = counts.records,
         published = counts.published,
         filtered = counts.filtered,
+        coalesced = counts.coalesced,
         dead_lettered = counts.dead_lettered,
         retried = counts.retried,
         "batch done"

@@ -47,6 +47,8 @@ pub struct InvocationMetrics {
     pub published: usize,
     /// Records with nothing to send.
     pub filtered: usize,
+    /// Records whose every entry a later change of the same item superseded.
+    pub coalesced: usize,
     /// Records kept as dead letters.
     pub dead_lettered: usize,
     /// Records left for Lambda to deliver again.
@@ -62,8 +64,8 @@ pub struct InvocationMetrics {
     pub plugin_ms: f64,
     /// Reloads that failed so far in this process (the old version kept serving).
     pub reload_failures: usize,
-    /// Per tenant: (records, published, filtered, dead-lettered, retried).
-    pub tenants: Vec<(String, [usize; 5])>,
+    /// Per tenant: (records, published, filtered, coalesced, dead-lettered, retried).
+    pub tenants: Vec<(String, [usize; 6])>,
 }
 
 /// The EMF namespace weir's metrics live in.
@@ -89,7 +91,8 @@ impl InvocationMetrics {
                         "Dimensions": [["FunctionName"]],
                         "Metrics": [
                             count("Records"), count("Published"), count("Filtered"),
-                            count("DeadLettered"), count("Retried"), count("EntriesPublished"),
+                            count("Coalesced"), count("DeadLettered"), count("Retried"),
+                            count("EntriesPublished"),
                             count("PutEventsCalls"), count("PutEventsRetries"),
                             {"Name": "PluginTime", "Unit": "Milliseconds"},
                             count("ReloadFailures"),
@@ -100,6 +103,7 @@ impl InvocationMetrics {
                 "Records": self.records,
                 "Published": self.published,
                 "Filtered": self.filtered,
+                "Coalesced": self.coalesced,
                 "DeadLettered": self.dead_lettered,
                 "Retried": self.retried,
                 "EntriesPublished": self.entries,
@@ -111,7 +115,8 @@ impl InvocationMetrics {
             .to_string(),
         ];
         if tenant_dimension {
-            for (tenant, [records, published, filtered, dead, retried]) in &self.tenants {
+            for (tenant, [records, published, filtered, coalesced, dead, retried]) in &self.tenants
+            {
                 docs.push(
                     json!({
                         "_aws": {
@@ -120,7 +125,8 @@ impl InvocationMetrics {
                                 "Namespace": METRICS_NAMESPACE,
                                 "Dimensions": [["FunctionName", "Tenant"]],
                                 "Metrics": [count("Records"), count("Published"), count("Filtered"),
-                                            count("DeadLettered"), count("Retried")],
+                                            count("Coalesced"), count("DeadLettered"),
+                                            count("Retried")],
                             }],
                         },
                         "FunctionName": function_name,
@@ -128,6 +134,7 @@ impl InvocationMetrics {
                         "Records": records,
                         "Published": published,
                         "Filtered": filtered,
+                        "Coalesced": coalesced,
                         "DeadLettered": dead,
                         "Retried": retried,
                     })
@@ -149,6 +156,7 @@ mod tests {
             records: 5,
             published: 2,
             filtered: 1,
+            coalesced: 0,
             dead_lettered: 1,
             retried: 1,
             entries: 3,
@@ -156,7 +164,7 @@ mod tests {
             put_events_retries: 1,
             plugin_ms: 1.5,
             reload_failures: 0,
-            tenants: vec![("acme".into(), [5, 2, 1, 1, 1])],
+            tenants: vec![("acme".into(), [5, 2, 1, 0, 1, 1])],
         };
         let docs = m.emf("weir-fn", 1_700_000_000_000, true);
         assert_eq!(docs.len(), 2);

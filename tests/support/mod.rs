@@ -128,6 +128,49 @@ pub fn stream_record(seq: u64, event_id: &str, tenant: &str, extra: Value) -> Va
     })
 }
 
+/// A change of item `customer` of `tenant` in the Customers table, as Lambda delivers it:
+/// `event_name` INSERT, MODIFY or REMOVE, the item's `name` after the change (before it,
+/// for a REMOVE), and `extra` attributes in the image.
+pub fn item_change(
+    seq: u64,
+    event_name: &str,
+    tenant: &str,
+    customer: &str,
+    name: &str,
+    extra: Value,
+) -> Value {
+    let keys = json!({"tenantId": {"S": tenant}, "customerId": {"S": customer}});
+    let mut image =
+        json!({"tenantId": {"S": tenant}, "customerId": {"S": customer}, "name": {"S": name}});
+    if let (Some(img), Some(extra)) = (image.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            img.insert(k.clone(), v.clone());
+        }
+    }
+    let mut dynamodb = json!({
+        "ApproximateCreationDateTime": 1764460800,
+        "Keys": keys,
+        "SequenceNumber": format!("{seq:021}"),
+        "SizeBytes": 100,
+        "StreamViewType": "NEW_AND_OLD_IMAGES"
+    });
+    let image_field = if event_name == "REMOVE" {
+        "OldImage"
+    } else {
+        "NewImage"
+    };
+    dynamodb[image_field] = image;
+    json!({
+        "eventID": format!("{tenant}-{customer}-{seq}"),
+        "eventName": event_name,
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "eventSourceARN": TABLE_ARN,
+        "dynamodb": dynamodb
+    })
+}
+
 /// Writes a manifest routing the Customers table by tenantId.
 pub fn write_manifest(
     dir: &Path,

@@ -186,6 +186,7 @@ function mapRecord(record, config) {
     `"destination":"salesforce","plugin":${metadataString(config.plugin)},` +
     `"table":${metadataString(table)},"eventID":${metadataString(eventId)},` +
     `"eventName":"${change}","sequenceNumber":${metadataString(sequenceNumber)},` +
+    `"item":${metadataString(itemKey(rawKeys))},"position":"${sequenceNumber.padStart(40, "0")}",` +
     `"approximateCreationTime":${created}},"payload":`;
   return {
     Source: config.source,
@@ -194,6 +195,12 @@ function mapRecord(record, config) {
     EventBusName: config.eventBus,
     Resources: [],
   };
+}
+
+/** The item's key as weir's metadata gives it: the typed key attributes in name order. */
+function itemKey(rawKeys) {
+  const names = Object.keys(rawKeys).sort();
+  return `{${names.map((n) => `${JSON.stringify(n)}:${JSON.stringify(rawKeys[n])}`).join(",")}}`;
 }
 
 /** The tenant id: the attribute's S (or N) text from the new image, old image or keys. */

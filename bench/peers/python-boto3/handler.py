@@ -181,7 +181,7 @@ def _map_record(record, config):
     ):
         raise RecordError("dynamodb.SequenceNumber: not a decimal string of 1 to 40 digits")
     created = _creation_time(ddb.get("ApproximateCreationDateTime"))
-    keys = ddb["Keys"]
+    keys = raw_keys = ddb["Keys"]
     new_raw = ddb.get("NewImage")
     old_raw = ddb.get("OldImage")
 
@@ -237,7 +237,7 @@ def _map_record(record, config):
     metadata = (
         '{"metadata":{"id":"%s","tenant":%s,"destination":"salesforce","plugin":%s,'
         '"table":%s,"eventID":%s,"eventName":"%s","sequenceNumber":%s,'
-        '"approximateCreationTime":%s},"payload":'
+        '"item":%s,"position":"%s","approximateCreationTime":%s},"payload":'
         % (
             _event_id(event_id, 0),
             _metadata_string(tenant_id),
@@ -246,6 +246,8 @@ def _map_record(record, config):
             _metadata_string(event_id),
             change,
             _metadata_string(sequence_number),
+            _metadata_string(_item_key(raw_keys)),
+            sequence_number.rjust(40, "0"),
             created,
         )
     )
@@ -359,6 +361,14 @@ def _json(value):
 _SHORT_ESCAPES_WEIR_SPELLS_OUT = re.compile("[\b\f]")
 _ESCAPE = re.compile(r"\\(.)")
 _WEIR_ESCAPES = {"b": "\\u0008", "f": "\\u000c"}
+
+
+def _item_key(raw_keys):
+    """The item's key as weir's metadata gives it: the typed key attributes in name order."""
+    return "{%s}" % ",".join(
+        "%s:%s" % (json.dumps(n), json.dumps(raw_keys[n], separators=(",", ":"), ensure_ascii=False))
+        for n in sorted(raw_keys)
+    )
 
 
 def _metadata_string(s):

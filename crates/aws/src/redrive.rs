@@ -197,6 +197,10 @@ pub async fn dead_letters<S: Slot>(
                         None => (false, "not a weir dead letter; left".to_owned()),
                         Some(Verdict::Published) => (true, "published".to_owned()),
                         Some(Verdict::Filtered) => (true, "filtered".to_owned()),
+                        Some(Verdict::Coalesced) => (
+                            true,
+                            "coalesced (a later change of the item superseded it)".to_owned(),
+                        ),
                         Some(Verdict::DeadLettered { kind }) => {
                             (false, format!("fails again ({kind}); left"))
                         }
@@ -312,6 +316,7 @@ fn entry_of(body: &str, bus: &str, origin: &Arc<PluginRef>) -> Option<Entry> {
         event_bus_name: bus.to_owned(),
         resources: event.resources,
         plugin: origin.clone(),
+        coalesce: None,
     })
 }
 

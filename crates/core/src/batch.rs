@@ -22,6 +22,9 @@ pub enum Verdict {
     Published,
     /// No route, no tenant, or no events: nothing to send.
     Filtered,
+    /// Every one of its entries was superseded by a later change of the same item in the
+    /// batch, for a destination its tenant coalesces: nothing to send.
+    Coalesced,
     /// Kept whole in the dead-letter queue, with the reason.
     DeadLettered {
         /// The reason's kind.
@@ -79,13 +82,14 @@ impl BatchReport {
         seqs
     }
 
-    /// Counts by verdict: (published, filtered, dead-lettered, retried).
+    /// Counts by verdict.
     pub fn counts(&self) -> Counts {
         let mut c = Counts::default();
         for v in &self.verdicts {
             match v {
                 Verdict::Published => c.published += 1,
                 Verdict::Filtered => c.filtered += 1,
+                Verdict::Coalesced => c.coalesced += 1,
                 Verdict::DeadLettered { .. } => c.dead_lettered += 1,
                 Verdict::Retry { .. } => c.retried += 1,
             }
@@ -104,6 +108,7 @@ impl BatchReport {
             match v {
                 Verdict::Published => c.published += 1,
                 Verdict::Filtered => c.filtered += 1,
+                Verdict::Coalesced => c.coalesced += 1,
                 Verdict::DeadLettered { .. } => c.dead_lettered += 1,
                 Verdict::Retry { .. } => c.retried += 1,
             }
@@ -121,6 +126,8 @@ pub struct Counts {
     pub published: usize,
     /// Records with nothing to send.
     pub filtered: usize,
+    /// Records whose every entry a later change of the same item superseded.
+    pub coalesced: usize,
     /// Records kept as dead letters.
     pub dead_lettered: usize,
     /// Records left for Lambda to deliver again.
@@ -133,6 +140,7 @@ impl Counts {
         self.records += other.records;
         self.published += other.published;
         self.filtered += other.filtered;
+        self.coalesced += other.coalesced;
         self.dead_lettered += other.dead_lettered;
         self.retried += other.retried;
     }
@@ -180,12 +188,22 @@ pub async fn run<S: Slot>(
     let mut owners: Vec<usize> = Vec::new();
     let mut letters: Vec<(usize, DeadLetter)> = Vec::new();
     let mut calls = Vec::with_capacity(records.len());
+    let last = last_changes(&outcomes);
     for (i, (outcome, seq, tenant, record_calls)) in outcomes.into_iter().enumerate() {
         tenants.push(tenant);
         sequence_numbers.push(seq);
         calls.push(record_calls);
         match outcome {
-            Outcome::Publish { entries: es, .. } => {
+            Outcome::Publish {
+                entries: mut es, ..
+            } => {
+                if !last.is_empty() {
+                    es.retain(|e| e.coalesce.as_ref().is_none_or(|k| last.get(k) == Some(&i)));
+                    if es.is_empty() {
+                        verdicts[i] = Some(Verdict::Coalesced);
+                        continue;
+                    }
+                }
                 owners.extend(std::iter::repeat_n(i, es.len()));
                 entries.extend(es);
             }
@@ -293,6 +311,33 @@ pub async fn run<S: Slot>(
         plugin_time,
         calls,
     })
+}
+
+/// For each coalescing key (table, item, destination) in the batch, the last record with
+/// an entry for it: only that record's entries for the key are published. "Last" is by
+/// sequence number (a redrive's records come in any order), then by place in the batch.
+/// A change that was filtered, dead-lettered or left for retry has no entries, so it
+/// supersedes nothing and the item's last change that has entries is published.
+fn last_changes(outcomes: &[Processed]) -> std::collections::HashMap<String, usize> {
+    let mut last: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (i, (outcome, seq, ..)) in outcomes.iter().enumerate() {
+        let Outcome::Publish { entries, .. } = outcome else {
+            continue;
+        };
+        for key in entries.iter().filter_map(|e| e.coalesce.as_ref()) {
+            let later = match last.get(key) {
+                None => true,
+                Some(&j) => match (seq, &outcomes[j].1) {
+                    (Some(a), Some(b)) => compare_sequence_numbers(a, b) != Ordering::Less,
+                    _ => true,
+                },
+            };
+            if later {
+                last.insert(key.clone(), i);
+            }
+        }
+    }
+    last
 }
 
 /// One record's outcome, sequence number, tenant and plugin calls.

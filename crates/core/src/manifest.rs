@@ -131,6 +131,11 @@ pub struct TenantSpec {
     /// When set, events for any other destination are refused (`invalid-output`).
     #[serde(default)]
     pub destinations: Option<Vec<String>>,
+    /// Destinations that get only each item's latest state per batch: of an item's changes
+    /// in one batch, only the events of the last change with events for the destination
+    /// are published; the earlier ones are counted as coalesced.
+    #[serde(default)]
+    pub coalesce: Vec<String>,
 }
 
 /// Per-call limits a plugin runs under. The defaults are safe for untrusted code.
@@ -396,6 +401,9 @@ impl Manifest {
         problems.extend(destination_problems(&destinations, &manifest.tenants));
         if problems.is_empty() {
             manifest.apply_destinations(&destinations);
+            problems.extend(manifest.coalesce_problems());
+        }
+        if problems.is_empty() {
             Ok((manifest, destinations))
         } else {
             Err(ManifestError::Invalid { file, problems })
@@ -420,6 +428,23 @@ impl Manifest {
                 );
             }
         }
+    }
+
+    /// Every `coalesce` entry naming a destination its tenant may not use (checked once the
+    /// allow-lists are complete): coalescing it would never apply.
+    fn coalesce_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (name, tenant) in &self.tenants {
+            for d in &tenant.coalesce {
+                if !tenant.allows(d) {
+                    problems.push(format!(
+                        "tenants.{name}.coalesce names {d:?}, a destination tenant {name:?} may not use (allowed: {})",
+                        tenant.destinations.as_deref().unwrap_or_default().join(", ")
+                    ));
+                }
+            }
+        }
+        problems
     }
 
     /// Every route's `source`, sorted and without repeats: what a destination's rule matches.
@@ -536,6 +561,11 @@ impl TenantSpec {
         self.destinations
             .as_ref()
             .is_none_or(|d| d.iter().any(|x| x == destination))
+    }
+
+    /// Whether events for `destination` are coalesced per item.
+    pub fn coalesces(&self, destination: &str) -> bool {
+        self.coalesce.iter().any(|d| d == destination)
     }
 
     /// The tenant's config as JSON text, `{}` when it has none.

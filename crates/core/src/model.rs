@@ -161,6 +161,10 @@ pub struct Entry {
     /// The plugin that produced it, for the dead letter if EventBridge refuses it.
     #[serde(skip)]
     pub plugin: Arc<PluginRef>,
+    /// Set when its tenant coalesces its destination: the table, item and destination it
+    /// stands for. Within a batch, a later record's entry with the same key supersedes it.
+    #[serde(skip)]
+    pub coalesce: Option<String>,
 }
 
 impl Entry {

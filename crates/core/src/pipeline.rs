@@ -460,6 +460,7 @@ impl<S: Slot> Batch<'_, S> {
                 Outcome::DeadLetter(Box::new(letter))
             };
         let mut entries = Vec::new();
+        let item = record.parsed().item_key();
         for name in tenant.plugin_names() {
             let plugin = match self.pipeline.plugins.get(name).map(|s| s.get()) {
                 Some(Ok(p)) => p,
@@ -570,6 +571,8 @@ impl<S: Slot> Batch<'_, S> {
             let first = entries.len();
             match build_entries(
                 record.parsed(),
+                &item,
+                tenant,
                 &tenant_id,
                 &route.source,
                 manifest,
@@ -623,6 +626,8 @@ fn invalid(message: String) -> EntryError {
 #[allow(clippy::too_many_arguments)]
 fn build_entries(
     record: &record::ParsedRecord<'_>,
+    item: &str,
+    spec: &TenantSpec,
     tenant: &str,
     source: &str,
     manifest: &Manifest,
@@ -679,7 +684,10 @@ fn build_entries(
         // The envelope adds one level of nesting around the payload.
         validate::check_detail(&event.detail, MAX_DETAIL_DEPTH - 1)
             .map_err(|e| invalid(format!("event {n}: {e}")))?;
-        let detail = envelope(record, tenant, &plugin.name, index, &event);
+        let detail = envelope(record, item, tenant, &plugin.name, index, &event);
+        let coalesce = spec
+            .coalesces(&event.destination)
+            .then(|| format!("{}\u{1f}{item}\u{1f}{}", record.table(), event.destination));
         let entry = Entry {
             source: source.to_owned(),
             detail_type: event.detail_type,
@@ -687,6 +695,7 @@ fn build_entries(
             event_bus_name: manifest.event_bus.clone(),
             resources: event.resources,
             plugin: plugin.clone(),
+            coalesce,
         };
         let size = entry.size();
         if size > limits.max_entry_bytes {
@@ -707,6 +716,7 @@ fn build_entries(
 /// kept exactly as the plugin wrote them.
 fn envelope(
     record: &record::ParsedRecord<'_>,
+    item: &str,
     tenant: &str,
     plugin: &str,
     index: usize,
@@ -729,6 +739,13 @@ fn envelope(
     out.push_str(record.change().as_str());
     out.push_str("\",\"sequenceNumber\":");
     write_json_string(record.sequence_number(), &mut out);
+    out.push_str(",\"item\":");
+    write_json_string(item, &mut out);
+    out.push_str(",\"position\":");
+    match record.position() {
+        Some(p) => write_json_string(&p, &mut out),
+        None => out.push_str("null"),
+    }
     out.push_str(",\"approximateCreationTime\":");
     match record.approximate_creation_time_ms() {
         Some(ms) => write_json_string(&rfc3339_from_ms(ms), &mut out),

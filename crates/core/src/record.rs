@@ -319,6 +319,21 @@ impl<'a> ParsedRecord<'a> {
         self.keys.get()
     }
 
+    /// The item's key as a stable string: its key attributes' typed JSON, in name order,
+    /// with no space between tokens (`{"customerId":{"S":"C-1"},"tenantId":{"S":"acme"}}`).
+    /// The same item gives the same string in every record and in a backfill.
+    pub fn item_key(&self) -> String {
+        item_key(self.keys.get())
+    }
+
+    /// The record's position among its item's changes, for receivers to drop a stale
+    /// update: the stream sequence number, zero-padded to 40 digits so that comparing two
+    /// positions as text compares them as numbers. `None` for a backfill, whose items are
+    /// read, not changed (a backfill's sequence number only orders the run).
+    pub fn position(&self) -> Option<String> {
+        (self.origin == Origin::Stream).then(|| position_of(&self.sequence_number))
+    }
+
     /// What happened to the item.
     pub fn change(&self) -> Change {
         self.change
@@ -1163,6 +1178,51 @@ impl Number<'_> {
             out.push_str(digits);
         }
     }
+}
+
+/// The stable string of an item's key (see [`ParsedRecord::item_key`]), from the keys'
+/// typed JSON text.
+pub fn item_key(keys_text: &str) -> String {
+    let Ok(keys) = serde_json::from_str::<std::collections::BTreeMap<String, &RawValue>>(keys_text)
+    else {
+        return keys_text.trim().to_owned();
+    };
+    let mut out = String::with_capacity(keys_text.len());
+    out.push('{');
+    for (i, (name, value)) in keys.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_json_string(name, &mut out);
+        out.push(':');
+        // Values are a tag and a string: dropping whitespace outside strings is enough.
+        let mut in_string = false;
+        let mut escaped = false;
+        for c in value.get().chars() {
+            if in_string {
+                out.push(c);
+                match (escaped, c) {
+                    (true, _) => escaped = false,
+                    (false, '\\') => escaped = true,
+                    (false, '"') => in_string = false,
+                    _ => {}
+                }
+            } else if c == '"' {
+                in_string = true;
+                out.push(c);
+            } else if !c.is_whitespace() {
+                out.push(c);
+            }
+        }
+    }
+    out.push('}');
+    out
+}
+
+/// A sequence number as a position: zero-padded to 40 digits (DynamoDB's are at most 40),
+/// so positions compare as text the way they compare as numbers.
+pub fn position_of(sequence_number: &str) -> String {
+    format!("{sequence_number:0>40}")
 }
 
 /// Writes `s` as a JSON string literal.

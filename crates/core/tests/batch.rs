@@ -1,6 +1,6 @@
 //! `batch::run`'s accounting, with in-memory sinks, no emulator and no plugin runtime (this
 //! crate links neither wasmtime nor an AWS SDK): every record ends as exactly one of
-//! published, filtered, dead-lettered or retried, whatever EventBridge and the dead-letter
+//! published, filtered, coalesced, dead-lettered or retried, whatever EventBridge and the dead-letter
 //! queue do. The event sink is a scripted in-memory PutEvents driven by weir's own retry
 //! driver (`retry::drive`), so throttling, partial failures and the deadline go through the
 //! same code as in the function; the dead-letter sink can refuse letters. The plugin is a
@@ -322,7 +322,7 @@ async fn run(case: Case) -> BTreeMap<String, Verdict> {
     let c = report.counts();
     assert_eq!(report.verdicts.len(), count);
     assert_eq!(
-        c.published + c.filtered + c.dead_lettered + c.retried,
+        c.published + c.filtered + c.coalesced + c.dead_lettered + c.retried,
         count,
         "{c:?}"
     );
@@ -564,4 +564,99 @@ fn a_backfilled_item_is_published_like_an_insert_and_marked_as_a_backfill() {
     );
     let s = metadata(&streamed, &mut batch);
     assert_eq!(s.get("origin"), None, "{s}");
+}
+
+/// A change of customer `item` of globex named `name`, at stream position `seq`.
+fn change(seq: u64, item: &str, name: &str) -> Box<RawValue> {
+    let mut v = stream_record(
+        seq,
+        &format!("ev-{seq}"),
+        "globex",
+        json!({"name": {"S": name}}),
+    );
+    v["dynamodb"]["Keys"]["customerId"] = json!({"S": item});
+    v["dynamodb"]["NewImage"]["customerId"] = json!({"S": item});
+    v["eventName"] = json!(if seq == 1 { "INSERT" } else { "MODIFY" });
+    RawValue::from_string(v.to_string()).expect("raw")
+}
+
+/// Coalescing keeps each item's change with the greatest sequence number, whatever order
+/// the batch holds them in (a redrive reads its queue in any order), and every record is
+/// still counted once: the superseded ones as coalesced. When the latest change's entry is
+/// refused by EventBridge, it is dead-lettered and the earlier ones stay coalesced: the
+/// dead letter holds the newest state, for a redrive.
+#[tokio::test(flavor = "multi_thread")]
+async fn coalescing_keeps_each_items_latest_change_by_sequence_number() {
+    let text = "event_bus = \"b\"\n[plugins.mapping]\npath = \"mapping.wasm\"\n\
+         [[routes]]\ntable = \"Customers\"\nsource = \"s\"\ntenant = { attribute = \"tenantId\" }\n\
+         [tenants.globex]\nplugin = \"mapping\"\ncoalesce = [\"crm\"]\n";
+    let manifest = Manifest::parse(text, Location::File("/w/weir.toml".into())).expect("manifest");
+    let mapping = NameMapping(Arc::new(PluginRef {
+        name: "mapping".to_owned(),
+        sha256: "0".repeat(64),
+    }));
+    let slots = [("mapping".to_owned(), Arc::new(Loaded(Arc::new(mapping))))].into();
+    let pipeline = Arc::new(Pipeline::new(manifest, slots));
+    for refuse_latest in [false, true] {
+        // X's changes out of order (5, 3, 9, 1), Y's in order (2, 7).
+        let order = [(5, "X"), (2, "Y"), (3, "X"), (9, "X"), (7, "Y"), (1, "X")];
+        let records: Vec<Box<RawValue>> = order
+            .iter()
+            .map(|&(seq, item)| change(seq, item, &format!("{item}{seq}")))
+            .collect();
+        let mut fates: BTreeMap<String, Fate> = order
+            .iter()
+            .map(|&(seq, item)| (format!("{item}{seq}"), Fate::Accept))
+            .collect();
+        if refuse_latest {
+            fates.insert("X9".to_owned(), Fate::Reject);
+        }
+        let api = ScriptedEventBridge::new(fates);
+        let mut queue = MemoryQueue {
+            refuse: vec![],
+            kept: Vec::new(),
+        };
+        let report = batch::run(
+            pipeline.clone(),
+            records,
+            &api,
+            &mut queue,
+            Instant::now() + Duration::from_secs(5),
+        )
+        .await
+        .expect("batch");
+        let verdicts: Vec<(u64, &Verdict)> = order
+            .iter()
+            .map(|(seq, _)| *seq)
+            .zip(&report.verdicts)
+            .collect();
+        let x9 = if refuse_latest {
+            Verdict::DeadLettered {
+                kind: DeadLetterKind::PutEvents,
+            }
+        } else {
+            Verdict::Published
+        };
+        assert_eq!(
+            verdicts,
+            [
+                (5, &Verdict::Coalesced),
+                (2, &Verdict::Coalesced),
+                (3, &Verdict::Coalesced),
+                (9, &x9),
+                (7, &Verdict::Published),
+                (1, &Verdict::Coalesced),
+            ]
+        );
+        let c = report.counts();
+        assert_eq!(c.coalesced, 4);
+        assert_eq!(
+            c.published + c.filtered + c.coalesced + c.dead_lettered + c.retried,
+            order.len()
+        );
+        let mut sent: Vec<String> = report.entries.iter().map(name_of).collect();
+        sent.sort();
+        assert_eq!(sent, ["X9", "Y7"], "only the latest changes are sent");
+        assert_eq!(queue.kept.len(), usize::from(refuse_latest));
+    }
 }

@@ -51,8 +51,8 @@ pub struct BackfillTask {
     pub counts: TaskCounts,
 }
 
-/// A task's counts: each of the file's items done so far is one of published, filtered or
-/// dead-lettered.
+/// A task's counts: each of the file's items done so far is one of published, filtered,
+/// coalesced or dead-lettered.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskCounts {
@@ -62,6 +62,9 @@ pub struct TaskCounts {
     pub published: usize,
     /// Items with nothing to send.
     pub filtered: usize,
+    /// Items superseded by a later change of the same item (none in an export, which holds
+    /// each item once).
+    pub coalesced: usize,
     /// Items kept as dead letters in weir's queue.
     pub dead_lettered: usize,
     /// Entries published.
@@ -161,6 +164,7 @@ pub(super) async fn run(
         counts.records += c.records;
         counts.published += c.published;
         counts.filtered += c.filtered;
+        counts.coalesced += c.coalesced;
         counts.dead_lettered += c.dead_lettered;
         counts.entries += report.entries_published;
         at = end;

@@ -7,7 +7,9 @@
 //! ```
 //! Each output key takes the value at an RFC 6901 pointer into the new image (the old
 //! image for REMOVE). A missing value is left out. An integer EventBridge cannot carry
-//! exactly (outside i64) is written as a string holding every digit.
+//! exactly (outside i64) is written as a string holding every digit. With
+//! `position_field = "Weir_Position__c"`, the change's position (`Record::position`) goes
+//! in that field too, for a destination that refuses stale updates (docs/DEPLOY.md).
 
 use weir_plugin_sdk::{Error, Event, Map, Record, Tenant, Value, eventbridge_safe};
 
@@ -44,6 +46,14 @@ fn transform(record: &Record, tenant: &Tenant) -> Result<Vec<Event>, Error> {
             .ok_or_else(|| format!("config.fields.{key} must be a JSON pointer string"))?;
         if let Some(value) = image.get(pointer) {
             detail.insert(key.clone(), eventbridge_safe(value));
+        }
+    }
+    if let Some(field) = config.get("position_field") {
+        let field = field
+            .as_str()
+            .ok_or("config.position_field must be a string")?;
+        if let Some(position) = record.position() {
+            detail.insert(field.to_owned(), Value::String(position));
         }
     }
     Ok(vec![Event::new(
@@ -112,6 +122,25 @@ mod tests {
                 .expect("no error")
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn the_position_goes_in_the_configured_field_for_stream_changes_only() {
+        let tenant = Tenant::new(
+            "acme",
+            json!({"detail_type": "X", "fields": {"Name": "/name"}, "position_field": "Weir_Position__c"}),
+        );
+        let mut record = Record::new(Change::Modify, image(r#"{"id":"C-1"}"#))
+            .with_new_image(image(r#"{"name":"Ada"}"#));
+        record.sequence_number = "4200000000000000000001".to_owned();
+        let events = transform(&record, &tenant).expect("events");
+        assert_eq!(
+            events[0].detail,
+            json!({"Name": "Ada", "Weir_Position__c": "0000000000000000004200000000000000000001"})
+        );
+        let backfilled = record.with_origin(weir_plugin_sdk::Origin::Backfill);
+        let events = transform(&backfilled, &tenant).expect("events");
+        assert_eq!(events[0].detail, json!({"Name": "Ada"}));
     }
 
     #[test]

@@ -143,6 +143,15 @@ impl Record {
         }
     }
 
+    /// The change's position among its item's changes, as weir's metadata carries it
+    /// (`metadata.position`): the sequence number zero-padded to 40 digits, so a receiver
+    /// that keeps the last position it applied drops a stale update by comparing text.
+    /// `None` for a backfill, which reads items rather than changes them. Put it in a
+    /// payload field to let the destination itself refuse updates older than what it holds.
+    pub fn position(&self) -> Option<String> {
+        (self.origin == Origin::Stream).then(|| format!("{:0>40}", self.sequence_number))
+    }
+
     /// The item after the change (absent for a REMOVE, or a KEYS_ONLY/OLD_IMAGE stream).
     pub fn new_image(&self) -> Option<&Image> {
         self.new_image.get("new image")
