@@ -306,10 +306,10 @@ fn tables(event: &str) -> BTreeSet<String> {
         return out;
     };
     for raw in event.records {
-        if let Ok(Arn { arn: Some(arn) }) = serde_json::from_str::<Arn>(raw.get())
-            && let Some(t) = record::table_from_arn(&arn)
-        {
-            out.insert(t.to_owned());
+        if let Ok(Arn { arn: Some(arn) }) = serde_json::from_str::<Arn>(raw.get()) {
+            // An ARN naming no table (a sample's placeholder) needs the route for every table.
+            let table = record::table_from_arn(&arn).unwrap_or(weir_core::manifest::ANY_TABLE);
+            out.insert(table.to_owned());
         }
     }
     out
@@ -371,12 +371,7 @@ pub async fn run_event(
     text: &str,
 ) -> anyhow::Result<(CaseOutput, String)> {
     let records: Vec<Box<RawValue>> = StreamEvent::parse(text)
-        .with_context(|| {
-            format!(
-                "{}: not a DynamoDB Streams event (expected {{\"Records\": [...]}})",
-                path.display()
-            )
-        })?
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         .records
         .into_iter()
         .map(RawValue::to_owned)

@@ -336,10 +336,39 @@ fn read_event(path: &Path) -> anyhow::Result<String> {
 }
 
 fn parse_event<'a>(path: &Path, text: &'a str) -> anyhow::Result<StreamEvent<'a>> {
-    StreamEvent::parse(text).with_context(|| {
+    StreamEvent::parse(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// A hint for records whose `eventSourceARN` names no table (samples from other tools use
+/// placeholders such as `"stream-ARN"`), which only a route with `table = "*"` takes.
+fn unknown_table_hint(
+    records: &[Box<serde_json::value::RawValue>],
+    any_table_route: bool,
+) -> Option<String> {
+    let unknown: Vec<String> = records
+        .iter()
+        .filter_map(|r| {
+            let parsed = weir_core::record::parse(r.get()).ok()?;
+            parsed.unknown_table_arn().map(str::to_owned)
+        })
+        .collect();
+    let count = unknown.len();
+    let arns: std::collections::BTreeSet<String> = unknown.into_iter().collect();
+    if arns.is_empty() {
+        return None;
+    }
+    let names = arns
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(if any_table_route {
         format!(
-            "{}: not a DynamoDB Streams event (expected {{\"Records\": [...]}})",
-            path.display()
+            "note: {count} records name no table (eventSourceARN {names}); the route for every table (table = \"*\") took them"
+        )
+    } else {
+        format!(
+            "hint: {count} records name no table (eventSourceARN {names}), so no route took them (filtered); a route with table = \"*\" takes them, or give them a table's ARN"
         )
     })
 }

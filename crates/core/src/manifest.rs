@@ -52,11 +52,15 @@ pub struct PluginSpec {
     pub compiled_sha256: Option<String>,
 }
 
+/// A route's `table` that matches every table a route does not name, and records whose
+/// `eventSourceARN` names none (samples from other tools use placeholders).
+pub const ANY_TABLE: &str = "*";
+
 /// Records from `table` belong to a tenant named by `tenant`, and publish with `source`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
-    /// The DynamoDB table whose stream records this route takes.
+    /// The DynamoDB table whose stream records this route takes, or [`ANY_TABLE`].
     pub table: String,
     /// The `Source` every entry from this table is published with.
     pub source: String,
@@ -539,9 +543,13 @@ impl Manifest {
             .map(|(k, t)| (k.as_str(), t))
     }
 
-    /// The route for a table, if any.
+    /// The route for a table: the one naming it, else one for every table (`table = "*"`),
+    /// which alone takes records whose ARN names no table.
     pub fn route(&self, table: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| r.table == table)
+        self.routes
+            .iter()
+            .find(|r| !table.is_empty() && r.table == table)
+            .or_else(|| self.routes.iter().find(|r| r.table == ANY_TABLE))
     }
 
     /// A tenant's effective limits: its own over the manifest's over the defaults.

@@ -123,11 +123,91 @@ pub struct StreamEvent<'a> {
     pub records: Vec<&'a RawValue>,
 }
 
+/// Why a file is not an event weir can read, in words a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// Not JSON at all.
+    #[error("not a DynamoDB Streams event: not valid JSON ({0})")]
+    Json(serde_json::Error),
+    /// JSON, but neither `{"Records": [...]}` nor one stream record.
+    #[error(
+        "not a DynamoDB Streams event: expected {{\"Records\": [...]}} or one stream record (an object with eventName and dynamodb)"
+    )]
+    Shape,
+    /// A Kinesis event: DynamoDB changes sent through Kinesis Data Streams, base64 inside.
+    #[error(
+        "a Kinesis event (Records[].kinesis.data, base64), not DynamoDB Streams: weir reads the table's stream, whose records carry eventSourceARN and dynamodb.SequenceNumber"
+    )]
+    Kinesis,
+    /// A record in the shape DynamoDB gives changes it sends to Kinesis Data Streams.
+    #[error(
+        "record {0} is a DynamoDB change as Kinesis Data Streams carries it (tableName, no dynamodb.SequenceNumber): weir reads DynamoDB Streams records, which name the table in eventSourceARN and carry a SequenceNumber"
+    )]
+    KinesisRecord(usize),
+}
+
 impl<'a> StreamEvent<'a> {
     /// Splits an event into its records without decoding them, so one bad record cannot
-    /// fail the others.
-    pub fn parse(text: &'a str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(text)
+    /// fail the others. Takes what samples from other tools look like: a UTF-8 byte-order
+    /// mark before the JSON, and a single record instead of `{"Records": [...]}` (a batch of
+    /// one). Refuses, in one line saying what it is, the shapes of DynamoDB changes sent
+    /// through Kinesis Data Streams.
+    pub fn parse(text: &'a str) -> Result<Self, EventError> {
+        #[derive(Deserialize)]
+        struct Top<'a> {
+            #[serde(rename = "Records", borrow, default)]
+            records: Option<Vec<&'a RawValue>>,
+            #[serde(rename = "eventName", borrow, default)]
+            event_name: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            dynamodb: Option<&'a RawValue>,
+        }
+        /// Just enough of a record to tell a Kinesis shape from a stream record.
+        #[derive(Deserialize)]
+        struct Peek<'a> {
+            #[serde(borrow, default)]
+            kinesis: Option<&'a RawValue>,
+            #[serde(rename = "tableName", borrow, default)]
+            table_name: Option<&'a RawValue>,
+            #[serde(default)]
+            dynamodb: Option<PeekStream>,
+        }
+        #[derive(Deserialize)]
+        struct PeekStream {
+            #[serde(rename = "SequenceNumber", default)]
+            sequence_number: Option<serde::de::IgnoredAny>,
+        }
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let top: Top<'a> = serde_json::from_str(text).map_err(|e| {
+            if e.is_data() {
+                EventError::Shape
+            } else {
+                EventError::Json(e)
+            }
+        })?;
+        let records = match top.records {
+            Some(records) => records,
+            None if top.event_name.is_some() || top.dynamodb.is_some() => {
+                vec![serde_json::from_str::<&'a RawValue>(text).map_err(EventError::Json)?]
+            }
+            None => return Err(EventError::Shape),
+        };
+        for (i, record) in records.iter().enumerate() {
+            let Ok(peek) = serde_json::from_str::<Peek>(record.get()) else {
+                continue; // Not an object: the record's own decode says why.
+            };
+            if peek.kinesis.is_some() {
+                return Err(EventError::Kinesis);
+            }
+            let sequenced = peek
+                .dynamodb
+                .as_ref()
+                .is_some_and(|d| d.sequence_number.is_some());
+            if peek.table_name.is_some() && !sequenced {
+                return Err(EventError::KinesisRecord(i + 1));
+            }
+        }
+        Ok(StreamEvent { records })
     }
 }
 
@@ -146,6 +226,9 @@ struct WireRecord<'a> {
     user_identity: Option<WireIdentity>,
     #[serde(borrow)]
     dynamodb: Option<WireStreamRecord<'a>>,
+    /// Present in the shape DynamoDB sends to Kinesis Data Streams (never in a stream's).
+    #[serde(rename = "tableName")]
+    table_name: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -175,6 +258,7 @@ struct WireStreamRecord<'a> {
 pub struct ParsedRecord<'a> {
     origin: Origin,
     table: String,
+    unknown_table: Option<String>,
     event_id: String,
     change: Change,
     sequence_number: String,
@@ -210,23 +294,33 @@ pub fn parse(raw: &str) -> Result<ParsedRecord<'_>, DecodeError> {
         }
         None => return Err(DecodeError::at("eventName", "missing")),
     };
+    if wire.table_name.is_some()
+        && wire
+            .dynamodb
+            .as_ref()
+            .is_none_or(|d| d.sequence_number.is_none())
+    {
+        return Err(DecodeError::at(
+            "dynamodb.SequenceNumber",
+            "missing: this is a DynamoDB change as Kinesis Data Streams carries it (tableName), which cannot be retried in order",
+        ));
+    }
     let arn = wire
         .event_source_arn
         .ok_or_else(|| DecodeError::at("eventSourceARN", "missing"))?;
-    let table = table_from_arn(&arn)
-        .ok_or_else(|| {
-            DecodeError::at(
-                "eventSourceARN",
-                format!("{arn:?} is not a DynamoDB table or stream ARN"),
-            )
-        })?
-        .to_owned();
+    // An ARN naming no table (a sample's placeholder, "stream-ARN") leaves the table
+    // unknown: only a route for every table (`table = "*"`) takes the record.
+    let table = table_from_arn(&arn).unwrap_or_default().to_owned();
+    let unknown_table = table.is_empty().then_some(arn);
     let ddb = wire
         .dynamodb
         .ok_or_else(|| DecodeError::at("dynamodb", "missing"))?;
-    let sequence_number = ddb
-        .sequence_number
-        .ok_or_else(|| DecodeError::at("dynamodb.SequenceNumber", "missing"))?;
+    let sequence_number = ddb.sequence_number.ok_or_else(|| {
+        DecodeError::at(
+            "dynamodb.SequenceNumber",
+            "missing: without it the record cannot be retried in order",
+        )
+    })?;
     if sequence_number.is_empty()
         || sequence_number.len() > 40
         || !sequence_number.bytes().all(|b| b.is_ascii_digit())
@@ -260,6 +354,7 @@ pub fn parse(raw: &str) -> Result<ParsedRecord<'_>, DecodeError> {
     Ok(ParsedRecord {
         origin,
         table,
+        unknown_table,
         event_id,
         change,
         sequence_number,
@@ -272,9 +367,15 @@ pub fn parse(raw: &str) -> Result<ParsedRecord<'_>, DecodeError> {
 }
 
 impl<'a> ParsedRecord<'a> {
-    /// The table's name, from `eventSourceARN`.
+    /// The table's name, from `eventSourceARN`; empty when the ARN names no table.
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// The `eventSourceARN`, when it names no table (a sample's placeholder): the record
+    /// goes only to a route for every table (`table = "*"`).
+    pub fn unknown_table_arn(&self) -> Option<&str> {
+        self.unknown_table.as_deref()
     }
 
     /// The stream's `eventID` for this record.

@@ -660,3 +660,55 @@ async fn coalescing_keeps_each_items_latest_change_by_sequence_number() {
         assert_eq!(queue.kept.len(), usize::from(refuse_latest));
     }
 }
+
+/// The function stays strict: a record without a sequence number (here in the shape
+/// DynamoDB gives Kinesis Data Streams) cannot be retried in order, so it is dead-lettered
+/// whole with that reason, and the batch's other records publish.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_without_a_sequence_number_is_dead_lettered_with_the_reason() {
+    let kinesis = json!({
+        "eventID": "k-1", "eventName": "INSERT", "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1", "tableName": "Customers", "recordFormat": "application/json",
+        "dynamodb": {
+            "ApproximateCreationDateTime": 1764460800000u64,
+            "Keys": {"tenantId": {"S": "globex"}, "customerId": {"S": "C-9"}},
+            "NewImage": {"tenantId": {"S": "globex"}, "customerId": {"S": "C-9"}, "name": {"S": "K"}},
+            "SizeBytes": 50
+        }
+    });
+    let records = vec![
+        record(1, "globex", "ok"),
+        RawValue::from_string(kinesis.to_string()).expect("raw"),
+    ];
+    let api = ScriptedEventBridge::new([("ok".to_owned(), Fate::Accept)].into());
+    let mut queue = MemoryQueue {
+        refuse: vec![],
+        kept: Vec::new(),
+    };
+    let report = batch::run(
+        pipeline(),
+        records,
+        &api,
+        &mut queue,
+        Instant::now() + Duration::from_secs(5),
+    )
+    .await
+    .expect("batch");
+    assert_eq!(
+        report.verdicts,
+        [
+            Verdict::Published,
+            Verdict::DeadLettered {
+                kind: DeadLetterKind::Decode
+            }
+        ]
+    );
+    let reason = &queue.kept[0].reason.message;
+    assert!(
+        reason.contains("dynamodb.SequenceNumber")
+            && reason.contains("Kinesis Data Streams")
+            && reason.contains("cannot be retried"),
+        "{reason}"
+    );
+    assert_eq!(queue.kept[0].record.get(), kinesis.to_string());
+}

@@ -13,6 +13,14 @@ pub(super) fn decode(event: &Path) -> Result<ExitCode, SetupError> {
     let mut out = std::io::stdout().lock();
     let mut failed = false;
     for (i, raw) in parsed.records.iter().enumerate() {
+        if let Some(arn) = record::parse(raw.get())
+            .ok()
+            .and_then(|p| p.unknown_table_arn().map(str::to_owned))
+        {
+            eprintln!(
+                "weir: record {i}: eventSourceARN {arn:?} names no table (a route with table = \"*\" takes it)"
+            );
+        }
         match record::decode(raw.get()) {
             Ok(r) => {
                 let line = serde_json::to_string(&r).unwrap_or_default();

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 
 use super::{
     EXIT_DEAD_LETTERS, EXIT_UNPUBLISHED, SetupError, load_with, parse_event, print_entries,
-    read_event, runtime, setup, summary_line, write_dead_letters,
+    read_event, runtime, setup, summary_line, unknown_table_hint, write_dead_letters,
 };
 use weir_aws::dead_letter::DeadLetterSink;
 use weir_aws::dead_letter::{DeadLetterDir, DeadLetterQueue, QueueConfig};
@@ -32,9 +32,16 @@ pub(super) fn run_event(
     let runtime = runtime()?;
     let deadline = tokio::time::Instant::now() + publish_within.unwrap_or(Duration::from_secs(60));
     let mut collected = Vec::new();
+    let mut any_table_route = false;
+    let hint_records: Vec<Box<RawValue>> = records.clone();
     let report = runtime.block_on(async {
         let loader = setup(load_with(manifest, with_report).await)?;
         let pipeline = loader.pipeline();
+        any_table_route = loader
+            .manifest()
+            .routes
+            .iter()
+            .any(|r| r.table == weir_core::manifest::ANY_TABLE);
         let queue_url = loader.manifest().dead_letter_queue.clone();
         let bus = loader.manifest().event_bus.clone();
         let (publisher, queue) = match publish_within {
@@ -76,6 +83,9 @@ pub(super) fn run_event(
             format!(" (in {})", dead_letters.path().display())
         }
     );
+    if let Some(hint) = unknown_table_hint(&hint_records, any_table_route) {
+        eprintln!("{hint}");
+    }
     let unpublished: Vec<String> = report
         .retry_sequence_numbers()
         .into_iter()
