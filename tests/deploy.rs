@@ -953,3 +953,174 @@ fn serve(mut stream: std::net::TcpStream) -> Option<Received> {
         body: String::from_utf8_lossy(&body).into_owned(),
     })
 }
+
+/// Metrics AWS publishes for the resources the dashboard graphs, from AWS's metric lists:
+/// - `AWS/Lambda`: "Types of metrics for Lambda functions" (Lambda Developer Guide,
+///   monitoring-metrics-types.html): Errors, Throttles, Duration, IteratorAge;
+/// - `AWS/Events`: "Monitoring Amazon EventBridge" (EventBridge User Guide,
+///   eb-monitoring.html): Invocations, FailedInvocations, InvocationAttempts,
+///   SuccessfulInvocationAttempts, RetryInvocationAttempts, InvocationsSentToDlq, with the
+///   EventBusName and RuleName dimensions for a rule on a custom bus;
+/// - `AWS/SQS`: "Available CloudWatch metrics for Amazon SQS" (SQS Developer Guide,
+///   sqs-available-cloudwatch-metrics.html): ApproximateNumberOfMessagesVisible, by
+///   QueueName.
+const AWS_METRICS: &[(&str, &[&str], &[&str])] = &[
+    (
+        "AWS/Lambda",
+        &["Errors", "Throttles", "Duration", "IteratorAge"],
+        &["FunctionName"],
+    ),
+    (
+        "AWS/Events",
+        &[
+            "Invocations",
+            "FailedInvocations",
+            "InvocationAttempts",
+            "SuccessfulInvocationAttempts",
+            "RetryInvocationAttempts",
+            "InvocationsSentToDlq",
+        ],
+        &["EventBusName", "RuleName"],
+    ),
+    (
+        "AWS/SQS",
+        &["ApproximateNumberOfMessagesVisible"],
+        &["QueueName"],
+    ),
+];
+
+/// The dashboard names only metrics weir emits (its own EMF declaration says which) or AWS
+/// publishes for that resource type, with their dimensions, and refers only to resources
+/// and parameters the template has; each destination and tenant has its graphs.
+#[test]
+fn the_dashboard_graphs_only_real_metrics_of_resources_in_the_template() {
+    let t = template_json();
+    let dashboard = &t["Resources"]["WeirDashboard"];
+    assert_eq!(dashboard["Type"], "AWS::CloudWatch::Dashboard");
+    let sub = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+        .as_array()
+        .expect("Fn::Sub [body, variables]");
+    let body = sub[0].as_str().expect("the body");
+    let variables = sub[1].as_object().expect("variables");
+
+    // Every ${...}: a variable, a pseudo parameter, or a parameter or resource here.
+    let resources = t["Resources"].as_object().expect("resources");
+    let parameters = t["Parameters"].as_object().expect("parameters");
+    let mut rest = body;
+    let mut substituted = String::new();
+    while let Some(start) = rest.find("${") {
+        let end = rest[start..].find('}').expect("closed") + start;
+        let name = &rest[start + 2..end];
+        let root_name = name.split('.').next().expect("a name");
+        let known = variables.contains_key(name)
+            || name.starts_with("AWS::")
+            || (!name.contains('.') && parameters.contains_key(name))
+            || resources.contains_key(root_name);
+        assert!(
+            known,
+            "the dashboard refers to {name}, which the template lacks"
+        );
+        substituted.push_str(&rest[..start]);
+        substituted.push_str(&format!("<{name}>"));
+        rest = &rest[end + 1..];
+    }
+    substituted.push_str(rest);
+    for (name, value) in variables {
+        let target = value.to_string();
+        let rule = name.trim_end_matches("Name");
+        assert!(resources.contains_key(rule), "{name}: no resource {rule}");
+        assert!(
+            target.contains(&format!("\"Fn::GetAtt\":[\"{rule}\",\"Arn\"]")),
+            "{name}: {target}"
+        );
+    }
+
+    // weir's own metrics: what its EMF document declares.
+    let emf: Value = serde_json::from_str(
+        &weir::telemetry::InvocationMetrics {
+            tenants: vec![("t".into(), [0; 6])],
+            ..Default::default()
+        }
+        .emf("f", 0, true)[0],
+    )
+    .expect("EMF");
+    let weir_metrics: Vec<String> = emf["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+        .as_array()
+        .expect("declared")
+        .iter()
+        .map(|m| m["Name"].as_str().expect("name").to_owned())
+        .collect();
+
+    let body: Value = serde_json::from_str(&substituted).expect("the body is JSON");
+    let mut graphed: Vec<(String, String, Vec<String>)> = Vec::new();
+    for w in body["widgets"].as_array().expect("widgets") {
+        for m in w["properties"]["metrics"].as_array().expect("metrics") {
+            let parts: Vec<String> = m
+                .as_array()
+                .expect("a metric array")
+                .iter()
+                .map(|p| p.as_str().expect("text").to_owned())
+                .collect();
+            let (namespace, name) = (&parts[0], &parts[1]);
+            let dimensions: Vec<String> = parts[2..].iter().step_by(2).cloned().collect();
+            if namespace == weir::telemetry::METRICS_NAMESPACE {
+                assert!(weir_metrics.contains(name), "weir emits no {name}");
+                assert!(
+                    dimensions == ["FunctionName"] || dimensions == ["FunctionName", "Tenant"],
+                    "{name}: {dimensions:?}"
+                );
+            } else {
+                let (_, names, dims) = AWS_METRICS
+                    .iter()
+                    .find(|(ns, ..)| ns == namespace)
+                    .unwrap_or_else(|| panic!("a namespace nobody publishes: {namespace}"));
+                assert!(names.contains(&name.as_str()), "{namespace} has no {name}");
+                assert_eq!(dimensions, *dims, "{namespace} {name}");
+            }
+            graphed.push((namespace.clone(), name.clone(), parts[2..].to_vec()));
+        }
+    }
+    // The function's four, weir's outcomes, each destination's rule and queue, each tenant.
+    for m in ["Errors", "Throttles", "Duration", "IteratorAge"] {
+        assert!(
+            graphed
+                .iter()
+                .any(|(ns, n, _)| ns == "AWS/Lambda" && n == m),
+            "{m}"
+        );
+    }
+    for m in [
+        "Records",
+        "Published",
+        "Filtered",
+        "Coalesced",
+        "DeadLettered",
+        "Retried",
+        "PluginTime",
+    ] {
+        assert!(
+            graphed.iter().any(|(ns, n, _)| ns == "weir" && n == m),
+            "{m}"
+        );
+    }
+    for destination in ["CrmWebhook", "Salesforce", "Slack"] {
+        assert!(
+            graphed.iter().any(|(_, n, d)| n == "FailedInvocations"
+                && d.contains(&format!("<{destination}RuleName>")))
+        );
+        assert!(
+            graphed
+                .iter()
+                .any(|(_, n, d)| n == "ApproximateNumberOfMessagesVisible"
+                    && d.contains(&format!("<{destination}DeadLetterQueue.QueueName>")))
+        );
+    }
+    for tenant in ["acme", "globex", "umbrella"] {
+        assert!(
+            graphed
+                .iter()
+                .any(|(_, n, d)| n == "DeadLettered" && d.contains(&tenant.to_owned())),
+            "{tenant}"
+        );
+    }
+}

@@ -22,6 +22,7 @@ use std::fmt::Write as _;
 use weir_core::manifest::{DestinationAuth, DestinationSpec, Manifest, SecretRef, logical_id};
 
 pub mod backfill;
+mod dashboard;
 
 /// The line before the generated resources, in `weir infra`'s output and in a template
 /// that embeds them.
@@ -103,6 +104,13 @@ pub fn resources(manifest: &Manifest, destinations: &BTreeMap<String, Destinatio
             "each at most {r} entries/s"
         ))
     );
+    out.push_str("  # the dashboard: weir's metrics, the function's, and each destination's\n");
+    let mut resources = Node::map();
+    resources.put(
+        "WeirDashboard",
+        dashboard::dashboard(manifest, destinations),
+    );
+    resources.write(&mut out, 1);
     let mut resources = Node::map();
     resources.put("WeirBackfillRole", backfill::role());
     resources.put("WeirBackfill", backfill::state_machine(pacing));
