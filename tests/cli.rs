@@ -602,3 +602,167 @@ fn report_shows_fuel_memory_and_time_beside_limits_and_a_fuel_limit_holds() {
     assert!(err.contains("fuel limit of 1000 instructions"), "{err}");
     assert!(err.contains("of 1000 |"), "{err}");
 }
+
+/// `weir` with its compiled-code cache in `cache` (a fresh one compiles every plugin) and
+/// RUST_LOG set to `log` (or unset, weir's own default).
+fn weir_cached(args: &[&str], cache: &Path, log: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    command
+        .args(args)
+        .current_dir(root())
+        .env("WEIR_CACHE_DIR", cache)
+        .env_remove("RUST_LOG");
+    if let Some(log) = log {
+        command.env("RUST_LOG", log);
+    }
+    command.output().expect("weir runs")
+}
+
+/// The example as a fresh clone has it: examples/weir.toml as it is, beside the three
+/// plugins `./dev plugins` builds, and no `.cwasm` next to any of them.
+fn fresh_clone_example(dir: &Path) -> PathBuf {
+    let manifest = dir.join("examples/weir.toml");
+    std::fs::create_dir_all(dir.join("examples")).expect("mkdir");
+    std::fs::create_dir_all(dir.join("target/plugins")).expect("mkdir");
+    std::fs::copy(root().join("examples/weir.toml"), &manifest).expect("copy the manifest");
+    for name in ["mapping", "salesforce-account", "slack-message"] {
+        std::fs::copy(
+            plugin(name),
+            dir.join("target/plugins").join(format!("{name}.wasm")),
+        )
+        .expect("copy the plugin");
+    }
+    manifest
+}
+
+#[test]
+fn the_demo_compiles_its_plugins_without_a_warning() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = fresh_clone_example(dir.path());
+    let run = |cache: &str, log: Option<&str>| {
+        weir_cached(
+            &[
+                "run",
+                "--manifest",
+                manifest.to_str().expect("utf-8"),
+                "--event",
+                "examples/events/customers.json",
+                "--dead-letter-dir",
+                dir.path().join("dead-letters").to_str().expect("utf-8"),
+            ],
+            &dir.path().join(cache),
+            log,
+        )
+    };
+    // What `./dev demo` prints: the entries, the summary, and no warning.
+    let out = run("cache", None);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(stdout_lines(&out).len(), 6);
+    assert!(!err.contains("WARN"), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(
+        lines.len() == 1 && lines[0].starts_with("records: 8, entries: 6, published: 6,"),
+        "nothing but the summary: {err}"
+    );
+    // Not because nothing was compiled: all three were, into the fresh cache.
+    let cached = std::fs::read_dir(dir.path().join("cache"))
+        .expect("cache")
+        .count();
+    assert_eq!(cached, 3);
+
+    // With info lines on, each compile is said once, at info level, naming the plugin and,
+    // in a field of its own, where it was read from.
+    let out = run("cache-2", Some("info"));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("WARN"), "{err}");
+    for name in ["mapping", "salesforce-account", "slack-message"] {
+        let said: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains(&format!("plugin=\"{name}\"")))
+            .filter(|l| l.contains("compiling plugin: no precompiled .cwasm next to it"))
+            .collect();
+        assert_eq!(said.len(), 1, "{name}: {err}");
+        assert!(said[0].contains(" INFO "), "{}", said[0]);
+        assert!(
+            said[0].contains(&format!("location={}", dir.path().display()))
+                && said[0].ends_with(&format!("target/plugins/{name}.wasm")),
+            "{}",
+            said[0]
+        );
+    }
+}
+
+#[test]
+fn a_cwasm_for_the_other_cpu_says_whether_it_compiled_or_found_the_cache() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(plugin("mapping"), dir.path().join("mapping.wasm")).expect("copy");
+    let m = manifest(
+        dir.path(),
+        &[("mapping", Path::new("mapping.wasm"), None)],
+        "[tenants.globex]\nplugin = \"mapping\"\nconfig = { detail_type = \"C\", fields = { Name = \"/name\" } }\n",
+    );
+    let m = m.to_str().expect("utf-8");
+    let other_cpu = if cfg!(target_arch = "x86_64") {
+        "aarch64"
+    } else {
+        "x86_64"
+    };
+    // Precompiled for the Lambda architecture this machine is not, and pinned.
+    let cache = dir.path().join("cache");
+    let out = weir_cached(
+        &["compile", "--target", other_cpu, "--manifest", m],
+        &cache,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let event = "examples/events/customers.json";
+    let letters = dir.path().join("dead-letters");
+    let letters = letters.to_str().expect("utf-8");
+    let run = || {
+        weir_cached(
+            &[
+                "run",
+                "--manifest",
+                m,
+                "--event",
+                event,
+                "--dead-letter-dir",
+                letters,
+            ],
+            &cache,
+            None,
+        )
+    };
+    let warning = |err: &str| -> String {
+        let lines: Vec<&str> = err.lines().filter(|l| l.contains(" WARN ")).collect();
+        assert_eq!(lines.len(), 1, "one warning: {err}");
+        assert!(
+            lines[0].contains("mapping.cwasm not used")
+                && lines[0].contains("plugin=\"mapping\"")
+                && lines[0].contains(&format!(
+                    "location={}",
+                    dir.path().join("mapping.wasm").display()
+                )),
+            "{}",
+            lines[0]
+        );
+        lines[0].to_owned()
+    };
+    // The first run compiles, and says so.
+    let first = run();
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let said = warning(&stderr(&first));
+    assert!(said.contains("compiling the plugin instead"), "{said}");
+    assert_eq!(std::fs::read_dir(&cache).expect("cache").count(), 1);
+    // The next finds the compiled plugin in the cache, compiles nothing, and says that.
+    let second = run();
+    assert_eq!(stdout_lines(&second), stdout_lines(&first));
+    let said = warning(&stderr(&second));
+    assert!(
+        said.contains("loaded from weir's own compiled-code cache instead (nothing compiled)")
+            && !said.contains("compiling"),
+        "{said}"
+    );
+}

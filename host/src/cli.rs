@@ -175,6 +175,10 @@ pub const EXIT_UNPUBLISHED: u8 = 3;
 /// Parses arguments, runs the command and maps its result to an exit status.
 pub fn main() -> ExitCode {
     crate::telemetry::init_cli();
+    // A developer running a plugin just built has no `.cwasm` for it, and does nothing
+    // wrong: compiling it is worth an info line here (the function warns: there it costs
+    // cold start).
+    weir_runtime::plugin::CompileNotice::Info.set_process_default();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -33,6 +33,11 @@ impl PluginSource {
             cpu: tokio::sync::Semaphore::new(cores),
         }
     }
+
+    /// The engine its plugins load into.
+    pub fn engine(&self) -> &Arc<PluginEngine> {
+        &self.engine
+    }
 }
 
 /// What the manifest says about one plugin. A reload keeps a slot whose spec is unchanged.
@@ -127,6 +132,7 @@ impl PluginSlot {
         if log && let Err((e, true)) = &result {
             tracing::error!(
                 plugin = self.name.as_str(),
+                location = %self.spec.location,
                 "plugin not available; the records that need it are {}: {e}",
                 match e {
                     SlotError::Broken(_) => "dead-lettered until a fixed version is uploaded",
@@ -166,6 +172,7 @@ impl PluginSlot {
             Ok(plugin) => {
                 tracing::info!(
                     plugin = self.name.as_str(),
+                    location = %self.spec.location,
                     sha256 = plugin.sha256(),
                     load_ms = started.elapsed().as_secs_f64() * 1000.0,
                     "plugin loaded"
@@ -197,7 +204,11 @@ impl PluginSlot {
                 }),
                 Err(e) => {
                     if self.spec.compiled_named {
-                        tracing::warn!(compiled = %compiled, "named .cwasm not readable: {e:#}");
+                        tracing::warn!(
+                            plugin = self.name.as_str(),
+                            compiled = %compiled,
+                            "named .cwasm not readable: {e:#}"
+                        );
                     }
                     None
                 }
@@ -212,7 +223,11 @@ impl PluginSlot {
         let store = self.source.fetch.clone();
         let runtime = self.source.runtime.clone();
         let _core = self.source.cpu.acquire().await;
+        // A blocking thread does not inherit the caller's span: carry it over, so what the
+        // load logs (a compile, a refused `.cwasm`) has the invocation's request id.
+        let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
+            let _invocation = span.enter();
             let options = LoadOptions {
                 pin: spec.pin.as_deref(),
                 compiled_pin: spec.compiled_pin.as_deref(),
@@ -234,7 +249,7 @@ impl PluginSlot {
                 .load_with(&name, &path, options, wasm)
                 .map(Arc::new)
                 .map_err(|e| match e {
-                    LoadError::Read { .. } => {
+                    LoadError::Read { .. } | LoadError::Engine { .. } => {
                         SlotError::Unavailable(format!("plugins.{name}: {e}"))
                     }
                     _ => SlotError::Broken(format!("plugins.{name}: {e}")),

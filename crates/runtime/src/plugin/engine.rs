@@ -5,8 +5,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{Hash as _, Hasher as _};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use sha2::Digest as _;
 use wasmtime::Engine;
@@ -17,6 +17,7 @@ use super::host::PluginState;
 use super::imports::forbidden;
 use super::instance::Plugin;
 use super::instance::Pre;
+use super::pool::{MEMORY_GUARD, MEMORY_RESERVATION, PoolSize};
 use super::{Contract, EPOCH_TICK, bindings, bindings_v01};
 use crate::native::{CompiledCache, Precompiled, Refused, VerifiedArtifact};
 
@@ -67,6 +68,15 @@ pub enum LoadError {
         /// What is missing or wrong.
         message: String,
     },
+    /// The engine could not start (its instance pool could not be reserved): nothing can
+    /// load, and the records that need a plugin are retried.
+    #[error("{path}: not loaded, because the plugin engine cannot start: {message}")]
+    Engine {
+        /// Where it is.
+        path: String,
+        /// Why the engine cannot start.
+        message: String,
+    },
     /// The manifest forbids compiling (`require_precompiled`), and no trusted native code
     /// was there.
     #[error(
@@ -91,6 +101,40 @@ pub enum Compile {
     Never,
 }
 
+/// How loudly a plugin compiled at load time is logged: the program that loads it decides
+/// ([`CompileNotice::set_process_default`] in its `main`, or
+/// [`PluginEngine::with_compile_notice`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CompileNotice {
+    /// A warning: in the Lambda function a compile costs its cold start hundreds of
+    /// milliseconds per plugin, which `weir compile` (a pinned `.cwasm`) avoids.
+    #[default]
+    Warn,
+    /// An info line: on the command line, compiling a plugin just built is expected (its
+    /// result is cached for the next run), and nothing is wrong.
+    Info,
+}
+
+/// The process's [`CompileNotice`], as a number (0: warn, 1: info).
+static PROCESS_NOTICE: AtomicU8 = AtomicU8::new(0);
+
+impl CompileNotice {
+    /// Makes this the notice of every engine this process builds from now on: the
+    /// function's `main` keeps [`CompileNotice::Warn`], the command line's chooses
+    /// [`CompileNotice::Info`].
+    pub fn set_process_default(self) {
+        PROCESS_NOTICE.store(self as u8, Ordering::Relaxed);
+    }
+
+    /// The notice engines built now get.
+    pub fn process_default() -> Self {
+        match PROCESS_NOTICE.load(Ordering::Relaxed) {
+            0 => CompileNotice::Warn,
+            _ => CompileNotice::Info,
+        }
+    }
+}
+
 /// What the manifest says about one plugin, beside its bytes.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions<'a> {
@@ -110,17 +154,66 @@ pub struct LoadOptions<'a> {
 /// Compiled components are cached by the sha256 of the plugin's bytes: in memory, and as
 /// `.cwasm` files under a cache directory whose names also carry the engine's settings
 /// and version. An identical plugin uploaded under another name is never compiled twice.
+///
+/// The wasmtime engine itself starts when a manifest sizes its instance pool
+/// ([`Self::start_with`], which weir's loader calls once it has read the manifest), or
+/// else on first use with [`PoolSize::without_manifest`]: the pool's address space is
+/// reserved when it starts, so it is sized before it is reserved.
 pub struct PluginEngine {
-    engine: Engine,
-    linker: Linker<PluginState>,
+    settings: Settings,
+    started: OnceLock<Result<Started, String>>,
     compiled: Mutex<HashMap<String, Component>>,
     /// One lock per content being loaded: plugins load side by side, but two with the
     /// same bytes are compiled once (the second waits and finds the first's result).
     loading: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     cache: Option<CompiledCache>,
-    engine_tag: String,
     compiles: AtomicUsize,
+}
+
+/// What an engine was built with, kept to build another like it ([`PluginEngine::resized`]).
+#[derive(Debug, Clone)]
+struct Settings {
+    cache_dir: Option<PathBuf>,
     fuel: bool,
+    notice: CompileNotice,
+}
+
+/// A running wasmtime engine and what depends on it.
+struct Started {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    /// The engine's compatibility, in the names of disk cache entries.
+    tag: String,
+    pool: PoolSize,
+}
+
+impl Started {
+    /// Starts an engine with a pool of `pool`, and the epoch ticker that enforces time
+    /// limits (it stops when the engine is dropped).
+    fn new(pool: PoolSize, fuel: bool) -> anyhow::Result<Self> {
+        let engine = Engine::new(&engine_config(None, fuel, pool)?)?;
+        let linker = super::imports::linker(&engine)?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("weir-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak.upgrade() {
+                        Some(e) => e.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })?;
+        tracing::info!(pool = %pool, "plugin engine started");
+        Ok(Started {
+            tag: engine_tag(&engine),
+            engine,
+            linker,
+            pool,
+        })
+    }
 }
 
 /// The Lambda architectures `weir compile --target` can precompile for.
@@ -132,50 +225,43 @@ pub fn target_triple(arch: &str) -> Option<&'static str> {
     }
 }
 
-/// The most (tenant, plugin) instances alive at once: the ones kept warm between batches and
-/// the ones a batch adds. When the pool is full, the batch drops the warm instances it does
-/// not use; if there is still no room, instantiating fails with `CallError::NoRoom` and those
-/// records are retried.
-pub const MAX_LIVE_INSTANCES: u32 = 1000;
-
 /// Engine settings shared by the runtime and `weir compile` (a `.cwasm` only loads into an
-/// engine with the same settings).
+/// engine with the same settings; the pool's size is not among them).
 ///
-/// - Pooling allocator: instance slots are reserved once and reused, and linear memories
-///   are mapped copy-on-write from the compiled image, so instantiating is mostly mapping,
-///   not copying. The limits are generous enough for componentize-js and componentize-py
-///   output (many core instances and tables per component).
+/// - Pooling allocator, sized by `pool` ([`PoolSize`]): instance slots are reserved once
+///   and reused, and linear memories are mapped copy-on-write from the compiled image, so
+///   instantiating is mostly mapping, not copying.
+/// - Each memory reserves [`MEMORY_RESERVATION`] (4 GiB) followed by a [`MEMORY_GUARD`]
+///   (32 MiB), wasmtime's defaults on 64-bit hosts, set here so they cannot drift: with
+///   them the MMU bounds-checks every access and compiled code checks nothing. They are
+///   part of a `.cwasm`'s compatibility, so they are constants, never derived from a
+///   manifest.
 /// - Component-model concurrency off: weir's calls are synchronous, and the support costs
 ///   every call a fixed overhead.
 /// - An epoch deadline, not fuel, bounds time: a counter check per loop back-edge instead
 ///   of fuel accounting on every block.
-fn engine_config(target: Option<&str>, fuel: bool) -> anyhow::Result<wasmtime::Config> {
-    let mut pool = wasmtime::PoolingAllocationConfig::new();
-    pool.total_component_instances(MAX_LIVE_INSTANCES)
-        .total_core_instances(MAX_LIVE_INSTANCES * 8)
-        .total_memories(MAX_LIVE_INSTANCES * 2)
-        .total_tables(MAX_LIVE_INSTANCES * 8)
-        .max_tables_per_module(4)
-        .max_memories_per_module(1)
-        .table_elements(1 << 17)
-        .max_core_instance_size(4 << 20)
-        .max_component_instance_size(4 << 20)
-        // Keep the first pages of a reused memory mapped: a plugin's stack and hot data
-        // live there, and zeroing them is cheaper than faulting them in again.
-        .linear_memory_keep_resident(256 << 10)
-        .table_keep_resident(64 << 10);
+fn engine_config(
+    target: Option<&str>,
+    fuel: bool,
+    pool: PoolSize,
+) -> anyhow::Result<wasmtime::Config> {
     let mut config = wasmtime::Config::new();
     config.wasm_component_model(true);
     config.concurrency_support(false);
     config.epoch_interruption(true);
     config.consume_fuel(fuel);
     config.max_wasm_stack(1 << 20);
+    config.memory_reservation(MEMORY_RESERVATION);
+    config.memory_guard_size(MEMORY_GUARD);
+    config.guard_before_linear_memory(true);
     config.memory_init_cow(true);
     // For profiling plugins: `perf` names their functions from /tmp/perf-<pid>.map.
     if std::env::var_os("WEIR_PERFMAP").is_some() {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);
     }
-    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(
+        pool.pooling_config(),
+    ));
     if let Some(t) = target {
         config.target(t)?;
     }
@@ -183,8 +269,9 @@ fn engine_config(target: Option<&str>, fuel: bool) -> anyhow::Result<wasmtime::C
 }
 
 impl PluginEngine {
-    /// Builds the engine and starts the epoch ticker that enforces time limits. Compiled
-    /// plugins are also cached on disk, in a directory only this user can write:
+    /// Builds the engine; it starts (with the epoch ticker that enforces time limits) when a
+    /// manifest sizes its pool or a plugin first loads. Compiled plugins are also cached on
+    /// disk, in a directory only this user can write:
     /// `WEIR_CACHE_DIR` if set, else `/tmp/weir-cache` in Lambda, else the user's cache
     /// directory ([`CompiledCache::default_dir`]).
     pub fn new() -> anyhow::Result<Self> {
@@ -211,32 +298,75 @@ impl PluginEngine {
     }
 
     fn with_options(cache_dir: Option<PathBuf>, fuel: bool) -> anyhow::Result<Self> {
-        let engine = Engine::new(&engine_config(None, fuel)?)?;
-        let linker = super::imports::linker(&engine)?;
-        let weak = engine.weak();
-        std::thread::Builder::new()
-            .name("weir-epoch".into())
-            .spawn(move || {
-                while let Some(engine) = weak.upgrade() {
-                    drop(engine);
-                    std::thread::sleep(EPOCH_TICK);
-                    match weak.upgrade() {
-                        Some(e) => e.increment_epoch(),
-                        None => break,
-                    }
-                }
-            })?;
-        let engine_tag = engine_tag(&engine);
-        Ok(PluginEngine {
-            engine,
-            linker,
+        Ok(Self::from_settings(Settings {
+            cache_dir,
+            fuel,
+            notice: CompileNotice::process_default(),
+        }))
+    }
+
+    fn from_settings(settings: Settings) -> Self {
+        PluginEngine {
+            cache: settings.cache_dir.clone().and_then(CompiledCache::open),
+            settings,
+            started: OnceLock::new(),
             compiled: Mutex::new(HashMap::new()),
             loading: Mutex::new(HashMap::new()),
-            cache: cache_dir.and_then(CompiledCache::open),
-            engine_tag,
             compiles: AtomicUsize::new(0),
-            fuel,
-        })
+        }
+    }
+
+    /// This engine, logging a plugin compiled at load time as `notice` says (instead of
+    /// the process's [`CompileNotice`]).
+    pub fn with_compile_notice(mut self, notice: CompileNotice) -> Self {
+        self.settings.notice = notice;
+        self
+    }
+
+    /// Starts the engine with an instance pool of `pool`, unless it has started already
+    /// (then it keeps the pool it has). Returns the pool it runs with. Fails when the pool
+    /// cannot be reserved.
+    pub fn start_with(&self, pool: PoolSize) -> anyhow::Result<PoolSize> {
+        self.start(pool)
+            .map(|started| started.pool)
+            .map_err(|e| anyhow::anyhow!("the plugin engine cannot start ({e})"))
+    }
+
+    /// The running engine, started now with `pool` if it had not started.
+    fn start(&self, pool: PoolSize) -> Result<&Started, &str> {
+        self.started
+            .get_or_init(|| {
+                Started::new(pool, self.settings.fuel).map_err(|e| format!("{pool}: {e:#}"))
+            })
+            .as_ref()
+            .map_err(String::as_str)
+    }
+
+    /// The pool the engine runs with, once it has started.
+    pub fn pool(&self) -> Option<PoolSize> {
+        match self.started.get() {
+            Some(Ok(started)) => Some(started.pool),
+            _ => None,
+        }
+    }
+
+    /// A new engine with this one's settings (disk cache, fuel, notice), started with a
+    /// pool of `pool`: for a manifest that outgrew this one's pool. It shares nothing with
+    /// this one but the disk cache: its plugins load again (from that cache).
+    pub fn resized(&self, pool: PoolSize) -> anyhow::Result<Self> {
+        let engine = Self::from_settings(self.settings.clone());
+        engine.start_with(pool)?;
+        Ok(engine)
+    }
+
+    /// The running engine, started now (with [`PoolSize::without_manifest`]) if no
+    /// manifest started it.
+    fn started(&self, path: &str) -> Result<&Started, LoadError> {
+        self.start(PoolSize::without_manifest())
+            .map_err(|message| LoadError::Engine {
+                path: path.to_owned(),
+                message: message.to_owned(),
+            })
     }
 
     /// How many plugins this engine has compiled (not taken from a cache).
@@ -247,7 +377,7 @@ impl PluginEngine {
     /// Precompiles a plugin into a `.cwasm` for `target` (`None`: this machine), with the
     /// same settings the runtime uses.
     pub fn precompile(bytes: &[u8], target: Option<&str>) -> anyhow::Result<Vec<u8>> {
-        let engine = Engine::new(&engine_config(target, false)?)?;
+        let engine = Engine::new(&engine_config(target, false, PoolSize::compile_only())?)?;
         let sha256 = hex::encode(sha2::Sha256::digest(bytes));
         let mut out = engine.precompile_component(bytes)?;
         out.extend_from_slice(crate::native::cwasm_trailer(&sha256).as_bytes());
@@ -263,10 +393,12 @@ impl PluginEngine {
     /// is not even hashed. Otherwise the `.wasm` is hashed and must match its pin.
     fn component<'b>(
         &self,
+        name: &str,
         path: &str,
         wasm: impl FnOnce() -> Result<Cow<'b, [u8]>, LoadError>,
         options: LoadOptions<'_>,
     ) -> Result<(String, Component), LoadError> {
+        let started = self.started(path)?;
         let LoadOptions {
             pin,
             compiled_pin,
@@ -277,7 +409,7 @@ impl PluginEngine {
         let precompiled = match (pin, precompiled) {
             (Some(pin), Some(p)) => {
                 let sha256 = pin.to_ascii_lowercase();
-                match self.deserialize_pinned(p, compiled_pin, &sha256) {
+                match self.deserialize_pinned(started, p, compiled_pin, &sha256) {
                     Ok(c) => {
                         self.remember(&sha256, &c);
                         return Ok((sha256, c));
@@ -315,7 +447,7 @@ impl PluginEngine {
             return Ok((sha256, c));
         }
         let from_precompiled = match precompiled {
-            Some(p) => match self.deserialize_pinned(p, compiled_pin, &sha256) {
+            Some(p) => match self.deserialize_pinned(started, p, compiled_pin, &sha256) {
                 Ok(c) => Some(c),
                 Err(why) => {
                     refused = Some(why);
@@ -324,12 +456,17 @@ impl PluginEngine {
             },
             None => None,
         };
-        let component = match from_precompiled.or_else(|| self.read_disk_cache(&sha256)) {
+        // Where the code comes from is settled before anything is said about it: a refused
+        // `.cwasm` is reported with what was done instead, a cache hit or a compile.
+        let component = match from_precompiled
+            .or_else(|| self.read_disk_cache(started, name, &sha256))
+        {
             Some(c) => {
                 if let Some(why) = &refused {
                     tracing::warn!(
-                        plugin = path,
-                        "{why}; loaded from weir's own compiled-code cache instead"
+                        plugin = name,
+                        location = %path,
+                        "{why}; loaded from weir's own compiled-code cache instead (nothing compiled)"
                     );
                 }
                 c
@@ -344,21 +481,28 @@ impl PluginEngine {
                 });
             }
             None => {
-                match &refused {
-                    Some(why) => {
-                        tracing::warn!(plugin = path, "{why}; compiling the plugin instead")
-                    }
-                    None => tracing::warn!(
-                        plugin = path,
-                        "compiling plugin: no precompiled .cwasm next to it (weir compile makes one)"
+                const NOTHING_PRECOMPILED: &str =
+                    "compiling plugin: no precompiled .cwasm next to it (weir compile makes one)";
+                match (&refused, self.settings.notice) {
+                    // A `.cwasm` that is there but cannot be used is worth a warning anywhere.
+                    (Some(why), _) => tracing::warn!(
+                        plugin = name,
+                        location = %path,
+                        "{why}; compiling the plugin instead"
                     ),
+                    (None, CompileNotice::Warn) => {
+                        tracing::warn!(plugin = name, location = %path, "{NOTHING_PRECOMPILED}")
+                    }
+                    (None, CompileNotice::Info) => {
+                        tracing::info!(plugin = name, location = %path, "{NOTHING_PRECOMPILED}")
+                    }
                 }
                 self.compiles.fetch_add(1, Ordering::Relaxed);
-                let c = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
+                let c = Component::new(&started.engine, bytes).map_err(|e| LoadError::Compile {
                     path: path.to_owned(),
                     message: format!("{e:#}"),
                 })?;
-                self.write_disk_cache(&sha256, &c);
+                self.write_disk_cache(started, name, &sha256, &c);
                 c
             }
         };
@@ -377,6 +521,7 @@ impl PluginEngine {
     /// this plugin (`sha256`) for this engine.
     fn deserialize_pinned(
         &self,
+        started: &Started,
         precompiled: Precompiled,
         pin: Option<&str>,
         sha256: &str,
@@ -392,48 +537,57 @@ impl PluginEngine {
         // accepts the trailer after the artifact.
         match crate::native::verify(precompiled, pin, sha256)? {
             VerifiedArtifact::Bytes { bytes, end } => {
-                unsafe { Component::deserialize(&self.engine, &bytes[..end]) }.map_err(unusable)
+                unsafe { Component::deserialize(&started.engine, &bytes[..end]) }.map_err(unusable)
             }
             VerifiedArtifact::OwnFile(open) => {
                 use std::os::fd::AsRawFd as _;
                 // The same open file, mapped: never a file found again by its name.
                 let same_file = PathBuf::from(format!("/proc/self/fd/{}", open.as_raw_fd()));
-                unsafe { Component::deserialize_file(&self.engine, &same_file) }.map_err(unusable)
+                unsafe { Component::deserialize_file(&started.engine, &same_file) }
+                    .map_err(unusable)
             }
         }
     }
 
-    fn cache_entry(&self, sha256: &str) -> String {
-        format!("{sha256}-{}.cwasm", self.engine_tag)
+    fn cache_entry(started: &Started, sha256: &str) -> String {
+        format!("{sha256}-{}.cwasm", started.tag)
     }
 
-    fn read_disk_cache(&self, sha256: &str) -> Option<Component> {
+    fn read_disk_cache(&self, started: &Started, name: &str, sha256: &str) -> Option<Component> {
         let cache = self.cache.as_ref()?;
-        let file = cache.trusted_entry(&self.cache_entry(sha256))?;
+        let file = cache.trusted_entry(&Self::cache_entry(started, sha256))?;
         // SAFETY: the entry is in a directory only this user can write, owned by this user
         // and writable by nobody else (checked just now by `trusted_entry`): weir wrote it,
         // from `Component::serialize`, under a name that carries this engine's
         // compatibility hash.
-        match unsafe { Component::deserialize_file(&self.engine, &file) } {
+        match unsafe { Component::deserialize_file(&started.engine, &file) } {
             Ok(c) => Some(c),
             Err(e) => {
-                tracing::warn!(file = %file.display(), "ignoring unreadable compiled cache entry: {e:#}");
+                tracing::warn!(
+                    plugin = name,
+                    file = %file.display(),
+                    "ignoring unreadable compiled cache entry: {e:#}"
+                );
                 None
             }
         }
     }
 
-    fn write_disk_cache(&self, sha256: &str, component: &Component) {
+    fn write_disk_cache(&self, started: &Started, name: &str, sha256: &str, component: &Component) {
         let Some(cache) = &self.cache else {
             return;
         };
-        let name = self.cache_entry(sha256);
+        let entry = Self::cache_entry(started, sha256);
         let written = component
             .serialize()
             .map_err(|e| format!("{e:#}"))
-            .and_then(|bytes| cache.write(&name, &bytes).map_err(|e| e.to_string()));
+            .and_then(|bytes| cache.write(&entry, &bytes).map_err(|e| e.to_string()));
         if let Err(e) = written {
-            tracing::warn!(file = %cache.dir().join(&name).display(), "cannot write compiled cache entry: {e}");
+            tracing::warn!(
+                plugin = name,
+                file = %cache.dir().join(&entry).display(),
+                "cannot write compiled cache entry: {e}"
+            );
         }
     }
 
@@ -459,8 +613,9 @@ impl PluginEngine {
         options: LoadOptions<'_>,
         wasm: impl FnOnce() -> Result<Cow<'b, [u8]>, LoadError>,
     ) -> Result<Plugin, LoadError> {
-        let (sha256, component) = self.component(path, wasm, options)?;
-        for (import, _) in component.component_type().imports(&self.engine) {
+        let (sha256, component) = self.component(name, path, wasm, options)?;
+        let started = self.started(path)?;
+        for (import, _) in component.component_type().imports(&started.engine) {
             if let Some(why) = forbidden(import) {
                 return Err(LoadError::ForbiddenImport {
                     path: path.to_owned(),
@@ -472,7 +627,7 @@ impl PluginEngine {
         let exports = |contract: Contract| {
             component
                 .component_type()
-                .exports(&self.engine)
+                .exports(&started.engine)
                 .any(|(n, item)| {
                     n == contract.export() && matches!(item.ty, ComponentItem::ComponentInstance(_))
                 })
@@ -494,7 +649,7 @@ impl PluginEngine {
             path: path.to_owned(),
             message: format!("{e:#}"),
         };
-        let pre = self
+        let pre = started
             .linker
             .instantiate_pre(&component)
             .map_err(contract_error)?;
@@ -504,7 +659,7 @@ impl PluginEngine {
         }
         .map_err(contract_error)?;
         Ok(Plugin {
-            fuel: self.fuel,
+            fuel: self.settings.fuel,
             name: name.to_owned(),
             reference: Arc::new(PluginRef {
                 name: name.to_owned(),
@@ -526,6 +681,7 @@ fn engine_tag(engine: &Engine) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::instance::ticks;
+    use super::super::pool::MEMORIES_PER_INSTANCE;
     use super::*;
 
     fn load(wat: &str) -> Result<Plugin, LoadError> {
@@ -574,6 +730,7 @@ mod tests {
                 ..LoadOptions::default()
             };
             let from_file = engine.component(
+                "p",
                 "p.wasm",
                 wasm(&bytes),
                 options(Precompiled::File(file.clone())),
@@ -584,6 +741,7 @@ mod tests {
             let engine = PluginEngine::with_cache_dir(None).expect("engine");
             let content = std::fs::read(file).expect("read");
             let from_bytes = engine.component(
+                "p",
                 "p.wasm",
                 wasm(&bytes),
                 options(Precompiled::Bytes {
@@ -596,6 +754,7 @@ mod tests {
             // Where compiling is forbidden, what would have compiled is refused.
             let engine = PluginEngine::with_cache_dir(None).expect("engine");
             let never = engine.component(
+                "p",
                 "p.wasm",
                 wasm(&bytes),
                 LoadOptions {
@@ -613,6 +772,7 @@ mod tests {
             let engine = PluginEngine::with_cache_dir(None).expect("engine");
             let wasm_pin = sha(&bytes);
             let both = engine.component(
+                "p",
                 "p.wasm",
                 wasm(&bytes),
                 LoadOptions {
@@ -629,6 +789,7 @@ mod tests {
         let wasm_pin = sha(&bytes);
         let (sha256, _) = engine
             .component(
+                "p",
                 "p.wasm",
                 || -> Result<Cow<'_, [u8]>, LoadError> { panic!("the .wasm is not read") },
                 LoadOptions {
@@ -642,6 +803,7 @@ mod tests {
         assert_eq!(sha256, wasm_pin);
         // Without a usable .cwasm, the .wasm is hashed and must match its pin.
         let mismatch = engine.component(
+            "p",
             "p.wasm",
             wasm(b"not these bytes"),
             LoadOptions {
@@ -650,6 +812,27 @@ mod tests {
             },
         );
         assert!(matches!(mismatch, Err(LoadError::PinMismatch { .. })));
+    }
+
+    #[test]
+    fn a_plugin_with_more_memories_than_its_share_of_the_pool_is_refused_at_load() {
+        let with = |memories: usize| {
+            load(&format!(
+                "(component (core module $m (memory 1)) {})",
+                "(core instance (instantiate $m))".repeat(memories)
+            ))
+            .err()
+            .expect("no transform export either way")
+        };
+        // Within its share: it fails only for what it lacks.
+        let fits = with(MEMORIES_PER_INSTANCE as usize);
+        assert!(matches!(fits, LoadError::Contract { .. }), "{fits}");
+        let too_many = with(MEMORIES_PER_INSTANCE as usize + 1);
+        assert!(
+            matches!(too_many, LoadError::Compile { .. })
+                && too_many.to_string().contains("Wasm linear memories"),
+            "{too_many}"
+        );
     }
 
     #[test]

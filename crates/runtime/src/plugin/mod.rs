@@ -11,19 +11,20 @@
 //! name lookup disabled), as a second wall.
 //!
 //! [`engine`](PluginEngine) loads components (pins, trusted native code, the import policy
-//! in `imports`, the contract's export); `instance` runs one tenant's calls; `host` holds
-//! what plugins may import, one interface per file.
+//! in `imports`, the contract's export); [`pool`] sizes its instance pool from the
+//! manifest; `instance` runs one tenant's calls; `host` holds what plugins may import, one
+//! interface per file.
 
 mod engine;
 mod host;
 mod imports;
 mod instance;
+pub mod pool;
 
 pub use crate::native::Precompiled;
-pub use engine::{
-    Compile, LoadError, LoadOptions, MAX_LIVE_INSTANCES, PluginEngine, target_triple,
-};
+pub use engine::{Compile, CompileNotice, LoadError, LoadOptions, PluginEngine, target_triple};
 pub use instance::{Plugin, PluginInstance};
+pub use pool::{MAX_LIVE_INSTANCES, PoolSize};
 
 pub use weir_core::model::Blame;
 pub use weir_core::transform::{CallCost, CallError, CallReport, PluginEvent};
