@@ -191,16 +191,8 @@ async fn the_bootstrap_binary_answers_batch_item_failures_through_the_runtime_ap
 async fn the_function_counts_coalesced_records_in_emf_per_batch() {
     let moto = Moto::start();
     let config = sdk_config(&moto.endpoint());
-    let events = aws_sdk_eventbridge::Client::new(&config);
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let urls = bus_with_rules(
-        &events,
-        &sqs,
-        "weir-coalesce",
-        &[("CustomerChanged", "acme")],
-    )
-    .await;
-    let (dlq, _) = create_queue(&sqs, "weir-coalesce-dlq", None).await;
+    let (sqs, urls, dlq) =
+        bus_queues_and_dead_letters(&config, "weir-coalesce", &[("CustomerChanged", "acme")]).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let manifest = write_manifest(
         dir.path(),

@@ -6,29 +6,25 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{Value, json};
 use support::*;
 
-fn weir(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(args)
-        .current_dir(root())
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("weir runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn entries(out: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-        .collect()
+/// `weir run` of `records` under `manifest`, dead letters into `dir/letters`.
+fn run_records(dir: &Path, manifest: &Path, records: Vec<Value>) -> Output {
+    let event = dir.join("event.json");
+    std::fs::write(&event, json!({ "Records": records }).to_string()).expect("write event");
+    let letters = dir.join("letters");
+    weir_output(&[
+        "run",
+        "--manifest",
+        manifest.to_str().expect("utf-8"),
+        "--event",
+        event.to_str().expect("utf-8"),
+        "--dead-letter-dir",
+        letters.to_str().expect("utf-8"),
+    ])
 }
 
 fn detail(entry: &Value) -> Value {
@@ -69,12 +65,6 @@ fn eight_changes(tenant: &str, first_seq: u64) -> Vec<Value> {
         .collect()
 }
 
-fn write_event(dir: &Path, name: &str, records: Vec<Value>) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, json!({ "Records": records }).to_string()).expect("write event");
-    path.display().to_string()
-}
-
 #[test]
 fn only_each_items_last_change_reaches_a_coalesced_destination() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -87,19 +77,9 @@ fn only_each_items_last_change_reaches_a_coalesced_destination() {
     );
     let mut records = eight_changes("acme", 1);
     records.extend(eight_changes("globex", 101));
-    let event = write_event(dir.path(), "event.json", records);
-    let letters = dir.path().join("letters");
-    let out = weir(&[
-        "run",
-        "--manifest",
-        manifest.to_str().expect("utf-8"),
-        "--event",
-        &event,
-        "--dead-letter-dir",
-        letters.to_str().expect("utf-8"),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let got: Vec<(String, String, String)> = entries(&out)
+    let out = run_records(dir.path(), &manifest, records);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
+    let got: Vec<(String, String, String)> = stdout_json(&out)
         .iter()
         .map(|e| {
             let d = detail(e);
@@ -126,16 +106,16 @@ fn only_each_items_last_change_reaches_a_coalesced_destination() {
     let globex = got.iter().filter(|(t, ..)| t == "globex").count();
     assert_eq!(globex, 8, "a tenant without coalesce gets every change");
     assert!(
-        stderr(&out).contains(
+        stderr_text(&out).contains(
             "records: 16, entries: 11, published: 11, filtered: 0, coalesced: 5, dead-lettered: 0"
         ),
         "{}",
-        stderr(&out)
+        stderr_text(&out)
     );
 
     // Every entry says which item it is about and its position among the item's changes,
     // so a receiver can drop an update older than what it holds.
-    for e in entries(&out) {
+    for e in stdout_json(&out) {
         let m = detail(&e)["metadata"].clone();
         let item = m["item"].as_str().expect("item");
         let customer = match detail(&e)["payload"]["Name"].as_str().expect("Name") {
@@ -188,19 +168,10 @@ fn a_dead_lettered_last_change_leaves_the_previous_one_published() {
             json!({"lifetimeValue": {"N": "12abc"}}),
         ),
     ];
-    let event = write_event(dir.path(), "event.json", records);
+    let out = run_records(dir.path(), &manifest, records);
     let letters = dir.path().join("letters");
-    let out = weir(&[
-        "run",
-        "--manifest",
-        manifest.to_str().expect("utf-8"),
-        "--event",
-        &event,
-        "--dead-letter-dir",
-        letters.to_str().expect("utf-8"),
-    ]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let names: Vec<String> = entries(&out)
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_text(&out));
+    let names: Vec<String> = stdout_json(&out)
         .iter()
         .map(|e| {
             detail(e)["payload"]["Name"]
@@ -212,11 +183,11 @@ fn a_dead_lettered_last_change_leaves_the_previous_one_published() {
     assert_eq!(names, ["A v2"]);
     // published + filtered + coalesced + dead-lettered = records.
     assert!(
-        stderr(&out).contains(
+        stderr_text(&out).contains(
             "records: 3, entries: 1, published: 1, filtered: 0, coalesced: 1, dead-lettered: 1"
         ),
         "{}",
-        stderr(&out)
+        stderr_text(&out)
     );
     let files: Vec<_> = std::fs::read_dir(&letters)
         .expect("letters")
@@ -238,9 +209,13 @@ fn weir_check_refuses_coalescing_a_destination_the_tenant_may_not_use() {
     let tenants = "[tenants.acme]\nplugin = \"mapping\"\nconfig = { detail_type = \"X\", fields = {} }\n\
                    destinations = [\"crm\"]\ncoalesce = [\"crm\", \"slack\"]\n";
     let manifest = write_manifest(dir.path(), "weir-bus", None, &["mapping"], tenants);
-    let out = weir(&["check", "--manifest", manifest.to_str().expect("utf-8")]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    let out = weir_output(&["check", "--manifest", manifest.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_text(&out));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr_text(&out)
+    );
     assert!(
         said.contains(
             "tenants.acme.coalesce names \"slack\", a destination tenant \"acme\" may not use (allowed: crm)"
@@ -250,6 +225,6 @@ fn weir_check_refuses_coalescing_a_destination_the_tenant_may_not_use() {
     // Naming only what it may use passes.
     let fine = tenants.replace(", \"slack\"", "");
     let manifest = write_manifest(dir.path(), "weir-bus", None, &["mapping"], &fine);
-    let out = weir(&["check", "--manifest", manifest.to_str().expect("utf-8")]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = weir_output(&["check", "--manifest", manifest.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
 }

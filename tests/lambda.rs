@@ -888,10 +888,8 @@ async fn a_warm_handler_picks_up_a_plugin_replaced_in_s3() {
 async fn a_backfill_task_publishes_one_data_file_and_returns_its_counts() {
     let moto = Moto::start();
     let config = sdk_config(&moto.endpoint());
-    let events = aws_sdk_eventbridge::Client::new(&config);
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let urls = bus_with_rules(&events, &sqs, "weir-task", &[("CustomerChanged", "globex")]).await;
-    let (dlq, _) = create_queue(&sqs, "weir-task-dlq", None).await;
+    let (sqs, urls, dlq) =
+        bus_queues_and_dead_letters(&config, "weir-task", &[("CustomerChanged", "globex")]).await;
     let export = export_in_s3(&config, 2, 50, |i| format!("{:038}", 3 + i)).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let manifest = write_manifest(dir.path(), "weir-task", Some(&dlq), &["mapping"], GLOBEX);
@@ -941,16 +939,8 @@ async fn a_backfill_task_publishes_one_data_file_and_returns_its_counts() {
 async fn a_paced_backfill_task_continues_across_invocations_until_done() {
     let moto = Moto::start();
     let config = sdk_config(&moto.endpoint());
-    let events = aws_sdk_eventbridge::Client::new(&config);
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let urls = bus_with_rules(
-        &events,
-        &sqs,
-        "weir-paced",
-        &[("CustomerChanged", "globex")],
-    )
-    .await;
-    let (dlq, _) = create_queue(&sqs, "weir-paced-dlq", None).await;
+    let (sqs, urls, dlq) =
+        bus_queues_and_dead_letters(&config, "weir-paced", &[("CustomerChanged", "globex")]).await;
     let export = export_in_s3(&config, 2, 50, |i| format!("{:038}", 3 + i)).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let manifest = write_manifest(dir.path(), "weir-paced", Some(&dlq), &["mapping"], GLOBEX);

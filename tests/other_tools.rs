@@ -5,19 +5,9 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::Value;
 use support::*;
-
-fn weir(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(args)
-        .current_dir(root())
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("weir runs")
-}
 
 fn sample(name: &str) -> String {
     root()
@@ -25,17 +15,6 @@ fn sample(name: &str) -> String {
         .join(name)
         .display()
         .to_string()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn lines(out: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-        .collect()
 }
 
 const GLOBEX: &str = "[tenants.globex]\nplugin = \"mapping\"\nconfig = { detail_type = \"CustomerChanged\", fields = { Name = \"/name\" } }\n";
@@ -57,27 +36,27 @@ fn a_byte_order_mark_and_a_single_record_are_read_as_events() {
         ("bom.json", "Written on Windows"),
         ("single-record.json", "Just one"),
     ] {
-        let out = weir(&["decode", "--event", &sample(file)]);
-        assert_eq!(out.status.code(), Some(0), "{file}: {}", stderr(&out));
-        let decoded = lines(&out);
+        let out = weir_output(&["decode", "--event", &sample(file)]);
+        assert_eq!(out.status.code(), Some(0), "{file}: {}", stderr_text(&out));
+        let decoded = stdout_json(&out);
         assert_eq!(decoded.len(), 1, "{file}");
         assert_eq!(decoded[0]["table"], "Customers", "{file}");
         assert_eq!(decoded[0]["newImage"]["name"], name, "{file}");
 
         let dir = tempfile::tempdir().expect("tempdir");
         let manifest = write_manifest(dir.path(), "b", None, &["mapping"], GLOBEX);
-        let out = weir(&[
+        let out = weir_output(&[
             "run",
             "--manifest",
             manifest.to_str().expect("utf-8"),
             "--event",
             &sample(file),
         ]);
-        assert_eq!(out.status.code(), Some(0), "{file}: {}", stderr(&out));
+        assert_eq!(out.status.code(), Some(0), "{file}: {}", stderr_text(&out));
         assert!(
-            stderr(&out).contains("records: 1, entries: 1, published: 1"),
+            stderr_text(&out).contains("records: 1, entries: 1, published: 1"),
             "{file}: {}",
-            stderr(&out)
+            stderr_text(&out)
         );
     }
 }
@@ -86,26 +65,26 @@ fn a_byte_order_mark_and_a_single_record_are_read_as_events() {
 fn records_whose_arn_names_no_table_are_filtered_with_a_hint_or_taken_by_a_route_for_every_table() {
     let file = sample("placeholder-arn.json");
     // decode decodes them, naming the placeholder.
-    let out = weir(&["decode", "--event", &file]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(lines(&out).len(), 2);
+    let out = weir_output(&["decode", "--event", &file]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
+    assert_eq!(stdout_json(&out).len(), 2);
     assert!(
-        stderr(&out).contains("eventSourceARN \"stream-ARN\" names no table"),
+        stderr_text(&out).contains("eventSourceARN \"stream-ARN\" names no table"),
         "{}",
-        stderr(&out)
+        stderr_text(&out)
     );
 
     // A manifest routing the Customers table: filtered as no-route, and the hint says why.
     let dir = tempfile::tempdir().expect("tempdir");
     let manifest = write_manifest(dir.path(), "b", None, &["mapping"], GLOBEX);
-    let out = weir(&[
+    let out = weir_output(&[
         "run",
         "--manifest",
         manifest.to_str().expect("utf-8"),
         "--event",
         &file,
     ]);
-    let err = stderr(&out);
+    let err = stderr_text(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(
         err.contains("records: 2, entries: 0, published: 0, filtered: 2,"),
@@ -121,20 +100,20 @@ fn records_whose_arn_names_no_table_are_filtered_with_a_hint_or_taken_by_a_route
 
     // A route for every table takes them.
     let any = any_table_manifest(dir.path());
-    let out = weir(&[
+    let out = weir_output(&[
         "run",
         "--manifest",
         any.to_str().expect("utf-8"),
         "--event",
         &file,
     ]);
-    let err = stderr(&out);
+    let err = stderr_text(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(
         err.contains("records: 2, entries: 2, published: 2, filtered: 0,"),
         "{err}"
     );
-    let names: Vec<String> = lines(&out)
+    let names: Vec<String> = stdout_json(&out)
         .iter()
         .map(|e| {
             let d: Value =
@@ -155,8 +134,8 @@ fn records_whose_arn_names_no_table_are_filtered_with_a_hint_or_taken_by_a_route
     .expect("config");
     let plugin_path = plugin("mapping").display().to_string();
     let cases_path = cases.display().to_string();
-    let out = weir(&["test", "--update", "--plugin", &plugin_path, &cases_path]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = weir_output(&["test", "--update", "--plugin", &plugin_path, &cases_path]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
     let entries =
         std::fs::read_to_string(cases.join("placeholder/entries.jsonl")).expect("entries");
     assert_eq!(entries.lines().count(), 2, "{entries}");
@@ -192,8 +171,8 @@ fn kinesis_shapes_are_refused_in_one_line_that_says_what_they_are() {
             ],
             vec!["test", "--plugin", &plugin_path, &cases_path],
         ] {
-            let out = weir(&args);
-            let err = stderr(&out);
+            let out = weir_output(&args);
+            let err = stderr_text(&out);
             assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
             assert!(err.contains(says), "{args:?}: {err}");
             assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");

@@ -98,6 +98,43 @@ pub fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
 pub const TABLE_ARN: &str =
     "arn:aws:dynamodb:us-east-1:123456789012:table/Customers/stream/2026-11-30T00:00:00.000";
 
+/// Runs the `weir` binary in the repository root, with weir's default logging.
+pub fn weir_output(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .current_dir(root())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("weir runs")
+}
+
+/// A finished command's stderr, as text.
+pub fn stderr_text(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A finished command's stdout, one JSON value a line.
+pub fn stdout_json(out: &std::process::Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
+}
+
+/// A moto bus whose rules send `detail-type`/tenant pairs to queues (see `bus_with_rules`),
+/// and weir's dead-letter queue `<bus>-dlq`: the queues' URLs and the dead-letter queue's.
+pub async fn bus_queues_and_dead_letters(
+    config: &aws_config::SdkConfig,
+    bus: &str,
+    rules: &[(&str, &str)],
+) -> (aws_sdk_sqs::Client, Vec<String>, String) {
+    let events = aws_sdk_eventbridge::Client::new(config);
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let urls = bus_with_rules(&events, &sqs, bus, rules).await;
+    let (dlq, _) = create_queue(&sqs, &format!("{bus}-dlq"), None).await;
+    (sqs, urls, dlq)
+}
+
 /// A stream record as Lambda delivers it, for the Customers table.
 pub fn stream_record(seq: u64, event_id: &str, tenant: &str, extra: Value) -> Value {
     let mut image = json!({

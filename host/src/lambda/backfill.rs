@@ -71,6 +71,19 @@ pub struct TaskCounts {
     pub entries: usize,
 }
 
+impl TaskCounts {
+    /// Adds a chunk's counts (all its records done: none left for retry) and the entries
+    /// it published.
+    fn add(&mut self, c: &Counts, entries: usize) {
+        self.records += c.records;
+        self.published += c.published;
+        self.filtered += c.filtered;
+        self.coalesced += c.coalesced;
+        self.dead_lettered += c.dead_lettered;
+        self.entries += entries;
+    }
+}
+
 /// What a task invocation answers.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -161,12 +174,7 @@ pub(super) async fn run(
             // Not counted: the next invocation does this chunk again, with the same ids.
             break;
         }
-        counts.records += c.records;
-        counts.published += c.published;
-        counts.filtered += c.filtered;
-        counts.coalesced += c.coalesced;
-        counts.dead_lettered += c.dead_lettered;
-        counts.entries += report.entries_published;
+        counts.add(&c, report.entries_published);
         at = end;
     }
     let done = at == items.len();
