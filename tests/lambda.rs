@@ -881,18 +881,26 @@ async fn a_warm_handler_picks_up_a_plugin_replaced_in_s3() {
     );
 }
 
-/// A backfill task as Step Functions' Distributed Map sends it (one data file of an export
-/// to S3): its items go through the pipeline to the bus and the rule's queue, and the
-/// handler answers with the counts.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backfill_task_publishes_one_data_file_and_returns_its_counts() {
+/// What a backfill task test needs: moto with a bus whose rule sends globex's
+/// CustomerChanged events to a queue, an export of two data files of 50 items in its S3,
+/// and the function over them. The export's URL and the rule's queue come back with it.
+struct TaskSetup {
+    _moto: Moto,
+    _dir: tempfile::TempDir,
+    f: Function,
+    sqs: aws_sdk_sqs::Client,
+    queue: String,
+    export: String,
+}
+
+async fn task_setup(bus: &str) -> TaskSetup {
     let moto = Moto::start();
     let config = sdk_config(&moto.endpoint());
     let (sqs, urls, dlq) =
-        bus_queues_and_dead_letters(&config, "weir-task", &[("CustomerChanged", "globex")]).await;
+        bus_queues_and_dead_letters(&config, bus, &[("CustomerChanged", "globex")]).await;
     let export = export_in_s3(&config, 2, 50, |i| format!("{:038}", 3 + i)).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let manifest = write_manifest(dir.path(), "weir-task", Some(&dlq), &["mapping"], GLOBEX);
+    let manifest = write_manifest(dir.path(), bus, Some(&dlq), &["mapping"], GLOBEX);
     let f = function(
         &manifest,
         &moto.endpoint(),
@@ -901,6 +909,29 @@ async fn a_backfill_task_publishes_one_data_file_and_returns_its_counts() {
         fast_publish(),
     )
     .await;
+    TaskSetup {
+        queue: urls[0].clone(),
+        _moto: moto,
+        _dir: dir,
+        f,
+        sqs,
+        export,
+    }
+}
+
+/// A backfill task as Step Functions' Distributed Map sends it (one data file of an export
+/// to S3): its items go through the pipeline to the bus and the rule's queue, and the
+/// handler answers with the counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_task_publishes_one_data_file_and_returns_its_counts() {
+    let TaskSetup {
+        _moto,
+        _dir,
+        f,
+        sqs,
+        queue,
+        export,
+    } = task_setup("weir-task").await;
     let task = json!({"weirBackfill": {
         "export": export,
         "dataFileS3Key": "nightly/AWSDynamoDB/01700000000000-abcd1234/data/file-1.json.gz",
@@ -924,7 +955,7 @@ async fn a_backfill_task_publishes_one_data_file_and_returns_its_counts() {
     assert_eq!(counts["items"], 50, "{counts}");
     assert_eq!(counts["done"], true, "{counts}");
     assert!(counts.get("next").is_none(), "{counts}");
-    let messages = drain_queue(&sqs, &urls[0], 20, Duration::from_secs(30)).await;
+    let messages = drain_queue(&sqs, &queue, 20, Duration::from_secs(30)).await;
     assert_eq!(messages.len(), 20);
     for m in &messages {
         let body: Value = serde_json::from_str(m.body().expect("body")).expect("JSON");
@@ -937,21 +968,14 @@ async fn a_backfill_task_publishes_one_data_file_and_returns_its_counts() {
 /// does, publishes every item once, with the counts summed over the invocations.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paced_backfill_task_continues_across_invocations_until_done() {
-    let moto = Moto::start();
-    let config = sdk_config(&moto.endpoint());
-    let (sqs, urls, dlq) =
-        bus_queues_and_dead_letters(&config, "weir-paced", &[("CustomerChanged", "globex")]).await;
-    let export = export_in_s3(&config, 2, 50, |i| format!("{:038}", 3 + i)).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let manifest = write_manifest(dir.path(), "weir-paced", Some(&dlq), &["mapping"], GLOBEX);
-    let f = function(
-        &manifest,
-        &moto.endpoint(),
-        &moto.endpoint(),
-        &dlq,
-        fast_publish(),
-    )
-    .await;
+    let TaskSetup {
+        _moto,
+        _dir,
+        f,
+        sqs,
+        queue,
+        export,
+    } = task_setup("weir-paced").await;
     // 20 entries at 10/s take 2 s; each invocation has 1 s before its reserve.
     let mut payload = json!({"weirBackfill": {
         "export": export,
@@ -992,7 +1016,7 @@ async fn a_paced_backfill_task_continues_across_invocations_until_done() {
     assert_eq!(report["published"], 20, "{report}");
     assert_eq!(report["filtered"], 30, "{report}");
     assert_eq!(report["entries"], 20, "{report}");
-    let messages = drain_queue(&sqs, &urls[0], 20, Duration::from_secs(30)).await;
+    let messages = drain_queue(&sqs, &queue, 20, Duration::from_secs(30)).await;
     let ids: std::collections::BTreeSet<String> = messages
         .iter()
         .map(|m| {
