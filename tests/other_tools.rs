@@ -30,6 +30,19 @@ fn any_table_manifest(dir: &Path) -> PathBuf {
     path
 }
 
+/// `weir run` of one event file, and its stderr.
+fn weir_run(manifest: &Path, event: &str) -> (std::process::Output, String) {
+    let out = weir_output(&[
+        "run",
+        "--manifest",
+        manifest.to_str().expect("utf-8"),
+        "--event",
+        event,
+    ]);
+    let err = stderr_text(&out);
+    (out, err)
+}
+
 #[test]
 fn a_byte_order_mark_and_a_single_record_are_read_as_events() {
     for (file, name) in [
@@ -45,18 +58,11 @@ fn a_byte_order_mark_and_a_single_record_are_read_as_events() {
 
         let dir = tempfile::tempdir().expect("tempdir");
         let manifest = write_manifest(dir.path(), "b", None, &["mapping"], GLOBEX);
-        let out = weir_output(&[
-            "run",
-            "--manifest",
-            manifest.to_str().expect("utf-8"),
-            "--event",
-            &sample(file),
-        ]);
-        assert_eq!(out.status.code(), Some(0), "{file}: {}", stderr_text(&out));
+        let (out, err) = weir_run(&manifest, &sample(file));
+        assert_eq!(out.status.code(), Some(0), "{file}: {err}");
         assert!(
-            stderr_text(&out).contains("records: 1, entries: 1, published: 1"),
-            "{file}: {}",
-            stderr_text(&out)
+            err.contains("records: 1, entries: 1, published: 1"),
+            "{file}: {err}"
         );
     }
 }
@@ -77,14 +83,7 @@ fn records_whose_arn_names_no_table_are_filtered_with_a_hint_or_taken_by_a_route
     // A manifest routing the Customers table: filtered as no-route, and the hint says why.
     let dir = tempfile::tempdir().expect("tempdir");
     let manifest = write_manifest(dir.path(), "b", None, &["mapping"], GLOBEX);
-    let out = weir_output(&[
-        "run",
-        "--manifest",
-        manifest.to_str().expect("utf-8"),
-        "--event",
-        &file,
-    ]);
-    let err = stderr_text(&out);
+    let (out, err) = weir_run(&manifest, &file);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(
         err.contains("records: 2, entries: 0, published: 0, filtered: 2,"),
@@ -100,14 +99,7 @@ fn records_whose_arn_names_no_table_are_filtered_with_a_hint_or_taken_by_a_route
 
     // A route for every table takes them.
     let any = any_table_manifest(dir.path());
-    let out = weir_output(&[
-        "run",
-        "--manifest",
-        any.to_str().expect("utf-8"),
-        "--event",
-        &file,
-    ]);
-    let err = stderr_text(&out);
+    let (out, err) = weir_run(&any, &file);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(
         err.contains("records: 2, entries: 2, published: 2, filtered: 0,"),
