@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{
@@ -86,10 +86,6 @@ fn weir(moto: &Moto, args: &[&str]) -> Command {
     c
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 fn entries(stdout: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(stdout)
         .lines()
@@ -140,7 +136,7 @@ async fn a_scan_backfill_publishes_exactly_the_routed_tenants_items_through_a_ru
     let out = weir(&moto, &args(&manifest, &["--publish", "--rate", "100000"]))
         .output()
         .expect("weir runs");
-    let err = stderr(&out);
+    let err = stderr_text(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(
         err.contains(
@@ -194,7 +190,7 @@ async fn a_killed_backfill_resumes_with_the_same_ids_and_a_finished_one_does_not
     let whole = weir(&moto, &args(&manifest, &whole_args))
         .output()
         .expect("weir runs");
-    assert_eq!(whole.status.code(), Some(0), "{}", stderr(&whole));
+    assert_eq!(whole.status.code(), Some(0), "{}", stderr_text(&whole));
     let whole_ids = ids(&entries(&whole.stdout));
     assert_eq!(whole_ids.len(), 200);
 
@@ -250,7 +246,7 @@ async fn a_killed_backfill_resumes_with_the_same_ids_and_a_finished_one_does_not
     let resumed = weir(&moto, &args(&manifest, &state_args[..4]))
         .output()
         .expect("weir runs");
-    assert_eq!(resumed.status.code(), Some(0), "{}", stderr(&resumed));
+    assert_eq!(resumed.status.code(), Some(0), "{}", stderr_text(&resumed));
     let mut all = ids(&first);
     all.extend(ids(&entries(&resumed.stdout)));
     assert_eq!(all, whole_ids);
@@ -263,21 +259,21 @@ async fn a_killed_backfill_resumes_with_the_same_ids_and_a_finished_one_does_not
         .sum();
     assert!(checkpointed > 0, "{checkpoint}");
     assert!(
-        stderr(&resumed).contains(&format!("records: {}, ", 400 - checkpointed)),
+        stderr_text(&resumed).contains(&format!("records: {}, ", 400 - checkpointed)),
         "{checkpointed} items were checkpointed: {}",
-        stderr(&resumed)
+        stderr_text(&resumed)
     );
 
     // Finished: running it again publishes nothing.
     let again = weir(&moto, &args(&manifest, &state_args[..4]))
         .output()
         .expect("weir runs");
-    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert_eq!(again.status.code(), Some(0), "{}", stderr_text(&again));
     assert!(again.stdout.is_empty());
     assert!(
-        stderr(&again).contains("records: 0, entries: 0"),
+        stderr_text(&again).contains("records: 0, entries: 0"),
         "{}",
-        stderr(&again)
+        stderr_text(&again)
     );
 }
 
@@ -298,7 +294,7 @@ async fn a_backfill_never_feeds_a_destination_faster_than_its_rate_limit() {
         .output()
         .expect("weir runs");
     let took = started.elapsed();
-    let err = stderr(&out);
+    let err = stderr_text(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("at most 20 entries/s"), "{err}");
     let n = entries(&out.stdout).len();
@@ -334,7 +330,7 @@ async fn an_export_backfill_reads_every_data_file_with_exact_counts() {
         .env("AWS_S3_FORCE_PATH_STYLE", "true")
         .output()
         .expect("weir runs");
-    let err = stderr(&out);
+    let err = stderr_text(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("about 300 items, 3 data files"), "{err}");
     assert!(
@@ -415,7 +411,7 @@ fn a_local_copy_of_an_export_backfills_like_the_export_in_s3() {
         .env_remove("RUST_LOG")
         .output()
         .expect("weir runs");
-    let err = stderr(&out);
+    let err = stderr_text(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(
         err.contains(
@@ -461,7 +457,7 @@ async fn a_backfill_limited_to_one_tenant_checkpoints_in_s3() {
     let out = weir(&moto, &args(&manifest, &run_args))
         .output()
         .expect("weir runs");
-    let err = stderr(&out);
+    let err = stderr_text(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(
         err.contains("records: 200, entries: 120, published: 120, filtered: 80, coalesced: 0, dead-lettered: 0"),
@@ -490,14 +486,14 @@ async fn a_backfill_limited_to_one_tenant_checkpoints_in_s3() {
     let again = weir(&moto, &args(&manifest, &run_args))
         .output()
         .expect("weir runs");
-    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert_eq!(again.status.code(), Some(0), "{}", stderr_text(&again));
     assert!(again.stdout.is_empty());
-    assert!(stderr(&again).contains("records: 0, entries: 0"));
+    assert!(stderr_text(&again).contains("records: 0, entries: 0"));
 
     // A tenant the manifest does not serve is refused before anything is read.
     let other = weir(&moto, &args(&manifest, &["--tenant", "hooli"]))
         .output()
         .expect("weir runs");
-    assert_eq!(other.status.code(), Some(2), "{}", stderr(&other));
-    assert!(stderr(&other).contains("--tenant hooli: the manifest has no entry"));
+    assert_eq!(other.status.code(), Some(2), "{}", stderr_text(&other));
+    assert!(stderr_text(&other).contains("--tenant hooli: the manifest has no entry"));
 }

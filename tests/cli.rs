@@ -1,48 +1,14 @@
 //! The `weir` binary end to end, with real plugins compiled from `plugins/` and
 //! `tests/plugins/` (`./dev plugins` builds them into `target/plugins/`).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
 use sha2::Digest as _;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ has a parent")
-        .to_path_buf()
-}
-
-fn plugin(name: &str) -> PathBuf {
-    let p = root().join("target/plugins").join(format!("{name}.wasm"));
-    assert!(
-        p.exists(),
-        "{} is missing: build the plugins with ./dev plugins (./dev test does it)",
-        p.display()
-    );
-    p
-}
-
-fn weir(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(args)
-        .current_dir(root())
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("weir runs")
-}
-
-fn stdout_lines(out: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-        .collect()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use support::{plugin, root, stderr_text, stdout_json, weir_output};
 
 /// A manifest in a temp dir, routing Customers by tenantId to the given tenants.
 fn manifest(dir: &Path, plugins: &[(&str, &Path, Option<&str>)], tenants: &str) -> PathBuf {
@@ -86,8 +52,8 @@ fn dead_letters(dir: &Path) -> Vec<Value> {
 
 #[test]
 fn decode_prints_exactly_what_plugins_receive() {
-    let out = weir(&["decode", "--event", "examples/events/customers.json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = weir_output(&["decode", "--event", "examples/events/customers.json"]);
+    assert!(out.status.success(), "{}", stderr_text(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 8);
@@ -123,7 +89,7 @@ fn decode_prints_exactly_what_plugins_receive() {
 #[test]
 fn run_prints_the_exact_entries_of_both_plugins() {
     let dlq = tempfile::tempdir().expect("tempdir");
-    let out = weir(&[
+    let out = weir_output(&[
         "run",
         "--manifest",
         "examples/weir.toml",
@@ -132,9 +98,9 @@ fn run_prints_the_exact_entries_of_both_plugins() {
         "--dead-letter-dir",
         dlq.path().to_str().expect("utf-8 path"),
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
     assert_eq!(
-        stderr(&out).trim_end().lines().last(),
+        stderr_text(&out).trim_end().lines().last(),
         Some("records: 8, entries: 6, published: 6, filtered: 2, coalesced: 0, dead-lettered: 0")
     );
     let golden = root().join("tests/golden/customers.entries.jsonl");
@@ -152,7 +118,7 @@ fn run_prints_the_exact_entries_of_both_plugins() {
         "entry count"
     );
 
-    let entries = stdout_lines(&out);
+    let entries = stdout_json(&out);
     let types: Vec<&str> = entries
         .iter()
         .map(|e| e["DetailType"].as_str().unwrap_or(""))
@@ -213,7 +179,7 @@ fn e_detail(entry: &Value) -> String {
 #[test]
 fn a_bad_record_is_dead_lettered_whole_while_the_others_publish() {
     let dlq = tempfile::tempdir().expect("tempdir");
-    let out = weir(&[
+    let out = weir_output(&[
         "run",
         "--manifest",
         "examples/weir.toml",
@@ -222,8 +188,8 @@ fn a_bad_record_is_dead_lettered_whole_while_the_others_publish() {
         "--dead-letter-dir",
         dlq.path().to_str().expect("utf-8 path"),
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let entries = stdout_lines(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_text(&out));
+    let entries = stdout_json(&out);
     let published: Vec<String> = entries
         .iter()
         .map(|e| {
@@ -255,11 +221,11 @@ fn a_bad_record_is_dead_lettered_whole_while_the_others_publish() {
     assert_eq!(letter["record"], event["Records"][1]);
     // Every record is accounted for.
     assert!(
-        stderr(&out).contains(
+        stderr_text(&out).contains(
             "records: 3, entries: 2, published: 2, filtered: 0, coalesced: 0, dead-lettered: 1"
         ),
         "{}",
-        stderr(&out)
+        stderr_text(&out)
     );
 }
 
@@ -271,7 +237,7 @@ fn the_dead_letter_file_holds_the_record_byte_for_byte() {
     let raw = r#"{"eventName" :"INSERT",  "eventID":"x1","eventSourceARN":"arn:aws:dynamodb:eu-west-1:1:table/Customers/stream/s","dynamodb":{"SequenceNumber":"5","Keys":{"tenantId":{"S":"globex"}},"NewImage":{"tenantId":{"S":"globex"},"lifetimeValue":{"N":"1.2.3"}}}}"#;
     let event = dir.path().join("event.json");
     std::fs::write(&event, format!("{{\"Records\": [{raw}]}}")).expect("write");
-    let out = weir(&[
+    let out = weir_output(&[
         "run",
         "--manifest",
         "examples/weir.toml",
@@ -280,7 +246,7 @@ fn the_dead_letter_file_holds_the_record_byte_for_byte() {
         "--dead-letter-dir",
         dlq.path().to_str().expect("utf-8"),
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_text(&out));
     let file = std::fs::read_dir(dlq.path())
         .expect("dir")
         .next()
@@ -301,7 +267,7 @@ fn a_pinned_plugin_loads_only_with_its_own_hash() {
     let wrong = "0".repeat(64);
 
     let m = manifest(dir.path(), &[("mapping", &mapping, Some(&wrong))], tenants);
-    let out = weir(&[
+    let out = weir_output(&[
         "run",
         "--manifest",
         m.to_str().expect("utf-8"),
@@ -310,7 +276,7 @@ fn a_pinned_plugin_loads_only_with_its_own_hash() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty(), "nothing may be published");
-    let err = stderr(&out);
+    let err = stderr_text(&out);
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
     assert!(err.contains("mapping.wasm"), "{err}");
     assert!(
@@ -322,7 +288,7 @@ fn a_pinned_plugin_loads_only_with_its_own_hash() {
 
     let m = manifest(dir.path(), &[("mapping", &mapping, Some(&actual))], tenants);
     let dlq = dir.path().join("dlq");
-    let out = weir(&[
+    let out = weir_output(&[
         "run",
         "--manifest",
         m.to_str().expect("utf-8"),
@@ -331,8 +297,8 @@ fn a_pinned_plugin_loads_only_with_its_own_hash() {
         "--dead-letter-dir",
         dlq.to_str().expect("utf-8"),
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert_eq!(stdout_lines(&out).len(), 2);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_text(&out));
+    assert_eq!(stdout_json(&out).len(), 2);
 }
 
 #[test]
@@ -353,7 +319,7 @@ fn runaway_plugins_are_stopped_and_the_next_record_is_served() {
         ),
     );
     let dlq = dir.path().join("dlq");
-    let out = weir(&[
+    let out = weir_output(&[
         "run",
         "--manifest",
         m.to_str().expect("utf-8"),
@@ -362,7 +328,7 @@ fn runaway_plugins_are_stopped_and_the_next_record_is_served() {
         "--dead-letter-dir",
         dlq.to_str().expect("utf-8"),
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_text(&out));
     let letters = dead_letters(&dlq);
     let kinds: Vec<(&str, &str)> = letters
         .iter()
@@ -382,7 +348,7 @@ fn runaway_plugins_are_stopped_and_the_next_record_is_served() {
         assert_eq!(l["plugin"]["sha256"].as_str().map(str::len), Some(64));
     }
     // The same tenants' next records got fresh instances and published.
-    let published: Vec<String> = stdout_lines(&out)
+    let published: Vec<String> = stdout_json(&out)
         .iter()
         .map(|e| {
             let d: Value = serde_json::from_str(&e_detail(e)).expect("JSON");
@@ -464,8 +430,8 @@ fn setup_errors_exit_2_with_one_clear_line() {
     ];
     for (args, needle) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = weir(&args);
-        let err = stderr(&out);
+        let out = weir_output(&args);
+        let err = stderr_text(&out);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err:?} lacks {needle:?}");
         assert!(!err.contains("panicked"), "{err}");
@@ -475,8 +441,8 @@ fn setup_errors_exit_2_with_one_clear_line() {
 
 #[test]
 fn check_reports_every_problem_at_once() {
-    let out = weir(&["check", "--manifest", "examples/weir.toml"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = weir_output(&["check", "--manifest", "examples/weir.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 3 plugins, 3 tenants, 1 routes"));
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -492,7 +458,7 @@ fn check_reports_every_problem_at_once() {
         ],
         "[tenants.a]\nplugin = \"mapping\"\n[tenants.b]\nplugin = \"garbage\"\n[tenants.c]\nplugin = \"gone\"\n",
     );
-    let out = weir(&["check", "--manifest", m.to_str().expect("utf-8")]);
+    let out = weir_output(&["check", "--manifest", m.to_str().expect("utf-8")]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -518,7 +484,7 @@ fn compile_writes_cwasm_for_both_lambda_architectures() {
     for target in ["x86_64", "aarch64"] {
         let out_dir = dir.path().join(target);
         std::fs::create_dir_all(&out_dir).expect("mkdir");
-        let out = weir(&[
+        let out = weir_output(&[
             "compile",
             src.to_str().expect("utf-8"),
             "--target",
@@ -526,7 +492,7 @@ fn compile_writes_cwasm_for_both_lambda_architectures() {
             "--out-dir",
             out_dir.to_str().expect("utf-8"),
         ]);
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
         let cwasm = std::fs::read(out_dir.join("mapping.cwasm")).expect("cwasm written");
         let source_sha = hex::encode(sha2::Sha256::digest(std::fs::read(&src).expect("wasm")));
         assert!(
@@ -544,14 +510,14 @@ fn compile_writes_cwasm_for_both_lambda_architectures() {
             "{target}"
         );
     }
-    let out = weir(&["compile", src.to_str().expect("utf-8"), "--target", "sparc"]);
+    let out = weir_output(&["compile", src.to_str().expect("utf-8"), "--target", "sparc"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("expected x86_64 or aarch64"));
+    assert!(stderr_text(&out).contains("expected x86_64 or aarch64"));
 }
 
 #[test]
 fn report_shows_fuel_memory_and_time_beside_limits_and_a_fuel_limit_holds() {
-    let out = weir(&[
+    let out = weir_output(&[
         "run",
         "--manifest",
         "examples/weir.toml",
@@ -559,8 +525,8 @@ fn report_shows_fuel_memory_and_time_beside_limits_and_a_fuel_limit_holds() {
         "examples/events/customers.json",
         "--report",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
+    let err = stderr_text(&out);
     let rows: Vec<&str> = err.lines().filter(|l| l.starts_with("| 1110")).collect();
     // One row per plugin call: the six records that reach a plugin.
     assert_eq!(rows.len(), 6, "{err}");
@@ -587,7 +553,7 @@ fn report_shows_fuel_memory_and_time_beside_limits_and_a_fuel_limit_holds() {
         "[tenants.globex]\nplugin = \"mapping\"\nlimits = { fuel = 1000 }\nconfig = { detail_type = \"C\", fields = { Name = \"/name\" } }\n",
     );
     let letters = dir.path().join("letters");
-    let out = weir(&[
+    let out = weir_output(&[
         "run",
         "--manifest",
         m.to_str().expect("utf-8"),
@@ -597,8 +563,8 @@ fn report_shows_fuel_memory_and_time_beside_limits_and_a_fuel_limit_holds() {
         "--dead-letter-dir",
         letters.to_str().expect("utf-8"),
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_text(&out));
+    let err = stderr_text(&out);
     assert!(err.contains("fuel limit of 1000 instructions"), "{err}");
     assert!(err.contains("of 1000 |"), "{err}");
 }
@@ -656,9 +622,9 @@ fn the_demo_compiles_its_plugins_without_a_warning() {
     };
     // What `./dev demo` prints: the entries, the summary, and no warning.
     let out = run("cache", None);
-    let err = stderr(&out);
+    let err = stderr_text(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
-    assert_eq!(stdout_lines(&out).len(), 6);
+    assert_eq!(stdout_json(&out).len(), 6);
     assert!(!err.contains("WARN"), "{err}");
     let lines: Vec<&str> = err.lines().collect();
     assert!(
@@ -674,7 +640,7 @@ fn the_demo_compiles_its_plugins_without_a_warning() {
     // With info lines on, each compile is said once, at info level, naming the plugin and,
     // in a field of its own, where it was read from.
     let out = run("cache-2", Some("info"));
-    let err = stderr(&out);
+    let err = stderr_text(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(!err.contains("WARN"), "{err}");
     for name in ["mapping", "salesforce-account", "slack-message"] {
@@ -716,7 +682,7 @@ fn a_cwasm_for_the_other_cpu_says_whether_it_compiled_or_found_the_cache() {
         &cache,
         None,
     );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
     let event = "examples/events/customers.json";
     let letters = dir.path().join("dead-letters");
     let letters = letters.to_str().expect("utf-8");
@@ -752,14 +718,14 @@ fn a_cwasm_for_the_other_cpu_says_whether_it_compiled_or_found_the_cache() {
     };
     // The first run compiles, and says so.
     let first = run();
-    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
-    let said = warning(&stderr(&first));
+    assert_eq!(first.status.code(), Some(0), "{}", stderr_text(&first));
+    let said = warning(&stderr_text(&first));
     assert!(said.contains("compiling the plugin instead"), "{said}");
     assert_eq!(std::fs::read_dir(&cache).expect("cache").count(), 1);
     // The next finds the compiled plugin in the cache, compiles nothing, and says that.
     let second = run();
-    assert_eq!(stdout_lines(&second), stdout_lines(&first));
-    let said = warning(&stderr(&second));
+    assert_eq!(stdout_json(&second), stdout_json(&first));
+    let said = warning(&stderr_text(&second));
     assert!(
         said.contains("loaded from weir's own compiled-code cache instead (nothing compiled)")
             && !said.contains("compiling"),

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use support::{plugin, root, venv_tool};
+use support::{plugin, root, venv_tool, weir_output};
 
 const BEGIN: &str = weir::infra::BEGIN_MARKER;
 const END: &str = weir::infra::END_MARKER;
@@ -22,22 +22,13 @@ fn template_path() -> PathBuf {
     root().join("examples/deploy/template.yaml")
 }
 
-fn weir(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(args)
-        .current_dir(root())
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("weir runs")
-}
-
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// `weir infra --manifest examples/weir.toml`, which must succeed.
 fn example_infra() -> String {
-    let out = weir(&["infra", "--manifest", "examples/weir.toml"]);
+    let out = weir_output(&["infra", "--manifest", "examples/weir.toml"]);
     assert!(
         out.status.success(),
         "weir infra failed: {}",
@@ -390,7 +381,7 @@ fn weir_check_reports_allow_lists_naming_undefined_destinations() {
             "[tenants.umbrella]\ndestinations = [\"slack\", \"teams\", \"salesforce\"]\n",
         )
     });
-    let out = weir(&["check", "--manifest", &manifest.display().to_string()]);
+    let out = weir_output(&["check", "--manifest", &manifest.display().to_string()]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{}", report(&out));
     assert!(
@@ -406,7 +397,7 @@ fn weir_check_reports_allow_lists_naming_undefined_destinations() {
         "{stdout}"
     );
     // weir infra refuses the same manifest, naming the problem.
-    let out = weir(&["infra", "--manifest", &manifest.display().to_string()]);
+    let out = weir_output(&["infra", "--manifest", &manifest.display().to_string()]);
     assert_eq!(out.status.code(), Some(2), "{}", report(&out));
     assert!(text(&out.stderr).contains("\"teams\""), "{}", report(&out));
     assert!(out.stdout.is_empty(), "{}", report(&out));
@@ -420,7 +411,7 @@ fn weir_infra_needs_destinations() {
         let t = without_destination(t, "slack");
         without_destination(t, "crm-webhook")
     });
-    let out = weir(&["infra", "--manifest", &manifest.display().to_string()]);
+    let out = weir_output(&["infra", "--manifest", &manifest.display().to_string()]);
     assert_eq!(out.status.code(), Some(2), "{}", report(&out));
     assert!(
         text(&out.stderr).contains("no [destinations.<name>] sections"),
@@ -436,7 +427,7 @@ fn events_for_an_undefined_destination_are_dead_lettered() {
     // Without [destinations.crm-webhook], globex's mapping events have nowhere to go.
     let manifest = edited_example(dir.path(), |t| without_destination(t, "crm-webhook"));
     let letters = dir.path().join("dead-letters");
-    let out = weir(&[
+    let out = weir_output(&[
         "run",
         "--manifest",
         &manifest.display().to_string(),
@@ -517,7 +508,7 @@ fn localstack_delivers_plugin_payloads_with_the_connections_auth() {
     // The generated template, pointed at the local endpoints. LocalStack's CloudFormation
     // needs the Name that AWS's makes up, so each Connection and ApiDestination gets one.
     let manifest = edited_example(dir.path(), |t| t);
-    let out = weir(&["infra", "--manifest", &manifest.display().to_string()]);
+    let out = weir_output(&["infra", "--manifest", &manifest.display().to_string()]);
     assert!(out.status.success(), "{}", report(&out));
     let template = text(&out.stdout)
         .replace("https://example.my.salesforce.com", &local)

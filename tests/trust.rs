@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use sha2::Digest as _;
-use support::{plugin, root};
+use support::{plugin, root, stderr_text};
 
 fn sha256(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
@@ -47,10 +47,6 @@ fn run(manifest: &Path, cache: &Path) -> Output {
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// The detail types of the entries printed, one per line.
@@ -97,7 +93,7 @@ fn chmod(path: &Path, mode: u32) {
 /// The honest output: the pinned plugin alone, compiled afresh.
 fn honest(dir: &Path, manifest: &Path) -> Output {
     let out = run(manifest, &private_dir(dir.join("honest-cache")));
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
     let types = detail_types(&out);
     assert!(
         !types.is_empty() && types.iter().all(|t| t == "CustomerChanged"),
@@ -151,7 +147,7 @@ fn a_forged_cwasm_beside_a_pinned_plugin_is_refused_and_the_pinned_plugin_runs()
         &["compile", evil_wasm.to_str().expect("utf-8")],
         &dir.path().join("unused-cache"),
     );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
     let mut forged = std::fs::read(evil_dir.join("mapping.cwasm")).expect("compiled");
     let body_end = forged[..forged.len() - 1]
         .iter()
@@ -165,9 +161,9 @@ fn a_forged_cwasm_beside_a_pinned_plugin_is_refused_and_the_pinned_plugin_runs()
     // The manifest pins the .wasm only: the .cwasm is refused, by name, and the pinned
     // plugin's own entries come out.
     let out = run(&unpinned, &private_dir(dir.path().join("cache-1")));
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
     assert_eq!(stdout(&out), stdout(&honest));
-    let err = stderr(&out);
+    let err = stderr_text(&out);
     assert!(
         err.contains(&format!(
             "{} not used: the manifest does not pin it (compiled_sha256)",
@@ -188,7 +184,7 @@ fn a_forged_cwasm_beside_a_pinned_plugin_is_refused_and_the_pinned_plugin_runs()
             ],
             &dir.path().join("unused-cache"),
         );
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
         std::fs::read(evil_dir.join("mapping.cwasm")).expect("compiled")
     };
     let pinned = manifest(
@@ -199,7 +195,7 @@ fn a_forged_cwasm_beside_a_pinned_plugin_is_refused_and_the_pinned_plugin_runs()
     );
     let out = run(&pinned, &private_dir(dir.path().join("cache-2")));
     assert_eq!(stdout(&out), stdout(&honest));
-    let err = stderr(&out);
+    let err = stderr_text(&out);
     assert!(
         err.contains(&format!(
             "{} not used: its sha256 is {}, but the manifest pins {}",
@@ -223,7 +219,7 @@ fn a_forged_cwasm_beside_a_pinned_plugin_is_refused_and_the_pinned_plugin_runs()
     assert!(
         !types.is_empty() && types.iter().all(|t| t == "EchoState"),
         "{types:?} {}",
-        stderr(&out)
+        stderr_text(&out)
     );
 }
 
@@ -245,7 +241,7 @@ fn a_planted_entry_in_a_compiled_code_cache_others_can_write_is_never_run() {
         &manifest(dir.path(), "evil.toml", &evil_wasm, ""),
         &evil_cache,
     );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
     let entry = std::fs::read_dir(&evil_cache)
         .expect("cache")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
@@ -267,9 +263,9 @@ fn a_planted_entry_in_a_compiled_code_cache_others_can_write_is_never_run() {
     chmod(&planted, 0o600);
 
     let out = run(&victim, &shared);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
     assert_eq!(stdout(&out), stdout(&honest));
-    let err = stderr(&out);
+    let err = stderr_text(&out);
     assert!(
         err.contains("compiled-code cache not used, running without a disk cache")
             && err.contains(&format!(
@@ -288,7 +284,7 @@ fn a_planted_entry_in_a_compiled_code_cache_others_can_write_is_never_run() {
     assert!(
         !types.is_empty() && types.iter().all(|t| t == "EchoState"),
         "{types:?} {}",
-        stderr(&out)
+        stderr_text(&out)
     );
 
     // A folder owned by another user is refused too, however tight its mode. (Only root can
@@ -302,7 +298,7 @@ fn a_planted_entry_in_a_compiled_code_cache_others_can_write_is_never_run() {
         std::os::unix::fs::chown(&shared, Some(65534), Some(65534)).expect("chown");
         let out = run(&victim, &shared);
         assert_eq!(stdout(&out), stdout(&honest));
-        let err = stderr(&out);
+        let err = stderr_text(&out);
         assert!(
             err.contains(&format!(
                 "{} is owned by uid 65534, not by this user (uid 0)",
@@ -333,7 +329,7 @@ fn compile_with_a_manifest_writes_both_pins_and_the_pinned_cwasm_runs_with_no_co
         &["compile", "--manifest", m.to_str().expect("utf-8")],
         &dir.path().join("unused-cache"),
     );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
     let cwasm = std::fs::read(dir.path().join("mapping.cwasm")).expect("compiled beside it");
     let text = std::fs::read_to_string(&m).expect("manifest");
     for line in [
@@ -352,9 +348,13 @@ fn compile_with_a_manifest_writes_both_pins_and_the_pinned_cwasm_runs_with_no_co
     // warn, and would write its result into the cache).
     let cache = private_dir(dir.path().join("fresh-cache"));
     let out = run(&m, &cache);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
     assert_eq!(stdout(&out), stdout(&honest));
-    assert!(!stderr(&out).contains("compil"), "{}", stderr(&out));
+    assert!(
+        !stderr_text(&out).contains("compil"),
+        "{}",
+        stderr_text(&out)
+    );
     assert_eq!(std::fs::read_dir(&cache).expect("cache").count(), 0);
 
     // The same run without the pin compiles, and says why the .cwasm was not used.
@@ -368,10 +368,10 @@ fn compile_with_a_manifest_writes_both_pins_and_the_pinned_cwasm_runs_with_no_co
     let out = run(&m, &cache);
     assert_eq!(stdout(&out), stdout(&honest));
     assert!(
-        stderr(&out).contains("does not pin it (compiled_sha256)")
-            && stderr(&out).contains("compiling the plugin instead"),
+        stderr_text(&out).contains("does not pin it (compiled_sha256)")
+            && stderr_text(&out).contains("compiling the plugin instead"),
         "{}",
-        stderr(&out)
+        stderr_text(&out)
     );
     assert_eq!(std::fs::read_dir(&cache).expect("cache").count(), 1);
 }
