@@ -67,6 +67,10 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
 }
 
+/// The least time left before the stop time for which another try is made (when the
+/// policy's base backoff is shorter): a call needs some time to be answered.
+const MIN_TIME_FOR_A_TRY: Duration = Duration::from_millis(10);
+
 /// Every item's result, in order, and the calls it took.
 #[derive(Debug)]
 pub struct Sent<R> {
@@ -176,8 +180,11 @@ pub async fn drive<C: BatchCall + Sync>(
             continue;
         }
         round += 1;
-        let backoff = full_jitter(policy.base_backoff, policy.max_backoff, round);
-        if Instant::now() + backoff >= stop_at {
+        // Back off, but never past the stop time: a backoff longer than the time left is
+        // cut to half of it, so the next attempt still has the other half to be answered.
+        // Only when less than one base backoff is left is there no time for another try.
+        let left = stop_at.saturating_duration_since(Instant::now());
+        if left < policy.base_backoff.max(MIN_TIME_FOR_A_TRY) {
             tracing::warn!(
                 items = pending.len(),
                 "{} still failing when the invocation's time ran out",
@@ -185,7 +192,8 @@ pub async fn drive<C: BatchCall + Sync>(
             );
             break;
         }
-        tokio::time::sleep(backoff).await;
+        let backoff = full_jitter(policy.base_backoff, policy.max_backoff, round);
+        tokio::time::sleep(backoff.min(left / 2)).await;
     }
     sent.results = results
         .into_iter()
@@ -249,6 +257,81 @@ mod tests {
         let sizes = [60, 50, 40, 200, 10];
         let groups = pack(&[0, 1, 2, 3, 4], |i| sizes[i], 10, 100);
         assert_eq!(groups, [vec![0], vec![1, 2], vec![3], vec![4]]);
+    }
+
+    /// A call that always fails transiently, noting when each attempt was made.
+    struct AlwaysThrottled {
+        attempts: std::sync::Mutex<Vec<Instant>>,
+    }
+
+    impl BatchCall for AlwaysThrottled {
+        type Result = Result<(), String>;
+        const NAME: &'static str = "Throttled";
+
+        fn pack(&self, pending: &[usize]) -> Vec<Vec<usize>> {
+            vec![pending.to_vec()]
+        }
+
+        fn size(&self, _item: usize) -> usize {
+            1
+        }
+
+        async fn call(&self, _items: &[usize], _remaining: Duration) -> CallOutcome<Self::Result> {
+            if let Ok(mut a) = self.attempts.lock() {
+                a.push(Instant::now());
+            }
+            CallOutcome::Transient("throttled".into())
+        }
+
+        fn unsent(&self, reason: String) -> Self::Result {
+            Err(reason)
+        }
+    }
+
+    /// Issue 23: the loop gave up as soon as the next random backoff would pass the stop
+    /// time, leaving up to `max_backoff` of the budget unused. It must back off no later
+    /// than the stop time and keep trying until then. (Paused time: nothing really sleeps.)
+    #[tokio::test(start_paused = true)]
+    async fn retries_use_the_whole_budget_up_to_the_stop_time() {
+        for seed in 0..20 {
+            fastrand::seed(seed);
+            let caller = AlwaysThrottled {
+                attempts: std::sync::Mutex::new(Vec::new()),
+            };
+            let start = Instant::now();
+            let deadline = start + Duration::from_secs(10);
+            let policy = RetryPolicy {
+                max_concurrency: 1,
+                safety_margin: Duration::ZERO,
+                base_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_secs(5),
+            };
+            let sent = drive(&caller, vec![None, None], policy, deadline).await;
+            assert!(
+                sent.results
+                    .iter()
+                    .all(|r| r.as_ref().is_err_and(|e| e == "throttled")),
+                "{:?}",
+                sent.results
+            );
+            let attempts = caller
+                .attempts
+                .lock()
+                .map(|a| a.clone())
+                .unwrap_or_default();
+            let last = attempts.last().copied().unwrap_or(start);
+            // The last attempt comes within one base backoff of the stop time, never after.
+            assert!(
+                last >= deadline - Duration::from_millis(50) && last <= deadline,
+                "seed {seed}: last of {} attempts at {:?} of a 10 s budget",
+                attempts.len(),
+                last - start
+            );
+            assert!(
+                Instant::now() <= deadline,
+                "seed {seed}: ran past the deadline"
+            );
+        }
     }
 
     #[test]
