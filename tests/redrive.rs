@@ -240,5 +240,3 @@ async fn redrive_of_a_delivery_queue_puts_the_events_back_on_the_bus() {
         "the delivery queue is empty"
     );
 }
-
-/// A manifest in `dir` with one tenant per (tenant, plugin path) pair.
