@@ -224,7 +224,7 @@ impl<'a> TypedImage<'a> {
         let index = self.index.get_or_init(|| {
             let mut scan = Scan::new(self.text);
             scan.object()
-                .and_then(|entries| scan.end().map(|()| sorted_last_wins(entries)))
+                .and_then(|entries| scan.end().and_then(|()| sorted_unique(entries)))
                 .map_err(|e| DecodeError::at("image", format!("not an object of attributes: {e}")))
         });
         index.as_deref().map_err(Clone::clone)
@@ -370,17 +370,20 @@ fn lookup<'a>(entries: &[(Cow<'a, str>, &'a str)], name: &str) -> Option<&'a str
         .map(|i| entries[i].1)
 }
 
-/// Sorted by name; of equal names the last written wins, as in a JSON map.
-fn sorted_last_wins(mut entries: Entries<'_>) -> Entries<'_> {
+/// Sorted by name. A name written twice is an error: DynamoDB never writes one, and a router
+/// reading one of them and a plugin the other would see two items in one.
+fn sorted_unique(mut entries: Entries<'_>) -> Result<Entries<'_>, String> {
     if entries.windows(2).all(|w| w[0].0 < w[1].0) {
-        return entries;
+        return Ok(entries);
     }
-    // A stable sort keeps equal names in written order; keep the last of each run.
     entries.sort_by(|a, b| a.0.cmp(&b.0));
-    entries.reverse();
-    entries.dedup_by(|a, b| a.0 == b.0);
-    entries.reverse();
-    entries
+    match entries.windows(2).find(|w| w[0].0 == w[1].0) {
+        Some(w) => Err(format!(
+            "the name {:?} appears twice in one map, which DynamoDB never writes",
+            w[0].0
+        )),
+        None => Ok(entries),
+    }
 }
 
 /// Decodes an attribute value one level: its tag, and its scalar or its children's spans.
@@ -591,7 +594,7 @@ impl<'a> Scan<'a> {
                 }
                 Node::Null
             }
-            "M" => Node::M(sorted_last_wins(self.object()?)),
+            "M" => Node::M(sorted_unique(self.object()?)?),
             "L" => Node::L(self.array()?),
             "SS" | "NS" | "BS" => {
                 let kind = match tag.as_ref() {
@@ -704,18 +707,30 @@ mod tests {
     }
 
     #[test]
-    fn names_read_sorted_and_a_repeated_name_keeps_its_last_value() {
-        // As the stream may write them: unsorted, and (in a hand-made sample) repeated.
+    fn names_read_sorted_and_a_repeated_name_is_an_error_for_every_reader() {
+        // As the stream may write them: unsorted.
         agrees(
-            r#"{"zeta": {"S": "z"}, "alpha": {"M": {"y": {"N": "2"}, "x": {"N": "1"}, "y": {"N": "3"}}},
-                "mid": {"S": "first"}, "mid": {"S": "last"}}"#,
+            r#"{"zeta": {"S": "z"}, "alpha": {"M": {"y": {"N": "2"}, "x": {"N": "1"}}},
+                "mid": {"S": "first"}}"#,
         );
-        let image = TypedImage::new(r#"{"b": {"S": "1"}, "a": {"S": "2"}, "b": {"S": "3"}}"#);
-        assert_eq!(
-            image.keys("").expect("reads"),
-            Some(vec!["a".into(), "b".into()])
-        );
-        assert_eq!(image.string("/b").expect("reads"), Some("3".into()));
+        // Repeated, as only a forged record can be: the lazy reader, the plain decoder and
+        // routing all refuse it, at the top level and inside a map.
+        for (text, pointer) in [
+            (
+                r#"{"b": {"S": "1"}, "a": {"S": "2"}, "b": {"S": "3"}}"#,
+                "/b",
+            ),
+            (
+                r#"{"m": {"M": {"y": {"N": "2"}, "x": {"N": "1"}, "y": {"N": "3"}}}}"#,
+                "/m/y",
+            ),
+        ] {
+            let image = TypedImage::new(text);
+            let err = image.string(pointer).and(image.number(pointer));
+            assert!(err.is_err(), "{text}: {err:?}");
+            let plain = transcode_image(text, "dynamodb.NewImage").expect_err("refused");
+            assert!(plain.message.contains("twice"), "{plain}");
+        }
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! entries and dead letters to the [`sink`]s, whose AWS implementations retry through
 //! [`retry`]'s one driver. Around it: [`manifest`] is the configuration and [`location`]
 //! says where it and the plugins are read from. [`image`] reads an item image lazily by
-//! JSON pointer, for the coming contract.
+//! JSON pointer, as `weir:transform@0.2.0` plugins read it; [`text`] escapes what others
+//! wrote before it is printed.
 
 #![deny(missing_docs)]
 
@@ -22,5 +23,6 @@ pub mod pipeline;
 pub mod record;
 pub mod retry;
 pub mod sink;
+pub mod text;
 pub mod transform;
 pub mod validate;

@@ -221,7 +221,10 @@ impl<S: Slot> Pipeline<S> {
         let Some(route) = manifest.route(parsed.table()) else {
             return Routed::Filtered(FilterReason::NoRoute, None);
         };
-        let attribute = parsed.string_attribute(route.tenant.attribute_name());
+        let attribute = match parsed.string_attribute(route.tenant.attribute_name()) {
+            Ok(attribute) => attribute,
+            Err(e) => return Routed::Bad(e),
+        };
         let own_id = attribute.as_deref().and_then(|v| route.tenant.extract(v));
         if let Some(only) = &self.only
             && !own_id.is_some_and(|id| only.contains(id))
@@ -374,6 +377,8 @@ enum Routed<'m> {
     },
     /// Nowhere, and why (with the tenant it named, if any).
     Filtered(FilterReason, Option<String>),
+    /// Nowhere: the value routing reads is one DynamoDB could not have written.
+    Bad(record::DecodeError),
 }
 
 /// One batch of records. It holds one instance per (tenant, plugin), never shared.
@@ -437,6 +442,9 @@ impl<S: Slot> Batch<'_, S> {
                 tenant_id,
             } => (route, entry, tenant, tenant_id),
             Routed::Filtered(reason, tenant) => return Outcome::Filtered { reason, tenant },
+            Routed::Bad(e) => {
+                return dead(raw, DeadLetterKind::Decode, e.to_string(), Blame::Record);
+            }
         };
         let record = record::LazyRecord::new(parsed);
         let limits = manifest.limits_for(tenant);

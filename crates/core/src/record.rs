@@ -17,6 +17,12 @@ pub const MAX_ATTRIBUTE_DEPTH: usize = 64;
 /// DynamoDB numbers carry at most 38 significant digits.
 pub const MAX_NUMBER_DIGITS: usize = 38;
 
+/// The smallest magnitude DynamoDB stores is 1E-130; the largest 9.99...E+125 (38 nines).
+pub const MIN_NUMBER_EXPONENT: i64 = -130;
+
+/// See [`MIN_NUMBER_EXPONENT`].
+pub const MAX_NUMBER_EXPONENT: i64 = 125;
+
 /// What happened to the item, as the stream's `eventName` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Change {
@@ -388,15 +394,29 @@ impl<'a> ParsedRecord<'a> {
         &self.sequence_number
     }
 
-    /// A string (or number) attribute, from the new image, else the old image, else the
-    /// keys: how a record names its tenant.
-    pub fn string_attribute(&self, name: &str) -> Option<String> {
+    /// A string (or number) attribute, from the keys, else the new image, else the old
+    /// image: how a record names its tenant. A number comes as the JSON number a plugin
+    /// reads for it (`007` is `7`), so a record is routed on the value its plugin sees.
+    ///
+    /// A value DynamoDB could not have written is an error, never a fall-through to the
+    /// next image or the default tenant: an attribute named twice in one image, a string
+    /// that is not Unicode (a lone surrogate), a number outside DynamoDB's grammar or range.
+    pub fn string_attribute(&self, name: &str) -> Result<Option<String>, DecodeError> {
         // A key attribute never changes, so when the keys hold it they hold the value
         // both images have; the keys are a few bytes to scan, an image a kilobyte.
-        [Some(self.keys), self.new_image, self.old_image]
-            .into_iter()
-            .flatten()
-            .find_map(|image| top_level_string(image, name))
+        let images = [
+            (Some(self.keys), "dynamodb.Keys"),
+            (self.new_image, "dynamodb.NewImage"),
+            (self.old_image, "dynamodb.OldImage"),
+        ];
+        for (image, path) in images {
+            if let Some(image) = image
+                && let Some(value) = top_level_string(image, name, path)?
+            {
+                return Ok(Some(value));
+            }
+        }
+        Ok(None)
     }
 
     /// The new image's typed JSON text, undecoded (to read lazily with
@@ -596,9 +616,9 @@ fn epoch_seconds_to_ms(v: &Value) -> Option<u64> {
 }
 
 /// Converts an attribute map's JSON text straight into plain JSON text, in one pass and
-/// without building a tree. Object keys come out sorted, as a JSON map sorts them (a
-/// duplicated name keeps its last value), so the output does not depend on the order the
-/// stream happened to write.
+/// without building a tree. Object keys come out sorted, as a JSON map sorts them, so the
+/// output does not depend on the order the stream happened to write; a name written twice
+/// in one map is an error.
 pub fn transcode_image(image: &str, path: &str) -> Result<String, DecodeError> {
     use serde::de::DeserializeSeed as _;
     let cx = Cx::default();
@@ -779,10 +799,14 @@ fn write_attribute_map<'de, A: serde::de::MapAccess<'de>>(
     if !spans.windows(2).all(|w| w[0].0 < w[1].0) {
         let text = out[body..].to_owned();
         spans.sort_by(|a, b| a.0.cmp(&b.0));
-        // Equal names: the last one written wins, as in a JSON map.
-        spans.reverse();
-        spans.dedup_by(|a, b| a.0 == b.0);
-        spans.reverse();
+        // A name written twice: a router reading the first and a plugin the last would
+        // see two items in one. DynamoDB never writes that, so the record is refused.
+        if let Some(w) = spans.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(cx.fail(
+                &Path::Key(path, &w[0].0),
+                "the name appears twice in one map, which DynamoDB never writes",
+            ));
+        }
         out.truncate(body);
         for (i, (_, start, end)) in spans.iter().enumerate() {
             if i > 0 {
@@ -1126,8 +1150,14 @@ impl<'de> serde::de::Visitor<'de> for SetMemberSeed<'_, '_> {
     }
 }
 
-/// The `S` or `N` text of a top-level attribute of an image, without decoding the rest.
-fn top_level_string(image: &RawValue, name: &str) -> Option<String> {
+/// The `S` text, or the `N` as a JSON number, of a top-level attribute of an image, without
+/// decoding the rest; `path` names the image in an error. The whole image is scanned, so an
+/// attribute named twice is found wherever the second one stands.
+fn top_level_string(
+    image: &RawValue,
+    name: &str,
+    path: &str,
+) -> Result<Option<String>, DecodeError> {
     #[derive(Deserialize)]
     struct Scalar {
         #[serde(rename = "S")]
@@ -1135,7 +1165,11 @@ fn top_level_string(image: &RawValue, name: &str) -> Option<String> {
         #[serde(rename = "N")]
         n: Option<String>,
     }
-    struct Find<'n>(&'n str);
+    struct Find<'n> {
+        name: &'n str,
+        path: &'n str,
+        error: &'n std::cell::RefCell<Option<DecodeError>>,
+    }
     impl<'de> serde::de::Visitor<'de> for Find<'_> {
         type Value = Option<String>;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -1145,22 +1179,50 @@ fn top_level_string(image: &RawValue, name: &str) -> Option<String> {
             self,
             mut map: A,
         ) -> Result<Option<String>, A::Error> {
-            let mut found = None;
+            let mut found: Option<Option<String>> = None;
             while let Some(key) = map.next_key_seed(Key)? {
-                if found.is_none() && key == self.0 {
-                    let v: Option<Scalar> = map.next_value()?;
-                    found = v.and_then(|v| v.s.or(v.n));
-                } else {
+                if key != self.name {
                     map.next_value::<serde::de::IgnoredAny>()?;
+                    continue;
                 }
+                let at = format!("{}.{}", self.path, self.name);
+                if found.is_some() {
+                    *self.error.borrow_mut() = Some(DecodeError::at(
+                        &at,
+                        "the attribute is named twice in one image, which DynamoDB never writes",
+                    ));
+                    return Err(serde::de::Error::custom("duplicate attribute"));
+                }
+                let v: Option<Scalar> = map.next_value()?;
+                let value = match v {
+                    Some(Scalar { s: Some(s), .. }) => Some(s),
+                    Some(Scalar { n: Some(n), .. }) => match number_as_json(&n) {
+                        Ok(n) => Some(n),
+                        Err(why) => {
+                            *self.error.borrow_mut() = Some(DecodeError::at(&at, why));
+                            return Err(serde::de::Error::custom("bad number"));
+                        }
+                    },
+                    _ => None,
+                };
+                found = Some(value);
             }
-            Ok(found)
+            Ok(found.flatten())
         }
     }
+    let error = std::cell::RefCell::new(None);
     let mut de = serde_json::Deserializer::from_str(image.get());
-    serde::Deserializer::deserialize_map(&mut de, Find(name))
-        .ok()
-        .flatten()
+    let find = Find {
+        name,
+        path,
+        error: &error,
+    };
+    match serde::Deserializer::deserialize_map(&mut de, find) {
+        Ok(value) => Ok(value),
+        Err(e) => Err(error
+            .into_inner()
+            .unwrap_or_else(|| DecodeError::at(path, format!("not valid: {e}")))),
+    }
 }
 
 pub(crate) fn write_binary(b64: &str, out: &mut String) -> Result<(), String> {
@@ -1176,11 +1238,19 @@ pub(crate) fn write_binary(b64: &str, out: &mut String) -> Result<(), String> {
 /// DynamoDB's grammar is looser than JSON's (`+1`, `.5`, `5.`, `007`), so the text is
 /// normalised to JSON's form without changing its value or dropping a digit.
 fn write_number(text: &str, out: &mut String) -> Result<(), String> {
-    let n = parse_number(text).map_err(|why| format!("N value {text:?} is not a number: {why}"))?;
+    let shown = Shown(text);
+    let n = parse_number(text).map_err(|why| format!("N value {shown} is not a number: {why}"))?;
     let digits = n.significant_digits();
     if digits > MAX_NUMBER_DIGITS {
         return Err(format!(
-            "N value {text:?} has {digits} significant digits; DynamoDB allows {MAX_NUMBER_DIGITS}"
+            "N value {shown} has {digits} significant digits; DynamoDB allows {MAX_NUMBER_DIGITS}"
+        ));
+    }
+    if let Some(e) = n.exponent()
+        && !(MIN_NUMBER_EXPONENT..=MAX_NUMBER_EXPONENT).contains(&e)
+    {
+        return Err(format!(
+            "N value {shown} is outside DynamoDB's range (a magnitude from 1E{MIN_NUMBER_EXPONENT} to 9.99...E+{MAX_NUMBER_EXPONENT}, or 0)"
         ));
     }
     n.write_json(out);
@@ -1247,7 +1317,51 @@ fn parse_number(text: &str) -> Result<Number<'_>, &'static str> {
     })
 }
 
+/// A value in an error message: quoted and escaped, and cut after 64 characters (a number
+/// can be 400 KB of digits).
+struct Shown<'a>(&'a str);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const MOST: usize = 64;
+        match self.0.char_indices().nth(MOST) {
+            None => write!(f, "{:?}", self.0),
+            Some((cut, _)) => write!(f, "{:?}... ({} bytes)", &self.0[..cut], self.0.len()),
+        }
+    }
+}
+
 impl Number<'_> {
+    /// The decimal exponent of the first significant digit (`123` is 2, `0.05` is -2),
+    /// or `None` for zero. An exponent too long to add up is saturated: far out of range.
+    fn exponent(&self) -> Option<i64> {
+        let first = self
+            .int
+            .bytes()
+            .chain(self.frac.bytes())
+            .position(|c| c != b'0')?;
+        let int_len = i64::try_from(self.int.len()).unwrap_or(i64::MAX);
+        let first = i64::try_from(first).unwrap_or(i64::MAX);
+        let written = match self.exp {
+            None => 0,
+            Some((negative, digits)) => {
+                let digits = digits.trim_start_matches('0');
+                let magnitude = if digits.len() > 15 {
+                    i64::MAX / 4
+                } else {
+                    digits.parse::<i64>().unwrap_or(i64::MAX / 4)
+                };
+                if negative { -magnitude } else { magnitude }
+            }
+        };
+        Some(
+            int_len
+                .saturating_sub(1)
+                .saturating_sub(first)
+                .saturating_add(written),
+        )
+    }
+
     fn significant_digits(&self) -> usize {
         let all = self.int.bytes().chain(self.frac.bytes());
         let trimmed: Vec<u8> = all.skip_while(|&c| c == b'0').collect();
@@ -1587,7 +1701,80 @@ pub(crate) mod tests {
         .to_string()
     }
 
+    /// One written value of a tenant attribute, as JSON text: a string (any Unicode, or
+    /// with a lone surrogate only an escape can write), or a number (valid, loose, out of
+    /// range, or not one).
+    fn tenant_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>().prop_map(|s| json!({ "S": s }).to_string()),
+            "[a-z]{0,4}".prop_map(|s| format!(r#"{{"S":"\\ud800{s}"}}"#)),
+            "[a-z]{0,4}".prop_map(|s| format!(r#"{{"S":"{s}\\udc00"}}"#)),
+            prop_oneof![
+                Just("007".to_owned()),
+                Just("+5".to_owned()),
+                Just("1e125".to_owned()),
+                Just("1e126".to_owned()),
+                Just("1e-130".to_owned()),
+                Just("0.1e-130".to_owned()),
+                Just("1e99999999999999999999".to_owned()),
+                Just("12abc".to_owned()),
+                "-?[0-9]{1,40}(\\.[0-9]{0,5})?(e-?[0-9]{1,4})?",
+            ]
+            .prop_map(|n| json!({ "N": n }).to_string()),
+        ]
+    }
+
     proptest! {
+        /// A record is routed on exactly the value its plugin reads (lazily, 0.2) and is
+        /// given (decoded whole, 0.1), or it is dead-lettered: routing never takes one
+        /// value while a plugin sees another, or skips a value it cannot read.
+        #[test]
+        fn a_record_is_routed_on_the_value_its_plugin_reads_or_refused(
+            values in prop::collection::vec(tenant_value(), 1..3),
+            before in prop::bool::ANY,
+        ) {
+            let mut fields: Vec<String> = values.iter().map(|v| format!(r#""tenantId":{v}"#)).collect();
+            let other = r#""name":{"S":"x"}"#.to_owned();
+            if before { fields.insert(0, other) } else { fields.push(other) }
+            let image = format!("{{{}}}", fields.join(","));
+            let text = format!(
+                r#"{{"eventID":"e","eventName":"INSERT","eventSourceARN":"arn:aws:dynamodb:r:1:table/T/stream/s","dynamodb":{{"Keys":{{"k":{{"S":"1"}}}},"NewImage":{image},"SequenceNumber":"1"}}}}"#
+            );
+            let Ok(parsed) = parse(&text) else {
+                // The whole record refused (a lone surrogate serde will not read even
+                // as raw text): dead-lettered, which is allowed.
+                return Ok(());
+            };
+            let routed = parsed.string_attribute("tenantId");
+            let lazy = crate::image::TypedImage::new(parsed.new_image_text().unwrap_or("{}"));
+            let read = lazy
+                .string("/tenantId")
+                .and_then(|s| match s {
+                    Some(s) => Ok(Some(s)),
+                    None => lazy.number("/tenantId"),
+                });
+            let whole = transcode_image(parsed.new_image_text().unwrap_or("{}"), "dynamodb.NewImage");
+            match &routed {
+                Err(_) => {}
+                Ok(tenant) => {
+                    prop_assert_eq!(values.len(), 1, "a repeated name was routed: {}", image);
+                    prop_assert_eq!(tenant, &read.clone().expect("the plugin reads what routing read"), "{}", image);
+                    // Keys are sorted, so the tenant is the plain image's last value; a
+                    // number is compared as text (a float would drop digits).
+                    let whole = whole.expect("decodes whole");
+                    let raw = whole
+                        .rsplit_once("\"tenantId\":")
+                        .and_then(|(_, v)| v.strip_suffix('}'))
+                        .expect("the tenant is in the plain image");
+                    let given = match serde_json::from_str::<Value>(raw) {
+                        Ok(Value::String(s)) => s,
+                        _ => raw.to_owned(),
+                    };
+                    prop_assert_eq!(tenant.as_deref(), Some(given.as_str()), "{}", image);
+                }
+            }
+        }
+
         #[test]
         fn fuzz_decode_never_panics_on_arbitrary_text(text in any::<String>()) {
             let _ = decode(&text);

@@ -177,7 +177,8 @@ pub struct CallCost {
     pub elapsed: Duration,
     /// Instructions executed (wasmtime fuel), when the engine counts them.
     pub fuel: Option<u64>,
-    /// The instance's linear memory after the call (it never shrinks, so this is its peak).
+    /// All the instance's linear memories and tables after the call, together (none
+    /// shrinks, so this is their peak): what the memory limit counts.
     pub memory_bytes: usize,
     /// The limits it ran under.
     pub limits: Limits,

@@ -29,11 +29,13 @@ impl PluginLog {
         self.budget.reset();
     }
 
-    /// Logs one line, if the budget admits it.
+    /// Logs one line, if the budget admits it, escaped: a plugin's newline or terminal
+    /// control never starts a line the host did not write.
     pub(crate) fn emit(&mut self, level: Level, message: &str) {
         if !self.budget.admit(message.len()) {
             return;
         }
+        let message = weir_core::text::one_line(message);
         let (plugin, tenant) = (self.plugin.as_str(), self.tenant.as_str());
         match level {
             Level::Trace => tracing::trace!(plugin, tenant, "{message}"),
