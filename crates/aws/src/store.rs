@@ -1,11 +1,17 @@
 //! Where manifests and plugins are read from: a local file or an S3 object, with a
 //! version tag so a reload can ask "has it changed?" without downloading it again.
+//!
+//! Every read is bounded: a file is opened once, without following a link or blocking, and
+//! must be a regular file; an object's declared length is checked before its body is read,
+//! and the body is read only up to the cap. The cap is [`MAX_FILE_BYTES`] unless the caller
+//! gives a smaller one ([`Store::read_at_most`], for manifests [`MAX_MANIFEST_BYTES`]).
 
-use std::path::Path;
 use std::time::UNIX_EPOCH;
 
 use anyhow::Context as _;
-pub use weir_core::location::{Fetch, FetchFuture, Fetched, Location};
+pub use weir_core::location::{
+    Fetch, FetchFuture, Fetched, Location, MAX_FILE_BYTES, MAX_MANIFEST_BYTES, ReadError,
+};
 
 /// Reads locations. The S3 client is made on first use from the standard AWS SDK
 /// configuration, unless one is given.
@@ -29,20 +35,35 @@ impl Store {
     }
 
     /// Reads `location`, or says it has not changed since `known_version`. S3 uses a
-    /// conditional GET on the ETag; files use their size and modification time.
+    /// conditional GET on the ETag; files use their size and modification time. At most
+    /// [`MAX_FILE_BYTES`] are read.
     pub async fn fetch(
         &self,
         location: &Location,
         known_version: Option<&str>,
     ) -> anyhow::Result<Fetched> {
+        self.fetch_at_most(location, known_version, MAX_FILE_BYTES)
+            .await
+    }
+
+    /// [`Self::fetch`], reading at most `cap` bytes: a larger file or object is refused
+    /// with an error naming it and the cap.
+    pub async fn fetch_at_most(
+        &self,
+        location: &Location,
+        known_version: Option<&str>,
+        cap: u64,
+    ) -> anyhow::Result<Fetched> {
         match location {
             Location::File(path) => {
-                let version = file_version(path)?;
+                // One handle: the version, the checks and the bytes are all this open file's.
+                let (mut file, meta) = weir_core::location::open_regular_file(path, cap)?;
+                let version = version_of(&meta);
                 if known_version == Some(version.as_str()) {
                     return Ok(Fetched::NotModified);
                 }
-                let bytes = std::fs::read(path)
-                    .with_context(|| format!("{}: cannot read", path.display()))?;
+                let shown = path.display().to_string();
+                let bytes = weir_core::location::read_at_most(&mut file, meta.len(), &shown, cap)?;
                 Ok(Fetched::Content { bytes, version })
             }
             Location::S3 { bucket, key } => {
@@ -54,13 +75,7 @@ impl Store {
                 match get.send().await {
                     Ok(out) => {
                         let version = out.e_tag().unwrap_or_default().to_owned();
-                        let bytes = out
-                            .body
-                            .collect()
-                            .await
-                            .with_context(|| format!("{location}: download broke off"))?
-                            .into_bytes()
-                            .to_vec();
+                        let bytes = body_at_most(location, out, cap).await?;
                         Ok(Fetched::Content { bytes, version })
                     }
                     Err(e) => {
@@ -80,11 +95,27 @@ impl Store {
         }
     }
 
+    /// Reads `location` in full, refusing more than `cap` bytes: manifests are read with
+    /// [`MAX_MANIFEST_BYTES`].
+    pub async fn read_at_most(
+        &self,
+        location: &Location,
+        cap: u64,
+    ) -> anyhow::Result<(Vec<u8>, String)> {
+        match self.fetch_at_most(location, None, cap).await? {
+            Fetched::Content { bytes, version } => Ok((bytes, version)),
+            Fetched::NotModified => anyhow::bail!("{location}: unexpected 304 without a version"),
+        }
+    }
+
     /// The version `fetch` would report for `location`, without reading its content (S3:
     /// a HEAD request for the ETag).
     pub async fn version(&self, location: &Location) -> anyhow::Result<String> {
         match location {
-            Location::File(path) => file_version(path),
+            Location::File(path) => {
+                let (_, meta) = weir_core::location::open_regular_file(path, MAX_FILE_BYTES)?;
+                Ok(version_of(&meta))
+            }
             Location::S3 { bucket, key } => {
                 let out = self
                     .s3()
@@ -109,11 +140,17 @@ impl Store {
     /// key): a checkpoint not yet written.
     pub async fn read_if_exists(&self, location: &Location) -> anyhow::Result<Option<Vec<u8>>> {
         match location {
-            Location::File(path) => match std::fs::read(path) {
-                Ok(bytes) => Ok(Some(bytes)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(e).with_context(|| format!("{}: cannot read", path.display())),
-            },
+            Location::File(path) => {
+                match weir_core::location::read_regular_file(path, MAX_FILE_BYTES) {
+                    Ok((bytes, _)) => Ok(Some(bytes)),
+                    Err(ReadError::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        Ok(None)
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
             Location::S3 { bucket, key } => {
                 match self
                     .s3()
@@ -124,14 +161,7 @@ impl Store {
                     .send()
                     .await
                 {
-                    Ok(out) => Ok(Some(
-                        out.body
-                            .collect()
-                            .await
-                            .with_context(|| format!("{location}: download broke off"))?
-                            .into_bytes()
-                            .to_vec(),
-                    )),
+                    Ok(out) => Ok(Some(body_at_most(location, out, MAX_FILE_BYTES).await?)),
                     Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
                         Ok(None)
                     }
@@ -149,13 +179,9 @@ impl Store {
     /// or the new, never part of either.
     pub async fn write(&self, location: &Location, bytes: Vec<u8>) -> anyhow::Result<()> {
         match location {
-            Location::File(path) => {
-                let tmp = path.with_extension("tmp");
-                std::fs::write(&tmp, bytes)
-                    .with_context(|| format!("{}: cannot write", tmp.display()))?;
-                std::fs::rename(&tmp, path)
-                    .with_context(|| format!("{}: cannot write", path.display()))
-            }
+            // A new file beside it, created exclusively and never through a link.
+            Location::File(path) => weir_core::location::replace_file(path, &bytes, 0o644)
+                .with_context(|| format!("{}: cannot write", path.display())),
             Location::S3 { bucket, key } => {
                 self.s3()
                     .await
@@ -185,16 +211,45 @@ impl Store {
     }
 }
 
-/// A file's version: its size and modification time.
-fn file_version(path: &Path) -> anyhow::Result<String> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
+/// A file's version, from its open handle's metadata: its size and modification time.
+fn version_of(meta: &std::fs::Metadata) -> String {
     let mtime = meta
         .modified()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos());
-    Ok(format!("{}-{mtime}", meta.len()))
+    format!("{}-{mtime}", meta.len())
+}
+
+/// An object's body, at most `cap` bytes: its declared length is checked before any of it
+/// is read, and the stream is cut off past the cap whatever the length said.
+async fn body_at_most(
+    location: &Location,
+    out: aws_sdk_s3::operation::get_object::GetObjectOutput,
+    cap: u64,
+) -> anyhow::Result<Vec<u8>> {
+    let too_large = |size: u64| ReadError::TooLarge {
+        path: location.to_string(),
+        size,
+        cap,
+    };
+    let declared = out.content_length().and_then(|n| u64::try_from(n).ok());
+    if let Some(n) = declared.filter(|&n| n > cap) {
+        return Err(too_large(n).into());
+    }
+    let mut body = out.body;
+    let mut bytes = Vec::with_capacity(usize::try_from(declared.unwrap_or(0)).unwrap_or(0));
+    while let Some(chunk) = body
+        .try_next()
+        .await
+        .with_context(|| format!("{location}: download broke off"))?
+    {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() as u64 > cap {
+            return Err(too_large(bytes.len() as u64).into());
+        }
+    }
+    Ok(bytes)
 }
 
 impl Fetch for Store {

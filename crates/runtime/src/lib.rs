@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod native;
+pub mod open;
 pub mod plugin;
 pub mod slot;
 

@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use sha2::Digest as _;
+use weir_core::location::{MAX_FILE_BYTES, ReadError};
+
+use crate::open::Dir;
 
 /// The last line of a `.cwasm` written by `weir compile`, after wasmtime's artifact: it
 /// names the plugin it was compiled from (`weir-cwasm-2 <sha256>`), so a stale one is
@@ -132,16 +135,22 @@ pub fn verify(
     };
     match precompiled {
         Precompiled::Bytes { bytes, .. } => {
+            if bytes.len() as u64 > MAX_FILE_BYTES {
+                return Err(unusable(not_read(&ReadError::TooLarge {
+                    path: file.clone(),
+                    size: bytes.len() as u64,
+                    cap: MAX_FILE_BYTES,
+                })));
+            }
             let end = check(&bytes, pin, made_from, &file)?;
             Ok(VerifiedArtifact::Bytes { bytes, end })
         }
         Precompiled::File(path) => {
-            use std::io::Read as _;
-            let mut f =
-                std::fs::File::open(&path).map_err(|e| unusable(format!("cannot read: {e}")))?;
-            let meta = f
-                .metadata()
-                .map_err(|e| unusable(format!("cannot read: {e}")))?;
+            // One open: the file is opened once, through its directory's handle, without
+            // following a link or blocking; kind, size, owner and mode are checked on that
+            // handle, and the bytes hashed are read (or mapped) from it.
+            let (mut f, meta) = crate::open::open_regular(&path, MAX_FILE_BYTES)
+                .map_err(|e| unusable(not_read(&e)))?;
             if only_its_owner_can_write(&meta) {
                 let len = usize::try_from(meta.len()).map_err(|e| unusable(e.to_string()))?;
                 let mapped =
@@ -149,12 +158,26 @@ pub fn verify(
                 check(mapped.bytes(), pin, made_from, &file)?;
                 Ok(VerifiedArtifact::OwnFile(f))
             } else {
-                let mut bytes = Vec::new();
-                f.read_to_end(&mut bytes)
-                    .map_err(|e| unusable(format!("cannot read: {e}")))?;
+                let bytes =
+                    weir_core::location::read_at_most(&mut f, meta.len(), &file, MAX_FILE_BYTES)
+                        .map_err(|e| unusable(not_read(&e)))?;
                 let end = check(&bytes, pin, made_from, &file)?;
                 Ok(VerifiedArtifact::Bytes { bytes, end })
             }
+        }
+    }
+}
+
+/// A read error's reason, without the file name a [`Refused`] already starts with.
+fn not_read(e: &ReadError) -> String {
+    match e {
+        ReadError::Io { source, .. } => format!("cannot read: {source}"),
+        ReadError::Symlink { .. } => {
+            "it is a symbolic link, and weir does not follow links to native code".to_owned()
+        }
+        ReadError::NotRegular { kind, .. } => format!("it is {kind}, not a regular file"),
+        ReadError::TooLarge { size, cap, .. } => {
+            format!("it is {size} bytes, more than the cap of {cap} bytes")
         }
     }
 }
@@ -267,14 +290,20 @@ fn parse_trailer(tail: &[u8], len: usize) -> Result<(&str, usize), String> {
 /// weir's own compiled-code cache: components it compiled itself, serialized, in a
 /// directory only the current user can write.
 ///
-/// Entries carry no pin: their trust is the directory. It is created `0700`, entries are
-/// written `0600` and renamed into place, and before every read the directory and the entry
-/// are checked again: owned by this user, not a symlink, writable by no group and no other
-/// user. A directory that fails is not used (one warning), and weir runs without a disk
-/// cache rather than run code someone else could have put there.
+/// Entries carry no pin: their trust is the directory. It is created `0700` and opened
+/// once, without following a link; every directory on its path is checked on its own handle
+/// too, since whoever can rename an entry of an ancestor can swap the cache for another
+/// directory. An ancestor writable by another user (group or others, without the sticky bit
+/// that keeps them from renaming what they do not own) or owned by another user (not root)
+/// makes the cache unusable. Entries are opened relative to that one directory handle,
+/// never through a link, and checked on their own handle (owned by this user, a regular
+/// file writable by nobody else) before they are read from it; they are written `0600`
+/// under a new name and renamed into place. A cache that fails is not used (one warning),
+/// and weir runs without a disk cache rather than run code someone else could have put
+/// there.
 #[derive(Debug)]
 pub struct CompiledCache {
-    dir: PathBuf,
+    dir: Dir,
     warned: AtomicBool,
     /// Makes each temporary file's name unique within this process.
     writes: AtomicUsize,
@@ -300,53 +329,65 @@ impl CompiledCache {
             .map(|d| d.join("weir"))
     }
 
-    /// The cache in `dir`, created `0700` if missing; `None`, with a warning naming the
-    /// directory and why, if another user could write it.
+    /// The cache in `dir`, created `0700` if missing and opened once; `None`, with a
+    /// warning naming the directory and why, if another user could write it or swap it.
     pub fn open(dir: PathBuf) -> Option<Self> {
         use std::os::unix::fs::DirBuilderExt as _;
+        let refuse = |why: &str| {
+            tracing::warn!(
+                cache = %dir.display(),
+                "compiled-code cache not used, running without a disk cache: {why}"
+            );
+        };
         if let Err(e) = std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&dir)
         {
-            tracing::warn!(
-                cache = %dir.display(),
-                "compiled-code cache not used, running without a disk cache: cannot create it: {e}"
-            );
+            refuse(&format!("cannot create it: {e}"));
             return None;
         }
-        if let Err(why) = private(&dir, true) {
-            tracing::warn!(
-                cache = %dir.display(),
-                "compiled-code cache not used, running without a disk cache: {why}"
-            );
-            return None;
+        match open_unswappable(&dir).and_then(|d| private(&d).map(|()| d)) {
+            Ok(handle) => Some(CompiledCache {
+                dir: handle,
+                warned: AtomicBool::new(false),
+                writes: AtomicUsize::new(0),
+            }),
+            Err(why) => {
+                refuse(&why);
+                None
+            }
         }
-        Some(CompiledCache {
-            dir,
-            warned: AtomicBool::new(false),
-            writes: AtomicUsize::new(0),
-        })
     }
 
-    /// The directory.
+    /// The directory, as it was named when opened (for messages).
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 
-    /// An entry's bytes' path if the directory and the entry are still private to this
-    /// user; `None` if there is no entry or it cannot be trusted (warned once).
-    pub fn trusted_entry(&self, name: &str) -> Option<PathBuf> {
-        let file = self.dir.join(name);
-        if std::fs::symlink_metadata(&file).is_err() {
-            return None;
-        }
-        match private(&self.dir, true).and_then(|()| private(&file, false)) {
-            Ok(()) => Some(file),
+    /// An entry, opened once and checked on its handle, if it and the directory are still
+    /// private to this user; `None` if there is no entry or it cannot be trusted (warned
+    /// once). Read (or map) the bytes from this handle: its name is not looked up again.
+    pub fn open_entry(&self, name: &str) -> Option<std::fs::File> {
+        let checked = private(&self.dir).and_then(|()| {
+            match crate::open::open_regular_in(&self.dir, name, MAX_FILE_BYTES) {
+                Ok((file, meta)) => {
+                    owned_by_me_alone(&meta, &self.dir.path().join(name)).map(|()| Some(file))
+                }
+                Err(ReadError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        });
+        match checked {
+            Ok(file) => file,
             Err(why) => {
                 if !self.warned.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
-                        cache = %self.dir.display(),
+                        cache = %self.dir.path().display(),
                         "compiled-code cache entry not used: {why}"
                     );
                 }
@@ -355,67 +396,137 @@ impl CompiledCache {
         }
     }
 
-    /// Writes an entry: a new `0600` file, renamed over the name, so a reader never sees
-    /// half of one.
+    /// Writes an entry: a new `0600` file (never an existing name, never through a link),
+    /// renamed over the name, so a reader never sees half of one.
     pub fn write(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
         use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
-        private(&self.dir, true).map_err(std::io::Error::other)?;
-        let file = self.dir.join(name);
-        let tmp = self.dir.join(format!(
+        private(&self.dir).map_err(std::io::Error::other)?;
+        let tmp = format!(
             ".{name}.tmp{}-{}",
             std::process::id(),
             self.writes.fetch_add(1, Ordering::Relaxed)
-        ));
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
+        );
+        let written = self
+            .dir
+            .create_new(&tmp, 0o600)
             .and_then(|mut f| f.write_all(bytes))
-            .and_then(|()| std::fs::rename(&tmp, &file));
+            .and_then(|()| self.dir.rename(&tmp, name));
         if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+            let _ = self.dir.remove_file(&tmp);
         }
         written
     }
 }
 
-/// Whether `path` is a directory (or a regular file) that only the current user can write:
-/// not a symlink, owned by this user, not writable by group or others.
-fn private(path: &Path, dir: bool) -> Result<(), String> {
+/// Opens `dir` once, walking from `/` one directory handle at a time, never through a link
+/// at a step, and checks at each step that no other user can swap the next directory:
+/// the one holding it is owned by this user or root, and writable by no one else unless its
+/// sticky bit keeps others from renaming a directory this user (or root) owns. The links of
+/// the path above `dir` are resolved first; `dir` itself must not be one.
+fn open_unswappable(dir: &Path) -> Result<Dir, String> {
     use std::os::unix::fs::MetadataExt as _;
-    let m = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let kind_ok = if dir {
-        m.file_type().is_dir()
-    } else {
-        m.file_type().is_file()
+    let shown = |p: &Path| p.display().to_string();
+    let absolute = std::path::absolute(dir).map_err(|e| format!("{}: {e}", shown(dir)))?;
+    let (Some(parent), Some(last)) = (absolute.parent(), absolute.file_name()) else {
+        return Err(format!("{} is not a directory weir can own", shown(dir)));
     };
-    if !kind_ok {
-        return Err(format!(
-            "{} is not a {} (a symlink or something else)",
-            path.display(),
-            if dir { "directory" } else { "regular file" }
-        ));
+    let parent = std::fs::canonicalize(parent).map_err(|e| format!("{}: {e}", shown(parent)))?;
+    let mut steps: Vec<String> = Vec::new();
+    for c in parent
+        .components()
+        .chain([std::path::Component::Normal(last)])
+    {
+        match c {
+            std::path::Component::RootDir => {}
+            std::path::Component::Normal(n) => steps.push(
+                n.to_str()
+                    .ok_or_else(|| format!("{}: not a UTF-8 path", shown(dir)))?
+                    .to_owned(),
+            ),
+            _ => return Err(format!("{}: not a plain path", shown(dir))),
+        }
     }
     let me = effective_uid();
-    if m.uid() != me {
+    let mut holder = Dir::open(Path::new("/"), false).map_err(|e| format!("/: {e}"))?;
+    let mut holder_meta = holder.metadata().map_err(|e| format!("/: {e}"))?;
+    for step in &steps {
+        let at = holder.path().join(step);
+        let child = holder.child_dir(step).map_err(|e| {
+            format!(
+                "{} is not a directory (a symlink or something else): {e}",
+                shown(&at)
+            )
+        })?;
+        let child_meta = child
+            .metadata()
+            .map_err(|e| format!("{}: {e}", shown(&at)))?;
+        let holder_owner = holder_meta.uid();
+        let holder_mode = holder_meta.mode();
+        let child_owner = child_meta.uid();
+        if holder_owner != me && holder_owner != 0 {
+            return Err(format!(
+                "{} is owned by uid {holder_owner}, who can swap {} (this user is uid {me})",
+                shown(holder.path()),
+                shown(&at)
+            ));
+        }
+        let sticky = holder_mode & 0o1000 != 0;
+        if holder_mode & 0o022 != 0 && !(sticky && (child_owner == me || child_owner == 0)) {
+            return Err(format!(
+                "{} is writable by {} (mode {:o}){}, so they can swap {}",
+                shown(holder.path()),
+                if holder_mode & 0o002 != 0 {
+                    "other users"
+                } else {
+                    "its group"
+                },
+                holder_mode & 0o7777,
+                if sticky {
+                    format!(" and {} is owned by uid {child_owner}", shown(&at))
+                } else {
+                    " without the sticky bit".to_owned()
+                },
+                shown(&at)
+            ));
+        }
+        holder = child;
+        holder_meta = child_meta;
+    }
+    // Messages name the directory as it was given.
+    Ok(Dir::with_path(holder, dir))
+}
+
+/// Whether the open directory is one only the current user can write: owned by this user,
+/// not writable by group or others.
+fn private(dir: &Dir) -> Result<(), String> {
+    let meta = dir
+        .metadata()
+        .map_err(|e| format!("{}: {e}", dir.path().display()))?;
+    owned_by_me_alone(&meta, dir.path())
+}
+
+/// Whether `meta` (of an open file or directory) is owned by this user and writable by
+/// nobody else.
+fn owned_by_me_alone(meta: &std::fs::Metadata, path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let me = effective_uid();
+    if meta.uid() != me {
         return Err(format!(
             "{} is owned by uid {}, not by this user (uid {me})",
             path.display(),
-            m.uid()
+            meta.uid()
         ));
     }
-    if m.mode() & 0o022 != 0 {
+    if meta.mode() & 0o022 != 0 {
         return Err(format!(
             "{} is writable by {} (mode {:o})",
             path.display(),
-            if m.mode() & 0o002 != 0 {
+            if meta.mode() & 0o002 != 0 {
                 "other users"
             } else {
                 "its group"
             },
-            m.mode() & 0o7777
+            meta.mode() & 0o7777
         ));
     }
     Ok(())
@@ -496,19 +607,19 @@ mod tests {
         assert_eq!(mode(&dir), 0o700);
         cache.write("e.cwasm", b"x").expect("write");
         assert_eq!(mode(&dir.join("e.cwasm")), 0o600);
-        assert!(cache.trusted_entry("e.cwasm").is_some());
-        assert!(cache.trusted_entry("missing.cwasm").is_none());
+        assert!(cache.open_entry("e.cwasm").is_some());
+        assert!(cache.open_entry("missing.cwasm").is_none());
 
         // An entry someone else could have written is not trusted.
         std::fs::set_permissions(dir.join("e.cwasm"), std::fs::Permissions::from_mode(0o666))
             .expect("chmod");
-        assert!(cache.trusted_entry("e.cwasm").is_none());
+        assert!(cache.open_entry("e.cwasm").is_none());
 
         // Neither is a directory that became writable by others after it was opened...
         std::fs::set_permissions(dir.join("e.cwasm"), std::fs::Permissions::from_mode(0o600))
             .expect("chmod");
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
-        assert!(cache.trusted_entry("e.cwasm").is_none());
+        assert!(cache.open_entry("e.cwasm").is_none());
         assert!(cache.write("f.cwasm", b"x").is_err());
         // ...nor is one opened that way, nor a symlink to a private directory.
         assert!(CompiledCache::open(dir.clone()).is_none());
@@ -516,5 +627,114 @@ mod tests {
         let link = root.path().join("link");
         std::os::unix::fs::symlink(&dir, &link).expect("symlink");
         assert!(CompiledCache::open(link).is_none());
+    }
+
+    fn mkfifo(path: &Path) {
+        let status = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .expect("mkfifo runs");
+        assert!(status.success());
+    }
+
+    #[test]
+    fn a_cache_whose_path_others_can_swap_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let chmod = |p: &Path, mode: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod")
+        };
+        let root = tempfile::tempdir().expect("tempdir");
+        // XDG_CACHE_HOME in a directory anyone can write, without the sticky bit: whoever
+        // can write it can rename `weir` away and put their own directory in its place.
+        let shared = root.path().join("shared");
+        std::fs::create_dir(&shared).expect("mkdir");
+        chmod(&shared, 0o777);
+        let cache = shared.join("cache/weir");
+        assert!(CompiledCache::open(cache.clone()).is_none());
+        // Its group alone can write it: the same.
+        chmod(&shared, 0o775);
+        assert!(CompiledCache::open(cache.clone()).is_none());
+        // With the sticky bit (as /tmp), others cannot rename what this user owns.
+        chmod(&shared, 0o1777);
+        assert!(CompiledCache::open(cache.clone()).is_some());
+        chmod(&shared, 0o755);
+        assert!(CompiledCache::open(cache.clone()).is_some());
+        // As root, the tests can give a directory on the path away: its owner can swap
+        // what it holds, however tight its mode.
+        if effective_uid() == 0 {
+            std::os::unix::fs::chown(&shared, Some(65534), Some(65534)).expect("chown");
+            assert!(CompiledCache::open(cache.clone()).is_none());
+            // ...and a sticky, world-writable directory does not protect a child someone
+            // else owns.
+            std::os::unix::fs::chown(&shared, Some(0), Some(0)).expect("chown");
+            chmod(&shared, 0o1777);
+            std::os::unix::fs::chown(shared.join("cache"), Some(65534), Some(65534))
+                .expect("chown");
+            assert!(CompiledCache::open(cache).is_none());
+        }
+    }
+
+    #[test]
+    fn a_cache_entry_is_read_from_the_directory_opened_even_after_the_path_is_swapped() {
+        use std::io::Read as _;
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("weir");
+        let cache = CompiledCache::open(dir.clone()).expect("opened");
+        cache.write("e.cwasm", b"weir's own").expect("write");
+        // The path is swapped for another private directory holding other code under the
+        // same name (what a swap of a shared ancestor would do).
+        std::fs::rename(&dir, root.path().join("moved")).expect("rename");
+        let other = CompiledCache::open(dir.clone()).expect("the other");
+        other.write("e.cwasm", b"attacker's").expect("write");
+        let mut read = String::new();
+        cache
+            .open_entry("e.cwasm")
+            .expect("the entry")
+            .read_to_string(&mut read)
+            .expect("read");
+        assert_eq!(read, "weir's own");
+        // An entry that is a FIFO or a link is refused without blocking.
+        mkfifo(&root.path().join("moved/fifo.cwasm"));
+        assert!(cache.open_entry("fifo.cwasm").is_none());
+        std::os::unix::fs::symlink("/dev/zero", root.path().join("moved/zero.cwasm"))
+            .expect("link");
+        assert!(cache.open_entry("zero.cwasm").is_none());
+    }
+
+    #[test]
+    fn a_cwasm_that_is_not_a_regular_file_or_too_large_is_refused_without_reading_it() {
+        let plugin = "a".repeat(64);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let verdict = |name: &str| match verify(
+            Precompiled::File(dir.path().join(name)),
+            Some(&"0".repeat(64)),
+            &plugin,
+        ) {
+            Err(Refused::Unusable { file, message }) => {
+                assert_eq!(file, dir.path().join(name).display().to_string());
+                message
+            }
+            other => panic!("{other:?}"),
+        };
+        mkfifo(&dir.path().join("fifo.cwasm"));
+        assert_eq!(verdict("fifo.cwasm"), "it is a FIFO, not a regular file");
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.cwasm")).expect("link");
+        assert_eq!(
+            verdict("zero.cwasm"),
+            "it is a symbolic link, and weir does not follow links to native code"
+        );
+        std::fs::write(dir.path().join("real.cwasm"), b"x").expect("write");
+        std::os::unix::fs::symlink(dir.path().join("real.cwasm"), dir.path().join("l.cwasm"))
+            .expect("link");
+        assert!(verdict("l.cwasm").contains("symbolic link"));
+        std::fs::create_dir(dir.path().join("d.cwasm")).expect("mkdir");
+        assert_eq!(verdict("d.cwasm"), "it is a directory, not a regular file");
+        std::fs::File::create(dir.path().join("huge.cwasm"))
+            .and_then(|f| f.set_len(MAX_FILE_BYTES + 1))
+            .expect("sparse");
+        assert_eq!(
+            verdict("huge.cwasm"),
+            "it is 268435457 bytes, more than the cap of 268435456 bytes"
+        );
     }
 }

@@ -540,11 +540,7 @@ impl PluginEngine {
                 unsafe { Component::deserialize(&started.engine, &bytes[..end]) }.map_err(unusable)
             }
             VerifiedArtifact::OwnFile(open) => {
-                use std::os::fd::AsRawFd as _;
-                // The same open file, mapped: never a file found again by its name.
-                let same_file = PathBuf::from(format!("/proc/self/fd/{}", open.as_raw_fd()));
-                unsafe { Component::deserialize_file(&started.engine, &same_file) }
-                    .map_err(unusable)
+                unsafe { deserialize_open_file(&started.engine, &open) }.map_err(unusable)
             }
         }
     }
@@ -555,17 +551,19 @@ impl PluginEngine {
 
     fn read_disk_cache(&self, started: &Started, name: &str, sha256: &str) -> Option<Component> {
         let cache = self.cache.as_ref()?;
-        let file = cache.trusted_entry(&Self::cache_entry(started, sha256))?;
-        // SAFETY: the entry is in a directory only this user can write, owned by this user
-        // and writable by nobody else (checked just now by `trusted_entry`): weir wrote it,
-        // from `Component::serialize`, under a name that carries this engine's
-        // compatibility hash.
-        match unsafe { Component::deserialize_file(&started.engine, &file) } {
+        let entry = Self::cache_entry(started, sha256);
+        let open = cache.open_entry(&entry)?;
+        // SAFETY: the entry was opened through the handle of a directory only this user can
+        // write (and that nobody else can swap), and checked on its own handle just now by
+        // `open_entry`: a regular file owned by this user and writable by nobody else. weir
+        // wrote it, from `Component::serialize`, under a name that carries this engine's
+        // compatibility hash. What is deserialized is that open file, never its name.
+        match unsafe { deserialize_open_file(&started.engine, &open) } {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::warn!(
                     plugin = name,
-                    file = %file.display(),
+                    file = %cache.dir().join(&entry).display(),
                     "ignoring unreadable compiled cache entry: {e:#}"
                 );
                 None
@@ -669,6 +667,37 @@ impl PluginEngine {
             pre,
         })
     }
+}
+
+/// Deserializes the component in `open`, an open file: wasmtime 48 takes a path, so it is
+/// given the kernel's name for this very open file (`/proc/self/fd/N`), which no rename or
+/// swap of the file's own name can redirect. Where `/proc` is not mounted, the bytes are
+/// read from the handle instead.
+///
+/// # Safety
+/// As [`Component::deserialize_file`]: `open` holds what `Component::serialize` or
+/// `Engine::precompile_component` wrote, and nobody else can change it while it is used.
+unsafe fn deserialize_open_file(
+    engine: &Engine,
+    open: &std::fs::File,
+) -> wasmtime::Result<Component> {
+    use std::os::fd::AsRawFd as _;
+    let same_file = PathBuf::from(format!("/proc/self/fd/{}", open.as_raw_fd()));
+    if same_file.exists() {
+        // SAFETY: the caller's promise, for this same open file.
+        return unsafe { Component::deserialize_file(engine, &same_file) };
+    }
+    let len = open.metadata().map(|m| m.len()).unwrap_or(0);
+    let shown = "compiled code";
+    let mut handle = open.try_clone()?;
+    let bytes = weir_core::location::read_at_most(
+        &mut handle,
+        len,
+        shown,
+        weir_core::location::MAX_FILE_BYTES,
+    )?;
+    // SAFETY: the caller's promise, for the bytes read from this same open file.
+    unsafe { Component::deserialize(engine, &bytes) }
 }
 
 /// A short tag for the engine's compatibility (wasmtime version and settings).
@@ -812,6 +841,55 @@ mod tests {
             },
         );
         assert!(matches!(mismatch, Err(LoadError::PinMismatch { .. })));
+    }
+
+    #[test]
+    fn the_disk_cache_read_is_the_directory_opened_even_when_its_path_is_swapped() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let sha = |b: &[u8]| hex::encode(sha2::Sha256::digest(b));
+        let victim = wat::parse_str("(component)").expect("component");
+        let evil = wat::parse_str("(component (core module $m) (export \"m\" (core module $m)))")
+            .expect("component");
+        let exports = |engine: &PluginEngine, c: &Component| {
+            let started = engine.started("p").expect("started");
+            c.component_type().exports(&started.engine).count()
+        };
+        // The attacker's code, compiled by weir into a cache of its own, then renamed to the
+        // entry name of the victim's plugin.
+        let attacker = root.path().join("attacker");
+        let engine = PluginEngine::with_cache_dir(Some(attacker.clone())).expect("engine");
+        engine
+            .component("evil", "evil.wasm", wasm(&evil), LoadOptions::default())
+            .expect("compiled");
+        let tag = engine.started("p").expect("started").tag.clone();
+        std::fs::rename(
+            attacker.join(format!("{}-{tag}.cwasm", sha(&evil))),
+            attacker.join(format!("{}-{tag}.cwasm", sha(&victim))),
+        )
+        .expect("rename");
+
+        // The victim's engine opens its cache; then the path is swapped for the attacker's
+        // directory (renameat2(RENAME_EXCHANGE) in the issue, two renames here).
+        let dir = root.path().join("weir");
+        let engine = PluginEngine::with_cache_dir(Some(dir.clone())).expect("engine");
+        let own = root.path().join("victims-own");
+        std::fs::rename(&dir, &own).expect("rename");
+        std::fs::rename(&attacker, &dir).expect("rename");
+        let (_, c) = engine
+            .component("p", "p.wasm", wasm(&victim), LoadOptions::default())
+            .expect("loaded");
+        assert_eq!(exports(&engine, &c), 0, "the victim's own code");
+        assert_eq!(engine.compiles(), 1, "nothing in the directory it opened");
+        assert!(own.join(format!("{}-{tag}.cwasm", sha(&victim))).is_file());
+
+        // Control: the planted entry is live. An engine that opens the swapped path trusts
+        // that directory (it is private to this user) and loads the attacker's code.
+        let engine = PluginEngine::with_cache_dir(Some(dir)).expect("engine");
+        let (_, c) = engine
+            .component("p", "p.wasm", wasm(&victim), LoadOptions::default())
+            .expect("loaded");
+        assert_eq!(exports(&engine, &c), 1, "the attacker's code");
+        assert_eq!(engine.compiles(), 0);
     }
 
     #[test]
