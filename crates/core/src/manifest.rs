@@ -14,6 +14,12 @@ pub struct Manifest {
     pub event_bus: String,
     /// weir's own dead-letter queue (an SQS queue URL), used when publishing.
     pub dead_letter_queue: Option<String>,
+    /// The S3 bucket where a dead letter too large for the queue is kept whole (the
+    /// queue gets a signed pointer to it). The Lambda function needs one.
+    pub dead_letter_bucket: Option<String>,
+    /// The Secrets Manager secret (name or ARN) holding the key dead letters are signed
+    /// with, so a redrive publishes only letters weir wrote.
+    pub dead_letter_key: Option<String>,
     /// Never compile a plugin: each must have a pinned `.cwasm` (or be in weir's own
     /// cache). For functions that must not compile at cold start; a plugin without one
     /// cannot load, and its records are dead-lettered as `plugin-load`.
@@ -28,6 +34,28 @@ pub struct Manifest {
     pub tenants: BTreeMap<String, TenantSpec>,
     /// Where the manifest was read from; relative plugin paths are resolved against it.
     pub location: Location,
+}
+
+/// Whether `name` is a valid S3 bucket name: 3 to 63 characters of lowercase letters,
+/// digits, dots and hyphens, beginning and ending with a letter or digit.
+pub fn is_bucket_name(name: &str) -> bool {
+    let edge = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && edge(name.as_bytes().first())
+        && edge(name.as_bytes().last())
+        && !name.contains("..")
+}
+
+/// Whether `id` can name a Secrets Manager secret (a name, or an ARN): 1 to 2048
+/// characters of letters, digits and `/_+=.@-:`.
+pub fn is_secret_id(id: &str) -> bool {
+    (1..=2048).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-:".contains(&b))
 }
 
 /// The tenant id that serves records whose own tenant has no entry.
@@ -350,6 +378,8 @@ impl Manifest {
         const KEYS: &[&str] = &[
             "event_bus",
             "dead_letter_queue",
+            "dead_letter_bucket",
+            "dead_letter_key",
             "require_precompiled",
             "limits",
             "plugins",
@@ -369,6 +399,10 @@ impl Manifest {
             .unwrap_or_default();
         let dead_letter_queue = field("dead_letter_queue")
             .and_then(|v| typed::<String>(v, "dead_letter_queue", &mut problems));
+        let dead_letter_bucket = field("dead_letter_bucket")
+            .and_then(|v| typed::<String>(v, "dead_letter_bucket", &mut problems));
+        let dead_letter_key = field("dead_letter_key")
+            .and_then(|v| typed::<String>(v, "dead_letter_key", &mut problems));
         let require_precompiled = field("require_precompiled")
             .and_then(|v| typed::<bool>(v, "require_precompiled", &mut problems))
             .unwrap_or(false);
@@ -394,6 +428,8 @@ impl Manifest {
         let mut manifest = Manifest {
             event_bus,
             dead_letter_queue,
+            dead_letter_bucket,
+            dead_letter_key,
             require_precompiled,
             limits,
             plugins,
@@ -464,6 +500,20 @@ impl Manifest {
         let mut problems = Vec::new();
         if self.event_bus.trim().is_empty() {
             problems.push("event_bus is missing or empty".to_owned());
+        }
+        if let Some(bucket) = &self.dead_letter_bucket
+            && !is_bucket_name(bucket)
+        {
+            problems.push(format!(
+                "dead_letter_bucket must be an S3 bucket name (3 to 63 lowercase letters, digits, dots and hyphens), found {bucket:?}"
+            ));
+        }
+        if let Some(secret) = &self.dead_letter_key
+            && !is_secret_id(secret)
+        {
+            problems.push(format!(
+                "dead_letter_key must name a Secrets Manager secret (its name or ARN: letters, digits and /_+=.@-:), found {secret:?}"
+            ));
         }
         for (name, tenant) in &self.tenants {
             if tenant.plugin.is_some() != tenant.plugins.is_empty() {
@@ -1067,6 +1117,40 @@ tenant = { attribute = "tenantId" }
 plugin = "mapping"
 config = { detail_type = "CustomerChanged", events = ["INSERT", "MODIFY", "REMOVE"], fields = { Name = "/name", Email = "/email", LTV = "/lifetimeValue" } }
 "#;
+
+    #[test]
+    fn dead_letter_bucket_and_key_are_checked_and_named() {
+        let m = Manifest::parse(
+            &format!("dead_letter_bucket = \"weir-dead-letters-1\"\ndead_letter_key = \"arn:aws:secretsmanager:us-east-1:123456789012:secret:weir/dlq-AbC123\"\n{EXAMPLE}"),
+            Location::File("/srv/weir.toml".into()),
+        )
+        .expect("parses");
+        assert_eq!(m.dead_letter_bucket.as_deref(), Some("weir-dead-letters-1"));
+        assert!(
+            m.dead_letter_key
+                .is_some_and(|k| k.ends_with("weir/dlq-AbC123"))
+        );
+        let err = Manifest::parse(
+            &format!(
+                "dead_letter_bucket = \"Bad_Bucket\\n\"\ndead_letter_key = \"a key\"\n{EXAMPLE}"
+            ),
+            Location::File("/srv/weir.toml".into()),
+        )
+        .expect_err("refused")
+        .to_string();
+        assert!(
+            err.contains("dead_letter_bucket must be an S3 bucket name"),
+            "{err}"
+        );
+        assert!(err.contains(r#"found "Bad_Bucket\n""#), "escaped: {err}");
+        assert!(
+            err.contains("dead_letter_key must name a Secrets Manager secret"),
+            "{err}"
+        );
+        for bad in ["ab", "-ab", "ab-", "a..b", "AB1", &"a".repeat(64)] {
+            assert!(!is_bucket_name(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn the_documented_form_parses() {
