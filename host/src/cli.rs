@@ -62,8 +62,9 @@ pub enum Command {
         /// the standard AWS SDK configuration (environment, profile, AWS_ENDPOINT_URL).
         #[arg(long)]
         publish: bool,
-        /// With --publish: seconds allowed for publishing before the rest is reported.
-        #[arg(long, default_value_t = 60)]
+        /// With --publish: seconds allowed for publishing before the rest is reported
+        /// (1 to 86,400).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
         timeout_secs: u64,
         /// Print, on stderr, each record's plugin calls: fuel (instructions), peak linear
         /// memory and time, each beside its limit. Counting fuel compiles the plugins
@@ -165,6 +166,14 @@ pub enum Command {
 #[derive(Debug)]
 struct SetupError(anyhow::Error);
 
+/// The longest `--timeout-secs` taken (a day): a deadline is the clock plus it, which must
+/// not overflow, and no publish waits longer.
+pub const MAX_TIMEOUT_SECS: u64 = 86_400;
+
+/// The largest event file read (Lambda's batches are at most 6 MB): `--event /dev/zero`
+/// is refused, not read until memory runs out.
+const MAX_EVENT_BYTES: u64 = 64 << 20;
+
 /// Exit status for setup errors: a usage, manifest, plugin-load or event-file problem.
 pub const EXIT_SETUP: u8 = 2;
 /// Exit status when any record was dead-lettered.
@@ -174,6 +183,7 @@ pub const EXIT_UNPUBLISHED: u8 = 3;
 
 /// Parses arguments, runs the command and maps its result to an exit status.
 pub fn main() -> ExitCode {
+    quiet_when_output_closes();
     crate::telemetry::init_cli();
     // A developer running a plugin just built has no `.cwasm` for it, and does nothing
     // wrong: compiling it is worth an info line here (the function warns: there it costs
@@ -193,6 +203,23 @@ pub fn main() -> ExitCode {
             ExitCode::from(EXIT_SETUP)
         }
     }
+}
+
+/// A closed stdout or stderr (`weir ... | head -1`) ends the command quietly, exit 0: the
+/// reader asked for no more. weir's own printing ([`print_entries`], `decode`, `new`) sees
+/// the error and stops; this catches `println!` anywhere else, which panics on a closed
+/// stream, before the panic is reported. Every other panic is reported as before.
+fn quiet_when_output_closes() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload_as_str().unwrap_or_default();
+        let printing = message.starts_with("failed printing to stdout")
+            || message.starts_with("failed printing to stderr");
+        if printing && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        report(info)
+    }));
 }
 
 fn one_line(e: &anyhow::Error) -> String {
@@ -295,13 +322,14 @@ async fn load_with(manifest: &str, fuel: bool) -> anyhow::Result<Loader> {
 }
 
 /// Prints entries on stdout, one JSON line each (the shape `aws events put-events` takes).
-fn print_entries(entries: &[weir_core::model::Entry]) {
+/// An error is stdout's: closed by its reader (`| head`), or full; the caller stops printing.
+fn print_entries(entries: &[weir_core::model::Entry]) -> std::io::Result<()> {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     for entry in entries {
-        let _ = writeln!(out, "{}", serde_json::to_string(entry).unwrap_or_default());
+        writeln!(out, "{}", serde_json::to_string(entry).unwrap_or_default())?;
     }
-    let _ = out.flush();
+    out.flush()
 }
 
 /// The summary line `weir run` and `weir backfill` end with on stderr (tests and scripts
@@ -335,8 +363,23 @@ fn write_dead_letters(
     Ok(())
 }
 
+/// The event file's text, read through one handle and at most [`MAX_EVENT_BYTES`].
 fn read_event(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("{}: cannot read event", path.display()))
+    use std::io::Read as _;
+    let cannot = || format!("{}: cannot read event", path.display());
+    let file = std::fs::File::open(path).with_context(cannot)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_EVENT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(cannot)?;
+    if bytes.len() as u64 > MAX_EVENT_BYTES {
+        anyhow::bail!(
+            "{}: larger than {MAX_EVENT_BYTES} bytes, not a stream event (a Lambda batch is at most 6 MB)",
+            path.display()
+        );
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("{}: cannot read event: not UTF-8", path.display()))
 }
 
 fn parse_event<'a>(path: &Path, text: &'a str) -> anyhow::Result<StreamEvent<'a>> {

@@ -71,7 +71,31 @@ pub struct InvocationMetrics {
 /// The EMF namespace weir's metrics live in.
 pub const METRICS_NAMESPACE: &str = "weir";
 
+/// The Tenant dimension of records whose tenant the manifest does not serve (no entry of
+/// its own and no `default`): one value for all of them, whatever ids they carry.
+pub const UNSERVED_TENANT: &str = "(unserved)";
+
 impl InvocationMetrics {
+    /// The same metrics with the Tenant dimension limited to the manifest's tenants: a
+    /// record's tenant id is data anyone writing to the table chooses, and each distinct
+    /// dimension value is a CloudWatch metric of its own (cost without bound). A tenant
+    /// with an entry keeps its name; others are counted under the entry that served them
+    /// (`default`), or [`UNSERVED_TENANT`].
+    pub fn by_manifest_tenants(mut self, manifest: &weir_core::manifest::Manifest) -> Self {
+        let mut folded: std::collections::BTreeMap<String, [usize; 6]> = Default::default();
+        for (tenant, counts) in std::mem::take(&mut self.tenants) {
+            let entry = manifest
+                .tenant_entry(&tenant)
+                .map_or(UNSERVED_TENANT, |(name, _)| name);
+            let sum = folded.entry(entry.to_owned()).or_default();
+            for (s, c) in sum.iter_mut().zip(counts) {
+                *s += c;
+            }
+        }
+        self.tenants = folded.into_iter().collect();
+        self
+    }
+
     /// EMF documents: one with the function name as dimension, and (when
     /// `tenant_dimension`) one per tenant with function name and tenant.
     pub fn emf(
@@ -187,5 +211,55 @@ mod tests {
             (Some("acme"), Some(1))
         );
         assert_eq!(m.emf("f", 0, false).len(), 1);
+    }
+
+    fn manifest(tenants: &str) -> weir_core::manifest::Manifest {
+        let text = format!(
+            "event_bus = \"b\"\n[plugins.p]\npath = \"p.wasm\"\n[[routes]]\ntable = \"T\"\nsource = \"s\"\ntenant = {{ attribute = \"t\" }}\n{tenants}"
+        );
+        weir_core::manifest::Manifest::parse(
+            &text,
+            weir_core::location::Location::File("/m/weir.toml".into()),
+        )
+        .expect("a manifest")
+    }
+
+    #[test]
+    fn the_tenant_dimension_holds_only_the_manifests_tenants() {
+        // Tenant ids are record data: a writer to the table can make a new one per record.
+        let metrics = |n: usize| InvocationMetrics {
+            tenants: (0..n)
+                .map(|i| (format!("attacker-{i}"), [1, 0, 1, 0, 0, 0]))
+                .chain([("acme".to_owned(), [2, 2, 0, 0, 0, 0])])
+                .collect(),
+            ..Default::default()
+        };
+        let tenants = |docs: Vec<String>| -> Vec<(String, u64)> {
+            docs.iter()
+                .skip(1)
+                .map(|d| {
+                    let v: serde_json::Value = serde_json::from_str(d).expect("JSON");
+                    (
+                        v["Tenant"].as_str().expect("tenant").to_owned(),
+                        v["Records"].as_u64().expect("records"),
+                    )
+                })
+                .collect()
+        };
+        let with_default =
+            manifest("[tenants.acme]\nplugin = \"p\"\n[tenants.default]\nplugin = \"p\"\n");
+        let docs = metrics(1000)
+            .by_manifest_tenants(&with_default)
+            .emf("f", 0, true);
+        assert_eq!(
+            tenants(docs),
+            [("acme".to_owned(), 2), ("default".to_owned(), 1000)]
+        );
+        let without = manifest("[tenants.acme]\nplugin = \"p\"\n");
+        let docs = metrics(3).by_manifest_tenants(&without).emf("f", 0, true);
+        assert_eq!(
+            tenants(docs),
+            [("(unserved)".to_owned(), 3), ("acme".to_owned(), 2)]
+        );
     }
 }

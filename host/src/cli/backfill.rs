@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
@@ -23,7 +23,7 @@ use weir_aws::export::{DataFile, ExportSource};
 use weir_aws::publish::{PublishConfig, Publisher};
 use weir_aws::scan::{Page, TableScan};
 use weir_aws::store::Store;
-use weir_core::backfill::{BackfillRun, Pace};
+use weir_core::backfill::{BackfillRun, MAX_RATE, Pace, checked_rate};
 use weir_core::batch::{self, Counts};
 use weir_core::location::Location;
 use weir_core::manifest::Manifest;
@@ -45,8 +45,8 @@ pub struct BackfillOptions {
     /// The table's key attributes (default: DescribeTable's), repeated for a sort key.
     #[arg(long = "key")]
     pub keys: Vec<String>,
-    /// Parallel Scan segments (with --table).
-    #[arg(long, default_value_t = 4)]
+    /// Parallel Scan segments (with --table): 1 to 1,000,000, DynamoDB's limit.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=MAX_SEGMENTS))]
     pub segments: u32,
     /// A checkpoint, a file or s3://BUCKET/KEY: a killed run continues where it stopped;
     /// a finished run does nothing again.
@@ -67,16 +67,39 @@ pub struct BackfillOptions {
     #[arg(long, default_value = "weir-dead-letters")]
     pub dead_letter_dir: PathBuf,
     /// Items per page: per Scan request (DynamoDB's 1 MB page otherwise), or per batch
-    /// from an export's file (default 100).
-    #[arg(long)]
+    /// from an export's file (default 100); 1 to 10,000 (a page is held in memory and
+    /// checkpointed whole).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=MAX_PAGE_SIZE))]
     pub page_size: Option<i32>,
-    /// Entries per second at most (default: the slowest destination's
+    /// Entries per second at most, 0.001 to 1,000,000 (default: the slowest destination's
     /// rate_limit_per_second, else unpaced).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_rate)]
     pub rate: Option<f64>,
-    /// With --publish: seconds allowed for publishing each page.
-    #[arg(long, default_value_t = 60)]
+    /// With --publish: seconds allowed for publishing each page (1 to 86,400).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=super::MAX_TIMEOUT_SECS))]
     pub timeout_secs: u64,
+}
+
+/// The most segments a parallel Scan takes (DynamoDB's `TotalSegments` limit).
+const MAX_SEGMENTS: i64 = 1_000_000;
+
+/// The most items a page holds: a page is in memory at once, and checkpointed whole.
+const MAX_PAGE_SIZE: i64 = 10_000;
+
+/// The most items one part (a segment or a data file) can count: positions are
+/// `part * PART_ITEMS + item`, so a part of more would reach the next part's positions.
+const PART_ITEMS: u64 = 1_000_000_000_000;
+
+/// The largest state file read: a checkpoint per part, each a key of at most a few KB.
+const MAX_STATE_BYTES: usize = 256 << 20;
+
+/// `--rate`: entries per second a pace can wait for (see `weir_core::backfill::checked_rate`).
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of entries per second"))?;
+    checked_rate(rate).map_err(|e| e.to_string())
 }
 
 /// The checkpoint: per part, where its next page starts and how many items it has done.
@@ -109,11 +132,44 @@ enum Source {
 impl State {
     async fn load(store: &Store, location: &Location) -> anyhow::Result<Option<State>> {
         match store.read_if_exists(location).await? {
+            Some(bytes) if bytes.len() > MAX_STATE_BYTES => {
+                bail!("{location}: larger than {MAX_STATE_BYTES} bytes, not a backfill state file")
+            }
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
                 .with_context(|| format!("{location}: not a backfill state file")),
             None => Ok(None),
         }
+    }
+
+    /// Refuses what no run of weir writes, naming the state file and the part: counts past
+    /// what a part holds, and resume points that are not a Scan key or an item number.
+    fn check(&self, location: &Location, scan: bool) -> anyhow::Result<()> {
+        for (i, part) in self.parts.iter().enumerate() {
+            if part.items >= PART_ITEMS {
+                bail!(
+                    "{location}: part {i} has done {} items, more than a part holds ({PART_ITEMS}); not a state file weir wrote",
+                    part.items
+                );
+            }
+            match (&part.next, scan) {
+                (None, _) => {}
+                (Some(key), true) => {
+                    weir_aws::scan::item_from_json(key).with_context(|| {
+                        format!("{location}: part {i}: its next key is not a DynamoDB key")
+                    })?;
+                }
+                (Some(n), false) => {
+                    n.parse::<u64>()
+                        .ok()
+                        .filter(|n| *n < PART_ITEMS)
+                        .with_context(|| {
+                            format!("{location}: part {i}: next {n:?} is not an item number")
+                        })?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Replaced whole (a file renamed over the old one, one S3 put): a kill leaves the old
@@ -131,9 +187,6 @@ pub(super) fn backfill(o: BackfillOptions) -> Result<ExitCode, SetupError> {
 }
 
 async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
-    if o.segments == 0 {
-        return Err(SetupError(anyhow::anyhow!("--segments must be at least 1")));
-    }
     let loader = setup(load(&o.manifest).await)?;
     let pipeline = loader.pipeline();
     let pipeline = if o.tenants.is_empty() {
@@ -209,11 +262,14 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
         && (s.table_arn != table_arn || s.parts.len() != parts)
     {
         return Err(SetupError(anyhow::anyhow!(
-            "{}: a backfill of {} in {} parts, not of {table_arn} in {parts}",
+            "{}: a backfill of {:?} in {} parts, not of {table_arn:?} in {parts}",
             o.state.as_deref().unwrap_or_default(),
             s.table_arn,
             s.parts.len(),
         )));
+    }
+    if let (Some(s), Some(location)) = (&state, &state_location) {
+        setup(s.check(location, matches!(source, Source::Scan(..))))?;
     }
     let state = state.get_or_insert_with(|| State {
         table_arn: table_arn.clone(),
@@ -230,11 +286,12 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
     )?;
     let rate = match o.rate {
         Some(r) => Some(r),
-        None => setup(destination_rate(&o.manifest).await)?,
+        None => setup(destination_rate(&o.manifest).await)?.map(|r| r.min(MAX_RATE)),
     };
     eprintln!(
-        "backfill of {name} (run {}): about {} items{}, {parts} {}, {}{}",
-        state.run,
+        "backfill of {} (run {}): about {} items{}, {parts} {}, {}{}",
+        name.escape_debug(),
+        state.run.escape_debug(),
         estimate.map_or("an unknown number of".to_owned(), |n| n.to_string()),
         if matches!(source, Source::Scan(..)) {
             " (DynamoDB's estimate)"
@@ -296,11 +353,12 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
             }
         }
         Source::Export(export, files) => {
-            let todo: Vec<(usize, DataFile, usize)> = files
+            let todo: Vec<(usize, DataFile, u64)> = files
                 .into_iter()
                 .enumerate()
                 .filter(|(i, _)| !state.parts[*i].done)
                 .map(|(i, f)| {
+                    // Checked with the state file: a number below PART_ITEMS.
                     let from = state.parts[i]
                         .next
                         .as_deref()
@@ -313,27 +371,9 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
             let tx = tx.clone();
             tokio::spawn(async move {
                 for (i, file, from) in todo {
-                    let items = match export.items(&file).await {
-                        Ok(items) => items,
-                        Err(e) => {
-                            let _ = tx.send((i, Err(e))).await;
-                            return;
-                        }
-                    };
-                    let mut at = from.min(items.len());
-                    loop {
-                        let end = (at + page_size).min(items.len());
-                        let page = Page {
-                            items: items[at..end].to_vec(),
-                            next: (end < items.len()).then(|| end.to_string()),
-                        };
-                        if tx.send((i, Ok(page))).await.is_err() {
-                            return;
-                        }
-                        if end == items.len() {
-                            break;
-                        }
-                        at = end;
+                    if let Err(e) = export_pages(&export, &file, from, page_size, i, &tx).await {
+                        let _ = tx.send((i, Err(e))).await;
+                        return;
                     }
                 }
             });
@@ -352,7 +392,11 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
         let seg = &state.parts[part];
         let mut records = Vec::with_capacity(page.items.len());
         for (i, item) in page.items.iter().enumerate() {
-            let position = part as u64 * 1_000_000_000_000 + seg.items + i as u64;
+            // Below u64::MAX: parts ≤ 1,000,000 and a part's items < PART_ITEMS (checked).
+            let position = (part as u64)
+                .saturating_mul(PART_ITEMS)
+                .saturating_add(seg.items)
+                .saturating_add(i as u64);
             let text = setup(run.record(item, position).map_err(anyhow::Error::from))?;
             records.push(setup(
                 RawValue::from_string(text).map_err(anyhow::Error::from),
@@ -362,7 +406,8 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
         let chunk = pace.chunk(records.len());
         let mut records = records.into_iter().peekable();
         let mut unpublished = false;
-        while records.peek().is_some() {
+        let mut stdout_closed = false;
+        while records.peek().is_some() && !stdout_closed {
             let part: Vec<Box<RawValue>> = records.by_ref().take(chunk).collect();
             pace.ready().await;
             let mut collected = Vec::new();
@@ -375,10 +420,10 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
                 batch::run(pipeline.clone(), part, publisher.as_ref(), sink, deadline).await,
             )?;
             pace.sent(report.entries.len());
-            if publisher.is_none() {
-                progress.suspend(|| print_entries(&report.entries));
-            }
             write_dead_letters(&dead_letters, &collected)?;
+            if publisher.is_none() && progress.suspend(|| print_entries(&report.entries)).is_err() {
+                stdout_closed = true;
+            }
             let c = report.counts();
             entries += report.entries.len();
             total.add(&c);
@@ -386,6 +431,14 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
                 exit = ExitCode::from(EXIT_DEAD_LETTERS);
             }
             unpublished |= c.retried > 0;
+        }
+        if stdout_closed {
+            // Its entries were not all printed: this page is left for the resume.
+            progress.line(format!(
+                "stdout closed: stopped; part {part} resumes at its last checkpoint"
+            ));
+            exit = ExitCode::from(EXIT_UNPUBLISHED);
+            break;
         }
         if unpublished {
             // This page is left for the resume: its checkpoint is not moved.
@@ -395,9 +448,9 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
             exit = ExitCode::from(EXIT_UNPUBLISHED);
             break;
         }
-        items += n;
+        items = items.saturating_add(n);
         let seg = &mut state.parts[part];
-        seg.items += n;
+        seg.items = seg.items.saturating_add(n);
         seg.done = page.next.is_none();
         seg.next = page.next;
         if let Some(location) = &state_location {
@@ -421,6 +474,48 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
     progress.finish();
     eprintln!("{}", summary_line(&total, entries, o.publish));
     Ok(exit)
+}
+
+/// Sends the pages of one data file (part `part`) from its item `from` on, `page_size`
+/// items each, as the file is read: a page's `next` is the number of the file's items done
+/// after it, and the last page has none. Stops quietly when no one receives.
+async fn export_pages(
+    export: &ExportSource,
+    file: &DataFile,
+    from: u64,
+    page_size: usize,
+    part: usize,
+    tx: &mpsc::Sender<(usize, anyhow::Result<Page>)>,
+) -> anyhow::Result<()> {
+    let mut items = export.items(file).await?;
+    let mut at = 0u64;
+    while at < from {
+        match items.next().await {
+            Some(item) => {
+                item?;
+                at += 1;
+            }
+            None => break,
+        }
+    }
+    loop {
+        let mut page = Vec::with_capacity(page_size);
+        while page.len() < page_size {
+            match items.next().await {
+                Some(item) => page.push(item?),
+                None => break,
+            }
+        }
+        at += page.len() as u64;
+        let last = items.at_end().await;
+        let page = Page {
+            items: page,
+            next: (!last).then(|| at.to_string()),
+        };
+        if tx.send((part, Ok(page))).await.is_err() || last {
+            return Ok(());
+        }
+    }
 }
 
 /// Progress on stderr: a bar on a terminal (items, items/s, the counts, ETA, the part that
@@ -468,7 +563,7 @@ impl Progress {
     }
 
     /// Runs `f` (printing to stdout) with the bar out of the way.
-    fn suspend(&self, f: impl FnOnce()) {
+    fn suspend<T>(&self, f: impl FnOnce() -> T) -> T {
         match self {
             Progress::Bar(bar) => bar.suspend(f),
             Progress::Lines(_) => f(),

@@ -17,14 +17,24 @@ pub(super) fn new(what: crate::scaffold::NewCommand) -> Result<ExitCode, SetupEr
         &dir,
         sdk.as_deref(),
     ))?;
-    println!(
+    // The plugin is made; a stdout closed by its reader only shortens the advice.
+    let _ = print_made(&made);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What was made and what to run next, on stdout.
+fn print_made(made: &crate::scaffold::Scaffolded) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
         "created {} ({} files)",
         made.dir.display(),
         made.files.len()
-    );
-    println!("next:");
+    )?;
+    writeln!(out, "next:")?;
     for command in &made.next {
-        println!("  {command}");
+        writeln!(out, "  {command}")?;
     }
-    Ok(ExitCode::SUCCESS)
+    out.flush()
 }

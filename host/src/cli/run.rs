@@ -70,9 +70,12 @@ pub(super) fn run_event(
     if with_report {
         eprint!("{}", batch::render_report(&report));
     }
-    print_entries(&report.entries);
+    // Dead letters first: they are kept whatever becomes of stdout.
     let dead_letters = DeadLetterDir::new(dead_letter_dir);
     write_dead_letters(&dead_letters, &collected)?;
+    // A stdout closed by its reader (`| head`) ends the entries; the run is done and its
+    // summary and status stand.
+    let _ = print_entries(&report.entries);
     let c = report.counts();
     eprintln!(
         "{}{}",

@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 
 use super::Function;
 use weir_aws::dead_letter::DeadLetterSink;
-use weir_core::backfill::{BackfillRun, Pace};
+use weir_core::backfill::{BackfillRun, Pace, checked_rate};
 use weir_core::batch::{self, Counts};
 
 /// Time kept back at the end of an invocation: a chunk may take that long to publish
@@ -90,7 +90,8 @@ impl TaskCounts {
 pub struct TaskReport {
     /// The data file.
     pub data_file_s3_key: String,
-    /// Items in the file.
+    /// Items of the file read so far: all of them once `done` (the file is read as a
+    /// stream, never whole).
     pub items: usize,
     /// The counts over this and earlier invocations of the file.
     #[serde(flatten)]
@@ -116,6 +117,12 @@ pub(super) async fn run(
     task: BackfillTask,
     deadline: tokio::time::Instant,
 ) -> Result<TaskReport, lambda_runtime::Error> {
+    // A bad rate fails the task, naming it (it would otherwise be a wait no clock holds).
+    let rate = task
+        .rate_per_second
+        .map(checked_rate)
+        .transpose()
+        .map_err(|e| format!("weirBackfill.ratePerSecond: {e}"))?;
     let export = function.exports.open(&task.export)?;
     let summary = export.summary().await?;
     let run = BackfillRun::new(&summary.table_arn, &task.run, task.keys.clone())?;
@@ -123,36 +130,48 @@ pub(super) async fn run(
         data_file_s3_key: task.data_file_s3_key.clone(),
         item_count: None,
     };
-    let items = export.items(&file).await?;
+    let mut items = export.items(&file).await?;
     let pipeline = {
         let mut loader = function.loader.lock().await;
         loader.current().await
     };
-    let from = usize::try_from(task.from)
-        .unwrap_or(usize::MAX)
-        .min(items.len());
+    // The items earlier invocations did: read again (the file is a stream) and passed over.
+    let mut at = 0usize;
+    while (at as u64) < task.from {
+        match items.next().await {
+            Some(item) => {
+                item?;
+                at += 1;
+            }
+            None => break,
+        }
+    }
+    let from = at;
     tracing::info!(
         file = %task.data_file_s3_key,
-        items = items.len(),
         from,
-        rate = task.rate_per_second,
+        rate,
         "backfill task received"
     );
     let stop_at = deadline.checked_sub(RESERVE).unwrap_or(deadline);
-    let mut pace = Pace::new(task.rate_per_second);
+    let mut pace = Pace::new(rate);
     let mut counts = task.counts;
-    let mut at = from;
-    while at < items.len() {
+    while !items.at_end().await {
         // At least one chunk per invocation, so a task always moves.
         if at > from && pace.due() >= stop_at {
             break;
         }
         pace.ready().await;
-        let end = (at + pace.chunk(items.len() - at).min(UNPACED_CHUNK)).min(items.len());
-        let mut records = Vec::with_capacity(end - at);
-        for (i, item) in items[at..end].iter().enumerate() {
-            records.push(RawValue::from_string(run.record(item, (at + i) as u64)?)?);
+        let want = pace.chunk(UNPACED_CHUNK).min(UNPACED_CHUNK);
+        let mut records = Vec::with_capacity(want);
+        while records.len() < want {
+            let Some(item) = items.next().await else {
+                break;
+            };
+            let position = (at + records.len()) as u64;
+            records.push(RawValue::from_string(run.record(&item?, position)?)?);
         }
+        let n = records.len();
         let report = batch::run(
             pipeline.clone(),
             records,
@@ -166,18 +185,25 @@ pub(super) async fn run(
         if c.retried > 0 {
             if at == from {
                 return Err(format!(
-                    "{}: {} of {} records not published in time; retry the task (its event ids repeat)",
+                    "{:?}: {} of {} records not published in time; retry the task (its event ids repeat)",
                     task.data_file_s3_key, c.retried, c.records
                 )
                 .into());
             }
             // Not counted: the next invocation does this chunk again, with the same ids.
-            break;
+            let next = Continuation {
+                task: BackfillTask {
+                    from: at as u64,
+                    counts,
+                    ..task.clone()
+                },
+            };
+            return Ok(report_of(task, at, counts, Some(next)));
         }
         counts.add(&c, report.entries_published);
-        at = end;
+        at += n;
     }
-    let done = at == items.len();
+    let done = items.at_end().await;
     tracing::info!(
         file = %task.data_file_s3_key,
         done,
@@ -195,11 +221,21 @@ pub(super) async fn run(
             ..task.clone()
         },
     });
-    Ok(TaskReport {
+    Ok(report_of(task, at, counts, next))
+}
+
+/// The answer for `task` with `at` items of its file read and done.
+fn report_of(
+    task: BackfillTask,
+    at: usize,
+    counts: TaskCounts,
+    next: Option<Continuation>,
+) -> TaskReport {
+    TaskReport {
         data_file_s3_key: task.data_file_s3_key,
-        items: items.len(),
+        items: at,
         counts,
-        done,
+        done: next.is_none(),
         next,
-    })
+    }
 }
