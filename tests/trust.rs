@@ -375,3 +375,200 @@ fn compile_with_a_manifest_writes_both_pins_and_the_pinned_cwasm_runs_with_no_co
     );
     assert_eq!(std::fs::read_dir(&cache).expect("cache").count(), 1);
 }
+
+/// `weir run` of the example event with the compiled-code cache where the user's
+/// environment puts it: under `xdg_cache_home` (no `WEIR_CACHE_DIR`).
+fn run_with_xdg(manifest: &Path, xdg_cache_home: &Path) -> Output {
+    let letters = manifest.with_extension("letters");
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "run",
+            "--manifest",
+            manifest.to_str().expect("utf-8"),
+            "--event",
+            "examples/events/customers.json",
+            "--dead-letter-dir",
+            letters.to_str().expect("utf-8"),
+        ])
+        .current_dir(root())
+        .env_remove("WEIR_CACHE_DIR")
+        .env_remove("AWS_LAMBDA_FUNCTION_NAME")
+        .env("XDG_CACHE_HOME", xdg_cache_home)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("weir runs")
+}
+
+#[test]
+fn a_cache_in_a_directory_others_can_write_without_the_sticky_bit_is_not_used() {
+    let Victim {
+        dir,
+        manifest,
+        honest,
+        ..
+    } = victim();
+    // XDG_CACHE_HOME in a directory every user can write, with no sticky bit: another user
+    // can rename weir's own private folder away and put theirs in its place between weir's
+    // check and its read (issue 23). weir refuses such a cache once, and runs without it.
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).expect("mkdir");
+    chmod(&shared, 0o777);
+    let out = run_with_xdg(&manifest, &shared);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
+    assert_eq!(stdout(&out), stdout(&honest));
+    let err = stderr_text(&out);
+    assert!(
+        err.contains("compiled-code cache not used, running without a disk cache")
+            && err.contains(&format!(
+                "{} is writable by other users (mode 777) without the sticky bit, so they can swap {}",
+                shared.display(),
+                shared.join("weir").display()
+            )),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("compiled-code cache not used").count(),
+        1,
+        "{err}"
+    );
+    let entries = |d: &Path| std::fs::read_dir(d).map_or(0, |r| r.count());
+    assert_eq!(entries(&shared.join("weir")), 0, "nothing cached there");
+
+    // Control: with the sticky bit (as /tmp has), others cannot rename weir's folder, and
+    // the cache is used: the compiled plugin is written there.
+    chmod(&shared, 0o1777);
+    let out = run_with_xdg(&manifest, &shared);
+    assert_eq!(stdout(&out), stdout(&honest));
+    assert!(
+        !stderr_text(&out).contains("compiled-code cache not used"),
+        "{}",
+        stderr_text(&out)
+    );
+    assert_eq!(entries(&shared.join("weir")), 1);
+}
+
+#[test]
+fn compile_with_a_manifest_refuses_a_plugin_that_no_longer_matches_its_pin() {
+    let Victim {
+        dir,
+        wasm,
+        plugin_sha,
+        manifest,
+        ..
+    } = victim();
+    // The plugin is replaced with other code after it was pinned.
+    std::fs::copy(plugin("echo-state"), &wasm).expect("replace");
+    let other_sha = sha256(&std::fs::read(&wasm).expect("read"));
+    let before = std::fs::read(&manifest).expect("manifest");
+
+    let out = weir(
+        &["compile", "--manifest", manifest.to_str().expect("utf-8")],
+        &dir.path().join("unused-cache"),
+    );
+    let err = stderr_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "plugins.mapping: {} has sha256 {other_sha}, but the manifest pins {plugin_sha}",
+            wasm.display()
+        )) && err.contains("nothing compiled and no pin written"),
+        "{err}"
+    );
+    // Nothing moved: the pin stays, no native code was written for the other plugin.
+    assert_eq!(std::fs::read(&manifest).expect("manifest"), before);
+    assert!(!dir.path().join("mapping.cwasm").exists());
+    // And weir run still refuses the changed plugin by its pin.
+    let out = run(&manifest, &private_dir(dir.path().join("cache")));
+    assert!(
+        stderr_text(&out).contains(&format!("but the manifest pins {plugin_sha}")),
+        "{}",
+        stderr_text(&out)
+    );
+    assert!(!stdout(&out).contains("EchoState"), "{}", stdout(&out));
+}
+
+#[test]
+fn a_cwasm_that_is_not_a_regular_file_is_refused_without_reading_it() {
+    use std::io::{Read as _, Write as _};
+    let Victim {
+        dir, wasm, honest, ..
+    } = victim();
+    // The manifest names and pins a .cwasm; a FIFO stands at that name.
+    let cwasm = dir.path().join("mapping.cwasm");
+    let named = manifest(
+        dir.path(),
+        "named.toml",
+        &wasm,
+        &format!(
+            "compiled = \"mapping.cwasm\"\ncompiled_sha256 = \"{}\"\n",
+            "0".repeat(64)
+        ),
+    );
+    let status = Command::new("mkfifo").arg(&cwasm).status().expect("mkfifo");
+    assert!(status.success());
+    // The test holds the FIFO open for writing and offers more than a pipe holds, so code
+    // that reads it is not left waiting: it gets these bytes and an end. Code that never
+    // reads it leaves them all in the pipe, for the test to take back.
+    const OFFERED: usize = 200 * 1024;
+    let writer = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&cwasm)
+        .expect("open the FIFO");
+    let feeder = std::thread::spawn(move || {
+        let mut writer = writer;
+        writer.write_all(&vec![b'x'; OFFERED]).expect("fed");
+    });
+
+    let out = run(&named, &private_dir(dir.path().join("cache-fifo")));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
+    assert_eq!(stdout(&out), stdout(&honest));
+    let err = stderr_text(&out);
+    assert!(
+        err.contains(&format!(
+            "{}: not read: it is a FIFO, not a regular file",
+            cwasm.display()
+        )),
+        "{err}"
+    );
+    // weir took none of the bytes offered.
+    let mut left = Vec::new();
+    std::fs::File::open(&cwasm)
+        .expect("open to drain")
+        .read_to_end(&mut left)
+        .expect("drain");
+    feeder.join().expect("feeder");
+    assert_eq!(left.len(), OFFERED, "weir read from the FIFO");
+
+    // A link to a device that never ends: not followed (it grew weir past 1 GB before).
+    std::fs::remove_file(&cwasm).expect("rm");
+    std::os::unix::fs::symlink("/dev/zero", &cwasm).expect("link");
+    let out = run(&named, &private_dir(dir.path().join("cache-zero")));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
+    assert_eq!(stdout(&out), stdout(&honest));
+    assert!(
+        stderr_text(&out).contains(&format!(
+            "{}: not read: it is a symbolic link",
+            cwasm.display()
+        )),
+        "{}",
+        stderr_text(&out)
+    );
+
+    // A regular file past the cap (sparse: no disk used) is refused by its size, unread.
+    std::fs::remove_file(&cwasm).expect("rm");
+    std::fs::File::create(&cwasm)
+        .and_then(|f| f.set_len((256 << 20) + 1))
+        .expect("sparse");
+    let out = run(&named, &private_dir(dir.path().join("cache-huge")));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
+    assert_eq!(stdout(&out), stdout(&honest));
+    assert!(
+        stderr_text(&out).contains(&format!(
+            "{} not used: it is 268435457 bytes, more than the cap of 268435456 bytes",
+            cwasm.display()
+        )),
+        "{}",
+        stderr_text(&out)
+    );
+}
