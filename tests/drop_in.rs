@@ -248,12 +248,16 @@ async fn a_replaced_plugin_is_picked_up_warm_and_a_broken_one_keeps_the_old() {
     assert_eq!(loader.reload_failures(), 1);
     let text = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
     assert!(
-        text.contains("reload failed; the previous manifest and plugins stay in use"),
+        text.contains(
+            "reload refused the plugin's new version; its previous version keeps serving"
+        ),
         "{text}"
     );
     assert!(text.contains("not a valid WebAssembly component"), "{text}");
 
-    // A manifest pinning a hash the plugin does not have: refused the same way.
+    // A manifest pinning a hash the plugin does not have: the manifest changed the plugin's
+    // entry, so the old version (which the new entry does not vouch for) stops serving, and
+    // the records are dead-lettered with the reason, as a cold start with it would do.
     s3.put("plugins/mapping.wasm", wasm("mapping")).await;
     s3.put(
         "weir.toml",
@@ -266,7 +270,21 @@ async fn a_replaced_plugin_is_picked_up_warm_and_a_broken_one_keeps_the_old() {
     )
     .await;
     loader.check_now();
-    assert_eq!(dry_run(&mut loader, &records).await.0, ["EchoState"]);
+    let (report, letters) = collect_batch(loader.current().await, &records).await;
+    assert_eq!(
+        report.verdicts,
+        [Verdict::DeadLettered {
+            kind: weir::model::DeadLetterKind::PluginLoad
+        }]
+    );
+    assert!(
+        letters[0]
+            .reason
+            .message
+            .contains(&format!("but the manifest pins {}", "0".repeat(64))),
+        "{}",
+        letters[0].reason.message
+    );
     assert_eq!(loader.reload_failures(), 2);
 }
 
@@ -868,4 +886,453 @@ async fn under_require_precompiled_a_plugin_without_pinned_code_dead_letters_onl
             .collect::<Vec<_>>(),
         vec![json!("globex"), json!("globex")]
     );
+}
+
+/// A moto bus whose one rule sends every `weir.customers` event to a queue, and weir's
+/// dead-letter queue: what a batch published and dead-lettered, read back from SQS.
+struct PublishedAndDeadLettered {
+    sqs: aws_sdk_sqs::Client,
+    out: String,
+    dlq: String,
+    publisher: Publisher,
+    dead_letters: DeadLetterQueue,
+}
+
+impl PublishedAndDeadLettered {
+    async fn new(moto: &Moto, bus: &str) -> Self {
+        let config = sdk_config(&moto.endpoint());
+        let sqs = aws_sdk_sqs::Client::new(&config);
+        let events = aws_sdk_eventbridge::Client::new(&config);
+        let (dlq, _) = create_queue(&sqs, &format!("{bus}-dlq"), None).await;
+        let (out, out_arn) = create_queue(&sqs, &format!("{bus}-out"), None).await;
+        events
+            .create_event_bus()
+            .name(bus)
+            .send()
+            .await
+            .expect("bus");
+        events
+            .put_rule()
+            .name("everything")
+            .event_bus_name(bus)
+            .event_pattern(json!({"source": ["weir.customers"]}).to_string())
+            .send()
+            .await
+            .expect("rule");
+        events
+            .put_targets()
+            .rule("everything")
+            .event_bus_name(bus)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("out")
+                    .arn(out_arn)
+                    .build()
+                    .expect("target"),
+            )
+            .send()
+            .await
+            .expect("target");
+        PublishedAndDeadLettered {
+            publisher: Publisher::new(weir::aws::eventbridge(&config), PublishConfig::default()),
+            dead_letters: DeadLetterQueue::new(sqs.clone(), &dlq, QueueConfig::default()),
+            sqs,
+            out,
+            dlq,
+        }
+    }
+
+    /// Runs `records` through the loader's current pipeline (reloading first if asked),
+    /// publishing to the bus and dead-lettering to SQS. Every record must be published
+    /// or dead-lettered, and each exactly once: returns what the rule's queue received,
+    /// as sorted (tenant, detail-type) pairs, and what the dead-letter queue received, as
+    /// sorted (tenant, kind, message) triples, each dead letter carrying its whole record.
+    async fn run(
+        &self,
+        loader: &mut Loader,
+        records: &[Value],
+    ) -> (Vec<(String, String)>, Vec<(String, String, String)>) {
+        let report = batch::run(
+            loader.current().await,
+            raw(records),
+            Some(&self.publisher),
+            DeadLetterSink::Queue(&self.dead_letters),
+            tokio::time::Instant::now() + Duration::from_secs(30),
+        )
+        .await
+        .expect("batch");
+        let counts = report.counts();
+        assert_eq!(counts.records, records.len());
+        assert_eq!(
+            counts.published + counts.dead_lettered,
+            records.len(),
+            "every record published or dead-lettered: {counts:?}"
+        );
+        let limit = Duration::from_secs(10);
+        let mut published: Vec<(String, String)> =
+            drain_queue(&self.sqs, &self.out, counts.published, limit)
+                .await
+                .iter()
+                .map(|m| {
+                    let event: Value =
+                        serde_json::from_str(m.body().unwrap_or("")).expect("event JSON");
+                    (
+                        event["detail"]["metadata"]["tenant"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_owned(),
+                        event["detail-type"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect();
+        published.sort();
+        let mut dead: Vec<(String, String, String)> =
+            drain_queue(&self.sqs, &self.dlq, counts.dead_lettered, limit)
+                .await
+                .iter()
+                .map(|m| {
+                    let letter: Value =
+                        serde_json::from_str(m.body().unwrap_or("")).expect("dead letter JSON");
+                    assert!(
+                        records.contains(&letter["record"]),
+                        "the dead letter carries its whole record: {letter}"
+                    );
+                    (
+                        letter["tenant"].as_str().unwrap_or("").to_owned(),
+                        letter["reason"]["kind"].as_str().unwrap_or("").to_owned(),
+                        letter["reason"]["message"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_owned(),
+                    )
+                })
+                .collect();
+        dead.sort();
+        assert_eq!(
+            (published.len(), dead.len()),
+            (counts.published, counts.dead_lettered),
+            "one event per published record, one dead letter per dead-lettered one"
+        );
+        (published, dead)
+    }
+}
+
+/// Tenant acme on plugin `a` (the mapping, unpinned, its detail type from the config) and
+/// tenant globex on plugin `b`, whose manifest entry is `b_entry`.
+fn acme_and_globex(acme_detail_type: &str, b_entry: &str) -> String {
+    format!(
+        "event_bus = \"partial\"\n[plugins.a]\npath = \"a/mapping.wasm\"\n[plugins.b]\n{b_entry}\
+         [[routes]]\ntable = \"Customers\"\nsource = \"weir.customers\"\ntenant = {{ attribute = \"tenantId\" }}\n\
+         [tenants.acme]\nplugin = \"a\"\nconfig = {{ detail_type = \"{acme_detail_type}\", fields = {{ Name = \"/name\" }} }}\n\
+         [tenants.globex]\nplugin = \"b\"\n"
+    )
+}
+
+/// Two records of acme and two of globex, numbered from `first`.
+fn acme_and_globex_records(first: u64) -> Vec<Value> {
+    [("acme", 0), ("globex", 1), ("acme", 2), ("globex", 3)]
+        .iter()
+        .map(|(t, i)| {
+            let seq = first + i;
+            stream_record(seq, &format!("{t}-{seq}"), t, json!({}))
+        })
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
+}
+
+/// Issue 23, item 10: one plugin's bad upload, or a manifest entry of one plugin that
+/// cannot be used, affects only that plugin's slot; the rest of the new manifest applies.
+/// The manifest in S3 changes acme's config (its detail type) at every step, while
+/// globex's plugin `b` goes bad in each way a plugin can: its old version keeps serving
+/// while its manifest entry is unchanged (a garbage upload under its pin), and its records
+/// are dead-lettered with the reason when the manifest changed its entry (as a cold start
+/// with that manifest would). A manifest that does not parse keeps the whole old one.
+#[tokio::test]
+async fn one_plugins_bad_upload_never_freezes_the_rest_of_the_manifest() {
+    let (_guard, logs) = captured_logs();
+    let moto = Moto::start();
+    let s3 = S3::new(&moto, "partial").await;
+    let sinks = PublishedAndDeadLettered::new(&moto, "partial").await;
+    let echo = wasm("echo-state");
+    let pinned_echo = format!("path = \"b/echo.wasm\"\nsha256 = \"{}\"\n", sha256(&echo));
+    s3.put("a/mapping.wasm", wasm("mapping")).await;
+    s3.put("b/echo.wasm", echo.clone()).await;
+    s3.put(
+        "weir.toml",
+        acme_and_globex("CustomerChanged", &pinned_echo).into_bytes(),
+    )
+    .await;
+    let mut loader = Loader::load_lazy(
+        s3.store(),
+        engine(),
+        Location::parse(&s3.url("weir.toml")).expect("url"),
+        Duration::from_secs(3600),
+    )
+    .await
+    .expect("loads");
+    let (published, dead) = sinks.run(&mut loader, &acme_and_globex_records(10)).await;
+    assert_eq!(
+        published,
+        pairs(&[
+            ("acme", "CustomerChanged"),
+            ("acme", "CustomerChanged"),
+            ("globex", "EchoState"),
+            ("globex", "EchoState")
+        ])
+    );
+    assert!(dead.is_empty(), "{dead:?}");
+
+    // globex's pinned plugin is overwritten with garbage, and acme's config changes: acme
+    // publishes with its new config at once, and globex's old version keeps serving.
+    s3.put("b/echo.wasm", b"\0asm garbage under the pin".to_vec())
+        .await;
+    s3.put(
+        "weir.toml",
+        acme_and_globex("CustomerUpdated", &pinned_echo).into_bytes(),
+    )
+    .await;
+    loader.check_now();
+    let (published, dead) = sinks.run(&mut loader, &acme_and_globex_records(20)).await;
+    assert_eq!(
+        published,
+        pairs(&[
+            ("acme", "CustomerUpdated"),
+            ("acme", "CustomerUpdated"),
+            ("globex", "EchoState"),
+            ("globex", "EchoState")
+        ])
+    );
+    assert!(dead.is_empty(), "{dead:?}");
+    assert_eq!((loader.reloads(), loader.reload_failures()), (1, 1));
+    let text = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
+    let refused = text
+        .lines()
+        .find(|l| l.contains("reload refused the plugin's new version"))
+        .unwrap_or_else(|| panic!("no refusal logged: {text}"));
+    assert!(refused.contains("plugin=\"b\""), "{refused}");
+    assert!(
+        refused.contains("its previous version keeps serving")
+            && refused.contains("but the manifest pins"),
+        "{refused}"
+    );
+    // The refused version is not read or checked again while it stays (a conditional GET
+    // on it), nor counted again.
+    loader.check_now();
+    let _ = loader.current().await;
+    assert_eq!((loader.reloads(), loader.reload_failures()), (1, 1));
+
+    // The manifest points globex's plugin at one that fails weir check's checks, then at
+    // one that does not compile, then at one without the contract: each time acme's new
+    // config applies, and globex's records are dead-lettered with the reason.
+    s3.put("b/netcat.wasm", wasm("netcat")).await;
+    s3.put("b/garbage.wasm", b"\0asm but not really".to_vec())
+        .await;
+    // An empty component: the preamble (magic, version 0x0d, layer 1) and nothing else.
+    s3.put("b/empty.wasm", b"\0asm\x0d\x00\x01\x00".to_vec())
+        .await;
+    let steps = [
+        (
+            "b/netcat.wasm",
+            "CustomerMoved",
+            "which plugins may not use",
+        ),
+        (
+            "b/garbage.wasm",
+            "CustomerRenamed",
+            "not a valid WebAssembly component",
+        ),
+        ("b/empty.wasm", "CustomerMerged", "it exports neither"),
+    ];
+    for (n, (path, detail_type, why)) in steps.into_iter().enumerate() {
+        s3.put(
+            "weir.toml",
+            acme_and_globex(detail_type, &format!("path = \"{path}\"\n")).into_bytes(),
+        )
+        .await;
+        loader.check_now();
+        let first = 30 + 10 * n as u64;
+        let (published, dead) = sinks
+            .run(&mut loader, &acme_and_globex_records(first))
+            .await;
+        assert_eq!(
+            published,
+            pairs(&[("acme", detail_type), ("acme", detail_type)]),
+            "{path}"
+        );
+        assert_eq!(dead.len(), 2, "{path}");
+        for (tenant, kind, message) in &dead {
+            assert_eq!((tenant.as_str(), kind.as_str()), ("globex", "plugin-load"));
+            assert!(
+                message.contains(&format!("s3://partial/{path}")) && message.contains(why),
+                "{message}"
+            );
+        }
+        assert_eq!(
+            (loader.reloads(), loader.reload_failures()),
+            (2 + n, 2 + n),
+            "{path}"
+        );
+    }
+
+    // A manifest that does not parse keeps the whole old one: acme's last config, and
+    // globex's records dead-lettered as before.
+    s3.put("weir.toml", b"event_bus = [".to_vec()).await;
+    loader.check_now();
+    let (published, dead) = sinks.run(&mut loader, &acme_and_globex_records(70)).await;
+    assert_eq!(
+        published,
+        pairs(&[("acme", "CustomerMerged"), ("acme", "CustomerMerged")])
+    );
+    assert_eq!(dead.len(), 2);
+    assert_eq!((loader.reloads(), loader.reload_failures()), (4, 5));
+    let text = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
+    assert!(
+        text.contains("reload failed; the previous manifest and plugins stay in use"),
+        "{text}"
+    );
+
+    // Fixed: globex's plugin back under its pin.
+    s3.put("b/echo.wasm", echo.clone()).await;
+    s3.put(
+        "weir.toml",
+        acme_and_globex("CustomerChanged", &pinned_echo).into_bytes(),
+    )
+    .await;
+    loader.check_now();
+    let (published, dead) = sinks.run(&mut loader, &acme_and_globex_records(80)).await;
+    assert_eq!(
+        published,
+        pairs(&[
+            ("acme", "CustomerChanged"),
+            ("acme", "CustomerChanged"),
+            ("globex", "EchoState"),
+            ("globex", "EchoState")
+        ])
+    );
+    assert!(dead.is_empty(), "{dead:?}");
+    assert_eq!((loader.reloads(), loader.reload_failures()), (5, 5));
+}
+
+/// Reads through the store, noting every location asked for: moto cannot count GETs.
+struct Watched {
+    store: Store,
+    asked: Mutex<Vec<String>>,
+}
+
+impl Watched {
+    fn note(&self, location: &Location) {
+        if let Ok(mut asked) = self.asked.lock() {
+            asked.push(location.to_string());
+        }
+    }
+
+    fn asked(&self) -> Vec<String> {
+        self.asked.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+}
+
+impl weir::location::Fetch for Watched {
+    fn fetch<'a>(
+        &'a self,
+        location: &'a Location,
+        known_version: Option<&'a str>,
+    ) -> weir::location::FetchFuture<'a, weir::store::Fetched> {
+        self.note(location);
+        weir::location::Fetch::fetch(&self.store, location, known_version)
+    }
+
+    fn version<'a>(&'a self, location: &'a Location) -> weir::location::FetchFuture<'a, String> {
+        self.note(location);
+        weir::location::Fetch::version(&self.store, location)
+    }
+
+    fn read<'a>(
+        &'a self,
+        location: &'a Location,
+    ) -> weir::location::FetchFuture<'a, (Vec<u8>, String)> {
+        self.note(location);
+        weir::location::Fetch::read(&self.store, location)
+    }
+}
+
+/// Issue 23, item 6: an S3 `.cwasm` is fetched only when the manifest pins one. Beside an
+/// unpinned plugin it is never read (not at first use, not when a reload loads a new
+/// version); once pinned, it is read and used.
+#[tokio::test]
+async fn an_unpinned_cwasm_in_s3_is_never_fetched() {
+    let moto = Moto::start();
+    let s3 = S3::new(&moto, "cwasm").await;
+    let bytes = wasm("mapping");
+    let cwasm = PluginEngine::precompile(&bytes, None).expect("precompile");
+    s3.put("a/mapping.wasm", bytes.clone()).await;
+    s3.put("a/mapping.cwasm", cwasm.clone()).await;
+    let manifest = |extra: &str| {
+        format!(
+            "event_bus = \"b\"\n[plugins.mapping]\npath = \"a/mapping.wasm\"\n{extra}\
+             [[routes]]\ntable = \"Customers\"\nsource = \"s\"\ntenant = {{ attribute = \"tenantId\" }}\n\
+             [tenants.t1]\nplugin = \"mapping\"\nconfig = {{ detail_type = \"CustomerChanged\", fields = {{ Name = \"/name\" }} }}\n"
+        )
+    };
+    let records = [stream_record(1, "ev-1", "t1", json!({}))];
+    let (wasm_url, cwasm_url) = (s3.url("a/mapping.wasm"), s3.url("a/mapping.cwasm"));
+
+    s3.put("weir.toml", manifest("").into_bytes()).await;
+    let watched = Arc::new(Watched {
+        store: s3.store(),
+        asked: Mutex::default(),
+    });
+    let unpinned = engine();
+    let mut loader = Loader::load_lazy_from(
+        watched.clone(),
+        unpinned.clone(),
+        Location::parse(&s3.url("weir.toml")).expect("url"),
+        Duration::from_secs(3600),
+    )
+    .await
+    .expect("loads");
+    assert_eq!(
+        dry_run(&mut loader, &records).await,
+        (vec!["CustomerChanged".to_owned()], vec![Verdict::Published])
+    );
+    // A new version, loaded by a warm reload: its .cwasm is not read either.
+    s3.put("a/mapping.wasm", wasm("echo-state")).await;
+    loader.check_now();
+    assert_eq!(dry_run(&mut loader, &records).await.0, ["EchoState"]);
+    let asked = watched.asked();
+    assert!(asked.contains(&wasm_url), "{asked:?}");
+    assert!(!asked.contains(&cwasm_url), "{asked:?}");
+    assert_eq!(unpinned.compiles(), 2, "both versions compiled");
+
+    // Pinned, it is read, and used: nothing is compiled.
+    s3.put("a/mapping.wasm", bytes).await;
+    s3.put(
+        "weir.toml",
+        manifest(&format!("compiled_sha256 = \"{}\"\n", sha256(&cwasm))).into_bytes(),
+    )
+    .await;
+    let watched = Arc::new(Watched {
+        store: s3.store(),
+        asked: Mutex::default(),
+    });
+    let pinned = engine();
+    let mut loader = Loader::load_lazy_from(
+        watched.clone(),
+        pinned.clone(),
+        Location::parse(&s3.url("weir.toml")).expect("url"),
+        Duration::from_secs(3600),
+    )
+    .await
+    .expect("loads");
+    assert_eq!(dry_run(&mut loader, &records).await.0, ["CustomerChanged"]);
+    assert!(
+        watched.asked().contains(&cwasm_url),
+        "{:?}",
+        watched.asked()
+    );
+    assert_eq!(pinned.compiles(), 0, "the pinned .cwasm was used");
 }

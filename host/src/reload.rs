@@ -8,14 +8,21 @@
 //! `weir check` and `weir run`, which must report a broken plugin at once).
 //!
 //! A reload asks each location whether it changed (S3: conditional GET on the ETag), and
-//! rebuilds the pipeline only when something did. A new version that cannot be read,
-//! fails its pin, fails to compile or fails the manifest's checks leaves the old one
-//! serving; the failure is logged and counted.
+//! rebuilds the pipeline only when something did. A manifest that cannot be read or
+//! parsed keeps the whole old one serving. Otherwise the new manifest applies, and a
+//! plugin affects only its own slot: a new version of a plugin in use that cannot be
+//! read, fails its pin, fails to compile or fails the checks of `weir check` leaves that
+//! plugin's old version serving while the manifest's entry for it is unchanged; when the
+//! manifest changed that entry (path, pins, `require_precompiled`), the new entry is what
+//! a cold start would run, so its records are dead-lettered with the reason (or retried,
+//! if it cannot be read) until it is fixed. Each refusal is logged with the plugin's name
+//! and counted; a version refused once is not fetched or checked again while it stays.
 //!
 //! The engine's instance pool is sized from the manifest when it is first read
 //! ([`PoolSize::for_manifest`]). A reload whose manifest needs more (more tenants or
 //! plugins, a larger memory limit) moves to a new engine sized for it: the plugins in use
-//! are loaded into it (from the compiled-code cache) before it replaces the old one.
+//! are loaded into it (from the compiled-code cache) before it replaces the old one; one
+//! whose new version is refused keeps serving from the old engine.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +31,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use weir_aws::store::{Fetched, Location, Store};
+use weir_core::location::Fetch;
 use weir_core::manifest::Manifest;
 use weir_runtime::Pipeline;
 use weir_runtime::plugin::{Compile, PluginEngine, PoolSize};
@@ -41,9 +49,20 @@ pub struct Loader {
     manifest_version: String,
     manifest_text: String,
     current: Arc<Pipeline>,
+    /// Per plugin whose old version serves on, the newer version a reload refused.
+    refused: HashMap<String, RefusedVersion>,
     next_check: Instant,
     reloads: usize,
     reload_failures: usize,
+}
+
+/// A version of a plugin's bytes a reload refused while the plugin's old version kept
+/// serving: not read or checked again while the manifest's entry and the bytes stay so.
+#[derive(Clone)]
+struct RefusedVersion {
+    spec: SlotSpec,
+    version: String,
+    why: String,
 }
 
 impl Loader {
@@ -67,7 +86,18 @@ impl Loader {
         location: Location,
         interval: Duration,
     ) -> Result<Self, LoadProblems> {
-        let (text, version) = store.read(&location).await.map_err(one)?;
+        Self::load_lazy_from(Arc::new(store), engine, location, interval).await
+    }
+
+    /// [`Self::load_lazy`] reading through any [`Fetch`]: a store, or one that wraps it
+    /// (to watch what is read, as a test does).
+    pub async fn load_lazy_from(
+        fetch: Arc<dyn Fetch>,
+        engine: Arc<PluginEngine>,
+        location: Location,
+        interval: Duration,
+    ) -> Result<Self, LoadProblems> {
+        let (text, version) = fetch.read(&location).await.map_err(one)?;
         let text = String::from_utf8(text)
             .map_err(|_| one(anyhow::anyhow!("{location}: not UTF-8 text")))?;
         let manifest = parse(&text, &location)?;
@@ -76,8 +106,8 @@ impl Loader {
         engine
             .start_with(PoolSize::for_manifest(&manifest))
             .map_err(one)?;
-        let source = Arc::new(PluginSource::new(Arc::new(store), engine));
-        let slots = slots(&manifest, &source, &HashMap::new()).await?;
+        let source = Arc::new(PluginSource::new(fetch, engine));
+        let slots = slots(&manifest, &source, &HashMap::new(), &HashMap::new(), false).await?;
         Ok(Loader {
             source,
             location,
@@ -85,6 +115,7 @@ impl Loader {
             manifest_version: version,
             manifest_text: text,
             current: Arc::new(Pipeline::new(manifest, slots.slots)),
+            refused: HashMap::new(),
             next_check: Instant::now() + interval,
             reloads: 0,
             reload_failures: 0,
@@ -92,7 +123,8 @@ impl Loader {
     }
 
     /// The pipeline to use now, reloaded first if the interval has passed and anything
-    /// changed. Never fails: a bad new version keeps the old one.
+    /// changed. Never fails: a bad new manifest keeps the old one, and a bad new plugin
+    /// version affects only its own plugin.
     pub async fn current(&mut self) -> Arc<Pipeline> {
         if Instant::now() >= self.next_check {
             self.next_check = Instant::now() + self.interval;
@@ -117,7 +149,8 @@ impl Loader {
         self.reloads
     }
 
-    /// Reloads that failed and left the old version serving.
+    /// Reloads that failed in whole (the old manifest kept serving) or in part (a plugin's
+    /// new version was refused).
     pub fn reload_failures(&self) -> usize {
         self.reload_failures
     }
@@ -132,6 +165,9 @@ impl Loader {
         self.current.manifest()
     }
 
+    /// Applies a changed manifest or plugin. An error means nothing was applied: the
+    /// manifest could not be read or parsed, or the engine it needs cannot start. A
+    /// plugin refused is not an error: it is logged and counted here, and the rest applies.
     async fn reload(&mut self) -> Result<(), LoadProblems> {
         let fetched = self
             .source
@@ -150,65 +186,52 @@ impl Loader {
         let manifest_changed = version != self.manifest_version;
         let manifest = parse(&text, &self.location)?;
         let needed = PoolSize::for_manifest(&manifest);
-        let rebuilt = match self.source.engine().pool() {
+        // A manifest that outgrew the pool moves to a new engine sized for it: every
+        // plugin in use is loaded into it (one that no longer loads keeps the old engine).
+        let (source, moving) = match self.source.engine().pool() {
             Some(pool) if !pool.covers(needed) => {
-                let (source, rebuilt) = self.grown(&manifest, needed).await?;
+                let engine = Arc::new(self.source.engine().resized(needed).map_err(one)?);
                 tracing::info!(
                     manifest = %self.location,
                     from = %pool,
                     to = %needed,
                     "plugin instance pool grown for the new manifest"
                 );
-                self.source = source;
-                rebuilt
+                let fetch = self.source.fetch.clone();
+                (Arc::new(PluginSource::new(fetch, engine)), true)
             }
-            _ => slots(&manifest, &self.source, self.current.slots()).await?,
+            _ => (self.source.clone(), false),
         };
+        let rebuilt = slots(
+            &manifest,
+            &source,
+            self.current.slots(),
+            &self.refused,
+            moving,
+        )
+        .await?;
+        for refusal in &rebuilt.refusals {
+            tracing::error!(
+                plugin = refusal.name.as_str(),
+                location = %refusal.location,
+                "reload refused the plugin's new version; {}: {}",
+                refusal.outcome.says(),
+                refusal.error
+            );
+        }
+        if !rebuilt.refusals.is_empty() {
+            self.reload_failures += 1;
+        }
         if manifest_changed || rebuilt.changed {
             tracing::info!(manifest = %self.location, "reloaded manifest and plugins");
             self.reloads += 1;
             self.current = Arc::new(Pipeline::new(manifest, rebuilt.slots));
         }
+        self.source = source;
+        self.refused = rebuilt.refused;
         self.manifest_text = text;
         self.manifest_version = version;
         Ok(())
-    }
-
-    /// A source whose engine has a pool of `pool`, and its slots, for `manifest` which
-    /// outgrew the current pool. The plugins in use now and still named are loaded into it
-    /// first, so a plugin that no longer loads keeps the old engine and pipeline serving.
-    async fn grown(
-        &self,
-        manifest: &Manifest,
-        pool: PoolSize,
-    ) -> Result<(Arc<PluginSource>, Slots), LoadProblems> {
-        let engine = Arc::new(self.source.engine().resized(pool).map_err(one)?);
-        let source = Arc::new(PluginSource::new(self.source.fetch.clone(), engine));
-        let fresh = slots(manifest, &source, &HashMap::new()).await?;
-        let mut problems = Vec::new();
-        for (name, slot) in &fresh.slots {
-            let in_use = self
-                .current
-                .slots()
-                .get(name)
-                .is_some_and(|s| s.loaded().is_some());
-            if in_use && let Err(error) = slot.load().await {
-                problems.push(LoadProblem::Plugin {
-                    name: name.clone(),
-                    error,
-                });
-            }
-        }
-        if !problems.is_empty() {
-            return Err(LoadProblems { problems });
-        }
-        Ok((
-            source,
-            Slots {
-                slots: fresh.slots,
-                changed: true,
-            },
-        ))
     }
 }
 
@@ -216,29 +239,68 @@ fn parse(text: &str, location: &Location) -> Result<Manifest, LoadProblems> {
     Manifest::parse(text, location.clone()).map_err(|e| LoadProblems::manifest(e.to_string()))
 }
 
-/// The slots of a manifest, and whether any differs from `known`'s.
+/// The slots of a manifest, whether any differs from the ones serving, and what a reload
+/// refused.
 struct Slots {
     slots: HashMap<String, Arc<PluginSlot>>,
     changed: bool,
+    /// The plugin versions this reload refused, each with what serves instead.
+    refusals: Vec<Refusal>,
+    /// The refused versions still there, whose plugins' old versions serve on.
+    refused: HashMap<String, RefusedVersion>,
 }
 
-/// One slot per plugin the tenants use. A slot of `known` with the same spec is kept: a
-/// loaded one only if its bytes have not changed (a changed one is loaded now, and must
-/// load), an unloaded one as it is. A slot whose plugin could not be used is replaced by
-/// a fresh one, so a fixed upload is tried again. All problems are gathered.
+/// A plugin's new version (or new manifest entry) that a reload could not use.
+struct Refusal {
+    name: String,
+    location: Location,
+    error: SlotError,
+    outcome: Instead,
+}
+
+/// What serves a plugin's records when its new version is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Instead {
+    /// Its old version (the manifest's entry for it is unchanged).
+    OldVersion,
+    /// Nothing: its records are dead-lettered with the reason until it is fixed.
+    DeadLetters,
+    /// It is read again when a record needs it; meanwhile its records are retried.
+    Retries,
+}
+
+impl Instead {
+    /// The consequence, for the log line.
+    fn says(self) -> &'static str {
+        match self {
+            Instead::OldVersion => "its previous version keeps serving",
+            Instead::DeadLetters => {
+                "the manifest changed its entry, so its records are dead-lettered until it is fixed"
+            }
+            Instead::Retries => "its records are retried until it can be read",
+        }
+    }
+}
+
+/// One slot per plugin the tenants use. A slot not in use yet (neither loaded nor found
+/// broken) with the same spec in `known` is kept as it is; a new or changed one is made
+/// lazy. A plugin in use is looked at again ([`refresh`]). Only a problem of the manifest
+/// itself (a plugin path that cannot be resolved) is an error; all of those are gathered.
+/// `moving`: `source` is a new engine, into which every plugin in use must load.
 async fn slots(
     manifest: &Manifest,
     source: &Arc<PluginSource>,
     known: &HashMap<String, Arc<PluginSlot>>,
+    refused: &HashMap<String, RefusedVersion>,
+    moving: bool,
 ) -> Result<Slots, LoadProblems> {
     let mut problems = Vec::new();
-    let mut slots = HashMap::new();
-    let mut changed = known.len()
-        != manifest
-            .plugins
-            .keys()
-            .filter(|name| used(manifest, name))
-            .count();
+    let mut out = Slots {
+        slots: HashMap::new(),
+        changed: false,
+        refusals: Vec::new(),
+        refused: HashMap::new(),
+    };
     for (name, spec) in &manifest.plugins {
         if !used(manifest, name) {
             continue;
@@ -268,53 +330,142 @@ async fn slots(
                 Compile::Allowed
             },
         };
-        let old = known.get(name);
-        let same_spec = old.is_some_and(|s| s.spec() == &spec);
-        let slot = match (old, old.and_then(|s| s.loaded_version())) {
-            // In use: a new version (changed bytes, or a new path or pin) is loaded before
-            // it replaces the old one, so a bad change keeps the old one serving.
-            (Some(old), Some(loaded_version)) => {
-                let known_version = same_spec.then_some(loaded_version);
-                match source.fetch.fetch(&spec.location, known_version).await {
-                    Ok(Fetched::NotModified) => old.clone(),
-                    Ok(Fetched::Content { bytes, version }) => {
-                        changed = true;
-                        match PluginSlot::preloaded(name, spec, source.clone(), bytes, version)
-                            .await
-                        {
-                            Ok(s) => Arc::new(s),
-                            Err(error) => {
-                                problems.push(LoadProblem::Plugin {
-                                    name: name.clone(),
-                                    error,
-                                });
-                                continue;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        problems.push(LoadProblem::Plugin {
-                            name: name.clone(),
-                            error: SlotError::Unavailable(format!("plugins.{name}: {e:#}")),
-                        });
-                        continue;
-                    }
-                }
+        let slot = match known.get(name) {
+            Some(old) if old.loaded_version().is_some() || old.is_broken() => {
+                refresh(name, spec, old, source, refused.get(name), moving, &mut out).await
             }
             // Not used yet, and named the same way: it stays lazy.
-            (Some(old), None) if same_spec && !old.is_broken() => old.clone(),
-            // New, changed before first use, or broken (a fixed upload is tried afresh).
-            _ => {
-                changed = true;
-                Arc::new(PluginSlot::new(name, spec, source.clone()))
-            }
+            Some(old) if !moving && old.spec() == &spec => old.clone(),
+            // New, or changed before first use.
+            _ => Arc::new(PluginSlot::new(name, spec, source.clone())),
         };
-        slots.insert(name.clone(), slot);
+        out.slots.insert(name.clone(), slot);
     }
     if !problems.is_empty() {
         return Err(LoadProblems { problems });
     }
-    Ok(Slots { slots, changed })
+    out.changed = out.slots.len() != known.len()
+        || out
+            .slots
+            .iter()
+            .any(|(name, slot)| !known.get(name).is_some_and(|k| Arc::ptr_eq(k, slot)));
+    Ok(out)
+}
+
+/// The slot for plugin `name`, in use under `old` (loaded, or found broken), now that the
+/// manifest says `spec`: a new version is loaded before it replaces the old one. If it
+/// cannot be used, only this plugin is affected (see [`Instead`]), and the refusal is
+/// added to `out` unless it is one already known.
+async fn refresh(
+    name: &str,
+    spec: SlotSpec,
+    old: &Arc<PluginSlot>,
+    source: &Arc<PluginSource>,
+    refused: Option<&RefusedVersion>,
+    moving: bool,
+    out: &mut Slots,
+) -> Arc<PluginSlot> {
+    let same_spec = old.spec() == &spec;
+    let loaded_version = old.loaded_version().map(str::to_owned);
+    // The old version serves on when the manifest's entry for the plugin is unchanged.
+    let old_serves = same_spec && loaded_version.is_some();
+    let broken = old.broken().filter(|_| same_spec);
+    let refused = refused.filter(|r| r.spec == spec && old_serves).cloned();
+    // A version already refused under this entry is asked for conditionally: while it
+    // stays, nothing is read or checked again. Not under `require_precompiled`, where the
+    // outcome also depends on the `.cwasm`.
+    let known_refused = match (&refused, &broken) {
+        _ if spec.compile == Compile::Never => None,
+        (Some(r), _) => Some(r.version.clone()),
+        (None, Some((_, version))) => Some(version.clone()),
+        (None, None) => None,
+    };
+    let ask = known_refused
+        .clone()
+        .or_else(|| loaded_version.clone().filter(|_| same_spec && !moving));
+    let location = spec.location.clone();
+    let fetched = source.fetch.fetch(&location, ask.as_deref()).await;
+    let (bytes, version) = match fetched {
+        Ok(Fetched::NotModified) => {
+            if let Some(r) = refused.filter(|_| known_refused.is_some()) {
+                out.refused.insert(name.to_owned(), r);
+            }
+            return old.clone();
+        }
+        // The version serving is back.
+        Ok(Fetched::Content { version, .. })
+            if old_serves && !moving && loaded_version.as_deref() == Some(version.as_str()) =>
+        {
+            return old.clone();
+        }
+        Ok(Fetched::Content { bytes, version }) => (bytes, version),
+        Err(e) => {
+            let error = SlotError::Unavailable(format!("plugins.{name}: {e:#}"));
+            let (slot, outcome) = if old_serves {
+                (old.clone(), Instead::OldVersion)
+            } else if broken.is_some() {
+                (old.clone(), Instead::DeadLetters)
+            } else {
+                let slot = Arc::new(PluginSlot::new(name, spec, source.clone()));
+                (slot, Instead::Retries)
+            };
+            out.refusals.push(Refusal {
+                name: name.to_owned(),
+                location,
+                error,
+                outcome,
+            });
+            return slot;
+        }
+    };
+    let error =
+        match PluginSlot::preloaded(name, spec.clone(), source.clone(), bytes, version.clone())
+            .await
+        {
+            Ok(slot) => return Arc::new(slot),
+            Err(error) => error,
+        };
+    let why = error.to_string();
+    // The same refusal as before (the outcome of which is known and was reported).
+    let known_refusal = refused
+        .as_ref()
+        .is_some_and(|r| r.version == version && r.why == why)
+        || broken
+            .as_ref()
+            .is_some_and(|(w, v)| *v == version && *w == why);
+    let (slot, outcome) = match &error {
+        _ if old_serves => {
+            if matches!(error, SlotError::Broken(_)) {
+                out.refused
+                    .insert(name.to_owned(), RefusedVersion { spec, version, why });
+            }
+            (old.clone(), Instead::OldVersion)
+        }
+        _ if known_refusal => (old.clone(), Instead::DeadLetters),
+        SlotError::Broken(why) => (
+            Arc::new(PluginSlot::refused(
+                name,
+                spec,
+                source.clone(),
+                why.clone(),
+                version,
+            )),
+            Instead::DeadLetters,
+        ),
+        SlotError::Unavailable(_) => (
+            Arc::new(PluginSlot::new(name, spec, source.clone())),
+            Instead::Retries,
+        ),
+    };
+    if !known_refusal {
+        out.refusals.push(Refusal {
+            name: name.to_owned(),
+            location,
+            error,
+            outcome,
+        });
+    }
+    slot
 }
 
 /// Whether any tenant uses plugin `name`.

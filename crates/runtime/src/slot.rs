@@ -63,8 +63,15 @@ pub struct PluginSlot {
     spec: SlotSpec,
     source: Arc<PluginSource>,
     loaded: OnceLock<LoadedPlugin>,
-    /// Held while loading; holds the error of a plugin that cannot be used.
-    loading: tokio::sync::Mutex<Option<String>>,
+    /// Held while loading; holds why the plugin cannot be used, once found.
+    loading: tokio::sync::Mutex<Option<Broken>>,
+}
+
+/// Why a plugin that was read cannot be used, and the version of the bytes that were read.
+#[derive(Clone)]
+struct Broken {
+    why: String,
+    version: String,
 }
 
 /// A loaded plugin and the version of the bytes it came from.
@@ -101,9 +108,34 @@ impl PluginSlot {
         &self.name
     }
 
+    /// A slot for plugin `name` whose bytes of `version` were read and cannot be used
+    /// (`why`): its records are dead-lettered with that reason, as if a load had just
+    /// failed. A reload makes one when a manifest's new entry for a plugin in use fails.
+    pub fn refused(
+        name: &str,
+        spec: SlotSpec,
+        source: Arc<PluginSource>,
+        why: String,
+        version: String,
+    ) -> Self {
+        PluginSlot {
+            loading: tokio::sync::Mutex::new(Some(Broken { why, version })),
+            ..PluginSlot::new(name, spec, source)
+        }
+    }
+
     /// Whether its plugin was read but could not be used.
     pub fn is_broken(&self) -> bool {
-        self.loading.try_lock().is_ok_and(|b| b.is_some())
+        self.broken().is_some()
+    }
+
+    /// Why its plugin cannot be used and the version of the bytes found so, once a load
+    /// failed that way (a reload need not read and check that version again).
+    pub fn broken(&self) -> Option<(String, String)> {
+        self.loading
+            .try_lock()
+            .ok()
+            .and_then(|b| b.as_ref().map(|b| (b.why.clone(), b.version.clone())))
     }
 
     /// The plugin if it has been loaded.
@@ -149,8 +181,8 @@ impl PluginSlot {
         if let Some(l) = self.loaded.get() {
             return Ok(l.plugin.clone());
         }
-        if let Some(why) = broken.as_ref() {
-            return Err((SlotError::Broken(why.clone()), false));
+        if let Some(b) = broken.as_ref() {
+            return Err((SlotError::Broken(b.why.clone()), false));
         }
         let started = std::time::Instant::now();
         let store = &self.source.fetch;
@@ -184,7 +216,10 @@ impl PluginSlot {
                 Ok(plugin)
             }
             Err(SlotError::Broken(why)) => {
-                *broken = Some(why.clone());
+                *broken = Some(Broken {
+                    why: why.clone(),
+                    version,
+                });
                 Err((SlotError::Broken(why), true))
             }
             Err(unavailable) => Err((unavailable, true)),
@@ -194,10 +229,22 @@ impl PluginSlot {
     /// Loads the plugin from `bytes`, or, when they were not read, from its pinned native
     /// code (reading the `.wasm` after all if that cannot be used).
     async fn load_bytes(&self, bytes: Option<Vec<u8>>) -> Result<Arc<Plugin>, SlotError> {
-        // A local `.cwasm` is mapped by the engine; one in S3 is fetched.
-        let precompiled = match &self.spec.compiled {
-            Location::File(path) if path.is_file() => Some(Precompiled::File(path.clone())),
-            compiled => match self.source.fetch.read(compiled).await {
+        // A local `.cwasm` is mapped by the engine (which says why an unpinned one is not
+        // used); one in S3 is fetched only when the manifest pins it: native code runs only
+        // when pinned, so unpinned bytes would be read (and held) for nothing.
+        let precompiled = match (&self.spec.compiled, &self.spec.compiled_pin) {
+            (Location::File(path), _) if path.is_file() => Some(Precompiled::File(path.clone())),
+            (compiled, None) => {
+                if self.spec.compiled_named {
+                    tracing::warn!(
+                        plugin = self.name.as_str(),
+                        compiled = %compiled,
+                        "named .cwasm not read: the manifest does not pin it (compiled_sha256); a .cwasm is native code and runs only when pinned (weir compile prints the pin)"
+                    );
+                }
+                None
+            }
+            (compiled, Some(_)) => match self.source.fetch.read(compiled).await {
                 Ok((bytes, _)) => Some(Precompiled::Bytes {
                     from: compiled.to_string(),
                     bytes,
