@@ -1115,3 +1115,710 @@ fn the_dashboard_graphs_only_real_metrics_of_resources_in_the_template() {
         );
     }
 }
+
+// ---- Manifest text in the template (issue 23, item 4) ----
+//
+// Every manifest string that reaches the template either is refused by `weir check` and
+// `weir infra` with its key named, or reads back as exactly itself, as data, in every
+// reader CloudFormation tooling uses: a YAML 1.2 reader (yaml-rust2), PyYAML's pure
+// Python and libyaml loaders (YAML 1.1: U+0085, U+2028 and U+2029 are line breaks) and
+// cfn-lint's own loader; and the dashboard's `Fn::Sub` body substitutes only weir's own
+// references.
+
+/// The strings of a small manifest that reach the template: its bus, its routes' sources,
+/// its tenants' names (the first one owns destination `hook`), the detail types of both
+/// destinations, `crm`'s OAuth scope and the path of its endpoint.
+#[derive(Debug, Clone)]
+struct ManifestStrings {
+    bus: String,
+    sources: Vec<String>,
+    tenants: Vec<String>,
+    detail_types: Vec<String>,
+    scope: String,
+    endpoint_path: String,
+}
+
+impl ManifestStrings {
+    fn plain() -> Self {
+        ManifestStrings {
+            bus: "bus".into(),
+            sources: vec!["weir.t".into()],
+            tenants: vec!["acme".into()],
+            detail_types: vec!["Changed".into()],
+            scope: "api".into(),
+            endpoint_path: "accounts".into(),
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("https://example.com/{}", self.endpoint_path)
+    }
+
+    /// The manifest, every string a TOML basic string with everything but printable ASCII
+    /// escaped (TOML takes any character that way).
+    fn toml(&self) -> String {
+        let list = |items: &[String]| {
+            items
+                .iter()
+                .map(|s| toml_string(s))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut t = format!(
+            "event_bus = {}\n[plugins.p]\npath = \"p.wasm\"\n",
+            toml_string(&self.bus)
+        );
+        for (i, source) in self.sources.iter().enumerate() {
+            t.push_str(&format!(
+                "[[routes]]\ntable = \"T{i}\"\nsource = {}\ntenant = {{ attribute = \"tenantId\" }}\n",
+                toml_string(source)
+            ));
+        }
+        for tenant in &self.tenants {
+            t.push_str(&format!(
+                "[tenants.{}]\nplugin = \"p\"\n",
+                toml_string(tenant)
+            ));
+        }
+        t.push_str(&format!(
+            "[destinations.crm]\nendpoint = {}\nmethod = \"POST\"\ndetail_types = [{}]\nrate_limit_per_second = 7\n\
+             auth = {{ type = \"oauth_client_credentials\", token_url = \"https://example.com/token\", client_id = \"abc\", client_secret = {{ secret = \"crm\" }}, scope = {} }}\n",
+            toml_string(&self.endpoint()),
+            list(&self.detail_types),
+            toml_string(&self.scope)
+        ));
+        t.push_str(&format!(
+            "[destinations.hook]\nendpoint = \"https://example.com/hook\"\nmethod = \"PUT\"\ntenant = {}\ndetail_types = [{}]\nauth = {{ type = \"none\" }}\n",
+            toml_string(&self.tenants[0]),
+            list(&self.detail_types)
+        ));
+        t
+    }
+
+    /// What every reader must find in the template: the resources, by logical id and type,
+    /// and each manifest string where weir puts it.
+    fn expected(&self) -> Value {
+        let mut resources = serde_json::Map::new();
+        for id in ["Crm", "Hook"] {
+            for (suffix, kind) in [
+                ("Connection", "AWS::Events::Connection"),
+                ("ApiDestination", "AWS::Events::ApiDestination"),
+                ("InvokeRole", "AWS::IAM::Role"),
+                ("Rule", "AWS::Events::Rule"),
+                ("DeadLetterQueue", "AWS::SQS::Queue"),
+                ("DeadLetterQueuePolicy", "AWS::SQS::QueuePolicy"),
+                ("DeadLetterAlarm", "AWS::CloudWatch::Alarm"),
+            ] {
+                resources.insert(format!("{id}{suffix}"), Value::from(kind));
+            }
+        }
+        resources.insert("WeirDashboard".into(), "AWS::CloudWatch::Dashboard".into());
+        resources.insert("WeirBackfillRole".into(), "AWS::IAM::Role".into());
+        resources.insert(
+            "WeirBackfill".into(),
+            "AWS::StepFunctions::StateMachine".into(),
+        );
+        let mut sources = self.sources.clone();
+        sources.sort();
+        sources.dedup();
+        let mut tenants = self.tenants.clone();
+        tenants.sort();
+        tenants.dedup();
+        tenants.retain(|t| t != "default");
+        let pattern = |metadata: Value| {
+            serde_json::json!({
+                "source": sources,
+                "detail-type": self.detail_types,
+                "detail": { "metadata": metadata },
+            })
+        };
+        serde_json::json!({
+            "description": format!("weir destinations for event bus {}: crm, hook", self.bus),
+            "bus": self.bus,
+            "resources": resources,
+            "crm_pattern": pattern(serde_json::json!({ "destination": ["crm"] })),
+            "hook_pattern": pattern(serde_json::json!({
+                "destination": ["hook"],
+                "tenant": [self.tenants[0]],
+            })),
+            "crm_endpoint": self.endpoint(),
+            "crm_scope": self.scope,
+            "tenant_titles": tenants
+                .iter()
+                .map(|t| format!("tenant {t} (WEIR_TENANT_METRICS=1)"))
+                .collect::<Vec<_>>(),
+            "tenant_dimensions": tenants
+                .iter()
+                .flat_map(|t| std::iter::repeat_n(t.clone(), 5))
+                .collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// `s` as a TOML basic string, in printable ASCII.
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            ' '..='~' => out.push(c),
+            c if u32::from(c) <= 0xFFFF => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push_str(&format!("\\U{:08X}", u32::from(c))),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The same facts as [`ManifestStrings::expected`], as one reader read them from `t`.
+fn probes(t: &Value) -> Value {
+    let r = &t["Resources"];
+    let resources: serde_json::Map<String, Value> = r
+        .as_object()
+        .unwrap_or_else(|| panic!("no Resources in {t}"))
+        .iter()
+        .map(|(id, res)| (id.clone(), res["Type"].clone()))
+        .collect();
+    let body = r["WeirDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("no dashboard body in {t}"));
+    let body: Value = serde_json::from_str(&fn_sub(body, t)).expect("the body is JSON");
+    let mut tenant_titles = Vec::new();
+    let mut tenant_dimensions = Vec::new();
+    for w in body["widgets"].as_array().expect("widgets") {
+        let title = w["properties"]["title"].as_str().expect("a title");
+        if title.starts_with("tenant ") {
+            tenant_titles.push(Value::from(title));
+        }
+        for m in w["properties"]["metrics"].as_array().expect("metrics") {
+            let m = m.as_array().expect("a metric");
+            for pair in m[2..].chunks(2) {
+                if pair[0] == "Tenant" {
+                    tenant_dimensions.push(pair[1].clone());
+                }
+            }
+        }
+    }
+    serde_json::json!({
+        "description": t["Description"],
+        "bus": t["Parameters"]["EventBus"]["Default"],
+        "resources": resources,
+        "crm_pattern": r["CrmRule"]["Properties"]["EventPattern"],
+        "hook_pattern": r["HookRule"]["Properties"]["EventPattern"],
+        "crm_endpoint": r["CrmApiDestination"]["Properties"]["InvocationEndpoint"],
+        "crm_scope": r["CrmConnection"]["Properties"]["AuthParameters"]["OAuthParameters"]
+            ["OAuthHttpParameters"]["BodyParameters"][1]["Value"],
+        "tenant_titles": tenant_titles,
+        "tenant_dimensions": tenant_dimensions,
+    })
+}
+
+/// What CloudFormation's `Fn::Sub` makes of `body` in template `t`: `${!x}` is the text
+/// `${x}`; `${name}` must name a variable of the dashboard's `Fn::Sub`, a pseudo parameter,
+/// a parameter or a resource (its attribute), and becomes `<name>`.
+fn fn_sub(body: &str, t: &Value) -> String {
+    let variables = &t["Resources"]["WeirDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"][1];
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        rest = &rest[start + 2..];
+        if let Some(literal) = rest.strip_prefix('!') {
+            out.push_str("${");
+            rest = literal;
+            continue;
+        }
+        let end = rest.find('}').expect("a closed ${");
+        let name = &rest[..end];
+        let known = !variables[name].is_null()
+            || name.starts_with("AWS::")
+            || (!name.contains('.') && !t["Parameters"][name].is_null())
+            || !t["Resources"][name.split('.').next().expect("a name")].is_null();
+        assert!(
+            known,
+            "the dashboard body substitutes ${{{name}}}, which the template lacks"
+        );
+        out.push_str(&format!("<{name}>"));
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A YAML 1.2 reader's view of a template: tags dropped (`!Ref X` is "X").
+fn yaml_rust2_json(text: &str) -> Value {
+    fn convert(y: &yaml_rust2::Yaml) -> Value {
+        use yaml_rust2::Yaml;
+        match y {
+            Yaml::String(s) => Value::from(s.as_str()),
+            Yaml::Integer(i) => Value::from(*i),
+            Yaml::Real(r) => Value::from(r.parse::<f64>().expect("a number")),
+            Yaml::Boolean(b) => Value::from(*b),
+            Yaml::Null => Value::Null,
+            Yaml::Array(items) => Value::Array(items.iter().map(convert).collect()),
+            Yaml::Hash(h) => Value::Object(
+                h.iter()
+                    .map(|(k, v)| {
+                        let key = match k {
+                            Yaml::String(s) => s.clone(),
+                            other => panic!("a non-string key {other:?}"),
+                        };
+                        (key, convert(v))
+                    })
+                    .collect(),
+            ),
+            other => panic!("unexpected YAML node {other:?}"),
+        }
+    }
+    let docs = yaml_rust2::YamlLoader::load_from_str(text)
+        .unwrap_or_else(|e| panic!("yaml-rust2 cannot read the template: {e}\n{text}"));
+    assert_eq!(docs.len(), 1, "one document");
+    convert(&docs[0])
+}
+
+/// PyYAML (pure Python and libyaml, tags dropped) and cfn-lint's loader, each reading
+/// one template per line of input, in one Python process.
+struct PythonReaders {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+const PYTHON_READERS: &str = r#"
+import json, sys, yaml
+from cfnlint.decode import cfn_yaml
+
+def untagged(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        return loader.construct_scalar(node)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_mapping(node, deep=True)
+
+class PurePython(yaml.SafeLoader): pass
+class LibYaml(yaml.CSafeLoader): pass
+for loader in (PurePython, LibYaml):
+    loader.add_multi_constructor('!', untagged)
+
+for line in sys.stdin:
+    text = json.loads(line)
+    out = {}
+    for name, read in (("pyyaml", lambda t: yaml.load(t, Loader=PurePython)),
+                       ("libyaml", lambda t: yaml.load(t, Loader=LibYaml)),
+                       ("cfn-lint", cfn_yaml.loads)):
+        try:
+            out[name] = read(text)
+        except Exception as e:
+            out[name] = {"error": repr(e)}
+    print(json.dumps(out, default=str), flush=True)
+"#;
+
+impl PythonReaders {
+    fn start() -> Self {
+        use std::io::BufRead as _;
+        let mut child = Command::new(venv_tool("python"))
+            .args(["-c", PYTHON_READERS])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python runs");
+        let stdout = child.stdout.take().expect("stdout");
+        PythonReaders {
+            child,
+            lines: std::io::BufReader::new(stdout).lines(),
+        }
+    }
+
+    /// Each reader's view of `text`, by reader name.
+    fn read(&mut self, text: &str) -> serde_json::Map<String, Value> {
+        use std::io::Write as _;
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{}", Value::from(text)).expect("write to python");
+        let line = self.lines.next().expect("python answers").expect("a line");
+        match serde_json::from_str(&line).expect("JSON") {
+            Value::Object(views) => views,
+            other => panic!("{other}"),
+        }
+    }
+}
+
+impl Drop for PythonReaders {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads `template` with every reader and checks each sees `strings` exactly.
+fn assert_every_reader_sees(template: &str, strings: &ManifestStrings, python: &mut PythonReaders) {
+    let expected = strings.expected();
+    let rust = probes(&yaml_rust2_json(template));
+    assert_eq!(rust, expected, "yaml-rust2 read\n{template}");
+    for (reader, view) in python.read(template) {
+        assert!(
+            view.get("error").is_none(),
+            "{reader} cannot read the template: {view}\n{template}"
+        );
+        assert_eq!(probes(&view), expected, "{reader} read\n{template}");
+    }
+}
+
+/// `weir infra` on `strings`' manifest, which must succeed.
+fn infra_of(dir: &Path, strings: &ManifestStrings) -> String {
+    let manifest = write_temp(dir, "weir.toml", &strings.toml());
+    let out = weir_output(&["infra", "--manifest", &manifest.display().to_string()]);
+    assert!(out.status.success(), "{}", report(&out));
+    text(&out.stdout)
+}
+
+/// Issue 23: a tenant name with line breaks, used by a destination, went raw into a
+/// comment, and the template read back with an `AWS::IAM::User` in it.
+#[test]
+fn a_tenant_name_with_line_breaks_stays_one_string_in_the_template() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut strings = ManifestStrings::plain();
+    strings.tenants = vec![
+        "acme\n  Evil:\n    Type: AWS::IAM::User\n    Properties: {}\n#".into(),
+        "globex\r\n  Evil2:\r\n    Type: AWS::IAM::User\r\n#".into(),
+    ];
+    let template = infra_of(dir.path(), &strings);
+    assert_every_reader_sees(&template, &strings, &mut PythonReaders::start());
+    assert!(!template.contains("AWS::IAM::User\n"), "{template}");
+}
+
+/// Issue 23: a detail type with U+2028 (and its kin U+0085, U+2029) passed the
+/// control-character check; a YAML 1.1 reader takes them for line breaks, and a second
+/// resource appeared.
+#[test]
+fn a_detail_type_with_unicode_line_breaks_stays_one_string_in_the_template() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut strings = ManifestStrings::plain();
+    strings.detail_types = vec![
+        "Changed\u{2028}  Evil:\u{2028}    Type: AWS::IAM::User\u{2028}#".into(),
+        "Other\u{2029}  Evil2:\u{2029}    Type: AWS::IAM::User\u{feff}#".into(),
+    ];
+    // U+0085 is a C1 control, refused in a detail type; a scope may hold it.
+    strings.scope = "read\u{85}  Evil3:\u{2028}    Type: AWS::IAM::User".into();
+    let template = infra_of(dir.path(), &strings);
+    assert_every_reader_sees(&template, &strings, &mut PythonReaders::start());
+    assert!(
+        template.is_ascii(),
+        "the template is printable ASCII:\n{template}"
+    );
+}
+
+/// Issue 23: tenant names reached the dashboard's `Fn::Sub` body unescaped, so `${...}` in
+/// a name was substituted (or named something the template lacks). cfn-lint, which checks
+/// every substitution, finds nothing wrong in the dashboard (it does flag `${...}` text
+/// outside any `Fn::Sub`, in the tenant's rule, though CloudFormation leaves that alone).
+#[test]
+fn tenant_names_reach_the_dashboard_as_text_not_substitutions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut strings = ManifestStrings::plain();
+    strings.tenants = vec![
+        "${AWS::AccountId}".into(),
+        "${CrmDeadLetterQueue.Arn}".into(),
+        "${!Literal}$${Nope}\\u0024{x}".into(),
+        "${".into(),
+    ];
+    let template = infra_of(dir.path(), &strings);
+    assert_every_reader_sees(&template, &strings, &mut PythonReaders::start());
+    let file = write_temp(dir.path(), "infra.yaml", &template);
+    let out = run_tool(
+        "cfn-lint",
+        &["--format", "parseable", "--", &file.display().to_string()],
+        dir.path(),
+    );
+    let findings = text(&out.stdout);
+    assert!(
+        !findings.contains("Resources/WeirDashboard"),
+        "cfn-lint: {}",
+        report(&out)
+    );
+    assert!(
+        findings.contains("Resources/HookRule/Properties/EventPattern/detail/metadata/tenant"),
+        "cfn-lint ran and read the tenant's rule: {}",
+        report(&out)
+    );
+}
+
+/// Issue 23: an `endpoint` holding `{{resolve:secretsmanager:...}}` was emitted as is, so
+/// CloudFormation would have put a secret into a URL sent to an outside host. `weir check`
+/// and `weir infra` refuse every manifest string holding a dynamic reference, naming its key.
+#[test]
+fn dynamic_references_in_manifest_strings_are_refused_with_their_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = edited_example(dir.path(), |t| {
+        t.replace(
+            "endpoint = \"https://crm.example.com/hooks/customers\"",
+            "endpoint = \"https://crm.example.com/{{resolve:secretsmanager:prod/db:SecretString:password}}\"",
+        )
+        .replace(
+            "detail_types = [\"SlackMessage\"]",
+            "detail_types = [\"SlackMessage\", \"x{{ ReSoLvE:ssm:/a/b}}\"]",
+        )
+    });
+    let manifest = manifest.display().to_string();
+    let out = weir_output(&["check", "--manifest", &manifest]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{}", report(&out));
+    for key in [
+        "destinations.crm-webhook.endpoint holds a CloudFormation dynamic reference",
+        "destinations.slack.detail_types[1] holds a CloudFormation dynamic reference",
+    ] {
+        assert!(stdout.contains(&format!("{manifest}: {key}")), "{stdout}");
+    }
+    assert!(stdout.contains(": 2 problems"), "{stdout}");
+    assert!(
+        !stdout.contains("prod/db"),
+        "the value is not echoed: {stdout}"
+    );
+
+    let out = weir_output(&["infra", "--manifest", &manifest]);
+    assert_eq!(out.status.code(), Some(2), "{}", report(&out));
+    assert!(out.stdout.is_empty(), "{}", report(&out));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("destinations.crm-webhook.endpoint holds")
+            && stderr.contains("destinations.slack.detail_types[1] holds"),
+        "{stderr}"
+    );
+
+    // A tenant's name is a key too; a name that is not a bare key is quoted and escaped.
+    let manifest = edited_example(dir.path(), |t| {
+        t.replace(
+            "[tenants.umbrella]",
+            "[tenants.\"umbrella\\n{{resolve:ssm:x}}\"]",
+        )
+    });
+    let out = weir_output(&["check", "--manifest", &manifest.display().to_string()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{}", report(&out));
+    assert!(
+        stdout.contains(
+            "tenants.\"umbrella\\u000A{{resolve:ssm:x}}\" holds a CloudFormation dynamic reference"
+        ),
+        "{stdout}"
+    );
+}
+
+/// Pieces of hostile manifest text: YAML indicators, every YAML line break, escapes,
+/// substitutions and dynamic references, quotes, characters beyond the first plane.
+const FRAGMENTS: &[&str] = &[
+    "\n",
+    "\r\n",
+    "\r",
+    "\u{85}",
+    "\u{2028}",
+    "\u{2029}",
+    "\u{feff}",
+    "\t",
+    "\0",
+    "\u{7f}",
+    "\u{9f}",
+    "\u{1b}[31m",
+    "${",
+    "}",
+    "${AWS::Region}",
+    "${!x}",
+    "$",
+    "{{resolve:ssm:x}}",
+    "{{",
+    "'",
+    "\"",
+    "\\",
+    "\\n",
+    "\\u2028",
+    "#",
+    " #",
+    ": ",
+    ":",
+    "- ",
+    "-",
+    "!Ref ",
+    "!",
+    "&a",
+    "*a",
+    "|",
+    ">",
+    "%",
+    "@",
+    "`",
+    "? ",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "---",
+    "...",
+    "true",
+    "no",
+    "null",
+    "~",
+    "0x1F",
+    "1e3",
+    "<<",
+    "=",
+    " ",
+    "  ",
+    "\u{1F600}",
+    "é",
+    "\u{fffe}",
+    "\u{10ffff}",
+    "\u{d7ff}",
+];
+
+fn hostile_string() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let piece = prop_oneof![
+        2 => any::<char>().prop_map(String::from),
+        3 => proptest::sample::select(FRAGMENTS).prop_map(String::from),
+        3 => proptest::collection::vec(
+            proptest::sample::select(b"abcXYZ019_-./".as_slice()),
+            1..5
+        )
+        .prop_map(|b| String::from_utf8(b).expect("ASCII")),
+    ];
+    proptest::collection::vec(piece, 1..5).prop_map(|p| p.concat())
+}
+
+fn hostile_manifest_strings() -> impl proptest::strategy::Strategy<Value = ManifestStrings> {
+    use proptest::prelude::*;
+    (
+        hostile_string(),
+        proptest::collection::vec(hostile_string(), 1..3),
+        proptest::collection::btree_set(hostile_string(), 1..4),
+        proptest::collection::vec(hostile_string(), 1..3),
+        hostile_string(),
+        hostile_string(),
+    )
+        .prop_map(
+            |(bus, sources, tenants, detail_types, scope, path)| ManifestStrings {
+                bus,
+                sources,
+                tenants: tenants.into_iter().collect(),
+                detail_types,
+                scope,
+                // What the manifest refuses in a URL anyway, so most cases reach the template.
+                endpoint_path: path
+                    .chars()
+                    .filter(|c| !c.is_whitespace() && !c.is_control() && *c != '*')
+                    .collect(),
+            },
+        )
+}
+
+/// The keys [`weir::infra::template_problems`] must name for `s`: each string holding
+/// `{{`, optional whitespace, then `resolve` in any case.
+fn dynamic_reference_keys(s: &ManifestStrings) -> Vec<String> {
+    let dynamic = |text: &str| {
+        text.match_indices("{{").any(|(i, _)| {
+            text[i + 2..]
+                .trim_start()
+                .get(..7)
+                .is_some_and(|w| w.eq_ignore_ascii_case("resolve"))
+        })
+    };
+    let segment = |name: &str| {
+        if !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            name.to_owned()
+        } else {
+            toml_string(name)
+        }
+    };
+    let mut strings = vec![("event_bus".to_owned(), s.bus.clone())];
+    for (i, source) in s.sources.iter().enumerate() {
+        strings.push((format!("routes[{i}].source"), source.clone()));
+    }
+    for t in &s.tenants {
+        strings.push((format!("tenants.{}", segment(t)), t.clone()));
+    }
+    for d in ["crm", "hook"] {
+        for (i, t) in s.detail_types.iter().enumerate() {
+            strings.push((format!("destinations.{d}.detail_types[{i}]"), t.clone()));
+        }
+    }
+    strings.push(("destinations.crm.endpoint".into(), s.endpoint()));
+    strings.push(("destinations.crm.auth.scope".into(), s.scope.clone()));
+    strings.push(("destinations.hook.tenant".into(), s.tenants[0].clone()));
+    let mut keys: Vec<String> = strings
+        .into_iter()
+        .filter(|(_, text)| dynamic(text))
+        .map(|(key, _)| key)
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// The property behind issue 23, item 4: for manifests whose every string is arbitrary
+/// Unicode and hostile YAML, CloudFormation and JSON text, either the manifest is refused,
+/// or `weir infra` refuses exactly the strings holding a dynamic reference (naming their
+/// keys), or the template reads back in all four readers with exactly the expected
+/// resources and every string exactly as written.
+#[test]
+fn arbitrary_manifest_strings_read_back_as_themselves_or_are_refused() {
+    use proptest::test_runner::{Config, TestRunner};
+    use std::cell::{Cell, RefCell};
+    let python = RefCell::new(PythonReaders::start());
+    let (manifest_refused, template_refused, emitted) = (Cell::new(0), Cell::new(0), Cell::new(0));
+    let cases = 128;
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&hostile_manifest_strings(), |strings| {
+        let parsed = weir_core::manifest::Manifest::parse_with_destinations(
+            &strings.toml(),
+            weir_core::location::Location::File("m.toml".into()),
+        );
+        let Ok((manifest, destinations)) = parsed else {
+            manifest_refused.set(manifest_refused.get() + 1);
+            return Ok(());
+        };
+        let expected_keys = dynamic_reference_keys(&strings);
+        match weir::infra::template(&manifest, &destinations) {
+            Err(problems) => {
+                template_refused.set(template_refused.get() + 1);
+                let mut keys: Vec<String> = problems.0.iter().map(|p| p.key.clone()).collect();
+                keys.sort();
+                assert_eq!(keys, expected_keys, "{strings:?}");
+                for p in &problems.0 {
+                    let line = p.to_string();
+                    assert!(
+                        line.chars().all(|c| c == ' ' || c.is_ascii_graphic()),
+                        "a problem is one printable line: {line:?}"
+                    );
+                }
+            }
+            Ok(template) => {
+                emitted.set(emitted.get() + 1);
+                assert_eq!(expected_keys, Vec::<String>::new(), "{strings:?}");
+                assert!(template.is_ascii(), "{template}");
+                assert_every_reader_sees(&template, &strings, &mut python.borrow_mut());
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    let (m, t, e) = (
+        manifest_refused.get(),
+        template_refused.get(),
+        emitted.get(),
+    );
+    eprintln!(
+        "{cases} cases: {m} manifests refused, {t} templates refused, {e} emitted and read back"
+    );
+    assert!(
+        e * 4 >= cases,
+        "too few cases reach the template: {e} of {cases}"
+    );
+    assert!(t > 0, "no case held a dynamic reference");
+}

@@ -15,6 +15,15 @@
 //! parameters; `examples/deploy/template.yaml` embeds the same block, byte for byte,
 //! between [`BEGIN_MARKER`] and [`END_MARKER`], where they are its bus and topic resources
 //! (`Ref` gives a bus's name and a topic's ARN, as it gives a parameter's value).
+//!
+//! Manifest text never changes the template's shape. Every string from the manifest is
+//! written as a YAML scalar that reads back as exactly itself in YAML 1.1 and 1.2 readers
+//! (anything but printable ASCII is a `\uXXXX` escape in double quotes, so no reader can
+//! see a line break, a comment or a tag in it); comments escape it to one line; the
+//! dashboard's `Fn::Sub` body never holds a `$` from the manifest. What escaping cannot
+//! make harmless, a CloudFormation dynamic reference (`{{resolve:...}}`, which
+//! CloudFormation replaces with a secret wherever it stands), is refused by
+//! [`template_problems`], which `weir check` and `weir infra` both run.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -31,9 +40,156 @@ pub const BEGIN_MARKER: &str =
 /// The line after the generated resources.
 pub const END_MARKER: &str = "  # END weir infra";
 
+/// A manifest string `weir infra` will not put into a template, and the key that holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateProblem {
+    /// The manifest key, e.g. `destinations.crm.endpoint` (a name that is not a bare TOML
+    /// key is quoted and escaped, so the key is always one line of printable ASCII).
+    pub key: String,
+    /// Why the string cannot go into a template.
+    pub reason: &'static str,
+}
+
+impl std::fmt::Display for TemplateProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.key, self.reason)
+    }
+}
+
+impl std::error::Error for TemplateProblem {}
+
+/// Every problem [`template_problems`] found; `weir infra` prints nothing when there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateProblems(pub Vec<TemplateProblem>);
+
+impl std::fmt::Display for TemplateProblems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("; "))
+    }
+}
+
+impl std::error::Error for TemplateProblems {}
+
+const DYNAMIC_REFERENCE: &str = "holds a CloudFormation dynamic reference ('{{resolve:'), which CloudFormation would replace with a secret or parameter value; only weir writes dynamic references (use endpoint_secret or a secret = \"...\" for credentials)";
+
+/// Every manifest string that reaches the template and must not: one problem per key.
+/// `weir check` reports them, and [`template`] and [`resources`] refuse to write a
+/// template while there are any.
+pub fn template_problems(
+    manifest: &Manifest,
+    destinations: &BTreeMap<String, DestinationSpec>,
+) -> Vec<TemplateProblem> {
+    let mut strings: Vec<(String, &str)> = vec![("event_bus".to_owned(), &manifest.event_bus)];
+    for (i, route) in manifest.routes.iter().enumerate() {
+        strings.push((format!("routes[{i}].source"), &route.source));
+    }
+    for tenant in manifest.tenants.keys() {
+        strings.push((format!("tenants.{}", key_segment(tenant)), tenant));
+    }
+    for (name, d) in destinations {
+        let what = format!("destinations.{}", key_segment(name));
+        strings.push((what.clone(), name));
+        if let Some(endpoint) = &d.endpoint {
+            strings.push((format!("{what}.endpoint"), endpoint));
+        }
+        if let Some(s) = &d.endpoint_secret {
+            secret_strings(&format!("{what}.endpoint_secret"), s, &mut strings);
+        }
+        strings.push((format!("{what}.method"), &d.method));
+        for (i, t) in d.detail_types.iter().enumerate() {
+            strings.push((format!("{what}.detail_types[{i}]"), t));
+        }
+        if let Some(t) = &d.tenant {
+            strings.push((format!("{what}.tenant"), t));
+        }
+        if let Some(p) = &d.input_path {
+            strings.push((format!("{what}.input_path"), p));
+        }
+        for (i, p) in d.path_parameters.iter().enumerate() {
+            strings.push((format!("{what}.path_parameters[{i}]"), p));
+        }
+        if let Some(h) = &d.idempotency_header {
+            strings.push((format!("{what}.idempotency_header"), h));
+        }
+        match &d.auth {
+            DestinationAuth::OauthClientCredentials {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+            } => {
+                strings.push((format!("{what}.auth.token_url"), token_url));
+                strings.push((format!("{what}.auth.client_id"), client_id));
+                secret_strings(
+                    &format!("{what}.auth.client_secret"),
+                    client_secret,
+                    &mut strings,
+                );
+                if let Some(scope) = scope {
+                    strings.push((format!("{what}.auth.scope"), scope));
+                }
+            }
+            DestinationAuth::ApiKey { header, value } => {
+                strings.push((format!("{what}.auth.header"), header));
+                secret_strings(&format!("{what}.auth.value"), value, &mut strings);
+            }
+            DestinationAuth::Basic { username, password } => {
+                strings.push((format!("{what}.auth.username"), username));
+                secret_strings(&format!("{what}.auth.password"), password, &mut strings);
+            }
+            DestinationAuth::None => {}
+        }
+    }
+    strings
+        .into_iter()
+        .filter(|(_, s)| has_dynamic_reference(s))
+        .map(|(key, _)| TemplateProblem {
+            key,
+            reason: DYNAMIC_REFERENCE,
+        })
+        .collect()
+}
+
+fn secret_strings<'a>(what: &str, s: &'a SecretRef, strings: &mut Vec<(String, &'a str)>) {
+    strings.push((format!("{what}.secret"), &s.secret));
+    if let Some(key) = &s.key {
+        strings.push((format!("{what}.key"), key));
+    }
+}
+
+/// Whether `s` holds what CloudFormation could read as a dynamic reference: `{{`, any
+/// whitespace, then `resolve` in any case (stricter than CloudFormation's own syntax, so
+/// no variant it accepts slips through).
+fn has_dynamic_reference(s: &str) -> bool {
+    s.match_indices("{{").any(|(i, _)| {
+        let rest = s[i + 2..].trim_start();
+        rest.get(..7)
+            .is_some_and(|w| w.eq_ignore_ascii_case("resolve"))
+    })
+}
+
+/// A manifest key's part for a name: bare when TOML allows it, else a quoted TOML string
+/// with everything but printable ASCII escaped, so a problem's key is one printable line.
+fn key_segment(name: &str) -> String {
+    if !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        name.to_owned()
+    } else {
+        double_quoted(name)
+    }
+}
+
 /// The whole standalone template: parameters for the bus and the alarm topic, then the
-/// generated resources between the markers.
-pub fn template(manifest: &Manifest, destinations: &BTreeMap<String, DestinationSpec>) -> String {
+/// generated resources between the markers; refused while [`template_problems`] finds any.
+pub fn template(
+    manifest: &Manifest,
+    destinations: &BTreeMap<String, DestinationSpec>,
+) -> Result<String, TemplateProblems> {
+    let block = resources(manifest, destinations)?;
     let mut out = String::new();
     out.push_str("# The API destinations of a weir manifest, printed by `weir infra`.\n");
     out.push_str("AWSTemplateFormatVersion: '2010-09-09'\n");
@@ -64,12 +220,20 @@ pub fn template(manifest: &Manifest, destinations: &BTreeMap<String, Destination
     out.push_str("    Description: The bucket of DynamoDB exports to backfill from; empty (or no WeirFunction) leaves the backfill state machine out.\n");
     out.push_str("Conditions:\n  HasBackfill: !And\n    - !Not [!Equals [!Ref WeirFunction, '']]\n    - !Not [!Equals [!Ref BackfillExportBucket, '']]\n");
     out.push_str("Resources:\n");
-    out.push_str(&resources(manifest, destinations));
-    out
+    out.push_str(&block);
+    Ok(out)
 }
 
-/// The generated resources, markers included, indented to sit under `Resources:`.
-pub fn resources(manifest: &Manifest, destinations: &BTreeMap<String, DestinationSpec>) -> String {
+/// The generated resources, markers included, indented to sit under `Resources:`;
+/// refused while [`template_problems`] finds any.
+pub fn resources(
+    manifest: &Manifest,
+    destinations: &BTreeMap<String, DestinationSpec>,
+) -> Result<String, TemplateProblems> {
+    let problems = template_problems(manifest, destinations);
+    if !problems.is_empty() {
+        return Err(TemplateProblems(problems));
+    }
     let mut out = String::new();
     out.push_str(BEGIN_MARKER);
     out.push('\n');
@@ -78,12 +242,15 @@ pub fn resources(manifest: &Manifest, destinations: &BTreeMap<String, Destinatio
         let id = logical_id(name);
         let _ = writeln!(
             out,
-            "  # {name}: {} {} for {}",
-            d.method,
-            d.detail_types.join(", "),
-            d.tenant
-                .as_deref()
-                .map_or("every tenant".to_owned(), |t| format!("tenant {t}"))
+            "  # {}",
+            comment(&format!(
+                "{name}: {} {} for {}",
+                d.method,
+                d.detail_types.join(", "),
+                d.tenant
+                    .as_deref()
+                    .map_or("every tenant".to_owned(), |t| format!("tenant {t}"))
+            ))
         );
         let mut resources = Node::map();
         resources.put(format!("{id}Connection"), connection(name, d));
@@ -117,7 +284,21 @@ pub fn resources(manifest: &Manifest, destinations: &BTreeMap<String, Destinatio
     resources.write(&mut out, 1);
     out.push_str(END_MARKER);
     out.push('\n');
-    out
+    Ok(out)
+}
+
+/// `s` as the text of a one-line YAML comment: printable ASCII as is, anything else
+/// (line breaks of any YAML version among them) as a `\u{...}` escape.
+fn comment(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c.to_string()
+            } else {
+                format!("\\u{{{:04x}}}", u32::from(c))
+            }
+        })
+        .collect()
 }
 
 fn resource(kind: &str, properties: Node) -> Node {
@@ -479,18 +660,41 @@ impl Node {
     }
 }
 
-/// `s` as a YAML scalar that reads back as exactly the string `s`: plain when that is
-/// unambiguous, single-quoted otherwise, double-quoted (JSON escapes) for control
-/// characters.
+/// `s` as a YAML scalar that reads back as exactly the string `s`, in YAML 1.1 readers
+/// (PyYAML, libyaml, cfn-lint's loader) as in 1.2 ones: plain when that is unambiguous,
+/// single-quoted for other printable ASCII, double-quoted with escapes for anything else.
 fn scalar(s: &str) -> String {
-    if s.chars().any(|c| c.is_control()) {
-        return serde_json::Value::String(s.to_owned()).to_string();
-    }
-    if is_plain_safe(s) {
+    if !s.chars().all(|c| c == ' ' || c.is_ascii_graphic()) {
+        double_quoted(s)
+    } else if is_plain_safe(s) {
         s.to_owned()
     } else {
         format!("'{}'", s.replace('\'', "''"))
     }
+}
+
+/// `s` double-quoted, in printable ASCII only: `"` and `\` escaped, every other character
+/// outside printable ASCII as `\uXXXX` (or `\UXXXXXXXX` beyond the first plane), so no
+/// YAML reader sees a line break (`\n`, `\r`, U+0085, U+2028, U+2029), a byte-order mark
+/// or a character it refuses.
+fn double_quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            ' '..='~' => out.push(c),
+            c if u32::from(c) <= 0xFFFF => {
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
+            }
+            c => {
+                let _ = write!(out, "\\U{:08X}", u32::from(c));
+            }
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn is_plain_safe(s: &str) -> bool {
@@ -576,16 +780,34 @@ auth = { type = "none" }
         assert_eq!(scalar("10"), "'10'");
         assert_eq!(scalar("it's: odd"), "'it''s: odd'");
         assert_eq!(scalar("{{resolve:x}}"), "'{{resolve:x}}'");
-        assert_eq!(scalar("a\nb"), "\"a\\nb\"");
+        assert_eq!(scalar("a\nb"), "\"a\\u000Ab\"");
         assert_eq!(scalar("aws:SourceArn"), "aws:SourceArn");
         assert_eq!(scalar("a: b"), "'a: b'");
         assert_eq!(scalar("a:"), "'a:'");
+        // Line breaks of YAML 1.1 readers, a byte-order mark, beyond the first plane.
+        assert_eq!(
+            scalar("a\u{85}\u{2028}\u{2029}\u{feff}\u{1F600}\"\\"),
+            "\"a\\u0085\\u2028\\u2029\\uFEFF\\U0001F600\\\"\\\\\""
+        );
+        assert_eq!(comment("a\nb\u{2028}c"), "a\\u{000a}b\\u{2028}c");
+    }
+
+    #[test]
+    fn dynamic_references_are_found_in_any_spelling() {
+        for s in ["{{resolve:ssm:x}}", "a{{ Resolve:x", "{{\tRESOLVE"] {
+            assert!(has_dynamic_reference(s), "{s}");
+        }
+        for s in ["{resolve:x}", "{{resolv", "{{ x resolve", "resolve:{{"] {
+            assert!(!has_dynamic_reference(s), "{s}");
+        }
+        assert_eq!(key_segment("crm-sync"), "crm-sync");
+        assert_eq!(key_segment("a b\n"), "\"a b\\u000A\"");
     }
 
     #[test]
     fn each_destination_gets_its_resources() {
         let (m, d) = parsed();
-        let out = template(&m, &d);
+        let out = template(&m, &d).expect("no problems");
         for part in [
             "  CrmSyncConnection:\n    Type: AWS::Events::Connection\n",
             "AuthorizationType: OAUTH_CLIENT_CREDENTIALS",
@@ -611,7 +833,7 @@ auth = { type = "none" }
         let hook_rule = &out[out.find("  HookRule:").expect("hook rule")..];
         let hook_rule = &hook_rule[..hook_rule.find("  HookDeadLetterQueue:").expect("next")];
         assert!(!hook_rule.contains("tenant:"), "{hook_rule}");
-        assert_eq!(out, template(&m, &d), "deterministic");
+        assert_eq!(Ok(out), template(&m, &d), "deterministic");
     }
 
     #[test]

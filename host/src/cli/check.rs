@@ -8,14 +8,16 @@ use anyhow::Context as _;
 use super::{EXIT_DEAD_LETTERS, SetupError, runtime};
 use crate::reload::Loader;
 use weir_aws::store::{Location, Store};
+use weir_core::manifest::Manifest;
 use weir_runtime::plugin::PluginEngine;
 
 pub(super) fn check(manifest: &str) -> Result<ExitCode, SetupError> {
     let runtime = runtime()?;
     match runtime.block_on(async {
         let location = Location::parse(manifest)?;
+        let template = template_problems(&location).await;
         let engine = Arc::new(PluginEngine::new().context("cannot start the plugin engine")?);
-        anyhow::Ok(
+        anyhow::Ok((
             Loader::load(
                 Store::default(),
                 engine,
@@ -23,10 +25,11 @@ pub(super) fn check(manifest: &str) -> Result<ExitCode, SetupError> {
                 crate::reload::DEFAULT_INTERVAL,
             )
             .await,
-        )
+            template,
+        ))
     }) {
         Err(e) => Err(SetupError(e)),
-        Ok(Ok(loader)) => {
+        Ok((Ok(loader), template)) if template.is_empty() => {
             let m = loader.manifest();
             println!(
                 "{manifest}: ok: {} plugins, {} tenants, {} routes, bus {:?}",
@@ -37,12 +40,36 @@ pub(super) fn check(manifest: &str) -> Result<ExitCode, SetupError> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Ok(Err(problems)) => {
-            for p in &problems.problems {
+        Ok((loaded, template)) => {
+            let mut problems: Vec<String> = match loaded {
+                Ok(_) => Vec::new(),
+                Err(problems) => problems.problems.iter().map(ToString::to_string).collect(),
+            };
+            problems.extend(template);
+            for p in &problems {
                 println!("{manifest}: {p}");
             }
-            println!("{manifest}: {} problems", problems.problems.len());
+            println!("{manifest}: {} problems", problems.len());
             Ok(ExitCode::from(EXIT_DEAD_LETTERS))
         }
+    }
+}
+
+/// The strings `weir infra` would refuse to put into a template
+/// ([`crate::infra::template_problems`]), each naming its key. A manifest that cannot be
+/// read or parsed gives none here: the loader reports why.
+async fn template_problems(location: &Location) -> Vec<String> {
+    let Ok((bytes, _)) = Store::default().read(location).await else {
+        return Vec::new();
+    };
+    let Ok(text) = String::from_utf8(bytes) else {
+        return Vec::new();
+    };
+    match Manifest::parse_with_destinations(&text, location.clone()) {
+        Ok((m, destinations)) => crate::infra::template_problems(&m, &destinations)
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        Err(_) => Vec::new(),
     }
 }

@@ -25,6 +25,13 @@ pub(super) fn infra(manifest: &str) -> Result<ExitCode, SetupError> {
             "{manifest}: no [destinations.<name>] sections: nothing to generate"
         )));
     }
-    print!("{}", crate::infra::template(&m, &destinations));
-    Ok(ExitCode::SUCCESS)
+    match crate::infra::template(&m, &destinations) {
+        Ok(template) => {
+            print!("{template}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(problems) => Err(SetupError(anyhow::anyhow!(
+            "{manifest}: cannot be written into a template: {problems}"
+        ))),
+    }
 }

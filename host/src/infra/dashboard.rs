@@ -16,6 +16,11 @@
 //! template, the function in the full one), `EventBus` and each destination's rule and
 //! queue. A rule's metrics are keyed by its name, the last part of its ARN on a custom bus
 //! (`arn:...:rule/BUS/NAME`).
+//!
+//! The body is JSON inside `Fn::Sub`, and tenant names are manifest text: [`body`] writes
+//! every string with each `$` (and everything outside printable ASCII) as a JSON `\u`
+//! escape, so the only `${...}` CloudFormation substitutes are the references weir puts
+//! there ([`sub`]); CloudWatch reads the escapes back as the tenant's name.
 
 use std::collections::BTreeMap;
 
@@ -43,6 +48,83 @@ const RULE_METRICS: [&str; 6] = [
     "InvocationsSentToDlq",
 ];
 
+/// The key of the one-entry object that stands for a `${name}` reference in the body
+/// before [`body`] writes it. Manifest text only ever becomes strings, never objects, so
+/// it cannot make one.
+const SUB_REFERENCE: &str = "weir infra: Fn::Sub reference";
+
+/// `${name}`, substituted by CloudFormation: a parameter, pseudo parameter, variable or
+/// resource attribute weir itself names.
+fn sub(name: &str) -> serde_json::Value {
+    serde_json::json!({ SUB_REFERENCE: name })
+}
+
+/// `value` as JSON text for the `Fn::Sub` body: references as `"${name}"`, and in every
+/// other string `"`, `\\`, `$` and all but printable ASCII as escapes.
+fn body(value: &serde_json::Value) -> String {
+    let mut out = String::new();
+    write_body(value, &mut out);
+    out
+}
+
+fn write_body(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Object(fields) => {
+            if fields.len() == 1
+                && let Some(Value::String(name)) = fields.get(SUB_REFERENCE)
+            {
+                out.push_str("\"${");
+                out.push_str(name);
+                out.push_str("}\"");
+                return;
+            }
+            out.push('{');
+            for (i, (key, value)) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_body_string(key, out);
+                out.push(':');
+                write_body(value, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_body(item, out);
+            }
+            out.push(']');
+        }
+        Value::String(s) => write_body_string(s, out),
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+fn write_body_string(s: &str, out: &mut String) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '$' => out.push_str("\\u0024"),
+            ' '..='~' => out.push(c),
+            c => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
+            }
+        }
+    }
+    out.push('"');
+}
+
 /// One graph: `metrics` are CloudWatch's arrays (namespace, name, dimension pairs).
 fn widget(title: &str, stat: &str, metrics: Vec<serde_json::Value>) -> serde_json::Value {
     serde_json::json!({
@@ -51,7 +133,7 @@ fn widget(title: &str, stat: &str, metrics: Vec<serde_json::Value>) -> serde_jso
         "height": 6,
         "properties": {
             "title": title,
-            "region": "${AWS::Region}",
+            "region": sub("AWS::Region"),
             "view": "timeSeries",
             "stat": stat,
             "period": 60,
@@ -62,15 +144,15 @@ fn widget(title: &str, stat: &str, metrics: Vec<serde_json::Value>) -> serde_jso
 
 fn weir_metric(name: &str, tenant: Option<&str>) -> serde_json::Value {
     let mut m = vec![
-        crate::telemetry::METRICS_NAMESPACE,
-        name,
-        "FunctionName",
-        "${WeirFunction}",
+        serde_json::json!(crate::telemetry::METRICS_NAMESPACE),
+        serde_json::json!(name),
+        serde_json::json!("FunctionName"),
+        sub("WeirFunction"),
     ];
     if let Some(t) = tenant {
-        m.extend(["Tenant", t]);
+        m.extend([serde_json::json!("Tenant"), serde_json::json!(t)]);
     }
-    serde_json::json!(m)
+    serde_json::Value::Array(m)
 }
 
 /// The dashboard resource.
@@ -107,7 +189,7 @@ pub(super) fn dashboard(
             "Sum",
             ["Errors", "Throttles"]
                 .iter()
-                .map(|m| serde_json::json!(["AWS/Lambda", m, "FunctionName", "${WeirFunction}"]))
+                .map(|m| serde_json::json!(["AWS/Lambda", m, "FunctionName", sub("WeirFunction")]))
                 .collect(),
         ),
         widget(
@@ -117,7 +199,7 @@ pub(super) fn dashboard(
                 "AWS/Lambda",
                 "Duration",
                 "FunctionName",
-                "${WeirFunction}"
+                sub("WeirFunction")
             ])],
         ),
         widget(
@@ -127,7 +209,7 @@ pub(super) fn dashboard(
                 "AWS/Lambda",
                 "IteratorAge",
                 "FunctionName",
-                "${WeirFunction}"
+                sub("WeirFunction")
             ])],
         ),
     ];
@@ -155,9 +237,9 @@ pub(super) fn dashboard(
                         "AWS/Events",
                         m,
                         "EventBusName",
-                        "${EventBus}",
+                        sub("EventBus"),
                         "RuleName",
-                        format!("${{{rule}}}")
+                        sub(&rule)
                     ])
                 })
                 .collect(),
@@ -169,7 +251,7 @@ pub(super) fn dashboard(
                 "AWS/SQS",
                 "ApproximateNumberOfMessagesVisible",
                 "QueueName",
-                format!("${{{id}DeadLetterQueue.QueueName}}")
+                sub(&format!("{id}DeadLetterQueue.QueueName"))
             ])],
         ));
         variables.put(
@@ -182,7 +264,7 @@ pub(super) fn dashboard(
         w["x"] = serde_json::json!((i % 2) * 12);
         w["y"] = serde_json::json!((i / 2) * 6);
     }
-    let body = serde_json::json!({ "widgets": widgets }).to_string();
+    let body = body(&serde_json::json!({ "widgets": widgets }));
     let mut sub = Node::map();
     sub.put("Fn::Sub", Node::List(vec![Node::str(body), variables]));
     let mut p = Node::map();
