@@ -497,3 +497,270 @@ async fn a_backfill_limited_to_one_tenant_checkpoints_in_s3() {
     assert_eq!(other.status.code(), Some(2), "{}", stderr_text(&other));
     assert!(stderr_text(&other).contains("--tenant hooli: the manifest has no entry"));
 }
+
+/// A local copy of an export (`manifest-summary.json`, `manifest-files.json`, `data/`) at
+/// `export`: each of `files` is a key as `manifest-files.json` names it, and the gzipped
+/// lines written to the path that key reaches below `export` (a key climbing out of
+/// `data/` writes where it climbs to).
+fn local_export(export: &Path, files: &[(&str, String)]) {
+    use std::io::Write as _;
+    std::fs::create_dir_all(export.join("data")).expect("dirs");
+    let mut listing = String::new();
+    for (key, lines) in files {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(lines.as_bytes()).expect("gzip");
+        let relative = key
+            .rsplit_once("/data/")
+            .map_or(key.to_string(), |(_, f)| format!("data/{f}"));
+        let path = export.join(relative);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dirs");
+        std::fs::write(&path, gz.finish().expect("gzip")).expect("write");
+        listing.push_str(&format!("{}\n", json!({"dataFileS3Key": key})));
+    }
+    std::fs::write(export.join("manifest-files.json"), listing).expect("write");
+    std::fs::write(
+        export.join("manifest-summary.json"),
+        json!({"tableArn": "arn:aws:dynamodb:eu-west-1:1:table/Customers",
+            "exportFormat": "DYNAMODB_JSON"})
+        .to_string(),
+    )
+    .expect("write");
+}
+
+/// Lines of `{"Item": ...}` for globex's customers `from..to`.
+fn globex_lines(from: usize, to: usize) -> String {
+    (from..to)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"Item": {"tenantId": {"S": "globex"}, "customerId": {"S": format!("C-{i}")},
+                    "name": {"S": format!("Customer {i}")}, "lifetimeValue": {"N": ltv(i)}}})
+            )
+        })
+        .collect()
+}
+
+/// `weir backfill` of the local export at `export` with the manifest at `manifest`.
+fn local_backfill(manifest: &Path, export: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["backfill", "--manifest"])
+        .arg(manifest)
+        .arg("--export")
+        .arg(export)
+        .args(["--key", "tenantId", "--key", "customerId"])
+        .args(extra)
+        .current_dir(root())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("weir runs")
+}
+
+const DATA_KEY: &str = "p/AWSDynamoDB/01700000000000-abcd1234/data/f0.json.gz";
+
+/// A state file no run wrote (a count at u64::MAX once overflowed the positions) is
+/// refused, naming the file and the part; nothing is read or printed.
+#[test]
+fn a_state_file_counting_past_what_a_part_holds_is_refused_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let export = dir.path().join("export");
+    local_export(&export, &[(DATA_KEY, globex_lines(0, 10))]);
+    let manifest = write_manifest(dir.path(), "unused-bus", None, &["mapping"], GLOBEX);
+    let state = dir.path().join("state.json");
+    let state_arg = state.to_str().expect("utf-8");
+    for part in [
+        json!({"next": "5", "items": 18446744073709551615u64, "done": false}),
+        json!({"next": "18446744073709551615", "items": 5, "done": false}),
+        json!({"next": "five", "items": 5, "done": false}),
+    ] {
+        std::fs::write(
+            &state,
+            json!({"table_arn": "arn:aws:dynamodb:eu-west-1:1:table/Customers", "run": "r",
+                "parts": [part]})
+            .to_string(),
+        )
+        .expect("write");
+        let out = local_backfill(&manifest, &export, &["--state", state_arg]);
+        let err = stderr_text(&out);
+        assert!(!err.contains("panicked"), "{part}: {err}");
+        assert_eq!(out.status.code(), Some(2), "{part}: {err}");
+        assert!(err.contains(&format!("{state_arg}: part 0")), "{err}");
+        assert!(out.stdout.is_empty(), "{part}");
+    }
+}
+
+/// A `dataFileS3Key` is a key, never a path: one that climbs out of the export's `data/`
+/// is refused with the key named, and what it reaches is never read.
+#[test]
+fn a_data_file_key_climbing_out_of_data_is_refused_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let export = dir.path().join("export");
+    let climbing = "p/AWSDynamoDB/01700000000000-abcd1234/data/../../outside.json.gz";
+    local_export(
+        &export,
+        &[
+            (DATA_KEY, globex_lines(0, 3)),
+            (climbing, globex_lines(100, 101)),
+        ],
+    );
+    assert!(
+        dir.path().join("outside.json.gz").is_file(),
+        "the bait is there"
+    );
+    let manifest = write_manifest(dir.path(), "unused-bus", None, &["mapping"], GLOBEX);
+    let out = local_backfill(&manifest, &export, &[]);
+    let err = stderr_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("dataFileS3Key {climbing:?}")),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "nothing was read");
+}
+
+/// A line longer than any item's typed JSON is refused with the file and the line, before
+/// it is held whole; the lines before it are done.
+#[test]
+fn a_data_file_line_longer_than_an_item_is_refused_naming_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let export = dir.path().join("export");
+    let mut lines = globex_lines(0, 2);
+    lines.push_str(&format!(
+        "{}\n",
+        json!({"Item": {"tenantId": {"S": "globex"}, "customerId": {"S": "C-huge"},
+            "name": {"S": "x".repeat(5 << 20)}}})
+    ));
+    local_export(&export, &[(DATA_KEY, lines)]);
+    let manifest = write_manifest(dir.path(), "unused-bus", None, &["mapping"], GLOBEX);
+    let out = local_backfill(&manifest, &export, &["--page-size", "1"]);
+    let err = stderr_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{DATA_KEY:?} line 3: longer than")),
+        "{err}"
+    );
+    assert_eq!(entries(&out.stdout).len(), 2, "the two lines before it");
+}
+
+/// A local export read under a pace too slow for any clock once panicked after its first
+/// chunk; such a rate is refused before anything is read.
+#[test]
+fn a_rate_no_clock_can_wait_for_is_refused_before_a_local_export_is_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let export = dir.path().join("export");
+    local_export(&export, &[(DATA_KEY, globex_lines(0, 3))]);
+    let manifest = write_manifest(dir.path(), "unused-bus", None, &["mapping"], GLOBEX);
+    let out = local_backfill(&manifest, &export, &["--rate", "1e-300"]);
+    let err = stderr_text(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--rate"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+/// `weir backfill | head -1`: a closed stdout stops the run before the page it could not
+/// print is checkpointed (exit 3, one line), so a resume prints it.
+#[test]
+fn a_backfill_whose_stdout_closes_stops_and_leaves_the_page_for_the_resume() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let export = dir.path().join("export");
+    local_export(&export, &[(DATA_KEY, globex_lines(0, 30))]);
+    let manifest = write_manifest(dir.path(), "unused-bus", None, &["mapping"], GLOBEX);
+    let state = dir.path().join("state.json");
+    let state_arg = state.to_str().expect("utf-8");
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["backfill", "--manifest"])
+        .arg(&manifest)
+        .arg("--export")
+        .arg(&export)
+        .args([
+            "--key",
+            "tenantId",
+            "--key",
+            "customerId",
+            "--page-size",
+            "10",
+        ])
+        .args(["--state", state_arg, "--run", "r"])
+        .current_dir(root())
+        .env_remove("RUST_LOG")
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("weir runs");
+    let err = stderr_text(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("stdout closed: stopped; part 0 resumes"),
+        "{err}"
+    );
+    // Nothing was checkpointed: the resume prints all 30.
+    let again = local_backfill(&manifest, &export, &["--state", state_arg, "--run", "r"]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr_text(&again));
+    assert_eq!(entries(&again.stdout).len(), 30);
+}
+
+/// A backfill task (the function's `{"weirBackfill": ...}` event) whose `ratePerSecond` no
+/// clock can wait for fails with the reason named, before reading anything; it once
+/// panicked after publishing its first chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_task_with_a_rate_no_clock_can_wait_for_fails_naming_it() {
+    use std::sync::Arc;
+    let moto = Moto::start();
+    let config = sdk_config(&moto.endpoint());
+    let (_, _, dlq) =
+        bus_queues_and_dead_letters(&config, "task-rate", &[("CustomerChanged", "globex")]).await;
+    let export = export_in_s3(&config, 1, 10, ltv).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = write_manifest(dir.path(), "task-rate", Some(&dlq), &["mapping"], GLOBEX);
+    let loader = weir::reload::Loader::load(
+        weir::store::Store::default(),
+        Arc::new(weir::plugin::PluginEngine::with_cache_dir(None).expect("engine")),
+        weir::store::Location::File(manifest),
+        Duration::from_secs(3600),
+    )
+    .await
+    .expect("loads");
+    let function = weir::lambda::Function {
+        loader: tokio::sync::Mutex::new(loader),
+        publisher: weir::publish::Publisher::new(
+            weir::aws::eventbridge(&config),
+            weir::publish::PublishConfig::default(),
+        ),
+        dead_letters: weir::dead_letter::DeadLetterQueue::new(
+            aws_sdk_sqs::Client::new(&config),
+            dlq,
+            weir::dead_letter::QueueConfig::default(),
+        ),
+        function_name: "weir-test".into(),
+        tenant_metrics: false,
+        exports: weir::export::Exports::new(&config),
+    };
+    for rate in [json!(1e-300), json!(0.0), json!(-3.0), json!(1e300)] {
+        let task = json!({"weirBackfill": {
+            "export": export,
+            "dataFileS3Key": "nightly/AWSDynamoDB/01700000000000-abcd1234/data/file-0.json.gz",
+            "run": "r",
+            "keys": ["tenantId", "customerId"],
+            "ratePerSecond": rate,
+        }});
+        let payload: weir::lambda::Invocation = serde_json::from_value(task).expect("a task");
+        let mut context = lambda_runtime::Context::default();
+        context.deadline = (std::time::SystemTime::now() + Duration::from_secs(30))
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time")
+            .as_millis() as u64;
+        let err = weir::lambda::handle_invocation(
+            &function,
+            lambda_runtime::LambdaEvent::new(payload, context),
+        )
+        .await
+        .expect_err("the task fails");
+        assert!(
+            err.to_string().contains("weirBackfill.ratePerSecond"),
+            "{rate}: {err}"
+        );
+    }
+}
