@@ -572,3 +572,96 @@ fn a_cwasm_that_is_not_a_regular_file_is_refused_without_reading_it() {
         stderr_text(&out)
     );
 }
+
+/// An S3 client for `endpoint` (moto, or a local stand-in), with path-style addressing.
+fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::config::Builder::from(&support::sdk_config(endpoint))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_s3_object_over_the_cap_is_refused_by_its_declared_length() {
+    let moto = support::Moto::start();
+    let client = s3_client(&moto.endpoint());
+    client
+        .create_bucket()
+        .bucket("trust")
+        .send()
+        .await
+        .expect("bucket");
+    client
+        .put_object()
+        .bucket("trust")
+        .key("plugins/p.cwasm")
+        .body(vec![7u8; 2048].into())
+        .send()
+        .await
+        .expect("put");
+    let store = weir::store::Store::with_s3(client);
+    let location = weir::store::Location::parse("s3://trust/plugins/p.cwasm").expect("url");
+    let err = store
+        .read_at_most(&location, 1024)
+        .await
+        .expect_err("over the cap");
+    assert_eq!(
+        format!("{err:#}"),
+        "s3://trust/plugins/p.cwasm: not read: it is 2048 bytes, more than the cap of 1024 bytes"
+    );
+    let (bytes, _) = store
+        .read_at_most(&location, 2048)
+        .await
+        .expect("at the cap");
+    assert_eq!(bytes, vec![7u8; 2048]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_s3_body_with_no_length_is_cut_off_at_the_cap() {
+    use std::io::{BufRead as _, Write as _};
+    // A local endpoint standing for an S3 (or a proxy in front of it) that answers GetObject
+    // with no Content-Length and a body that never ends, which moto cannot do. It sends
+    // until weir hangs up, and says how much it sent.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().expect("a request");
+        let mut request = std::io::BufReader::new(conn.try_clone().expect("clone"));
+        let mut line = String::new();
+        while request.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+            line.clear();
+        }
+        let mut conn = conn;
+        conn.write_all(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nETag: \"endless\"\r\n\
+              Content-Type: application/octet-stream\r\n\r\n",
+        )
+        .expect("head");
+        let mut chunk = format!("{:x}\r\n", 4096).into_bytes();
+        chunk.extend_from_slice(&[b'x'; 4096]);
+        chunk.extend_from_slice(b"\r\n");
+        let mut sent: u64 = 0;
+        while conn.write_all(&chunk).is_ok() {
+            sent += 4096;
+        }
+        sent
+    });
+    let store = weir::store::Store::with_s3(s3_client(&format!("http://127.0.0.1:{port}")));
+    let location = weir::store::Location::parse("s3://trust/p.cwasm").expect("url");
+    let err = store
+        .read_at_most(&location, 1 << 20)
+        .await
+        .expect_err("cut off");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.starts_with("s3://trust/p.cwasm: not read: it is ")
+            && msg.ends_with("bytes, more than the cap of 1048576 bytes"),
+        "{msg}"
+    );
+    drop(store);
+    let sent = tokio::task::spawn_blocking(move || server.join().expect("server"))
+        .await
+        .expect("joined");
+    // What was sent is the cap plus what was in flight when weir stopped reading.
+    assert!((1 << 20..64 << 20).contains(&sent), "sent {sent} bytes");
+}
