@@ -610,6 +610,74 @@ mod tests {
         });
     }
 
+    /// A reload that outgrows the pool while one plugin in use was overwritten with garbage:
+    /// the new manifest applies on a larger engine, and the refused plugin's old version
+    /// keeps serving from the old engine.
+    #[test]
+    fn a_reload_that_outgrows_the_pool_applies_even_when_a_plugin_in_use_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let own = dir.path().join("own.wasm");
+        std::fs::copy(root().join("target/plugins/mapping.wasm"), &own).expect("copy");
+        let tenant = |t: &str, plugin: &str| {
+            format!(
+                "[tenants.{t}]\nplugin = \"{plugin}\"\nconfig = {{ detail_type = \"C\", destination = \"d\", events = [\"INSERT\", \"MODIFY\", \"REMOVE\"], fields = {{ Name = \"/name\" }} }}\n"
+            )
+        };
+        let head = format!(
+            "event_bus = \"b\"\n[plugins.own]\npath = {:?}\n[plugins.shared]\npath = {:?}\n\
+             [[routes]]\ntable = \"Customers\"\nsource = \"s\"\ntenant = {{ attribute = \"tenantId\" }}\n",
+            own.display().to_string(),
+            root()
+                .join("target/plugins/mapping.wasm")
+                .display()
+                .to_string()
+        );
+        let path = dir.path().join("weir.toml");
+        std::fs::write(&path, format!("{head}{}", tenant("globex", "own"))).expect("manifest");
+        let engine =
+            Arc::new(PluginEngine::with_cache_dir(Some(dir.path().join("cache"))).expect("engine"));
+        let rt = runtime();
+        rt.block_on(async {
+            let mut loader = Loader::load_lazy(
+                Store::default(),
+                engine.clone(),
+                Location::File(path.clone()),
+                Duration::from_secs(3600),
+            )
+            .await
+            .expect("loads");
+            let first = dry_run(loader.current().await).await;
+            assert_eq!((first.entries.len(), first.counts().retried), (3, 0));
+
+            std::fs::write(&own, b"\0asm garbage, and longer than before").expect("garbage");
+            let more: String = ["acme", "initech", "umbrella"]
+                .iter()
+                .map(|t| tenant(t, "shared"))
+                .collect();
+            std::fs::write(&path, format!("{head}{}{more}", tenant("globex", "own")))
+                .expect("manifest");
+            loader.check_now();
+            let pipeline = loader.current().await;
+            assert_eq!((loader.reloads(), loader.reload_failures()), (1, 1));
+            assert_eq!(
+                loader.source.engine().pool().map(|p| p.instances),
+                Some(4),
+                "the new manifest applies, on a new engine sized for it"
+            );
+            let grown = dry_run(pipeline).await;
+            let counts = grown.counts();
+            assert_eq!(
+                (grown.entries.len(), counts.dead_lettered, counts.retried),
+                (7, 0, 0),
+                "globex on the old version of its plugin, acme and initech on the shared one"
+            );
+            // The refused version is not checked again.
+            loader.check_now();
+            let _ = loader.current().await;
+            assert_eq!((loader.reloads(), loader.reload_failures()), (1, 1));
+        });
+    }
+
     /// Log lines as the function writes them (JSON, with the current span), kept.
     #[derive(Clone, Default)]
     struct Captured(Arc<Mutex<Vec<u8>>>);
