@@ -1179,6 +1179,19 @@ async fn one_plugins_bad_upload_never_freezes_the_rest_of_the_manifest() {
         );
     }
 
+    let text = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
+    for (path, _, why) in steps {
+        assert!(
+            text.lines()
+                .any(|l| l.contains("reload refused the plugin's new version")
+                    && l.contains("plugin=\"b\"")
+                    && l.contains("dead-lettered with the reason")
+                    && l.contains(path)
+                    && l.contains(why)),
+            "no refusal of {path} logged: {text}"
+        );
+    }
+
     // A manifest that does not parse keeps the whole old one: acme's last config, and
     // globex's records dead-lettered as before.
     s3.put("weir.toml", b"event_bus = [".to_vec()).await;

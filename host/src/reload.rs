@@ -275,7 +275,7 @@ impl Instead {
         match self {
             Instead::OldVersion => "its previous version keeps serving",
             Instead::DeadLetters => {
-                "the manifest changed its entry, so its records are dead-lettered until it is fixed"
+                "its records are dead-lettered with the reason until a version that loads is there"
             }
             Instead::Retries => "its records are retried until it can be read",
         }
