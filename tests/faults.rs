@@ -430,6 +430,11 @@ fn bad_input_gets_a_clear_error_and_loses_nothing() {
             with_image(94, "n", json!({"N": "12abc"})),
             "is not a number",
         ),
+        (
+            "an N outside DynamoDB's range (1e99999999999999999999)",
+            with_image(95, "n", json!({"N": "1e99999999999999999999"})),
+            "is outside DynamoDB's range",
+        ),
     ];
     let mut rows = Vec::new();
     let mut text_records: Vec<String> = Vec::new();
@@ -438,11 +443,48 @@ fn bad_input_gets_a_clear_error_and_loses_nothing() {
         text_records.push(r.to_string());
     }
     // Nesting 100,000 levels deep, written as text: no JSON library here builds it.
-    let deep_record = good(95)
+    let deep_record = good(99)
         .to_string()
         .replacen("\"name\":", &format!("\"deep\":{deep_text},\"name\":"), 1)
-        .replacen("ok-95", "bad-95", 1);
+        .replacen("ok-99", "bad-99", 1);
     text_records.push(deep_record);
+    // Records no stream carries, written as text (a JSON value cannot hold them): the
+    // tenant named twice (routing read the first, the plugin the last), and a tenant that
+    // is not Unicode (it went to no tenant, or the default one). The keys lack the tenant,
+    // so routing reads the image.
+    let tenant_in_image_only = |seq: u64| {
+        let mut r = good(seq);
+        r["eventID"] = json!(format!("bad-{seq}"));
+        r["dynamodb"]["Keys"]
+            .as_object_mut()
+            .map(|k| k.remove("tenantId"));
+        r.to_string()
+    };
+    let forged: Vec<(&str, String, &str)> = vec![
+        (
+            "an image naming its tenant attribute twice",
+            tenant_in_image_only(96).replacen(
+                "\"tenantId\":{\"S\":\"globex\"}",
+                "\"tenantId\":{\"S\":\"globex\"},\"tenantId\":{\"S\":\"acme\"}",
+                1,
+            ),
+            "dynamodb.NewImage.tenantId: the attribute is named twice",
+        ),
+        (
+            "a tenant with a lone surrogate (\\ud800)",
+            tenant_in_image_only(97).replacen(
+                "\"tenantId\":{\"S\":\"globex\"}",
+                "\"tenantId\":{\"S\":\"\\ud800globex\"}",
+                1,
+            ),
+            "dynamodb.NewImage.tenantId",
+        ),
+    ];
+    for (i, (_, text, _)) in forged.iter().enumerate() {
+        assert!(text.contains("bad-9"), "{text}");
+        text_records.push(good(30 + i as u64).to_string());
+        text_records.push(text.clone());
+    }
     let event = dir.path().join("bad.json");
     std::fs::write(
         &event,
@@ -476,7 +518,7 @@ fn bad_input_gets_a_clear_error_and_loses_nothing() {
     assert!(!stderr.contains("panicked"));
     assert!(
         stderr.contains(
-            "records: 11, entries: 5, published: 5, filtered: 0, coalesced: 0, dead-lettered: 6"
+            "records: 17, entries: 8, published: 8, filtered: 0, coalesced: 0, dead-lettered: 9"
         ),
         "{stderr}"
     );
@@ -488,7 +530,9 @@ fn bad_input_gets_a_clear_error_and_loses_nothing() {
                 .ok()
         })
         .collect();
-    assert_eq!(letters.len(), 5);
+    // The six cases and the repeated tenant (a JSON map keeps one of its values); the
+    // lone surrogate's letter, like the deep one, serde_json does not read back.
+    assert_eq!(letters.len(), 7);
     let message_of = |id: &str| {
         letters
             .iter()
@@ -512,11 +556,30 @@ fn bad_input_gets_a_clear_error_and_loses_nothing() {
             format!("`decode`: {needle}"),
         ]);
     }
-    let deep_letter = std::fs::read_dir(&dlq)
-        .expect("dlq")
-        .filter_map(|f| std::fs::read_to_string(f.expect("entry").path()).ok())
-        .find(|t| t.contains("bad-95"))
-        .expect("the deep record is dead-lettered");
+    let letter_text = |id: &str| {
+        std::fs::read_dir(&dlq)
+            .expect("dlq")
+            .filter_map(|f| std::fs::read_to_string(f.expect("entry").path()).ok())
+            .find(|t| t.contains(&format!("\"{id}\"")))
+    };
+    for (i, (what, text, needle)) in forged.iter().enumerate() {
+        let id = format!("bad-{}", 96 + i);
+        let letter = letter_text(&id).unwrap_or_else(|| panic!("{what}: no dead letter"));
+        // The record is kept byte for byte, its forged parts included.
+        let kept = &text[text.find("\"dynamodb\"").expect("dynamodb")..];
+        assert!(
+            letter.contains(kept),
+            "{what}: the letter lacks the record's text"
+        );
+        assert!(letter.contains("\"kind\":\"decode\""), "{what}: {letter}");
+        assert!(letter.contains(needle), "{what}: {letter}");
+        rows.push(vec![
+            what.to_string(),
+            "dead-lettered".into(),
+            format!("`decode`: {needle}"),
+        ]);
+    }
+    let deep_letter = letter_text("bad-99").expect("the deep record is dead-lettered");
     assert!(
         deep_letter.contains("nested deeper than any DynamoDB item can be"),
         "{}",
@@ -716,4 +779,61 @@ fn a_plugin_importing_sockets_is_refused_at_load() {
             .load("snoop", "snoop.wasm", &snoop, Default::default())
             .is_ok()
     );
+}
+
+/// A plugin's log text (here a record's, logged as written by the chatty plugin through the
+/// log import and stdout) cannot forge the host's lines: one summary line, no line the
+/// host did not start, no terminal control.
+#[test]
+fn a_plugins_log_lines_cannot_forge_the_hosts() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let forged_summary =
+        "records: 1, entries: 1, published: 1, filtered: 0, coalesced: 0, dead-lettered: 0";
+    let say = format!(
+        "hello\n{forged_summary}\nERROR weir: forged\r\u{1b}[2K\u{85}\u{2028}FORGED-AFTER-SEPARATORS"
+    );
+    let record = stream_record(1, "say-1", "globex", json!({"say": {"S": say}}));
+    let event = dir.path().join("say.json");
+    std::fs::write(&event, json!({"Records": [record]}).to_string()).expect("write");
+    let m = write_manifest(
+        dir.path(),
+        "b",
+        None,
+        &["chatty"],
+        "[tenants.globex]\nplugin = \"chatty\"\n",
+    );
+    let out = weir(
+        &[
+            "run",
+            "--manifest",
+            m.to_str().expect("utf-8"),
+            "--event",
+            event.to_str().expect("utf-8"),
+            "--dead-letter-dir",
+            dir.path().join("dlq").to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // The plugin's text is there, escaped, on the host's lines...
+    assert!(stderr.contains("hello\\nrecords: 1"), "{stderr}");
+    // ...and starts none of its own.
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("records: ")).count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.starts_with("ERROR weir: forged")),
+        "{stderr}"
+    );
+    for bad in ['\r', '\u{1b}', '\u{85}', '\u{2028}'] {
+        assert!(
+            !stderr.contains(bad),
+            "{bad:?} reached the terminal: {stderr:?}"
+        );
+    }
 }

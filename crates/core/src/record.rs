@@ -1193,7 +1193,15 @@ fn top_level_string(
                     ));
                     return Err(serde::de::Error::custom("duplicate attribute"));
                 }
-                let v: Option<Scalar> = map.next_value()?;
+                let v: Option<Scalar> = map.next_value().map_err(|e: A::Error| {
+                    // serde_json refuses a string that is not Unicode (a lone
+                    // surrogate), which DynamoDB cannot hold.
+                    *self.error.borrow_mut() = Some(DecodeError::at(
+                        &at,
+                        format!("not a value DynamoDB could have written: {e}"),
+                    ));
+                    e
+                })?;
                 let value = match v {
                     Some(Scalar { s: Some(s), .. }) => Some(s),
                     Some(Scalar { n: Some(n), .. }) => match number_as_json(&n) {
