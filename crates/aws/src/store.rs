@@ -62,8 +62,12 @@ impl Store {
                 if known_version == Some(version.as_str()) {
                     return Ok(Fetched::NotModified);
                 }
-                let shown = path.display().to_string();
-                let bytes = weir_core::location::read_at_most(&mut file, meta.len(), &shown, cap)?;
+                let bytes = weir_core::location::read_at_most(
+                    &mut file,
+                    meta.len(),
+                    &shown(location),
+                    cap,
+                )?;
                 Ok(Fetched::Content { bytes, version })
             }
             Location::S3 { bucket, key } => {
@@ -85,7 +89,8 @@ impl Store {
                             Ok(Fetched::NotModified)
                         } else {
                             Err(anyhow::anyhow!(
-                                "{location}: cannot read: {}",
+                                "{}: cannot read: {}",
+                                shown(location),
                                 crate::aws::describe_sdk_error(&e)
                             ))
                         }
@@ -104,7 +109,9 @@ impl Store {
     ) -> anyhow::Result<(Vec<u8>, String)> {
         match self.fetch_at_most(location, None, cap).await? {
             Fetched::Content { bytes, version } => Ok((bytes, version)),
-            Fetched::NotModified => anyhow::bail!("{location}: unexpected 304 without a version"),
+            Fetched::NotModified => {
+                anyhow::bail!("{}: unexpected 304 without a version", shown(location))
+            }
         }
     }
 
@@ -127,7 +134,8 @@ impl Store {
                     .await
                     .map_err(|e| {
                         anyhow::anyhow!(
-                            "{location}: cannot read: {}",
+                            "{}: cannot read: {}",
+                            shown(location),
                             crate::aws::describe_sdk_error(&e)
                         )
                     })?;
@@ -166,7 +174,8 @@ impl Store {
                         Ok(None)
                     }
                     Err(e) => Err(anyhow::anyhow!(
-                        "{location}: cannot read: {}",
+                        "{}: cannot read: {}",
+                        shown(location),
                         crate::aws::describe_sdk_error(&e)
                     )),
                 }
@@ -181,7 +190,7 @@ impl Store {
         match location {
             // A new file beside it, created exclusively and never through a link.
             Location::File(path) => weir_core::location::replace_file(path, &bytes, 0o644)
-                .with_context(|| format!("{}: cannot write", path.display())),
+                .with_context(|| format!("{}: cannot write", shown(location))),
             Location::S3 { bucket, key } => {
                 self.s3()
                     .await
@@ -193,7 +202,8 @@ impl Store {
                     .await
                     .map_err(|e| {
                         anyhow::anyhow!(
-                            "{location}: cannot write: {}",
+                            "{}: cannot write: {}",
+                            shown(location),
                             crate::aws::describe_sdk_error(&e)
                         )
                     })?;
@@ -206,9 +216,16 @@ impl Store {
     pub async fn read(&self, location: &Location) -> anyhow::Result<(Vec<u8>, String)> {
         match self.fetch(location, None).await? {
             Fetched::Content { bytes, version } => Ok((bytes, version)),
-            Fetched::NotModified => anyhow::bail!("{location}: unexpected 304 without a version"),
+            Fetched::NotModified => {
+                anyhow::bail!("{}: unexpected 304 without a version", shown(location))
+            }
         }
     }
+}
+
+/// A location as messages name it: escaped, since manifests name plugins and keys.
+fn shown(location: &Location) -> String {
+    weir_core::text::one_line(&location.to_string()).into_owned()
 }
 
 /// A file's version, from its open handle's metadata: its size and modification time.
@@ -229,7 +246,7 @@ async fn body_at_most(
     cap: u64,
 ) -> anyhow::Result<Vec<u8>> {
     let too_large = |size: u64| ReadError::TooLarge {
-        path: location.to_string(),
+        path: shown(location),
         size,
         cap,
     };
@@ -242,7 +259,7 @@ async fn body_at_most(
     while let Some(chunk) = body
         .try_next()
         .await
-        .with_context(|| format!("{location}: download broke off"))?
+        .with_context(|| format!("{}: download broke off", shown(location)))?
     {
         bytes.extend_from_slice(&chunk);
         if bytes.len() as u64 > cap {

@@ -100,7 +100,8 @@ pub const MAX_FILE_BYTES: u64 = 256 << 20;
 /// memory.
 pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
 
-/// Why a local file was not read: callers match on it to say which file and why.
+/// Why a local file was not read: callers match on it to say which file and why. Paths are
+/// kept escaped ([`crate::text::one_line`]): a manifest names them.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     /// The operating system refused (missing, no permission, ...).
@@ -264,7 +265,7 @@ pub fn open_regular_file(
     path: &Path,
     cap: u64,
 ) -> Result<(std::fs::File, std::fs::Metadata), ReadError> {
-    let shown = path.display().to_string();
+    let shown = crate::text::one_line(&path.display().to_string()).into_owned();
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(open_flags::NOFOLLOW | open_flags::NONBLOCK)
@@ -293,7 +294,8 @@ pub fn open_regular_file(
 /// bytes), with the metadata of that same handle.
 pub fn read_regular_file(path: &Path, cap: u64) -> Result<(Vec<u8>, std::fs::Metadata), ReadError> {
     let (mut file, meta) = open_regular_file(path, cap)?;
-    let bytes = read_at_most(&mut file, meta.len(), &path.display().to_string(), cap)?;
+    let shown = crate::text::one_line(&path.display().to_string()).into_owned();
+    let bytes = read_at_most(&mut file, meta.len(), &shown, cap)?;
     Ok((bytes, meta))
 }
 

@@ -47,12 +47,13 @@ pub enum Precompiled {
 }
 
 impl Precompiled {
-    /// Where it came from, as warnings name it.
+    /// Where it came from, as warnings name it (escaped: a manifest names it).
     pub fn location(&self) -> String {
-        match self {
+        let shown = match self {
             Precompiled::Bytes { from, .. } => from.clone(),
             Precompiled::File(path) => path.display().to_string(),
-        }
+        };
+        weir_core::text::one_line(&shown).into_owned()
     }
 }
 

@@ -154,7 +154,8 @@ pub fn open_regular_in(
     cap: u64,
 ) -> Result<(File, std::fs::Metadata), weir_core::location::ReadError> {
     use weir_core::location::ReadError;
-    let shown = dir.path().join(name).display().to_string();
+    let shown =
+        weir_core::text::one_line(&dir.path().join(name).display().to_string()).into_owned();
     let file = dir.open_file(name).map_err(|source| {
         // ELOOP: the name is a link, which O_NOFOLLOW refused.
         if source.raw_os_error() == Some(libc::ELOOP) {
@@ -184,7 +185,7 @@ pub fn open_regular(
     cap: u64,
 ) -> Result<(File, std::fs::Metadata), weir_core::location::ReadError> {
     use weir_core::location::ReadError;
-    let shown = path.display().to_string();
+    let shown = weir_core::text::one_line(&path.display().to_string()).into_owned();
     let name = path
         .file_name()
         .and_then(|n| n.to_str())

@@ -40,7 +40,7 @@ pub enum Repin {
 /// Text from a manifest or a path, printable on a terminal: control characters (escape
 /// sequences, newlines) are escaped, never interpreted.
 fn printable(text: &str) -> String {
-    text.escape_debug().to_string()
+    weir_core::text::one_line(text).into_owned()
 }
 
 /// Compiles each plugin to a `.cwasm` beside it (or in `out_dir`), printing the pin lines
