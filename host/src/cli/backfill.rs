@@ -83,6 +83,10 @@ pub struct BackfillOptions {
 /// The most segments a parallel Scan takes (DynamoDB's `TotalSegments` limit).
 const MAX_SEGMENTS: i64 = 1_000_000;
 
+/// Scan segments read at once: the others wait their turn, so a run of a million segments
+/// holds this many readers (and pages in flight), not a million.
+const MAX_READERS: usize = 64;
+
 /// The most items a page holds: a page is in memory at once, and checkpointed whole.
 const MAX_PAGE_SIZE: i64 = 10_000;
 
@@ -195,7 +199,8 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
         let m = loader.manifest();
         if let Some(t) = o.tenants.iter().find(|t| m.tenant_entry(t).is_none()) {
             return Err(SetupError(anyhow::anyhow!(
-                "--tenant {t}: the manifest has no entry for this tenant"
+                "--tenant {}: the manifest has no entry for this tenant",
+                t.escape_debug()
             )));
         }
         std::sync::Arc::new(pipeline.only_tenants(o.tenants.iter().cloned().collect()))
@@ -236,7 +241,10 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
                 // The summary names no keys: the table's own, if it is still there.
                 let shape = TableScan::new(&sdk, &table, None).describe().await;
                 setup(shape.map(|s| s.key_names).with_context(|| {
-                    format!("cannot find the key attributes of {table}: name them with --key")
+                    format!(
+                        "cannot find the key attributes of {}: name them with --key",
+                        table.escape_debug()
+                    )
                 }))?
             } else {
                 o.keys.clone()
@@ -331,22 +339,36 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
 
     // Readers a page or two ahead of the pipeline: one per unfinished Scan segment, or one
     // over the export's unfinished files in turn.
-    let (tx, mut rx) = mpsc::channel::<(usize, anyhow::Result<Page>)>(parts * 2 + 2);
+    let (tx, mut rx) =
+        mpsc::channel::<(usize, anyhow::Result<Page>)>(parts.min(MAX_READERS) * 2 + 2);
     match source {
         Source::Scan(scan, total) => {
-            for (segment, s) in state.parts.iter().enumerate() {
-                if s.done {
-                    continue;
-                }
-                let (scan, tx) = (scan.clone(), tx.clone());
-                let mut next = s.next.clone();
+            let todo: std::collections::VecDeque<(usize, Option<String>)> = state
+                .parts
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| !s.done)
+                .map(|(segment, s)| (segment, s.next.clone()))
+                .collect();
+            let readers = todo.len().min(MAX_READERS);
+            let todo = std::sync::Arc::new(std::sync::Mutex::new(todo));
+            for _ in 0..readers {
+                let (scan, tx, todo) = (scan.clone(), tx.clone(), todo.clone());
                 tokio::spawn(async move {
-                    loop {
-                        let page = scan.page(segment as u32, total, next.as_deref()).await;
-                        next = page.as_ref().ok().and_then(|p| p.next.clone());
-                        let last = page.is_err() || next.is_none();
-                        if tx.send((segment, page)).await.is_err() || last {
-                            break;
+                    // Segment after segment, while any is left.
+                    while let Some((segment, mut next)) =
+                        todo.lock().ok().and_then(|mut q| q.pop_front())
+                    {
+                        loop {
+                            let page = scan.page(segment as u32, total, next.as_deref()).await;
+                            next = page.as_ref().ok().and_then(|p| p.next.clone());
+                            let last = page.is_err() || next.is_none();
+                            if tx.send((segment, page)).await.is_err() {
+                                return;
+                            }
+                            if last {
+                                break;
+                            }
                         }
                     }
                 });

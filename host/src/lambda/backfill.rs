@@ -73,14 +73,15 @@ pub struct TaskCounts {
 
 impl TaskCounts {
     /// Adds a chunk's counts (all its records done: none left for retry) and the entries
-    /// it published.
+    /// it published; saturating, as the earlier counts come in the event, which may hold
+    /// any number.
     fn add(&mut self, c: &Counts, entries: usize) {
-        self.records += c.records;
-        self.published += c.published;
-        self.filtered += c.filtered;
-        self.coalesced += c.coalesced;
-        self.dead_lettered += c.dead_lettered;
-        self.entries += entries;
+        self.records = self.records.saturating_add(c.records);
+        self.published = self.published.saturating_add(c.published);
+        self.filtered = self.filtered.saturating_add(c.filtered);
+        self.coalesced = self.coalesced.saturating_add(c.coalesced);
+        self.dead_lettered = self.dead_lettered.saturating_add(c.dead_lettered);
+        self.entries = self.entries.saturating_add(entries);
     }
 }
 
