@@ -20,8 +20,46 @@ impl Drop for Killed {
     }
 }
 
+/// The dead-letter key's secret and the dead-letter bucket in moto, as the template makes
+/// them: the function refuses to start without them.
+async fn dead_letter_key_and_bucket(config: &aws_config::SdkConfig) -> (String, String) {
+    // CreateSecret as the SDK sends it (moto does not check signatures; the tests link
+    // no Secrets Manager client of their own).
+    let endpoint = config
+        .endpoint_url()
+        .expect("moto endpoint")
+        .trim_start_matches("http://")
+        .to_owned();
+    let body = serde_json::json!({
+        "Name": "weir-dead-letter-key",
+        "SecretString": "weir-test-dead-letter-key-0123456789abcdef",
+    })
+    .to_string();
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {endpoint}\r\nX-Amz-Target: secretsmanager.CreateSecret\r\nContent-Type: application/x-amz-json-1.1\r\nAuthorization: AWS4-HMAC-SHA256 Credential=local/20261130/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(&endpoint).expect("moto");
+    std::io::Write::write_all(&mut stream, request.as_bytes()).expect("send");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("reply");
+    let json = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let secret = serde_json::from_str::<Value>(json)
+        .ok()
+        .and_then(|v| v["ARN"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("CreateSecret: {reply}"));
+    weir::aws::s3(config)
+        .create_bucket()
+        .bucket("weir-dead-letters")
+        .send()
+        .await
+        .expect("bucket");
+    (secret, "weir-dead-letters".to_owned())
+}
+
 /// Serves the real bootstrap binary through cargo-lambda's Runtime API emulator, invokes it
-/// once per event file in turn, and returns each response with the function's stdout.
+/// once per event file in turn, and returns each response with the function's stdout. A
+/// failed invocation's response is `{"invokeError": <what cargo lambda printed>}`.
 fn invoke_bootstrap(
     manifest: &std::path::Path,
     moto_endpoint: &str,
@@ -90,11 +128,12 @@ fn invoke_bootstrap(
             .output()
             .expect("cargo lambda invoke runs");
         let stdout = String::from_utf8_lossy(&invoke.stdout).into_owned();
-        assert!(
-            invoke.status.success(),
-            "invoke failed: {stdout} {}",
-            String::from_utf8_lossy(&invoke.stderr)
-        );
+        if !invoke.status.success() {
+            responses.push(serde_json::json!({
+                "invokeError": format!("{stdout} {}", String::from_utf8_lossy(&invoke.stderr))
+            }));
+            continue;
+        }
         responses
             .push(serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}")));
     }
@@ -129,10 +168,14 @@ async fn the_bootstrap_binary_answers_batch_item_failures_through_the_runtime_ap
         "[tenants.globex]\nplugin = \"mapping\"\nconfig = { detail_type = \"CustomerChanged\", fields = { Name = \"/name\", LTV = \"/lifetimeValue\" } }\n",
     );
 
+    let (secret, bucket) = dead_letter_key_and_bucket(&config).await;
     let (responses, logs) = invoke_bootstrap(
         &manifest,
         &moto.endpoint(),
-        &[],
+        &[
+            ("WEIR_DEAD_LETTER_KEY", &secret),
+            ("WEIR_DEAD_LETTER_BUCKET", &bucket),
+        ],
         &[root().join("tests/events/one-bad-record.json")],
     );
     assert_eq!(
@@ -218,10 +261,15 @@ async fn the_function_counts_coalesced_records_in_emf_per_batch() {
             path
         })
         .collect();
+    let (secret, bucket) = dead_letter_key_and_bucket(&config).await;
     let (responses, logs) = invoke_bootstrap(
         &manifest,
         &moto.endpoint(),
-        &[("WEIR_TENANT_METRICS", "1")],
+        &[
+            ("WEIR_TENANT_METRICS", "1"),
+            ("WEIR_DEAD_LETTER_KEY", &secret),
+            ("WEIR_DEAD_LETTER_BUCKET", &bucket),
+        ],
         &files,
     );
     for r in &responses {
@@ -272,4 +320,93 @@ async fn the_function_counts_coalesced_records_in_emf_per_batch() {
         .collect();
     names.sort();
     assert_eq!(names, ["A v3", "A v4", "B v1"]);
+}
+
+/// Issue 23, through the real binary: `{}` and a scheduled event are errors (they were
+/// answered with success and zero records), and a record whose 1.1 MB dead letter SQS
+/// cannot take is kept in S3 with a signed pointer in the queue instead of being handed
+/// back to Lambda on every invocation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bootstrap_binary_refuses_unknown_events_and_keeps_huge_dead_letters_in_s3() {
+    let moto = Moto::start();
+    let config = sdk_config(&moto.endpoint());
+    let (sqs, _urls, dlq) = bus_queues_and_dead_letters(&config, "weir-huge", &[]).await;
+    let (secret, bucket) = dead_letter_key_and_bucket(&config).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = write_manifest(
+        dir.path(),
+        "weir-huge",
+        Some(&dlq),
+        &["mapping"],
+        "[tenants.globex]\nplugin = \"mapping\"\nconfig = { detail_type = \"CustomerChanged\", fields = { Name = \"/name\", LTV = \"/lifetimeValue\" } }\n",
+    );
+    let mut huge = stream_record(
+        7,
+        "huge",
+        "globex",
+        serde_json::json!({"lifetimeValue": {"N": "12abc"}}),
+    );
+    huge["dynamodb"]["OldImage"] = serde_json::json!({"blob": {"S": "x".repeat(1_100_000)}});
+    let events = [
+        ("empty.json", serde_json::json!({})),
+        (
+            "scheduled.json",
+            serde_json::json!({"version": "0", "id": "x", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}),
+        ),
+        ("huge.json", serde_json::json!({"Records": [huge]})),
+    ];
+    let files: Vec<std::path::PathBuf> = events
+        .iter()
+        .map(|(name, event)| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, event.to_string()).expect("write");
+            path
+        })
+        .collect();
+    let (responses, logs) = invoke_bootstrap(
+        &manifest,
+        &moto.endpoint(),
+        &[
+            ("WEIR_DEAD_LETTER_KEY", &secret),
+            ("WEIR_DEAD_LETTER_BUCKET", &bucket),
+        ],
+        &files,
+    );
+    for (r, says) in responses.iter().zip(["it has no keys", r#""detail-type""#]) {
+        let error = r["invokeError"]
+            .as_str()
+            .unwrap_or_else(|| panic!("an error: {r} {logs}"));
+        // cargo lambda wraps the message in a box: read it as one line.
+        let error = error
+            .replace('│', " ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            error.contains("the event is not one weir handles"),
+            "{error}"
+        );
+        assert!(error.contains(says), "{says}: {error}");
+    }
+    assert_eq!(
+        responses[2],
+        serde_json::json!({"batchItemFailures": []}),
+        "{logs}"
+    );
+    let letters = drain_queue(&sqs, &dlq, 1, Duration::from_secs(10)).await;
+    assert_eq!(letters.len(), 1, "{logs}");
+    let pointer: Value = serde_json::from_str(letters[0].body().expect("body")).expect("JSON");
+    assert_eq!(pointer["reason"]["kind"], "decode");
+    assert!(
+        pointer["letterObject"]["bytes"]
+            .as_u64()
+            .is_some_and(|b| b > 1_100_000),
+        "{pointer}"
+    );
+    assert!(
+        letters[0]
+            .message_attributes()
+            .is_some_and(|a| a.contains_key(weir::dead_letter::MAC_ATTRIBUTE)),
+        "signed"
+    );
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use support::*;
-use weir::dead_letter::{DeadLetterQueue, QueueConfig};
+use weir::dead_letter::{DeadLetterQueue, LetterKey, Overflow, QueueConfig};
 use weir::lambda::{Function, Invocation, StreamBatch, handle, handle_invocation};
 use weir::plugin::PluginEngine;
 use weir::publish::{PublishConfig, Publisher};
@@ -37,6 +37,7 @@ async fn function(
     )
     .await
     .expect("manifest and plugins load");
+    let bucket = dead_letter_bucket(&sdk_config(sqs)).await;
     Function {
         loader: tokio::sync::Mutex::new(loader),
         publisher: Publisher::new(weir::aws::eventbridge(&sdk_config(eventbridge)), publish),
@@ -47,11 +48,29 @@ async fn function(
                 safety_margin: Duration::from_millis(200),
                 ..QueueConfig::default()
             },
-        ),
+        )
+        .with_key(letter_key())
+        .with_overflow(Overflow::new(weir::aws::s3(&sdk_config(sqs)), bucket)),
         function_name: "weir-test".into(),
         tenant_metrics: true,
         exports: weir::export::Exports::new(&sdk_config(sqs)),
     }
+}
+
+/// The dead-letter key of these tests (in production, a Secrets Manager secret).
+fn letter_key() -> LetterKey {
+    LetterKey::new(b"weir-test-dead-letter-key-0123456789abcdef", "test").expect("key")
+}
+
+/// The bucket where letters too large for the queue go, made in moto if it is not there.
+async fn dead_letter_bucket(config: &aws_config::SdkConfig) -> String {
+    let name = "weir-dead-letters";
+    let _ = weir::aws::s3(config)
+        .create_bucket()
+        .bucket(name)
+        .send()
+        .await;
+    name.to_owned()
 }
 
 fn fast_publish() -> PublishConfig {
@@ -624,8 +643,9 @@ async fn every_record_is_accounted_for() {
     )
     .await;
     // A queue that keeps messages up to 256 KiB (the default for queues made before
-    // August 2025): a bigger dead letter is refused, so its record must come back as a
-    // retry, and the letters batched with it must still be kept.
+    // August 2025): a bigger dead letter is refused, so it is kept whole in S3 with a
+    // pointer in the queue (issue 23: it was a retry, forever), and the letters batched
+    // with it are still kept.
     let (dlq, _) = create_queue(&sqs, "weir-count-dlq", Some(256 * 1024)).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let manifest = write_manifest(
@@ -668,7 +688,7 @@ async fn every_record_is_accounted_for() {
                     r
                 }
                 3 if i % 100 == 3 => {
-                    expected[3] += 1;
+                    expected[2] += 1;
                     stream_record(
                         i,
                         &id,
@@ -749,14 +769,19 @@ async fn every_record_is_accounted_for() {
         with(|v| matches!(v, weir::batch::Verdict::Published)),
         "one event per published record, no duplicates"
     );
-    let mut dead_ids: Vec<String> = dead
+    // Each letter, read back from S3 where the queue holds a pointer to it.
+    let mut letters = Vec::new();
+    for m in &dead {
+        letters.push(whole_letter(&config, &body(m)).await);
+    }
+    let pointers = dead
         .iter()
-        .map(|m| {
-            body(m)["record"]["eventID"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned()
-        })
+        .filter(|m| body(m).get("letterObject").is_some())
+        .count();
+    assert_eq!(pointers, 10, "the 300 KiB letters are in S3");
+    let mut dead_ids: Vec<String> = letters
+        .iter()
+        .map(|l| l["record"]["eventID"].as_str().unwrap_or("").to_owned())
         .collect();
     dead_ids.sort();
     assert_eq!(
@@ -764,28 +789,34 @@ async fn every_record_is_accounted_for() {
         with(|v| matches!(v, weir::batch::Verdict::DeadLettered { .. }))
     );
     let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
-    for m in &dead {
+    for l in &letters {
         *kinds
-            .entry(body(m)["reason"]["kind"].as_str().unwrap_or("").to_owned())
+            .entry(l["reason"]["kind"].as_str().unwrap_or("").to_owned())
             .or_default() += 1;
     }
     assert_eq!(
         kinds,
-        BTreeMap::from([("decode".to_owned(), 100), ("plugin-error".to_owned(), 100)])
+        BTreeMap::from([("decode".to_owned(), 110), ("plugin-error".to_owned(), 100)])
     );
-    // The retried ones are the records whose dead letter the queue refused.
-    let retry_seqs: Vec<String> = report
-        .retry_sequence_numbers()
-        .into_iter()
-        .flatten()
-        .collect();
-    assert_eq!(retry_seqs.len(), expected[3]);
-    assert!(retry_seqs.windows(2).all(|w| w[0] < w[1]), "lowest first");
     assert!(
-        retry_seqs
-            .iter()
-            .all(|s| s.parse::<u64>().is_ok_and(|n| n % 100 == 3))
+        report.retry_sequence_numbers().is_empty(),
+        "nothing retried"
     );
+}
+
+/// A dead letter as the queue holds it, or, for a pointer, the whole letter from S3.
+async fn whole_letter(config: &aws_config::SdkConfig, message: &Value) -> Value {
+    let Some(object) = message.get("letterObject") else {
+        return message.clone();
+    };
+    let out = weir::aws::s3(config)
+        .get_object()
+        .bucket(object["bucket"].as_str().expect("bucket"))
+        .key(object["key"].as_str().expect("key"))
+        .send()
+        .await
+        .expect("the letter is in S3");
+    serde_json::from_slice(&out.body.collect().await.expect("read").into_bytes()).expect("JSON")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1028,4 +1059,153 @@ async fn a_paced_backfill_task_continues_across_invocations_until_done() {
         })
         .collect();
     assert_eq!(ids.len(), 20, "each item once");
+}
+
+/// Issue 23: `{}` and a scheduled event were answered with success and zero records, and
+/// an event with both `Records` and `weirBackfill` ran only the backfill. Each is now an
+/// error naming what the event was (so Lambda does not count it as handled), read as the
+/// runtime reads it, from the event's bytes; a stream batch still reads as one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_is_neither_a_stream_batch_nor_a_task_is_an_error() {
+    let read = |event: Value| serde_json::from_slice::<Invocation>(event.to_string().as_bytes());
+    let scheduled = json!({
+        "version": "0", "id": "x", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-11-30T00:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/every-5-min"], "detail": {}
+    });
+    let both = json!({
+        "Records": [stream_record(1, "a", "globex", json!({}))],
+        "weirBackfill": {"export": "s3://b/p", "dataFileS3Key": "k", "run": "r", "keys": ["pk"]}
+    });
+    for (event, says) in [
+        (json!({}), "it has no keys"),
+        (scheduled, "\"detail-type\""),
+        (both, "both Records (a stream batch) and weirBackfill"),
+        (json!({"Records": 3}), "invalid type"),
+        (json!("Records"), "a DynamoDB Streams batch"),
+    ] {
+        let err = read(event.clone()).expect_err(&format!("{event} is refused"));
+        assert!(err.to_string().contains(says), "{event}: {err}");
+    }
+    // A hostile key is quoted, shortened, and the count of the rest given.
+    let mut hostile = serde_json::Map::new();
+    hostile.insert(format!("\n{}", "x".repeat(500)), json!(1));
+    for i in 0..10 {
+        hostile.insert(format!("k{i}"), json!(i));
+    }
+    let err = read(Value::Object(hostile))
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        !err.contains('\n') && err.len() < 600 && err.contains("and 3 more"),
+        "{err}"
+    );
+
+    // A stream batch, even an empty one, is still one.
+    let moto = Moto::start();
+    let config = sdk_config(&moto.endpoint());
+    let (_sqs, _urls, dlq) = bus_queues_and_dead_letters(&config, "weir-shape", &[]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = write_manifest(dir.path(), "weir-shape", Some(&dlq), &["mapping"], GLOBEX);
+    let f = function(
+        &manifest,
+        &moto.endpoint(),
+        &moto.endpoint(),
+        &dlq,
+        fast_publish(),
+    )
+    .await;
+    let empty = read(json!({"Records": []})).expect("an empty stream batch");
+    assert!(matches!(&empty, Invocation::Stream(b) if b.records.is_empty()));
+    let mut context = Context::default();
+    context.deadline = (SystemTime::now() + Duration::from_secs(10))
+        .duration_since(UNIX_EPOCH)
+        .expect("time")
+        .as_millis() as u64;
+    let answer = handle_invocation(&f, LambdaEvent::new(empty, context))
+        .await
+        .expect("handled");
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+}
+
+/// Issue 23: a record whose dead letter SQS cannot take (1.1 MB: NEW_AND_OLD_IMAGES of a
+/// 400 KB item; or 300 KB on a queue limited to 256 KB) was retried on every invocation,
+/// blocking its shard. Now the letter is kept whole in S3 and the queue gets a signed
+/// pointer with the object's sha256: the handler hands nothing back to Lambda.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_too_large_for_the_queue_goes_to_s3_with_a_signed_pointer() {
+    let moto = Moto::start();
+    let config = sdk_config(&moto.endpoint());
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    bus_with_rules(
+        &aws_sdk_eventbridge::Client::new(&config),
+        &sqs,
+        "weir-big",
+        &[],
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (queue_limit, padding) in [(None, 1_100_000), (Some(262_144), 300_000)] {
+        let (dlq, _) = create_queue(
+            &sqs,
+            &format!("big-dlq-{}", queue_limit.unwrap_or(0)),
+            queue_limit,
+        )
+        .await;
+        let manifest = write_manifest(dir.path(), "weir-big", Some(&dlq), &["mapping"], GLOBEX);
+        let f = function(
+            &manifest,
+            &moto.endpoint(),
+            &moto.endpoint(),
+            &dlq,
+            fast_publish(),
+        )
+        .await;
+        // A record that fails decoding (an N that is not a number), made large by its image.
+        let mut records = globex_records(3, |_| None);
+        records[1]["dynamodb"]["NewImage"]["lifetimeValue"] = json!({"N": "12abc"});
+        records[1]["dynamodb"]["OldImage"] = json!({"blob": {"S": "x".repeat(padding)}});
+        let sent_record = records[1].to_string();
+        let response = handle(&f, event(records, Duration::from_secs(20)))
+            .await
+            .expect("handler");
+        assert_eq!(
+            failures(&response),
+            Vec::<String>::new(),
+            "nothing is retried (queue limit {queue_limit:?})"
+        );
+        let letters = drain_queue(&sqs, &dlq, 1, Duration::from_secs(10)).await;
+        assert_eq!(letters.len(), 1);
+        let pointer = letters[0].body().expect("body");
+        let mac = letters[0]
+            .message_attributes()
+            .and_then(|a| a.get(weir::dead_letter::MAC_ATTRIBUTE))
+            .and_then(|v| v.string_value())
+            .expect("the pointer is signed");
+        assert!(letter_key().verify(pointer, mac));
+        let p: Value = serde_json::from_str(pointer).expect("JSON");
+        assert_eq!(p["reason"]["kind"], "decode", "{p}");
+        assert_eq!(p["letterObject"]["bucket"], "weir-dead-letters");
+        let object = weir::aws::s3(&config)
+            .get_object()
+            .bucket("weir-dead-letters")
+            .key(p["letterObject"]["key"].as_str().expect("key"))
+            .send()
+            .await
+            .expect("the whole letter is in S3");
+        let bytes = object.body.collect().await.expect("read").into_bytes();
+        use sha2::Digest as _;
+        assert_eq!(
+            p["letterObject"]["sha256"],
+            hex::encode(sha2::Sha256::digest(&bytes))
+        );
+        assert_eq!(p["letterObject"]["bytes"], bytes.len());
+        let letter: Value = serde_json::from_slice(&bytes).expect("JSON");
+        assert_eq!(
+            letter["record"].to_string(),
+            sent_record,
+            "the record, whole"
+        );
+        assert_eq!(letter["reason"]["kind"], "decode");
+    }
 }

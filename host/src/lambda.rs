@@ -29,17 +29,20 @@ pub fn backfill_reserve() -> Duration {
 /// The event Lambda delivers for a DynamoDB stream, each record kept as the exact text
 /// received. (weir reads records itself rather than through `aws_lambda_events`' typed
 /// record, so a dead letter holds the original bytes, and a record the typed form cannot
-/// parse fails alone instead of failing the whole batch.)
+/// parse fails alone instead of failing the whole batch.) `Records` must be there: an
+/// event without it is not a stream batch.
 #[derive(Debug, Deserialize)]
 pub struct StreamBatch {
     /// Each record's text, undecoded.
-    #[serde(rename = "Records", default)]
+    #[serde(rename = "Records")]
     pub records: Vec<Box<RawValue>>,
 }
 
-/// What an invocation brings: a stream batch, or a backfill task.
-#[derive(Debug, Deserialize)]
-#[serde(from = "InvocationFields")]
+/// What an invocation brings: a stream batch, or a backfill task. Anything else (`{}`, a
+/// scheduled event, an event with both keys) does not deserialize, so the invocation
+/// fails with a message saying what the event was, and Lambda does not count it as
+/// handled.
+#[derive(Debug)]
 pub enum Invocation {
     /// `{"weirBackfill": {...}}`.
     Backfill {
@@ -50,23 +53,83 @@ pub enum Invocation {
     Stream(StreamBatch),
 }
 
-/// Both shapes' fields in one struct (an untagged enum would buffer the records, and a
-/// record kept as raw text cannot be read back from serde's buffer).
-#[derive(Deserialize)]
-struct InvocationFields {
-    #[serde(rename = "weirBackfill", default)]
-    backfill: Option<BackfillTask>,
-    #[serde(rename = "Records", default)]
-    records: Vec<Box<RawValue>>,
+/// The two shapes weir handles, for the error that names a third.
+const KNOWN_SHAPES: &str =
+    "a DynamoDB Streams batch {\"Records\": [...]} or a backfill task {\"weirBackfill\": {...}}";
+
+/// At most this many of an unknown event's keys are named in its error.
+const KEYS_NAMED: usize = 8;
+
+/// Reads the object's keys one by one (an untagged enum or a flattened map would buffer
+/// the records, and a record kept as raw text cannot be read back from serde's buffer).
+impl<'de> Deserialize<'de> for Invocation {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Shape;
+        impl<'de> serde::de::Visitor<'de> for Shape {
+            type Value = Invocation;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(KNOWN_SHAPES)
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Invocation, A::Error> {
+                use serde::de::Error as _;
+                let mut records: Option<Vec<Box<RawValue>>> = None;
+                let mut task: Option<BackfillTask> = None;
+                let mut others: Vec<String> = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "Records" if records.is_none() => records = Some(map.next_value()?),
+                        "weirBackfill" if task.is_none() => task = Some(map.next_value()?),
+                        "Records" | "weirBackfill" => {
+                            return Err(A::Error::custom(format!("the event has {key} twice")));
+                        }
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            others.push(key);
+                        }
+                    }
+                }
+                match (records, task) {
+                    (Some(records), None) => Ok(Invocation::Stream(StreamBatch { records })),
+                    (None, Some(task)) => Ok(Invocation::Backfill { task }),
+                    (Some(_), Some(_)) => Err(A::Error::custom(
+                        "the event has both Records (a stream batch) and weirBackfill (a backfill task): weir runs neither, since it cannot tell which was meant",
+                    )),
+                    (None, None) => Err(A::Error::custom(format!(
+                        "the event is not one weir handles: expected {KNOWN_SHAPES}; it has {}",
+                        describe_keys(&others)
+                    ))),
+                }
+            }
+        }
+        deserializer.deserialize_map(Shape)
+    }
 }
 
-impl From<InvocationFields> for Invocation {
-    fn from(f: InvocationFields) -> Self {
-        match f.backfill {
-            Some(task) => Invocation::Backfill { task },
-            None => Invocation::Stream(StreamBatch { records: f.records }),
-        }
+/// An unknown event's keys for its error, escaped and shortened: `no keys`, or
+/// `keys "a", "b" and 3 more`.
+fn describe_keys(keys: &[String]) -> String {
+    if keys.is_empty() {
+        return "no keys".to_owned();
     }
+    let named: Vec<String> = keys
+        .iter()
+        .take(KEYS_NAMED)
+        .map(|k| {
+            let short: String = k.chars().take(64).collect();
+            format!("{short:?}")
+        })
+        .collect();
+    let more = keys.len().saturating_sub(KEYS_NAMED);
+    let mut text = format!("keys {}", named.join(", "));
+    if more > 0 {
+        text.push_str(&format!(" and {more} more"));
+    }
+    text
 }
 
 /// Everything an invocation needs, built once at cold start.
@@ -227,10 +290,12 @@ pub fn deadline_of(deadline_ms: u64) -> tokio::time::Instant {
 
 impl Function {
     /// Builds the function from its environment: `WEIR_MANIFEST` (a file or `s3://` URL),
-    /// the standard AWS SDK configuration, `AWS_LAMBDA_FUNCTION_NAME`, and optionally
-    /// `WEIR_RELOAD_SECS` (default 60), `WEIR_TENANT_METRICS=1` and
-    /// `WEIR_PUBLISH_CONCURRENCY`. Fails loudly on a missing bus or dead-letter queue: a
-    /// function that cannot keep its promises must not start.
+    /// the standard AWS SDK configuration, `AWS_LAMBDA_FUNCTION_NAME`,
+    /// `WEIR_DEAD_LETTER_KEY` and `WEIR_DEAD_LETTER_BUCKET` (or the manifest's
+    /// `dead_letter_key` and `dead_letter_bucket`), and optionally `WEIR_RELOAD_SECS`
+    /// (default 60), `WEIR_TENANT_METRICS=1` and `WEIR_PUBLISH_CONCURRENCY`. Fails loudly
+    /// on a missing bus, dead-letter queue, key or bucket: a function that cannot keep its
+    /// promises must not start.
     pub async fn from_env() -> anyhow::Result<Self> {
         use anyhow::Context as _;
         let manifest = std::env::var("WEIR_MANIFEST")
@@ -253,13 +318,30 @@ impl Function {
         let loader = Loader::load_lazy(store, engine, location, interval)
             .await
             .with_context(|| format!("{manifest}: cannot load"))?;
-        let (bus, queue_url) = {
+        let (bus, queue_url, key_secret, bucket) = {
             let m = loader.manifest();
-            (m.event_bus.clone(), m.dead_letter_queue.clone())
+            (
+                m.event_bus.clone(),
+                m.dead_letter_queue.clone(),
+                m.dead_letter_key.clone(),
+                m.dead_letter_bucket.clone(),
+            )
         };
         let queue_url = queue_url.with_context(|| {
             format!("{manifest}: dead_letter_queue must be set for the Lambda function")
         })?;
+        // Both read once, here: the environment (set by the template) wins over the manifest.
+        let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let key_secret = from_env("WEIR_DEAD_LETTER_KEY").or(key_secret).with_context(|| {
+            format!("{manifest}: the function signs its dead letters, so redrive takes only letters weir wrote: set WEIR_DEAD_LETTER_KEY (or dead_letter_key) to the Secrets Manager secret holding the key")
+        })?;
+        let bucket = from_env("WEIR_DEAD_LETTER_BUCKET").or(bucket).with_context(|| {
+            format!("{manifest}: dead_letter_bucket (or WEIR_DEAD_LETTER_BUCKET) must be set for the Lambda function: a dead letter larger than the queue takes is kept there, instead of blocking its shard")
+        })?;
+        if !weir_core::manifest::is_bucket_name(&bucket) {
+            anyhow::bail!("WEIR_DEAD_LETTER_BUCKET={bucket:?} is not an S3 bucket name");
+        }
+        let key = weir_aws::dead_letter::LetterKey::read(&sdk, &key_secret).await?;
         let mut publish = weir_aws::publish::PublishConfig::default();
         if let Ok(n) = std::env::var("WEIR_PUBLISH_CONCURRENCY") {
             publish.max_concurrency = n
@@ -268,12 +350,17 @@ impl Function {
         }
         let publisher = Publisher::new(weir_aws::aws::eventbridge(&sdk), publish);
         let arn = publisher.check_bus(&bus).await?;
-        tracing::info!(bus = %bus, arn = %arn, dead_letter_queue = %queue_url, "weir ready");
+        tracing::info!(bus = %bus, arn = %arn, dead_letter_queue = %queue_url, dead_letter_bucket = %bucket, "weir ready");
         let dead_letters = DeadLetterQueue::new(
             weir_aws::aws::sqs_for_dead_letters(&sdk),
             queue_url,
             weir_aws::dead_letter::QueueConfig::default(),
-        );
+        )
+        .with_key(key)
+        .with_overflow(weir_aws::dead_letter::Overflow::new(
+            weir_aws::aws::s3(&sdk),
+            bucket,
+        ));
         Ok(Function {
             loader: tokio::sync::Mutex::new(loader),
             publisher,

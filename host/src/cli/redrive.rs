@@ -1,10 +1,47 @@
 //! `weir redrive`: dead letters through the current manifest again, or an API destination's
-//! dead-letter queue back onto the bus.
+//! dead-letter queue back onto the bus. Only what weir wrote is taken: letters with a valid
+//! MAC, and delivery events from a rule of this bus with the manifest's sources and
+//! tenants; anything else stays in the queue and is reported.
 
 use std::process::ExitCode;
 
 use super::{EXIT_DEAD_LETTERS, SetupError, load, runtime, setup};
+use weir_aws::dead_letter::LetterKey;
 use weir_aws::publish::{PublishConfig, Publisher};
+use weir_aws::redrive::{DeliveryCheck, RedriveOptions};
+
+/// What a redrive trusts and may delete beyond its default (letters signed with the key,
+/// routable records). Until the command line flattens these into `weir redrive`'s flags,
+/// they are read from the environment ([`Trust::from_env`]).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Trust {
+    /// The Secrets Manager secret (name or ARN) holding the dead-letter key (default: the
+    /// manifest's dead_letter_key).
+    #[arg(long)]
+    pub dead_letter_key: Option<String>,
+    /// Also redrive letters without a MAC (written before letters were signed), after
+    /// reviewing the queue. A letter whose MAC is wrong is never redriven.
+    #[arg(long)]
+    pub accept_unsigned: bool,
+    /// Delete letters the current manifest has no route or tenant for (default: keep them).
+    #[arg(long)]
+    pub delete_unroutable: bool,
+}
+
+impl Trust {
+    /// `WEIR_DEAD_LETTER_KEY` (the secret), `WEIR_REDRIVE_ACCEPT_UNSIGNED=1` and
+    /// `WEIR_REDRIVE_DELETE_UNROUTABLE=1`.
+    pub fn from_env() -> Self {
+        let on = |name: &str| std::env::var(name).is_ok_and(|v| v == "1" || v == "true");
+        Trust {
+            dead_letter_key: std::env::var("WEIR_DEAD_LETTER_KEY")
+                .ok()
+                .filter(|v| !v.is_empty()),
+            accept_unsigned: on("WEIR_REDRIVE_ACCEPT_UNSIGNED"),
+            delete_unroutable: on("WEIR_REDRIVE_DELETE_UNROUTABLE"),
+        }
+    }
+}
 
 pub(super) fn redrive(
     manifest: &str,
@@ -13,6 +50,25 @@ pub(super) fn redrive(
     bus: Option<String>,
     dry_run: bool,
 ) -> Result<ExitCode, SetupError> {
+    redrive_with(
+        manifest,
+        queue,
+        delivery_queue,
+        bus,
+        dry_run,
+        &Trust::from_env(),
+    )
+}
+
+/// `weir redrive` with its trust flags.
+pub(super) fn redrive_with(
+    manifest: &str,
+    queue: Option<String>,
+    delivery_queue: Option<String>,
+    bus: Option<String>,
+    dry_run: bool,
+    trust: &Trust,
+) -> Result<ExitCode, SetupError> {
     let runtime = runtime()?;
     let report = runtime.block_on(async {
         let loader = setup(load(manifest).await)?;
@@ -20,18 +76,52 @@ pub(super) fn redrive(
         let sqs = weir_aws::aws::sqs(&sdk);
         let publisher = Publisher::new(weir_aws::aws::eventbridge(&sdk), PublishConfig::default());
         let bus = bus.unwrap_or_else(|| loader.manifest().event_bus.clone());
-        if !dry_run {
-            setup(publisher.check_bus(&bus).await)?;
-        }
-        let publisher = (!dry_run).then_some(&publisher);
         let progress = |done: usize, total: usize| eprintln!("redrive: {done} / {total}");
         let report = match (queue, delivery_queue) {
             (Some(q), _) => {
-                weir_aws::redrive::dead_letters(&sqs, &q, loader.pipeline(), publisher, progress)
-                    .await
+                if !dry_run {
+                    setup(publisher.check_bus(&bus).await)?;
+                }
+                let secret = trust
+                    .dead_letter_key
+                    .clone()
+                    .or_else(|| loader.manifest().dead_letter_key.clone());
+                let key = match secret {
+                    Some(secret) => Some(setup(
+                        LetterKey::read(&sdk, &secret)
+                            .await
+                            .map_err(anyhow::Error::from),
+                    )?),
+                    None if trust.accept_unsigned => None,
+                    None => {
+                        return Err(SetupError(anyhow::anyhow!(
+                            "{manifest}: weir redrive --queue needs the dead-letter key, to take only letters weir wrote: dead_letter_key in the manifest, or the secret in WEIR_DEAD_LETTER_KEY"
+                        )));
+                    }
+                };
+                let options = RedriveOptions {
+                    key,
+                    accept_unsigned: trust.accept_unsigned,
+                    delete_unroutable: trust.delete_unroutable,
+                    s3: Some(weir_aws::aws::s3(&sdk)),
+                };
+                let publisher = (!dry_run).then_some(&publisher);
+                weir_aws::redrive::dead_letters(
+                    &sqs,
+                    &q,
+                    loader.pipeline(),
+                    publisher,
+                    &options,
+                    progress,
+                )
+                .await
             }
             (None, Some(q)) => {
-                weir_aws::redrive::deliveries(&sqs, &q, &bus, publisher, progress).await
+                // The bus's ARN says which rules' events may go back (read in a dry run too).
+                let bus_arn = setup(publisher.check_bus(&bus).await)?;
+                let check = DeliveryCheck::new(loader.manifest(), &bus_arn);
+                let publisher = (!dry_run).then_some(&publisher);
+                weir_aws::redrive::deliveries(&sqs, &q, &bus, &check, publisher, progress).await
             }
             (None, None) => Err(anyhow::anyhow!("give --queue or --delivery-queue")),
         };
@@ -41,11 +131,13 @@ pub(super) fn redrive(
         println!("{}{line}", if dry_run { "would: " } else { "" });
     }
     eprintln!(
-        "redrive{}: {} received, {} done, {} left in the queue",
+        "redrive{}: {} received, {} done, {} left in the queue ({} not weir's, {} kept: no route)",
         if dry_run { " (dry run)" } else { "" },
         report.received,
         report.done,
-        report.left
+        report.left,
+        report.not_weirs,
+        report.unroutable
     );
     Ok(if report.left > 0 {
         ExitCode::from(EXIT_DEAD_LETTERS)
