@@ -90,9 +90,9 @@ impl std::fmt::Display for Location {
 }
 
 /// The most bytes weir reads for a plugin, a `.cwasm` or any other file or S3 object: the
-/// largest plugin built here (the Python one) is 18 MB and its `.cwasm` about four times
-/// that; 256 MiB leaves room while bounding what a wrong path (a device, a huge file) costs
-/// a function with a few hundred MB of memory.
+/// largest plugin built here (the Python one) is 18 MB and its `.cwasm` 35 MB; 256 MiB
+/// leaves room for several times that while bounding what a wrong path (a device, a huge
+/// file) costs a function with a few hundred MB of memory.
 pub const MAX_FILE_BYTES: u64 = 256 << 20;
 
 /// The most bytes weir reads for a manifest: 16 MiB holds about 100,000 tenants of a few

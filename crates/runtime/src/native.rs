@@ -8,8 +8,13 @@
 //! - its own compiled-code cache ([`CompiledCache`]), in a directory that only the current
 //!   user can write.
 //!
-//! A pinned `.cwasm` is read into memory, hashed and deserialized from those same bytes, never
-//! mapped: a mapped file that is rewritten in place changes the code under the host.
+//! Check and use are one open ([`crate::open`]): a pinned `.cwasm` is opened once, through
+//! its directory's handle, never through a link and without blocking, and must be a regular
+//! file within [`MAX_FILE_BYTES`]. One that others could rewrite is read into memory, hashed
+//! and deserialized from those same bytes (a mapped file rewritten in place would change the
+//! code under the host); one only its owner (this user or root) can write is hashed and
+//! deserialized through a mapping of that same open file. Cache entries are opened the same
+//! way, through the cache directory's one handle.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
