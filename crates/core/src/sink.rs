@@ -127,8 +127,61 @@ impl DeadLetterDir {
             )
         })?;
         let path = self.dir.join(letter.file_name());
-        std::fs::write(&path, letter.to_json())
+        // Its name follows from the record, so whoever else can write the directory could
+        // plant a link there: the letter replaces the name whole, never writing through one.
+        crate::location::replace_file(&path, letter.to_json().as_bytes(), 0o600)
             .with_context(|| format!("{}: cannot write dead letter", path.display()))?;
         Ok(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_letter_never_writes_through_a_planted_link() {
+        let dir = tempfile_dir();
+        let victim = dir.join("victim.txt");
+        std::fs::write(&victim, "keep me").expect("write");
+        let raw =
+            serde_json::value::RawValue::from_string("{\"eventID\":\"x\"}".into()).expect("raw");
+        let letter = DeadLetter::new(
+            &raw,
+            crate::model::Reason {
+                kind: crate::model::DeadLetterKind::Decode,
+                message: "m".into(),
+                blame: crate::model::Blame::Record,
+            },
+        );
+        let letters = dir.join("letters");
+        std::fs::create_dir(&letters).expect("dir");
+        std::os::unix::fs::symlink(&victim, letters.join(letter.file_name())).expect("link");
+        let written = DeadLetterDir::new(&letters)
+            .write(&letter)
+            .expect("written");
+        assert_eq!(std::fs::read_to_string(&victim).expect("read"), "keep me");
+        let meta = std::fs::symlink_metadata(&written).expect("meta");
+        assert!(
+            meta.file_type().is_file(),
+            "the link was left as the letter"
+        );
+        assert!(
+            std::fs::read_to_string(&written)
+                .expect("read")
+                .contains("\"eventID\":\"x\"")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A fresh directory of this test's own under the system's temporary directory.
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "weir-sink-test-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir(&dir).expect("temp dir");
+        dir
     }
 }
