@@ -33,6 +33,33 @@ pub enum BackfillError {
     /// The item lacks one of the table's key attributes.
     #[error("the item has no key attribute {0:?}")]
     MissingKey(String),
+    /// A pace that is not a number of entries per second weir can wait for.
+    #[error(
+        "{0} is not a rate weir paces at: give entries per second from {MIN_RATE} to {MAX_RATE}"
+    )]
+    Rate(String),
+}
+
+/// The slowest pace a backfill takes, in entries per second (one entry every 1,000 s):
+/// slower rates would wait longer than any clock here counts.
+pub const MIN_RATE: f64 = 0.001;
+/// The fastest pace, in entries per second: beyond any EventBridge quota, so a faster one
+/// is a typo, not a plan.
+pub const MAX_RATE: f64 = 1_000_000.0;
+
+/// The longest a pace ever waits for one chunk: its wait is computed from counts and a rate,
+/// and must stay far inside what a clock adds without overflowing.
+const MAX_CHUNK_WAIT: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
+/// `rate` (entries per second, from a flag, a task or a file) if a backfill can pace at it:
+/// finite and from [`MIN_RATE`] to [`MAX_RATE`]. Callers name where it came from.
+pub fn checked_rate(rate: f64) -> Result<f64, BackfillError> {
+    if rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&rate) {
+        Ok(rate)
+    } else {
+        // Debug, not Display: 1e-300 stays short.
+        Err(BackfillError::Rate(format!("{rate:?}")))
+    }
 }
 
 /// One backfill of one table: what every record it makes shares.
@@ -159,7 +186,12 @@ impl Pace {
     pub fn sent(&mut self, entries: usize) {
         if let Some(r) = self.rate {
             let from = self.due();
-            self.next = Some(from + std::time::Duration::from_secs_f64(entries as f64 / r));
+            // Saturating: a tiny rate (or a huge count) waits the longest wait, never
+            // overflows a `Duration` or the clock.
+            let wait = std::time::Duration::try_from_secs_f64(entries as f64 / r)
+                .unwrap_or(MAX_CHUNK_WAIT)
+                .min(MAX_CHUNK_WAIT);
+            self.next = Some(from.checked_add(wait).unwrap_or(from));
         }
     }
 }
@@ -185,7 +217,13 @@ mod tests {
         assert_eq!(parsed.change(), Change::Insert);
         assert_eq!(parsed.table(), "Customers");
         assert_eq!(parsed.sequence_number(), "41");
-        assert_eq!(parsed.string_attribute("tenantId").as_deref(), Some("acme"));
+        assert_eq!(
+            parsed
+                .string_attribute("tenantId")
+                .expect("reads")
+                .as_deref(),
+            Some("acme")
+        );
         let record = LazyRecord::new(parsed);
         let decoded = record.decoded().expect("decodes");
         assert_eq!(decoded.keys, r#"{"customerId":"C-1","tenantId":"acme"}"#);
@@ -237,6 +275,24 @@ mod tests {
         );
     }
 
+    #[test]
+    fn only_rates_a_clock_can_wait_for_are_taken() {
+        for bad in [1e-300, 0.0, -1.0, f64::NAN, f64::INFINITY, 1e7] {
+            assert!(
+                matches!(checked_rate(bad), Err(BackfillError::Rate(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(checked_rate(0.5), Ok(0.5));
+        assert_eq!(checked_rate(MIN_RATE), Ok(MIN_RATE));
+        assert!(
+            checked_rate(1e-300)
+                .unwrap_err()
+                .to_string()
+                .contains("from 0.001 to 1000000")
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_pace_spaces_chunks_by_their_entries_and_never_bursts() {
         let mut pace = Pace::new(Some(20.0));
@@ -264,6 +320,10 @@ mod tests {
             1000,
             "20 entries at 20/s"
         );
+        // A rate too small for a clock: it waits the longest wait, and does not panic.
+        let mut crawl = Pace::new(Some(1e-300));
+        crawl.sent(1);
+        assert!(crawl.due() > tokio::time::Instant::now() + std::time::Duration::from_secs(3600));
         let unpaced = Pace::new(None);
         assert_eq!(unpaced.chunk(1000), 1000);
         assert_eq!(Pace::new(Some(0.0)).rate(), None);
