@@ -243,10 +243,16 @@ impl ExportSource {
         }
     }
 
+    /// Where `key` is, for messages: escaped, as keys come from the export's files.
     fn describe(&self, key: &str) -> String {
         match &self.place {
-            Place::S3 { bucket, .. } => format!("s3://{bucket}/{key}"),
-            Place::Dir(dir) => dir.join(key).display().to_string(),
+            Place::S3 { bucket, .. } => format!("s3://{bucket}/{}", key.escape_debug()),
+            Place::Dir(dir) => dir
+                .join(key)
+                .display()
+                .to_string()
+                .escape_debug()
+                .to_string(),
         }
     }
 

@@ -89,14 +89,24 @@ impl TableScan {
         start: Option<&str>,
     ) -> anyhow::Result<Page> {
         let start = start.map(item_from_json).transpose()?;
+        // DynamoDB's own bounds (TotalSegments up to 1,000,000), refused here rather than
+        // wrapped into a negative number.
+        let (Ok(segment_number), Ok(total_segments)) =
+            (i32::try_from(segment), i32::try_from(total))
+        else {
+            bail!("segment {segment} of {total}: more segments than a Scan takes");
+        };
+        if segment >= total {
+            bail!("segment {segment} of {total}: segments are numbered from 0 to {total} - 1");
+        }
         let mut backoff = Duration::from_millis(100);
         for attempt in 1.. {
             let mut request = self
                 .client
                 .scan()
                 .table_name(&self.table)
-                .segment(segment as i32)
-                .total_segments(total as i32)
+                .segment(segment_number)
+                .total_segments(total_segments)
                 .consistent_read(false)
                 .set_exclusive_start_key(start.clone());
             if let Some(n) = self.page_size {
