@@ -702,12 +702,60 @@ fn a_backfill_whose_stdout_closes_stops_and_leaves_the_page_for_the_resume() {
     assert_eq!(entries(&again.stdout).len(), 30);
 }
 
+/// The function over `config`'s moto (bus, queues and the export's S3), with the manifest
+/// at `manifest` and weir's dead-letter queue `dlq`, for running backfill tasks.
+async fn task_function(
+    config: &aws_config::SdkConfig,
+    manifest: &Path,
+    dlq: String,
+) -> weir::lambda::Function {
+    let loader = weir::reload::Loader::load(
+        weir::store::Store::default(),
+        std::sync::Arc::new(weir::plugin::PluginEngine::with_cache_dir(None).expect("engine")),
+        weir::store::Location::File(manifest.to_path_buf()),
+        Duration::from_secs(3600),
+    )
+    .await
+    .expect("loads");
+    weir::lambda::Function {
+        loader: tokio::sync::Mutex::new(loader),
+        publisher: weir::publish::Publisher::new(
+            weir::aws::eventbridge(config),
+            weir::publish::PublishConfig::default(),
+        ),
+        dead_letters: weir::dead_letter::DeadLetterQueue::new(
+            aws_sdk_sqs::Client::new(config),
+            dlq,
+            weir::dead_letter::QueueConfig::default(),
+        ),
+        function_name: "weir-test".into(),
+        tenant_metrics: false,
+        exports: weir::export::Exports::new(config),
+    }
+}
+
+/// Invokes `function` with the backfill task `task` (the `weirBackfill` object), 30 s
+/// before its deadline.
+async fn run_task(
+    function: &weir::lambda::Function,
+    task: Value,
+) -> Result<Value, lambda_runtime::Error> {
+    let payload: weir::lambda::Invocation =
+        serde_json::from_value(json!({ "weirBackfill": task })).expect("a task");
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = (std::time::SystemTime::now() + Duration::from_secs(30))
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_millis() as u64;
+    weir::lambda::handle_invocation(function, lambda_runtime::LambdaEvent::new(payload, context))
+        .await
+}
+
 /// A backfill task (the function's `{"weirBackfill": ...}` event) whose `ratePerSecond` no
 /// clock can wait for fails with the reason named, before reading anything; it once
 /// panicked after publishing its first chunk.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_task_with_a_rate_no_clock_can_wait_for_fails_naming_it() {
-    use std::sync::Arc;
     let moto = Moto::start();
     let config = sdk_config(&moto.endpoint());
     let (_, _, dlq) =
@@ -715,52 +763,65 @@ async fn a_backfill_task_with_a_rate_no_clock_can_wait_for_fails_naming_it() {
     let export = export_in_s3(&config, 1, 10, ltv).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let manifest = write_manifest(dir.path(), "task-rate", Some(&dlq), &["mapping"], GLOBEX);
-    let loader = weir::reload::Loader::load(
-        weir::store::Store::default(),
-        Arc::new(weir::plugin::PluginEngine::with_cache_dir(None).expect("engine")),
-        weir::store::Location::File(manifest),
-        Duration::from_secs(3600),
-    )
-    .await
-    .expect("loads");
-    let function = weir::lambda::Function {
-        loader: tokio::sync::Mutex::new(loader),
-        publisher: weir::publish::Publisher::new(
-            weir::aws::eventbridge(&config),
-            weir::publish::PublishConfig::default(),
-        ),
-        dead_letters: weir::dead_letter::DeadLetterQueue::new(
-            aws_sdk_sqs::Client::new(&config),
-            dlq,
-            weir::dead_letter::QueueConfig::default(),
-        ),
-        function_name: "weir-test".into(),
-        tenant_metrics: false,
-        exports: weir::export::Exports::new(&config),
-    };
+    let function = task_function(&config, &manifest, dlq).await;
     for rate in [json!(1e-300), json!(0.0), json!(-3.0), json!(1e300)] {
-        let task = json!({"weirBackfill": {
+        let task = json!({
             "export": export,
             "dataFileS3Key": "nightly/AWSDynamoDB/01700000000000-abcd1234/data/file-0.json.gz",
             "run": "r",
             "keys": ["tenantId", "customerId"],
             "ratePerSecond": rate,
-        }});
-        let payload: weir::lambda::Invocation = serde_json::from_value(task).expect("a task");
-        let mut context = lambda_runtime::Context::default();
-        context.deadline = (std::time::SystemTime::now() + Duration::from_secs(30))
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("time")
-            .as_millis() as u64;
-        let err = weir::lambda::handle_invocation(
-            &function,
-            lambda_runtime::LambdaEvent::new(payload, context),
-        )
-        .await
-        .expect_err("the task fails");
+        });
+        let err = run_task(&function, task).await.expect_err("the task fails");
         assert!(
             err.to_string().contains("weirBackfill.ratePerSecond"),
             "{rate}: {err}"
+        );
+    }
+}
+
+/// A task's `dataFileS3Key` names a data file of its export, nothing else in the bucket:
+/// another object (here one holding an item a rule would deliver) is refused with the key
+/// named, and never read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_task_reads_only_its_exports_data_files() {
+    use std::io::Write as _;
+    let moto = Moto::start();
+    let config = sdk_config(&moto.endpoint());
+    let (_, _, dlq) =
+        bus_queues_and_dead_letters(&config, "task-key", &[("CustomerChanged", "globex")]).await;
+    let export = export_in_s3(&config, 1, 10, ltv).await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(globex_lines(0, 1).as_bytes()).expect("gzip");
+    s3.put_object()
+        .bucket("exports")
+        .key("private/other.json.gz")
+        .body(gz.finish().expect("gzip").into())
+        .send()
+        .await
+        .expect("put");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = write_manifest(dir.path(), "task-key", Some(&dlq), &["mapping"], GLOBEX);
+    let function = task_function(&config, &manifest, dlq).await;
+    for key in [
+        "private/other.json.gz",
+        "nightly/AWSDynamoDB/01700000000000-abcd1234/data/../../../../private/other.json.gz",
+    ] {
+        let task = json!({
+            "export": export,
+            "dataFileS3Key": key,
+            "run": "r",
+            "keys": ["tenantId", "customerId"],
+        });
+        let err = run_task(&function, task).await.expect_err("refused");
+        assert!(
+            err.to_string().contains(&format!("dataFileS3Key {key:?}")),
+            "{key}: {err}"
         );
     }
 }
