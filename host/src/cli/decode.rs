@@ -24,7 +24,10 @@ pub(super) fn decode(event: &Path) -> Result<ExitCode, SetupError> {
         match record::decode(raw.get()) {
             Ok(r) => {
                 let line = serde_json::to_string(&r).unwrap_or_default();
-                let _ = writeln!(out, "{line}");
+                if writeln!(out, "{line}").is_err() {
+                    // stdout closed by its reader (`| head`): it wants no more.
+                    return Ok(ExitCode::SUCCESS);
+                }
             }
             Err(e) => {
                 failed = true;
