@@ -101,6 +101,10 @@ pub enum Command {
         /// the .cwasm, and write both pins (sha256, compiled_sha256) into it.
         #[arg(long, conflicts_with_all = ["plugins", "out_dir"])]
         manifest: Option<PathBuf>,
+        /// With --manifest: pin plugins whose bytes no longer match their sha256 (after
+        /// reviewing them); without it such a plugin stops the command.
+        #[arg(long, requires = "manifest")]
+        repin: bool,
     },
     /// Repair dead letters: run weir's dead-lettered records through the current manifest
     /// and plugins (--queue), or put an API destination's undelivered events back on the
@@ -125,6 +129,9 @@ pub enum Command {
         /// Show what would happen; publish and delete nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Which letters redrive trusts.
+        #[command(flatten)]
+        trust: redrive::Trust,
     },
     /// Print CloudFormation YAML for the manifest's [destinations]: per destination a
     /// Connection, ApiDestination, Rule and target, dead-letter queue, policy and alarm.
@@ -222,8 +229,11 @@ fn quiet_when_output_closes() {
     }));
 }
 
+/// An error as one line: its chain joined, and whatever a manifest, a record or a plugin put
+/// into it escaped ([`weir_core::text::one_line`]).
 fn one_line(e: &anyhow::Error) -> String {
-    format!("{e:#}").replace('\n', " ")
+    let text = format!("{e:#}").replace('\n', " ");
+    weir_core::text::one_line(&text).into_owned()
 }
 
 fn setup<T>(r: anyhow::Result<T>) -> Result<T, SetupError> {
@@ -254,8 +264,17 @@ fn run(cli: Cli) -> Result<ExitCode, SetupError> {
             target,
             out_dir,
             manifest,
+            repin,
         } => setup(match manifest {
-            Some(m) => compile::manifest(&m, target.as_deref()),
+            Some(m) => compile::manifest(
+                &m,
+                target.as_deref(),
+                if repin {
+                    compile::Repin::Rewrite
+                } else {
+                    compile::Repin::Refuse
+                },
+            ),
             None => compile::plugins(&plugins, target.as_deref(), out_dir.as_deref()),
         })
         .map(|()| ExitCode::SUCCESS),
@@ -265,7 +284,8 @@ fn run(cli: Cli) -> Result<ExitCode, SetupError> {
             delivery_queue,
             bus,
             dry_run,
-        } => redrive::redrive(&manifest, queue, delivery_queue, bus, dry_run),
+            trust,
+        } => redrive::redrive(&manifest, queue, delivery_queue, bus, dry_run, &trust),
         Command::Infra { manifest } => infra::infra(&manifest),
         Command::New { what } => new::new(what),
         Command::Test {

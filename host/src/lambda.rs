@@ -174,6 +174,7 @@ pub async fn handle(
         let pipeline = loader.current().instrument(span.clone()).await;
         (pipeline, loader.reload_failures())
     };
+    let serving = pipeline.clone();
     let report = batch::run(
         pipeline,
         event.payload.records,
@@ -214,7 +215,9 @@ pub async fn handle(
                 )
             })
             .collect(),
-    };
+    }
+    // A record names any tenant it likes: only the manifest's become dimension values.
+    .by_manifest_tenants(serving.manifest());
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -303,8 +306,15 @@ impl Function {
         let location = weir_aws::store::Location::parse(&manifest)?;
         let interval = match std::env::var("WEIR_RELOAD_SECS") {
             Ok(v) => Duration::from_secs(
-                v.parse()
-                    .with_context(|| format!("WEIR_RELOAD_SECS={v:?} is not a number"))?,
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|s| (1..=86_400).contains(s))
+                    .with_context(|| {
+                        format!(
+                            "WEIR_RELOAD_SECS={:?} must be a whole number of seconds from 1 to 86400",
+                            weir_core::text::one_line(&v)
+                        )
+                    })?,
             ),
             Err(_) => crate::reload::DEFAULT_INTERVAL,
         };
@@ -345,8 +355,15 @@ impl Function {
         let mut publish = weir_aws::publish::PublishConfig::default();
         if let Ok(n) = std::env::var("WEIR_PUBLISH_CONCURRENCY") {
             publish.max_concurrency = n
-                .parse()
-                .with_context(|| format!("WEIR_PUBLISH_CONCURRENCY={n:?} is not a number"))?;
+                .parse::<usize>()
+                .ok()
+                .filter(|c| (1..=64).contains(c))
+                .with_context(|| {
+                    format!(
+                        "WEIR_PUBLISH_CONCURRENCY={:?} must be a whole number from 1 to 64",
+                        weir_core::text::one_line(&n)
+                    )
+                })?;
         }
         let publisher = Publisher::new(weir_aws::aws::eventbridge(&sdk), publish);
         let arn = publisher.check_bus(&bus).await?;

@@ -14,8 +14,23 @@ pub fn filter(default: &str) -> EnvFilter {
 }
 
 /// Human-readable logs on stderr, quiet by default so stdout stays the command's output.
+/// Every message and field is escaped to one line ([`weir_core::text::one_line`]): text from
+/// plugins, records and manifests reaches these lines, and must never start one of its own
+/// or steer the terminal.
 pub fn init_cli() {
+    use tracing_subscriber::field::MakeExt as _;
+    let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let text = format!("{value:?}");
+        let text = weir_core::text::one_line(&text);
+        if field.name() == "message" {
+            write!(w, "{text}")
+        } else {
+            write!(w, "{field}={text}")
+        }
+    })
+    .delimited(" ");
     let _ = tracing_subscriber::fmt()
+        .fmt_fields(fields)
         .with_env_filter(filter("warn"))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -260,6 +260,35 @@ impl DeadLetterQueue {
         }
     }
 
+    /// The manifest's dead-letter queue, for a command that publishes: letters signed with
+    /// its `dead_letter_key` (so `weir redrive` takes them) and kept in its
+    /// `dead_letter_bucket` when too large for the queue, as the function sends them.
+    /// Without a key the letters go unsigned, with a warning: redrive takes them only when
+    /// told to accept unsigned letters. `None` when the manifest names no queue.
+    pub async fn for_manifest(
+        sdk: &aws_config::SdkConfig,
+        manifest: &weir_core::manifest::Manifest,
+    ) -> Result<Option<Self>, KeyError> {
+        let Some(url) = &manifest.dead_letter_queue else {
+            return Ok(None);
+        };
+        let mut queue = DeadLetterQueue::new(
+            crate::aws::sqs_for_dead_letters(sdk),
+            url.clone(),
+            QueueConfig::default(),
+        );
+        match &manifest.dead_letter_key {
+            Some(secret) => queue = queue.with_key(LetterKey::read(sdk, secret).await?),
+            None => tracing::warn!(
+                "dead letters are sent unsigned: the manifest names no dead_letter_key, so weir redrive takes them only with --accept-unsigned"
+            ),
+        }
+        if let Some(bucket) = &manifest.dead_letter_bucket {
+            queue = queue.with_overflow(Overflow::new(crate::aws::s3(sdk), bucket.clone()));
+        }
+        Ok(Some(queue))
+    }
+
     /// Signs every letter with `key` (without one, letters are unsigned and a redrive
     /// leaves them unless told to accept unsigned letters).
     pub fn with_key(mut self, key: LetterKey) -> Self {

@@ -18,7 +18,7 @@ use super::{
     EXIT_DEAD_LETTERS, EXIT_UNPUBLISHED, SetupError, load, print_entries, runtime, setup,
     summary_line, write_dead_letters,
 };
-use weir_aws::dead_letter::{DeadLetterDir, DeadLetterQueue, DeadLetterSink, QueueConfig};
+use weir_aws::dead_letter::{DeadLetterDir, DeadLetterQueue, DeadLetterSink};
 use weir_aws::export::{DataFile, ExportSource};
 use weir_aws::publish::{PublishConfig, Publisher};
 use weir_aws::scan::{Page, TableScan};
@@ -328,13 +328,14 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
     } else {
         None
     };
-    let queue = match (&o.publish, &loader.manifest().dead_letter_queue) {
-        (true, Some(url)) => Some(DeadLetterQueue::new(
-            weir_aws::aws::sqs_for_dead_letters(&sdk),
-            url.clone(),
-            QueueConfig::default(),
-        )),
-        _ => None,
+    let queue = if o.publish {
+        setup(
+            DeadLetterQueue::for_manifest(&sdk, loader.manifest())
+                .await
+                .map_err(anyhow::Error::from),
+        )?
+    } else {
+        None
     };
 
     // Readers a page or two ahead of the pipeline: one per unfinished Scan segment, or one
@@ -610,7 +611,9 @@ impl Progress {
 /// backfill never feeds the bus faster than its slowest API destination delivers.
 async fn destination_rate(manifest: &str) -> anyhow::Result<Option<f64>> {
     let location = Location::parse(manifest)?;
-    let (bytes, _) = weir_aws::store::Store::default().read(&location).await?;
+    let (bytes, _) = weir_aws::store::Store::default()
+        .read_at_most(&location, weir_core::location::MAX_MANIFEST_BYTES)
+        .await?;
     let text = String::from_utf8(bytes).context("the manifest is not UTF-8")?;
     let (_, destinations) = Manifest::parse_with_destinations(&text, location)?;
     Ok(destinations

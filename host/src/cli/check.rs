@@ -32,7 +32,8 @@ pub(super) fn check(manifest: &str) -> Result<ExitCode, SetupError> {
         Ok((Ok(loader), template)) if template.is_empty() => {
             let m = loader.manifest();
             println!(
-                "{manifest}: ok: {} plugins, {} tenants, {} routes, bus {:?}",
+                "{}: ok: {} plugins, {} tenants, {} routes, bus {:?}",
+                weir_core::text::one_line(manifest),
                 loader.pipeline().loaded_plugins().len(),
                 m.tenants.len(),
                 m.routes.len(),
@@ -46,10 +47,11 @@ pub(super) fn check(manifest: &str) -> Result<ExitCode, SetupError> {
                 Err(problems) => problems.problems.iter().map(ToString::to_string).collect(),
             };
             problems.extend(template);
+            let shown = weir_core::text::one_line(manifest);
             for p in &problems {
-                println!("{manifest}: {p}");
+                println!("{shown}: {}", weir_core::text::one_line(p));
             }
-            println!("{manifest}: {} problems", problems.len());
+            println!("{shown}: {} problems", problems.len());
             Ok(ExitCode::from(EXIT_DEAD_LETTERS))
         }
     }

@@ -31,9 +31,6 @@ pub enum Repin {
     #[default]
     Refuse,
     /// Pin the plugin's current bytes (`--repin`): the operator has checked the new code.
-    // Constructed by `weir compile --manifest M --repin` once the command line parses the
-    // flag (host/src/cli.rs); the tests construct it now.
-    #[cfg_attr(not(test), allow(dead_code))]
     Rewrite,
 }
 
@@ -67,15 +64,9 @@ pub fn plugins(
 }
 
 /// Compiles every plugin a manifest names to where the manifest looks for its `.cwasm`,
-/// and writes both pins into the manifest, keeping its comments and layout. A plugin whose
-/// bytes differ from its `sha256` pin stops it ([`Repin::Refuse`]).
-pub fn manifest(manifest: &Path, target: Option<&str>) -> anyhow::Result<()> {
-    manifest_with(manifest, target, Repin::Refuse)
-}
-
-/// [`manifest`], with `repin` saying what to do with a `sha256` pin the plugin no longer
-/// matches.
-pub fn manifest_with(manifest: &Path, target: Option<&str>, repin: Repin) -> anyhow::Result<()> {
+/// and writes both pins into the manifest, keeping its comments and layout; `repin` says
+/// what to do with a `sha256` pin the plugin no longer matches.
+pub fn manifest(manifest: &Path, target: Option<&str>, repin: Repin) -> anyhow::Result<()> {
     let triple = triple(target)?;
     let (bytes, meta) = read_regular_file(manifest, MAX_MANIFEST_BYTES)?;
     let text = String::from_utf8(bytes).with_context(|| {
@@ -256,7 +247,7 @@ mod tests {
         std::fs::write(&m, &text).expect("manifest");
         std::fs::write(&wasm, OTHER).expect("replaced");
 
-        let err = manifest_with(&m, None, Repin::Refuse).expect_err("refused");
+        let err = manifest(&m, None, Repin::Refuse).expect_err("refused");
         let msg = format!("{err:#}");
         assert!(
             msg.contains(&format!(
@@ -270,7 +261,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&m).expect("manifest"), text);
         assert!(!dir.path().join("p.cwasm").exists());
 
-        manifest_with(&m, None, Repin::Rewrite).expect("re-pinned");
+        manifest(&m, None, Repin::Rewrite).expect("re-pinned");
         let written = std::fs::read_to_string(&m).expect("manifest");
         let cwasm = std::fs::read(dir.path().join("p.cwasm")).expect("compiled");
         assert!(
@@ -279,7 +270,7 @@ mod tests {
             "{written}"
         );
         // Now pinned to what it is, a plain compile goes through.
-        manifest(&m, None).expect("matches its pin");
+        manifest(&m, None, Repin::Refuse).expect("matches its pin");
     }
 
     #[test]

@@ -11,7 +11,9 @@ pub(super) fn infra(manifest: &str) -> Result<ExitCode, SetupError> {
     let runtime = runtime()?;
     let text = setup(runtime.block_on(async {
         let location = Location::parse(manifest)?;
-        let (bytes, _) = Store::default().read(&location).await?;
+        let (bytes, _) = Store::default()
+            .read_at_most(&location, weir_core::location::MAX_MANIFEST_BYTES)
+            .await?;
         let text =
             String::from_utf8(bytes).with_context(|| format!("{location}: not UTF-8 text"))?;
         anyhow::Ok((text, location))

@@ -11,8 +11,7 @@ use weir_aws::publish::{PublishConfig, Publisher};
 use weir_aws::redrive::{DeliveryCheck, RedriveOptions};
 
 /// What a redrive trusts and may delete beyond its default (letters signed with the key,
-/// routable records). Until the command line flattens these into `weir redrive`'s flags,
-/// they are read from the environment ([`Trust::from_env`]).
+/// routable records): `weir redrive`'s flags.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Trust {
     /// The Secrets Manager secret (name or ARN) holding the dead-letter key (default: the
@@ -28,40 +27,8 @@ pub struct Trust {
     pub delete_unroutable: bool,
 }
 
-impl Trust {
-    /// `WEIR_DEAD_LETTER_KEY` (the secret), `WEIR_REDRIVE_ACCEPT_UNSIGNED=1` and
-    /// `WEIR_REDRIVE_DELETE_UNROUTABLE=1`.
-    pub fn from_env() -> Self {
-        let on = |name: &str| std::env::var(name).is_ok_and(|v| v == "1" || v == "true");
-        Trust {
-            dead_letter_key: std::env::var("WEIR_DEAD_LETTER_KEY")
-                .ok()
-                .filter(|v| !v.is_empty()),
-            accept_unsigned: on("WEIR_REDRIVE_ACCEPT_UNSIGNED"),
-            delete_unroutable: on("WEIR_REDRIVE_DELETE_UNROUTABLE"),
-        }
-    }
-}
-
-pub(super) fn redrive(
-    manifest: &str,
-    queue: Option<String>,
-    delivery_queue: Option<String>,
-    bus: Option<String>,
-    dry_run: bool,
-) -> Result<ExitCode, SetupError> {
-    redrive_with(
-        manifest,
-        queue,
-        delivery_queue,
-        bus,
-        dry_run,
-        &Trust::from_env(),
-    )
-}
-
 /// `weir redrive` with its trust flags.
-pub(super) fn redrive_with(
+pub(super) fn redrive(
     manifest: &str,
     queue: Option<String>,
     delivery_queue: Option<String>,

@@ -12,7 +12,7 @@ use super::{
     read_event, runtime, setup, summary_line, unknown_table_hint, write_dead_letters,
 };
 use weir_aws::dead_letter::DeadLetterSink;
-use weir_aws::dead_letter::{DeadLetterDir, DeadLetterQueue, QueueConfig};
+use weir_aws::dead_letter::{DeadLetterDir, DeadLetterQueue};
 use weir_aws::publish::{PublishConfig, Publisher};
 use weir_core::batch;
 
@@ -42,7 +42,6 @@ pub(super) fn run_event(
             .routes
             .iter()
             .any(|r| r.table == weir_core::manifest::ANY_TABLE);
-        let queue_url = loader.manifest().dead_letter_queue.clone();
         let bus = loader.manifest().event_bus.clone();
         let (publisher, queue) = match publish_within {
             None => (None, None),
@@ -51,13 +50,11 @@ pub(super) fn run_event(
                 let publisher =
                     Publisher::new(weir_aws::aws::eventbridge(&sdk), PublishConfig::default());
                 setup(publisher.check_bus(&bus).await)?;
-                let queue = queue_url.map(|url| {
-                    DeadLetterQueue::new(
-                        weir_aws::aws::sqs_for_dead_letters(&sdk),
-                        url,
-                        QueueConfig::default(),
-                    )
-                });
+                let queue = setup(
+                    DeadLetterQueue::for_manifest(&sdk, loader.manifest())
+                        .await
+                        .map_err(anyhow::Error::from),
+                )?;
                 (Some(publisher), queue)
             }
         };
