@@ -36,11 +36,12 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::reload::Loader;
-use weir_aws::dead_letter::DeadLetter;
 use weir_aws::dead_letter::DeadLetterSink;
-use weir_aws::store::{Location, Store};
+use weir_aws::store::Store;
 use weir_core::batch;
+use weir_core::location::Location;
 use weir_core::manifest::DEFAULT_TENANT;
+use weir_core::model::DeadLetter;
 use weir_core::record::{self, StreamEvent};
 use weir_runtime::Pipeline;
 use weir_runtime::plugin::PluginEngine;
@@ -381,7 +382,7 @@ pub async fn run_event(
     let report = batch::run(
         pipeline,
         records,
-        batch::DryRun,
+        weir_core::sink::DryRun,
         DeadLetterSink::Collect(&mut letters),
         deadline,
     )

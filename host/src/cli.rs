@@ -13,7 +13,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::reload::Loader;
-use weir_aws::store::{Location, Store};
+use weir_aws::store::Store;
+use weir_core::location::Location;
 use weir_core::record::StreamEvent;
 use weir_runtime::plugin::PluginEngine;
 
@@ -368,7 +369,7 @@ fn summary_line(c: &weir_core::batch::Counts, entries: usize, publishing: bool) 
 
 /// Writes each dead letter to its own file in `dir`, with a warning naming the file.
 fn write_dead_letters(
-    dir: &weir_aws::dead_letter::DeadLetterDir,
+    dir: &weir_core::sink::DeadLetterDir,
     letters: &[weir_core::model::DeadLetter],
 ) -> Result<(), SetupError> {
     for letter in letters {

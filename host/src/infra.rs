@@ -723,7 +723,7 @@ fn is_plain_safe(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_aws::store::Location;
+    use weir_core::location::Location;
 
     const MANIFEST: &str = r#"
 event_bus = "bus"

@@ -303,7 +303,7 @@ impl Function {
         use anyhow::Context as _;
         let manifest = std::env::var("WEIR_MANIFEST")
             .context("WEIR_MANIFEST must name the manifest (a file or s3://bucket/key)")?;
-        let location = weir_aws::store::Location::parse(&manifest)?;
+        let location = weir_core::location::Location::parse(&manifest)?;
         let interval = match std::env::var("WEIR_RELOAD_SECS") {
             Ok(v) => Duration::from_secs(
                 v.parse::<u64>()

@@ -1,16 +1,20 @@
 //! weir: DynamoDB Streams records, mapped by sandboxed WebAssembly plugins, published to
 //! Amazon EventBridge. This crate is the Lambda function and the command line; the record
-//! path is in the crates it wires together:
+//! path is in the crates it wires together, and each item is used from the crate and module
+//! that define it (this crate re-exports none of them):
 //!
-//! - `weir-core`: [`record`] decodes, [`pipeline`] routes and transforms, [`validate`]
-//!   checks, [`model`] is what a record becomes, [`batch`] gives each record its verdict
-//!   through the [`sink`] traits and [`retry`]'s one driver; [`manifest`] is the
-//!   configuration. No wasmtime, no AWS SDK.
-//! - `weir-runtime`: [`plugin`] runs plugins in wasmtime, [`native`] decides which
-//!   precompiled code may run, [`slot`] loads a plugin on first use.
-//! - `weir-aws`: [`aws`] builds clients and classifies errors, [`publish`] and
-//!   [`dead_letter`] are the EventBridge and SQS sinks, [`store`] reads files and S3,
-//!   [`redrive`] sends dead letters back through.
+//! - `weir-core`: [`weir_core::record`] decodes, [`weir_core::pipeline`] routes and
+//!   transforms, [`weir_core::validate`] checks, [`weir_core::model`] is what a record
+//!   becomes, [`weir_core::batch`] gives each record its verdict through the
+//!   [`weir_core::sink`] traits and [`weir_core::retry`]'s one driver;
+//!   [`weir_core::manifest`] is the configuration. No wasmtime, no AWS SDK.
+//! - `weir-runtime`: [`weir_runtime::plugin`] runs plugins in wasmtime,
+//!   [`weir_runtime::native`] decides which precompiled code may run, [`weir_runtime::slot`]
+//!   loads a plugin on first use; [`weir_runtime::Pipeline`] is the pipeline with those slots.
+//! - `weir-aws`: [`weir_aws::aws`] builds clients and classifies errors,
+//!   [`weir_aws::publish`] and [`weir_aws::dead_letter`] are the EventBridge and SQS sinks,
+//!   [`weir_aws::store`] reads files and S3, [`weir_aws::redrive`] sends dead letters back
+//!   through.
 //!
 //! Here: [`lambda`] is the handler, [`reload`] keeps the manifest and plugins fresh,
 //! [`telemetry`] logs and measures, [`cli`] is the command line (one file per command),
@@ -18,18 +22,6 @@
 //! destinations into CloudFormation.
 
 #![deny(missing_docs)]
-
-pub use weir_aws::{aws, dead_letter, export, publish, redrive, scan, store};
-pub use weir_core::{
-    backfill, batch, location, manifest, model, record, retry, sink, transform, validate,
-};
-pub use weir_runtime::{native, plugin, slot};
-
-/// The pipeline: the core's, with wasmtime slots ([`weir_runtime::Pipeline`]).
-pub mod pipeline {
-    pub use weir_core::pipeline::*;
-    pub use weir_runtime::Pipeline;
-}
 
 pub mod cases;
 pub mod cli;

@@ -30,13 +30,14 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use weir_aws::store::{Fetched, Location, Store};
-use weir_core::location::Fetch;
+use weir_aws::store::Store;
+use weir_core::location::{Fetch, Fetched, Location};
 use weir_core::manifest::Manifest;
+use weir_core::transform::{LoadProblem, LoadProblems, SlotError};
 use weir_runtime::Pipeline;
-use weir_runtime::plugin::{Compile, PluginEngine, PoolSize};
-pub use weir_runtime::slot::{LoadProblem, LoadProblems, PluginSlot, SlotError};
-use weir_runtime::slot::{PluginSource, SlotSpec};
+use weir_runtime::plugin::pool::PoolSize;
+use weir_runtime::plugin::{Compile, PluginEngine};
+use weir_runtime::slot::{PluginSlot, PluginSource, SlotSpec};
 
 /// The default time between checks for a changed manifest or plugin.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -544,7 +545,7 @@ mod tests {
         batch::run(
             pipeline,
             records(),
-            batch::DryRun,
+            weir_core::sink::DryRun,
             DeadLetterSink::Collect(&mut letters),
             Instant::now() + Duration::from_secs(60),
         )

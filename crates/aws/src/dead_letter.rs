@@ -19,9 +19,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 use tokio::time::Instant;
 
-pub use weir_core::model::{DeadLetter, DeadLetterKind, PluginRef, Reason, WEIR_VERSION};
+use weir_core::model::{DeadLetter, PluginRef, Reason, WEIR_VERSION};
 use weir_core::retry::{self, BatchCall, CallOutcome, ItemOutcome, RetryPolicy};
-pub use weir_core::sink::DeadLetterDir;
 use weir_core::sink::DeadLetterStore;
 
 /// The message attribute holding a letter's MAC (lowercase hex).

@@ -15,8 +15,7 @@ use tokio::time::Instant;
 use crate::aws::{describe_sdk_error, is_transient};
 use weir_core::model::Entry;
 use weir_core::retry::{self, BatchCall, CallOutcome, ItemOutcome, RetryPolicy};
-use weir_core::sink::EventSink;
-pub use weir_core::sink::{EntryResult, PublishReport};
+use weir_core::sink::{EntryResult, EventSink, PublishReport};
 
 /// PutEvents takes at most this many entries per call.
 pub const MAX_ENTRIES_PER_CALL: usize = 10;

@@ -29,10 +29,11 @@ use weir_core::batch::{self, Verdict};
 use weir_core::manifest::{DEFAULT_TENANT, Manifest};
 use weir_core::model::{Entry, PluginRef};
 use weir_core::pipeline::Pipeline;
+use weir_core::sink::EntryResult;
 use weir_core::transform::Slot;
 
 use crate::dead_letter::{DeadLetterSink, LetterKey, LetterObject, MAC_ATTRIBUTE};
-use crate::publish::{EntryResult, Publisher};
+use crate::publish::Publisher;
 
 /// How long a received message stays hidden while it is being redriven. A message left in
 /// the queue reappears after this.

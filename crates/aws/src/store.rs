@@ -4,14 +4,13 @@
 //! Every read is bounded: a file is opened once, without following a link or blocking, and
 //! must be a regular file; an object's declared length is checked before its body is read,
 //! and the body is read only up to the cap. The cap is [`MAX_FILE_BYTES`] unless the caller
-//! gives a smaller one ([`Store::read_at_most`], for manifests [`MAX_MANIFEST_BYTES`]).
+//! gives a smaller one ([`Store::read_at_most`], for manifests
+//! [`weir_core::location::MAX_MANIFEST_BYTES`]).
 
 use std::time::UNIX_EPOCH;
 
 use anyhow::Context as _;
-pub use weir_core::location::{
-    Fetch, FetchFuture, Fetched, Location, MAX_FILE_BYTES, MAX_MANIFEST_BYTES, ReadError,
-};
+use weir_core::location::{Fetch, FetchFuture, Fetched, Location, MAX_FILE_BYTES, ReadError};
 
 /// Reads locations. The S3 client is made on first use from the standard AWS SDK
 /// configuration, unless one is given.
@@ -101,7 +100,7 @@ impl Store {
     }
 
     /// Reads `location` in full, refusing more than `cap` bytes: manifests are read with
-    /// [`MAX_MANIFEST_BYTES`].
+    /// [`weir_core::location::MAX_MANIFEST_BYTES`].
     pub async fn read_at_most(
         &self,
         location: &Location,

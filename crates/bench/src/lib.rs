@@ -31,9 +31,10 @@ use weir::lambda::StreamBatch;
 use weir::reload::Loader;
 use weir_aws::dead_letter::DeadLetterSink;
 use weir_aws::publish::{PublishConfig, Publisher};
-use weir_aws::store::{Location, Store};
+use weir_aws::store::Store;
 use weir_core::batch;
 use weir_core::image::TypedImage;
+use weir_core::location::Location;
 use weir_core::manifest::{Limits, Manifest};
 use weir_core::model::{Entry, PluginRef};
 use weir_core::pipeline::Pipeline;
@@ -786,7 +787,7 @@ pub(crate) fn dry_batch<S: Slot>(
     rt.block_on(batch::run(
         pipeline.clone(),
         records,
-        batch::DryRun,
+        weir_core::sink::DryRun,
         DeadLetterSink::Collect(&mut letters),
         tokio::time::Instant::now() + Duration::from_secs(60),
     ))

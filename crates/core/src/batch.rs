@@ -11,8 +11,7 @@ use tokio::time::Instant;
 
 use crate::model::{Blame, DeadLetter, DeadLetterKind, Entry, PluginRef, Reason};
 use crate::pipeline::{Outcome, Pipeline, PluginCall};
-use crate::sink::EntryResult;
-pub use crate::sink::{DeadLetterStore, DryRun, EventSink};
+use crate::sink::{DeadLetterStore, EntryResult, EventSink};
 use crate::transform::Slot;
 
 /// The final state of one record. Exactly one per record, always.

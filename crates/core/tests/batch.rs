@@ -14,14 +14,14 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::time::Instant;
-use weir_core::batch::{self, DeadLetterStore, EventSink, Verdict};
+use weir_core::batch::{self, Verdict};
 use weir_core::location::Location;
 use weir_core::manifest::{Limits, Manifest};
 use weir_core::model::{DeadLetter, DeadLetterKind, Entry, PluginRef};
 use weir_core::pipeline::Pipeline;
 use weir_core::record::LazyRecord;
 use weir_core::retry::{self, BatchCall, CallOutcome, ItemOutcome, RetryPolicy};
-use weir_core::sink::{EntryResult, PublishReport};
+use weir_core::sink::{DeadLetterStore, EntryResult, EventSink, PublishReport};
 use weir_core::transform::{
     CallCost, CallError, CallReport, Instance, Loaded, PluginEvent, Transformer,
 };
@@ -512,7 +512,7 @@ async fn a_record_that_finds_no_room_for_an_instance_is_retried_not_dead_lettere
     let report = batch::run(
         pipeline,
         vec![record(1, "globex", "a"), record(2, "filtered", "")],
-        batch::DryRun,
+        weir_core::sink::DryRun,
         &mut queue,
         Instant::now() + Duration::from_secs(30),
     )

@@ -5,9 +5,10 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 
-use crate::plugin::{Compile, LoadError, LoadOptions, Plugin, PluginEngine, Precompiled};
+use crate::native::Precompiled;
+use crate::plugin::{Compile, LoadError, LoadOptions, Plugin, PluginEngine};
 use weir_core::location::{Fetch, Location};
-pub use weir_core::transform::{LoadProblem, LoadProblems, SlotError};
+use weir_core::transform::SlotError;
 
 /// Where plugins come from: shared by every slot of a loader.
 pub struct PluginSource {

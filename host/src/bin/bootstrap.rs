@@ -8,7 +8,7 @@ async fn main() -> Result<(), Error> {
     weir::telemetry::init_lambda();
     // A plugin compiled at cold start costs the invocation that waits for it: a warning,
     // so operators precompile (`weir compile`). The command line logs it as info.
-    weir::plugin::CompileNotice::Warn.set_process_default();
+    weir_runtime::plugin::CompileNotice::Warn.set_process_default();
     let function = weir::lambda::Function::from_env().await.map_err(|e| {
         tracing::error!("weir cannot start: {e:#}");
         e

@@ -18,7 +18,7 @@ use super::{
     EXIT_DEAD_LETTERS, EXIT_UNPUBLISHED, SetupError, load, print_entries, runtime, setup,
     summary_line, write_dead_letters,
 };
-use weir_aws::dead_letter::{DeadLetterDir, DeadLetterQueue, DeadLetterSink};
+use weir_aws::dead_letter::{DeadLetterQueue, DeadLetterSink};
 use weir_aws::export::{DataFile, ExportSource};
 use weir_aws::publish::{PublishConfig, Publisher};
 use weir_aws::scan::{Page, TableScan};
@@ -27,6 +27,7 @@ use weir_core::backfill::{BackfillRun, MAX_RATE, Pace, checked_rate};
 use weir_core::batch::{self, Counts};
 use weir_core::location::Location;
 use weir_core::manifest::Manifest;
+use weir_core::sink::DeadLetterDir;
 
 /// What `weir backfill` was asked to do.
 #[derive(Debug, clap::Args)]

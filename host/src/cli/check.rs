@@ -7,7 +7,8 @@ use anyhow::Context as _;
 
 use super::{EXIT_DEAD_LETTERS, SetupError, runtime};
 use crate::reload::Loader;
-use weir_aws::store::{Location, Store};
+use weir_aws::store::Store;
+use weir_core::location::Location;
 use weir_core::manifest::Manifest;
 use weir_runtime::plugin::PluginEngine;
 

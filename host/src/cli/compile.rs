@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use sha2::Digest as _;
 
-use weir_aws::store::Location;
-use weir_core::location::{MAX_FILE_BYTES, MAX_MANIFEST_BYTES, read_regular_file, replace_file};
+use weir_core::location::{
+    Location, MAX_FILE_BYTES, MAX_MANIFEST_BYTES, read_regular_file, replace_file,
+};
 use weir_core::manifest::Manifest;
 use weir_runtime::plugin::PluginEngine;
 

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use super::{SetupError, runtime, setup};
-use weir_aws::store::{Location, Store};
+use weir_aws::store::Store;
+use weir_core::location::Location;
 
 pub(super) fn infra(manifest: &str) -> Result<ExitCode, SetupError> {
     let runtime = runtime()?;

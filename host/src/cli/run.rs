@@ -11,10 +11,10 @@ use super::{
     EXIT_DEAD_LETTERS, EXIT_UNPUBLISHED, SetupError, load_with, parse_event, print_entries,
     read_event, runtime, setup, summary_line, unknown_table_hint, write_dead_letters,
 };
-use weir_aws::dead_letter::DeadLetterSink;
-use weir_aws::dead_letter::{DeadLetterDir, DeadLetterQueue};
+use weir_aws::dead_letter::{DeadLetterQueue, DeadLetterSink};
 use weir_aws::publish::{PublishConfig, Publisher};
 use weir_core::batch;
+use weir_core::sink::DeadLetterDir;
 
 pub(super) fn run_event(
     manifest: &str,

@@ -21,13 +21,8 @@ mod imports;
 mod instance;
 pub mod pool;
 
-pub use crate::native::Precompiled;
 pub use engine::{Compile, CompileNotice, LoadError, LoadOptions, PluginEngine, target_triple};
 pub use instance::{Plugin, PluginInstance};
-pub use pool::{MAX_LIVE_INSTANCES, PoolSize};
-
-pub use weir_core::model::Blame;
-pub use weir_core::transform::{CallCost, CallError, CallReport, PluginEvent};
 
 /// How often the epoch advances; time limits are counted in these ticks.
 const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(1);

@@ -3,24 +3,27 @@
 //! writes its rows into docs/RELIABILITY.md's generated sections when
 //! `WEIR_UPDATE_GOLDEN=1`, and otherwise checks the committed outcomes still hold.
 
-mod support;
-
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use support::*;
-use weir::pipeline::Outcome;
-use weir::plugin::PluginEngine;
 use weir::reload::Loader;
-use weir::store::{Location, Store};
+use weir_aws::store::Store;
+use weir_core::location::Location;
+use weir_core::pipeline::Outcome;
+use weir_runtime::plugin::PluginEngine;
 
-/// Tests in this binary measure the process's memory: run them one at a time.
+/// The fault tests measure wall times and memory: run them one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// The process's peak resident set, in MiB (VmHWM).
+/// Set in the child process that runs [`every_plugin_fault_is_contained`] alone.
+const ALONE: &str = "WEIR_TEST_FAULTS_ALONE";
+
+/// The process's peak resident set, in MiB (VmHWM). Only meaningful in a process that runs
+/// one test: the integration tests share one binary, and in it other tests' memory counts.
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -161,9 +164,34 @@ const FAULTS: &[Expect] = &[
     },
 ];
 
+/// The matrix runs in a child process, this test binary run again for this one test, so
+/// that the peak RSS it measures (and bounds) is the fault plugins' and the host's alone, not
+/// that of the tests running beside it in this process.
 #[test]
 fn every_plugin_fault_is_contained() {
+    if std::env::var_os(ALONE).is_some() {
+        return every_plugin_fault_is_contained_in_this_process();
+    }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let test = "faults::every_plugin_fault_is_contained";
+    let out = Command::new(std::env::current_exe().expect("the test binary's path"))
+        .args(["--exact", test, "--test-threads=1", "--nocapture"])
+        .env(ALONE, "1")
+        .output()
+        .expect("the test binary runs again");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{test} alone failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("test result: ok. 1 passed"),
+        "{test} did not run alone:\n{stdout}\n{stderr}"
+    );
+}
+
+fn every_plugin_fault_is_contained_in_this_process() {
     let engine = Arc::new(PluginEngine::with_cache_dir(None).expect("engine"));
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let loader = runtime
@@ -212,7 +240,7 @@ fn every_plugin_fault_is_contained() {
                     "{}: the whole record is kept",
                     f.plugin
                 );
-                assert_eq!(l.reason.blame, weir::plugin::Blame::Plugin);
+                assert_eq!(l.reason.blame, weir_core::model::Blame::Plugin);
             }
             // The budget holds: a time fault ends within its limit plus a small margin.
             let limit = if f.plugin == "chatty" { 5000 } else { 100 };
@@ -497,7 +525,7 @@ fn bad_input_gets_a_clear_error_and_loses_nothing() {
         None,
         &["mapping"],
         // The mapping reads every value written wrongly: a 0.2 plugin's values are decoded
-        // when read (tests/languages.rs shows an unread one does not stop its record).
+        // when read (tests/it/languages.rs shows an unread one does not stop its record).
         "[tenants.globex]\nplugin = \"mapping\"\nconfig = { detail_type = \"T\", fields = { Name = \"/name\", X = \"/x\", B = \"/b\", N = \"/n\", Deep = \"/deep\" } }\n",
     );
     let dlq = dir.path().join("dlq");
@@ -765,7 +793,7 @@ fn a_plugin_importing_sockets_is_refused_at_load() {
         .expect("refused");
     let message = err.to_string();
     assert!(
-        matches!(err, weir::plugin::LoadError::ForbiddenImport { .. }),
+        matches!(err, weir_runtime::plugin::LoadError::ForbiddenImport { .. }),
         "{message}"
     );
     assert!(

@@ -6,8 +6,6 @@
 //! exponents, rejected records, REMOVEs, keys-only records) that no plugin was written
 //! against. `./dev plugins` builds all three into target/plugins/.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -42,7 +40,7 @@ impl RunOutput {
 
 fn weir() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_weir"));
-    c.current_dir(support::root()).env_remove("RUST_LOG");
+    c.current_dir(crate::support::root()).env_remove("RUST_LOG");
     c
 }
 
@@ -71,7 +69,7 @@ fn compiled() -> &'static (tempfile::TempDir, std::collections::HashMap<String, 
         for name in &BUILDS[1..] {
             let out = weir()
                 .arg("compile")
-                .arg(support::plugin(name))
+                .arg(crate::support::plugin(name))
                 .arg("--out-dir")
                 .arg(dir.path())
                 .output()
@@ -95,7 +93,7 @@ fn compiled() -> &'static (tempfile::TempDir, std::collections::HashMap<String, 
 
 /// The example manifest's `[[routes]]` and its acme tenant's `config`.
 fn example_routes_and_acme_config() -> (toml::Value, toml::Value) {
-    let path = support::root().join("examples/weir.toml");
+    let path = crate::support::root().join("examples/weir.toml");
     let text = std::fs::read_to_string(&path).expect("examples/weir.toml");
     let manifest: toml::Table = toml::from_str(&text).expect("examples/weir.toml is TOML");
     let routes = manifest
@@ -116,7 +114,7 @@ fn manifest(dir: &Path, build: &str, config: &toml::Value) -> PathBuf {
     let mut plugin = toml::Table::new();
     plugin.insert(
         "path".into(),
-        support::plugin(build).display().to_string().into(),
+        crate::support::plugin(build).display().to_string().into(),
     );
     if BUILDS[1..].contains(&build) {
         let cwasm = compiled_dir().join(format!("{build}.cwasm"));
@@ -260,7 +258,7 @@ fn messages(out: &RunOutput) -> Vec<String> {
 #[test]
 fn an_unseen_event_maps_byte_identically_in_rust_javascript_and_python() {
     let (_, acme) = example_routes_and_acme_config();
-    let event = support::root().join("tests/events/unseen-accounts.json");
+    let event = crate::support::root().join("tests/events/unseen-accounts.json");
     let out = same_from_every_build(&event, &acme);
     // 21 records: 15 become events (upserts, deletes), 6 are rejected by the plugin.
     assert_eq!(out.entry_count(), 15, "{}", out.entries);
@@ -296,7 +294,7 @@ fn an_unseen_event_maps_byte_identically_in_rust_javascript_and_python() {
 /// tenant's config and again with the case's own.
 fn example_and_golden_runs() -> Vec<(PathBuf, toml::Value)> {
     let (_, acme) = example_routes_and_acme_config();
-    let root = support::root();
+    let root = crate::support::root();
     let mut runs = vec![(root.join("examples/events/customers.json"), acme.clone())];
     let cases = root.join("plugins/salesforce-account/cases");
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&cases)
@@ -345,13 +343,13 @@ fn the_example_event_and_every_golden_case_map_identically() {
 /// build of the same plugin: the same entries byte for byte, dead letters and summary.
 #[test]
 fn a_0_1_build_loads_and_maps_byte_identically_to_its_0_2_build() {
-    use weir::plugin::{Contract, LoadOptions, PluginEngine};
+    use weir_runtime::plugin::{Contract, LoadOptions, PluginEngine};
     let engine = PluginEngine::with_cache_dir(None).expect("engine");
     for (build, contract) in [
         ("salesforce-account", Contract::V0_2),
         ("salesforce-account-0.1", Contract::V0_1),
     ] {
-        let path = support::plugin(build);
+        let path = crate::support::plugin(build);
         let bytes = std::fs::read(&path).expect("./dev plugins built it");
         let plugin = engine
             .load(
@@ -370,7 +368,7 @@ fn a_0_1_build_loads_and_maps_byte_identically_to_its_0_2_build() {
     let (_, acme) = example_routes_and_acme_config();
     let mut runs = example_and_golden_runs();
     runs.push((
-        support::root().join("tests/events/unseen-accounts.json"),
+        crate::support::root().join("tests/events/unseen-accounts.json"),
         acme,
     ));
     let dir = tempfile::tempdir().expect("temp dir");
@@ -405,8 +403,9 @@ fn a_0_1_build_loads_and_maps_byte_identically_to_its_0_2_build() {
 async fn the_big_builds_load_lazily_and_precompiled_in_the_function() {
     let (_, config) = example_routes_and_acme_config();
     let dir = tempfile::tempdir().expect("temp dir");
-    let text = std::fs::read_to_string(support::root().join("examples/events/customers.json"))
-        .expect("example event");
+    let text =
+        std::fs::read_to_string(crate::support::root().join("examples/events/customers.json"))
+            .expect("example event");
     let event: Value = serde_json::from_str(&text).expect("JSON");
     let records: Vec<Box<serde_json::value::RawValue>> = event["Records"]
         .as_array()
@@ -415,23 +414,24 @@ async fn the_big_builds_load_lazily_and_precompiled_in_the_function() {
         .map(|r| serde_json::value::RawValue::from_string(r.to_string()).expect("raw"))
         .collect();
     for build in &BUILDS[1..] {
-        let engine =
-            std::sync::Arc::new(weir::plugin::PluginEngine::with_cache_dir(None).expect("engine"));
+        let engine = std::sync::Arc::new(
+            weir_runtime::plugin::PluginEngine::with_cache_dir(None).expect("engine"),
+        );
         let loader = weir::reload::Loader::load_lazy(
-            weir::store::Store::default(),
+            weir_aws::store::Store::default(),
             engine.clone(),
-            weir::store::Location::File(manifest(dir.path(), build, &config)),
+            weir_core::location::Location::File(manifest(dir.path(), build, &config)),
             std::time::Duration::from_secs(3600),
         )
         .await
         .expect("manifest loads");
         assert!(loader.pipeline().loaded_plugins().is_empty(), "{build}");
         let mut letters = Vec::new();
-        let report = weir::batch::run(
+        let report = weir_core::batch::run(
             loader.pipeline(),
             records.clone(),
-            weir::batch::DryRun,
-            weir::dead_letter::DeadLetterSink::Collect(&mut letters),
+            weir_core::sink::DryRun,
+            weir_aws::dead_letter::DeadLetterSink::Collect(&mut letters),
             tokio::time::Instant::now() + std::time::Duration::from_secs(60),
         )
         .await

@@ -1,14 +1,12 @@
 //! The `weir` binary end to end, with real plugins compiled from `plugins/` and
 //! `tests/plugins/` (`./dev plugins` builds them into `target/plugins/`).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::support::{plugin, root, stderr_text, stdout_json, weir_output};
 use serde_json::Value;
 use sha2::Digest as _;
-use support::{plugin, root, stderr_text, stdout_json, weir_output};
 
 /// A manifest in a temp dir, routing Customers by tenantId to the given tenants.
 fn manifest(dir: &Path, plugins: &[(&str, &Path, Option<&str>)], tenants: &str) -> PathBuf {

@@ -1,21 +1,20 @@
 //! Drop-in plugins against a real moto server (S3, SQS, EventBridge): manifests and
 //! plugins in S3, hot reload, the compiled cache, tenant isolation, and redrive.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use support::*;
-use weir::batch::{self, Verdict};
-use weir::dead_letter::DeadLetterSink;
-use weir::dead_letter::{DeadLetterQueue, QueueConfig};
-use weir::plugin::PluginEngine;
-use weir::publish::{PublishConfig, Publisher};
 use weir::reload::Loader;
-use weir::store::{Location, Store};
+use weir_aws::dead_letter::DeadLetterSink;
+use weir_aws::dead_letter::{DeadLetterQueue, QueueConfig};
+use weir_aws::publish::{PublishConfig, Publisher};
+use weir_aws::store::Store;
+use weir_core::batch::{self, Verdict};
+use weir_core::location::Location;
+use weir_runtime::plugin::PluginEngine;
 
 struct S3 {
     client: aws_sdk_s3::Client,
@@ -78,14 +77,14 @@ fn raw(records: &[Value]) -> Vec<Box<RawValue>> {
 
 /// Runs records through a pipeline without publishing, keeping the dead letters.
 async fn collect_batch(
-    pipeline: Arc<weir::pipeline::Pipeline>,
+    pipeline: Arc<weir_runtime::Pipeline>,
     records: &[Value],
-) -> (batch::BatchReport, Vec<weir::dead_letter::DeadLetter>) {
+) -> (batch::BatchReport, Vec<weir_core::model::DeadLetter>) {
     let mut letters = Vec::new();
     let report = batch::run(
         pipeline,
         raw(records),
-        batch::DryRun,
+        weir_core::sink::DryRun,
         DeadLetterSink::Collect(&mut letters),
         tokio::time::Instant::now() + Duration::from_secs(30),
     )
@@ -108,7 +107,7 @@ async fn dry_run(loader: &mut Loader, records: &[Value]) -> (Vec<String>, Vec<Ve
     )
 }
 
-fn details(entries: &[weir::pipeline::Entry]) -> Vec<Value> {
+fn details(entries: &[weir_core::model::Entry]) -> Vec<Value> {
     entries
         .iter()
         .map(|e| serde_json::from_str(&e.detail).expect("detail JSON"))
@@ -131,7 +130,7 @@ async fn s3_loader(
     s3: &S3,
     engine: Arc<PluginEngine>,
     interval: Duration,
-) -> Result<Loader, weir::reload::LoadProblems> {
+) -> Result<Loader, weir_core::transform::LoadProblems> {
     Loader::load(
         s3.store(),
         engine,
@@ -274,7 +273,7 @@ async fn a_replaced_plugin_is_picked_up_warm_and_a_broken_one_keeps_the_old() {
     assert_eq!(
         report.verdicts,
         [Verdict::DeadLettered {
-            kind: weir::model::DeadLetterKind::PluginLoad
+            kind: weir_core::model::DeadLetterKind::PluginLoad
         }]
     );
     assert!(
@@ -408,7 +407,7 @@ async fn an_identical_plugin_under_another_key_is_not_compiled_again() {
     } else {
         "x86_64"
     };
-    let triple = weir::plugin::target_triple(other_cpu);
+    let triple = weir_runtime::plugin::target_triple(other_cpu);
     let cross = PluginEngine::precompile(&bytes, triple).expect("cross-compile");
     assert_eq!(
         with_cwasm(&cross, Some(&sha256(&cross))).await,
@@ -426,7 +425,7 @@ async fn an_identical_plugin_under_another_key_is_not_compiled_again() {
 /// What the echo-state plugin saw, per entry: the record's eventId, the previous one its
 /// instance remembered, and its call count. Asserts the instance never remembered another
 /// tenant's record.
-fn echoes(entries: &[weir::model::Entry]) -> Vec<(String, Value, Value)> {
+fn echoes(entries: &[weir_core::model::Entry]) -> Vec<(String, Value, Value)> {
     details(entries)
         .iter()
         .map(|x| {
@@ -590,7 +589,7 @@ async fn tenants_from_key_patterns_default_entries_fan_out_and_destination_rules
     assert_eq!(
         report.verdicts[1],
         Verdict::DeadLettered {
-            kind: weir::model::DeadLetterKind::InvalidOutput
+            kind: weir_core::model::DeadLetterKind::InvalidOutput
         }
     );
     assert_eq!(letters[0].tenant.as_deref(), Some("initech"));
@@ -606,7 +605,7 @@ async fn tenants_from_key_patterns_default_entries_fan_out_and_destination_rules
     assert_eq!(
         report.verdicts[2],
         Verdict::DeadLettered {
-            kind: weir::model::DeadLetterKind::InvalidOutput
+            kind: weir_core::model::DeadLetterKind::InvalidOutput
         }
     );
     assert_eq!(letters[1].tenant.as_deref(), Some("default"));
@@ -806,11 +805,11 @@ async fn a_broken_plugin_dead_letters_its_tenant_and_a_missing_one_retries_while
         .problems
         .iter()
         .filter_map(|p| match p {
-            weir::slot::LoadProblem::Plugin { name, error } => Some((
+            weir_core::transform::LoadProblem::Plugin { name, error } => Some((
                 name.as_str(),
-                matches!(error, weir::slot::SlotError::Broken(_)),
+                matches!(error, weir_core::transform::SlotError::Broken(_)),
             )),
-            weir::slot::LoadProblem::Manifest(_) => None,
+            weir_core::transform::LoadProblem::Manifest(_) => None,
         })
         .collect();
     assert_eq!(
@@ -859,7 +858,7 @@ async fn under_require_precompiled_a_plugin_without_pinned_code_dead_letters_onl
         .collect();
     let (report, letters) = collect_batch(loader.pipeline(), &records).await;
     let load = Verdict::DeadLettered {
-        kind: weir::model::DeadLetterKind::PluginLoad,
+        kind: weir_core::model::DeadLetterKind::PluginLoad,
     };
     assert_eq!(
         report.verdicts,
@@ -934,7 +933,10 @@ impl PublishedAndDeadLettered {
             .await
             .expect("target");
         PublishedAndDeadLettered {
-            publisher: Publisher::new(weir::aws::eventbridge(&config), PublishConfig::default()),
+            publisher: Publisher::new(
+                weir_aws::aws::eventbridge(&config),
+                PublishConfig::default(),
+            ),
             dead_letters: DeadLetterQueue::new(sqs.clone(), &dlq, QueueConfig::default()),
             sqs,
             out,
@@ -1249,27 +1251,30 @@ impl Watched {
     }
 }
 
-impl weir::location::Fetch for Watched {
+impl weir_core::location::Fetch for Watched {
     fn fetch<'a>(
         &'a self,
         location: &'a Location,
         known_version: Option<&'a str>,
-    ) -> weir::location::FetchFuture<'a, weir::store::Fetched> {
+    ) -> weir_core::location::FetchFuture<'a, weir_core::location::Fetched> {
         self.note(location);
-        weir::location::Fetch::fetch(&self.store, location, known_version)
+        weir_core::location::Fetch::fetch(&self.store, location, known_version)
     }
 
-    fn version<'a>(&'a self, location: &'a Location) -> weir::location::FetchFuture<'a, String> {
+    fn version<'a>(
+        &'a self,
+        location: &'a Location,
+    ) -> weir_core::location::FetchFuture<'a, String> {
         self.note(location);
-        weir::location::Fetch::version(&self.store, location)
+        weir_core::location::Fetch::version(&self.store, location)
     }
 
     fn read<'a>(
         &'a self,
         location: &'a Location,
-    ) -> weir::location::FetchFuture<'a, (Vec<u8>, String)> {
+    ) -> weir_core::location::FetchFuture<'a, (Vec<u8>, String)> {
         self.note(location);
-        weir::location::Fetch::read(&self.store, location)
+        weir_core::location::Fetch::read(&self.store, location)
     }
 }
 

@@ -5,15 +5,13 @@
 //! destinations, and the pipeline dead-letters events for them.
 //!
 //! After changing the example manifest's destinations, rewrite the template's generated
-//! block with `WEIR_UPDATE_GOLDEN=1 cargo test -p weir --test deploy` and review the diff.
-
-mod support;
+//! block with `WEIR_UPDATE_GOLDEN=1 cargo test -p weir --test it deploy::` and review the diff.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::support::{plugin, root, venv_tool, weir_output};
 use serde_json::Value;
-use support::{plugin, root, venv_tool, weir_output};
 
 const BEGIN: &str = weir::infra::BEGIN_MARKER;
 const END: &str = weir::infra::END_MARKER;
@@ -263,7 +261,7 @@ fn the_template_embeds_exactly_what_weir_infra_prints() {
     assert!(
         template[t_start..t_end] == *block,
         "examples/deploy/template.yaml's generated block differs from `weir infra --manifest examples/weir.toml`: \
-         regenerate it with WEIR_UPDATE_GOLDEN=1 cargo test -p weir --test deploy\n--- template\n{}\n--- weir infra\n{block}",
+         regenerate it with WEIR_UPDATE_GOLDEN=1 cargo test -p weir --test it deploy::\n--- template\n{}\n--- weir infra\n{block}",
         &template[t_start..t_end]
     );
     // Every destination of the example is in the block, with its rule and dead-letter queue.
@@ -798,7 +796,7 @@ struct LocalStack {
 
 impl LocalStack {
     fn start(python: &Path, dir: &Path) -> Result<LocalStack, String> {
-        let port = support::free_port();
+        let port = crate::support::free_port();
         let log = dir.join("localstack.log");
         let log_file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
         let err_file = log_file.try_clone().map_err(|e| e.to_string())?;

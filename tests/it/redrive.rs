@@ -1,22 +1,21 @@
 //! Redrive against a real moto server (SQS, EventBridge): weir's dead letters run again
 //! through the current manifest, and an API destination's dead letters put back on the bus.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use support::*;
-use weir::batch;
-use weir::dead_letter::DeadLetterSink;
-use weir::dead_letter::{DeadLetterQueue, LetterKey, MAC_ATTRIBUTE, Overflow, QueueConfig};
-use weir::plugin::PluginEngine;
-use weir::publish::{PublishConfig, Publisher};
-use weir::redrive::{DeliveryCheck, RedriveOptions};
 use weir::reload::Loader;
-use weir::store::{Location, Store};
+use weir_aws::dead_letter::DeadLetterSink;
+use weir_aws::dead_letter::{DeadLetterQueue, LetterKey, MAC_ATTRIBUTE, Overflow, QueueConfig};
+use weir_aws::publish::{PublishConfig, Publisher};
+use weir_aws::redrive::{DeliveryCheck, RedriveOptions};
+use weir_aws::store::Store;
+use weir_core::batch;
+use weir_core::location::Location;
+use weir_runtime::plugin::PluginEngine;
 
 fn raw(records: &[Value]) -> Vec<Box<RawValue>> {
     records
@@ -82,7 +81,10 @@ async fn redrive_after_a_fix_publishes_and_empties_weirs_dead_letter_queue() {
     let (dlq, _) = create_queue(&sqs, "redrive-dlq", None).await;
     let (out, out_arn) = create_queue(&sqs, "redrive-out", None).await;
     bus_to_queue(&events, "redrive-bus", &out_arn).await;
-    let publisher = Publisher::new(weir::aws::eventbridge(&config), PublishConfig::default());
+    let publisher = Publisher::new(
+        weir_aws::aws::eventbridge(&config),
+        PublishConfig::default(),
+    );
     let dead_letters =
         DeadLetterQueue::new(sqs.clone(), &dlq, QueueConfig::default()).with_key(key());
     let dir = tempfile::tempdir().expect("tempdir");
@@ -139,7 +141,7 @@ async fn redrive_after_a_fix_publishes_and_empties_weirs_dead_letter_queue() {
     .expect("loads");
     let mut progress = Vec::new();
     let dry =
-        weir::redrive::dead_letters(&sqs, &dlq, loader.pipeline(), None, &signed(), |d, t| {
+        weir_aws::redrive::dead_letters(&sqs, &dlq, loader.pipeline(), None, &signed(), |d, t| {
             progress.push((d, t))
         })
         .await
@@ -152,7 +154,7 @@ async fn redrive_after_a_fix_publishes_and_empties_weirs_dead_letter_queue() {
         "a dry run publishes nothing"
     );
 
-    let done = weir::redrive::dead_letters(
+    let done = weir_aws::redrive::dead_letters(
         &sqs,
         &dlq,
         loader.pipeline(),
@@ -297,15 +299,18 @@ async fn redrive_of_a_delivery_queue_puts_back_only_this_buses_events() {
         &["mapping"],
         "[tenants.acme]\nplugin = \"mapping\"\n",
     );
-    let manifest = weir::manifest::Manifest::parse(
+    let manifest = weir_core::manifest::Manifest::parse(
         &std::fs::read_to_string(&manifest_path).expect("read"),
-        weir::location::Location::File(manifest_path.clone()),
+        weir_core::location::Location::File(manifest_path.clone()),
     )
     .expect("manifest");
-    let publisher = Publisher::new(weir::aws::eventbridge(&config), PublishConfig::default());
+    let publisher = Publisher::new(
+        weir_aws::aws::eventbridge(&config),
+        PublishConfig::default(),
+    );
     let bus_arn = publisher.check_bus("delivery-bus").await.expect("bus");
     let check = DeliveryCheck::new(&manifest, &bus_arn);
-    let report = weir::redrive::deliveries(
+    let report = weir_aws::redrive::deliveries(
         &sqs,
         &delivery_dlq,
         "delivery-bus",
@@ -387,14 +392,17 @@ async fn setup(name: &str, limit: Option<usize>) -> Setup {
     let (dlq, _) = create_queue(&sqs, &format!("{name}-dlq"), limit).await;
     let (out, out_arn) = create_queue(&sqs, &format!("{name}-out"), None).await;
     bus_to_queue(&aws_sdk_eventbridge::Client::new(&config), name, &out_arn).await;
-    weir::aws::s3(&config)
+    weir_aws::aws::s3(&config)
         .create_bucket()
         .bucket("weir-dead-letters")
         .send()
         .await
         .expect("bucket");
     Setup {
-        publisher: Publisher::new(weir::aws::eventbridge(&config), PublishConfig::default()),
+        publisher: Publisher::new(
+            weir_aws::aws::eventbridge(&config),
+            PublishConfig::default(),
+        ),
         _moto: moto,
         dir: tempfile::tempdir().expect("tempdir"),
         config,
@@ -429,7 +437,7 @@ impl Setup {
         let queue = DeadLetterQueue::new(self.sqs.clone(), &self.dlq, QueueConfig::default())
             .with_key(key())
             .with_overflow(Overflow::new(
-                weir::aws::s3(&self.config),
+                weir_aws::aws::s3(&self.config),
                 "weir-dead-letters",
             ));
         let report = batch::run(
@@ -448,8 +456,8 @@ impl Setup {
         &self,
         loader: &Loader,
         options: &RedriveOptions,
-    ) -> weir::redrive::RedriveReport {
-        weir::redrive::dead_letters(
+    ) -> weir_aws::redrive::RedriveReport {
+        weir_aws::redrive::dead_letters(
             &self.sqs,
             &self.dlq,
             loader.pipeline(),
@@ -629,7 +637,7 @@ async fn a_letter_kept_in_s3_is_checked_redriven_and_its_object_deleted() {
         json!({"blob": {"S": "x".repeat(300_000)}}),
     );
     s.dead_letter("s3-bus", std::slice::from_ref(&big)).await;
-    let s3 = weir::aws::s3(&s.config);
+    let s3 = weir_aws::aws::s3(&s.config);
     let listed = s3
         .list_objects_v2()
         .bucket("weir-dead-letters")

@@ -3,13 +3,11 @@
 //! destination is published; the earlier changes are counted as coalesced, never lost
 //! from the count; order metadata (`item`, `position`) is on every entry.
 
-mod support;
-
 use std::path::Path;
 use std::process::Output;
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 
 /// `weir run` of `records` under `manifest`, dead letters into `dir/letters`.
 fn run_records(dir: &Path, manifest: &Path, records: Vec<Value>) -> Output {

@@ -1,11 +1,9 @@
 //! `weir run --publish` against a real moto server: EventBridge and SQS through the
 //! standard AWS SDK configuration (AWS_ENDPOINT_URL).
 
-mod support;
-
 use std::process::{Command, Output};
 
-use support::*;
+use crate::support::*;
 
 fn weir_publish(moto: &Moto, manifest: &std::path::Path, event: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_weir"))

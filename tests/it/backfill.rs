@@ -2,19 +2,17 @@
 //! scanned in segments through the real AWS SDK, mapped by a real plugin, published through
 //! a rule into an SQS queue, killed and resumed, and paced.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ScalarAttributeType,
 };
 use serde_json::{Value, json};
-use support::*;
 
 const GLOBEX: &str = "[tenants.globex]\nplugin = \"mapping\"\nconfig = { detail_type = \"CustomerChanged\", fields = { Name = \"/name\", LTV = \"/lifetimeValue\" } }\n";
 
@@ -710,27 +708,29 @@ async fn task_function(
     dlq: String,
 ) -> weir::lambda::Function {
     let loader = weir::reload::Loader::load(
-        weir::store::Store::default(),
-        std::sync::Arc::new(weir::plugin::PluginEngine::with_cache_dir(None).expect("engine")),
-        weir::store::Location::File(manifest.to_path_buf()),
+        weir_aws::store::Store::default(),
+        std::sync::Arc::new(
+            weir_runtime::plugin::PluginEngine::with_cache_dir(None).expect("engine"),
+        ),
+        weir_core::location::Location::File(manifest.to_path_buf()),
         Duration::from_secs(3600),
     )
     .await
     .expect("loads");
     weir::lambda::Function {
         loader: tokio::sync::Mutex::new(loader),
-        publisher: weir::publish::Publisher::new(
-            weir::aws::eventbridge(config),
-            weir::publish::PublishConfig::default(),
+        publisher: weir_aws::publish::Publisher::new(
+            weir_aws::aws::eventbridge(config),
+            weir_aws::publish::PublishConfig::default(),
         ),
-        dead_letters: weir::dead_letter::DeadLetterQueue::new(
+        dead_letters: weir_aws::dead_letter::DeadLetterQueue::new(
             aws_sdk_sqs::Client::new(config),
             dlq,
-            weir::dead_letter::QueueConfig::default(),
+            weir_aws::dead_letter::QueueConfig::default(),
         ),
         function_name: "weir-test".into(),
         tenant_metrics: false,
-        exports: weir::export::Exports::new(config),
+        exports: weir_aws::export::Exports::new(config),
     }
 }
 

@@ -1,22 +1,21 @@
 //! The Lambda handler, called directly with built events, against a real moto server
 //! (EventBridge, SQS, DynamoDB Streams) and, for faults moto cannot produce, a stand-in
-//! PutEvents endpoint (see `support::FakeEventBridge`).
-
-mod support;
+//! PutEvents endpoint (see `crate::support::FakeEventBridge`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::support::*;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
-use support::*;
-use weir::dead_letter::{DeadLetterQueue, LetterKey, Overflow, QueueConfig};
 use weir::lambda::{Function, Invocation, StreamBatch, handle, handle_invocation};
-use weir::plugin::PluginEngine;
-use weir::publish::{PublishConfig, Publisher};
 use weir::reload::Loader;
-use weir::store::{Location, Store};
+use weir_aws::dead_letter::{DeadLetterQueue, LetterKey, Overflow, QueueConfig};
+use weir_aws::publish::{PublishConfig, Publisher};
+use weir_aws::store::Store;
+use weir_core::location::Location;
+use weir_runtime::plugin::PluginEngine;
 
 const GLOBEX: &str = "[tenants.globex]\nplugin = \"mapping\"\nconfig = { detail_type = \"CustomerChanged\", destination = \"crm\", fields = { Name = \"/name\", Email = \"/email\", LTV = \"/lifetimeValue\" } }\n";
 const ACME: &str = "[tenants.acme]\nplugin = \"salesforce-account\"\nconfig = { external_id_field = \"Ext__c\", external_id = \"/customerId\" }\n";
@@ -40,7 +39,10 @@ async fn function(
     let bucket = dead_letter_bucket(&sdk_config(sqs)).await;
     Function {
         loader: tokio::sync::Mutex::new(loader),
-        publisher: Publisher::new(weir::aws::eventbridge(&sdk_config(eventbridge)), publish),
+        publisher: Publisher::new(
+            weir_aws::aws::eventbridge(&sdk_config(eventbridge)),
+            publish,
+        ),
         dead_letters: DeadLetterQueue::new(
             aws_sdk_sqs::Client::new(&sdk_config(sqs)),
             queue_url,
@@ -50,10 +52,10 @@ async fn function(
             },
         )
         .with_key(letter_key())
-        .with_overflow(Overflow::new(weir::aws::s3(&sdk_config(sqs)), bucket)),
+        .with_overflow(Overflow::new(weir_aws::aws::s3(&sdk_config(sqs)), bucket)),
         function_name: "weir-test".into(),
         tenant_metrics: true,
-        exports: weir::export::Exports::new(&sdk_config(sqs)),
+        exports: weir_aws::export::Exports::new(&sdk_config(sqs)),
     }
 }
 
@@ -65,7 +67,7 @@ fn letter_key() -> LetterKey {
 /// The bucket where letters too large for the queue go, made in moto if it is not there.
 async fn dead_letter_bucket(config: &aws_config::SdkConfig) -> String {
     let name = "weir-dead-letters";
-    let _ = weir::aws::s3(config)
+    let _ = weir_aws::aws::s3(config)
         .create_bucket()
         .bucket(name)
         .send()
@@ -722,11 +724,11 @@ async fn every_record_is_accounted_for() {
         .iter()
         .map(|r| serde_json::value::RawValue::from_string(r.to_string()).expect("raw"))
         .collect();
-    let report = weir::batch::run(
+    let report = weir_core::batch::run(
         f.loader.lock().await.pipeline(),
         raw,
         Some(&f.publisher),
-        weir::dead_letter::DeadLetterSink::Queue(&f.dead_letters),
+        weir_aws::dead_letter::DeadLetterSink::Queue(&f.dead_letters),
         tokio::time::Instant::now() + Duration::from_secs(120),
     )
     .await
@@ -739,7 +741,7 @@ async fn every_record_is_accounted_for() {
     assert_eq!(c.published + c.filtered + c.dead_lettered + c.retried, 1000);
 
     // What arrived matches the verdicts record for record.
-    let with = |want: fn(&weir::batch::Verdict) -> bool| -> Vec<String> {
+    let with = |want: fn(&weir_core::batch::Verdict) -> bool| -> Vec<String> {
         let mut v: Vec<String> = report
             .verdicts
             .iter()
@@ -766,7 +768,7 @@ async fn every_record_is_accounted_for() {
     delivered.sort();
     assert_eq!(
         delivered,
-        with(|v| matches!(v, weir::batch::Verdict::Published)),
+        with(|v| matches!(v, weir_core::batch::Verdict::Published)),
         "one event per published record, no duplicates"
     );
     // Each letter, read back from S3 where the queue holds a pointer to it.
@@ -786,7 +788,7 @@ async fn every_record_is_accounted_for() {
     dead_ids.sort();
     assert_eq!(
         dead_ids,
-        with(|v| matches!(v, weir::batch::Verdict::DeadLettered { .. }))
+        with(|v| matches!(v, weir_core::batch::Verdict::DeadLettered { .. }))
     );
     let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
     for l in &letters {
@@ -809,7 +811,7 @@ async fn whole_letter(config: &aws_config::SdkConfig, message: &Value) -> Value 
     let Some(object) = message.get("letterObject") else {
         return message.clone();
     };
-    let out = weir::aws::s3(config)
+    let out = weir_aws::aws::s3(config)
         .get_object()
         .bucket(object["bucket"].as_str().expect("bucket"))
         .key(object["key"].as_str().expect("key"))
@@ -868,7 +870,7 @@ async fn a_warm_handler_picks_up_a_plugin_replaced_in_s3() {
     let f = Function {
         loader: tokio::sync::Mutex::new(loader),
         publisher: Publisher::new(
-            weir::aws::eventbridge(&sdk_config(&fake.endpoint())),
+            weir_aws::aws::eventbridge(&sdk_config(&fake.endpoint())),
             fast_publish(),
         ),
         dead_letters: DeadLetterQueue::new(
@@ -878,7 +880,7 @@ async fn a_warm_handler_picks_up_a_plugin_replaced_in_s3() {
         ),
         function_name: "warm".into(),
         tenant_metrics: false,
-        exports: weir::export::Exports::new(&config),
+        exports: weir_aws::export::Exports::new(&config),
     };
     let types = |calls: &[Vec<Value>]| -> Vec<String> {
         calls
@@ -1179,14 +1181,14 @@ async fn a_dead_letter_too_large_for_the_queue_goes_to_s3_with_a_signed_pointer(
         let pointer = letters[0].body().expect("body");
         let mac = letters[0]
             .message_attributes()
-            .and_then(|a| a.get(weir::dead_letter::MAC_ATTRIBUTE))
+            .and_then(|a| a.get(weir_aws::dead_letter::MAC_ATTRIBUTE))
             .and_then(|v| v.string_value())
             .expect("the pointer is signed");
         assert!(letter_key().verify(pointer, mac));
         let p: Value = serde_json::from_str(pointer).expect("JSON");
         assert_eq!(p["reason"]["kind"], "decode", "{p}");
         assert_eq!(p["letterObject"]["bucket"], "weir-dead-letters");
-        let object = weir::aws::s3(&config)
+        let object = weir_aws::aws::s3(&config)
             .get_object()
             .bucket("weir-dead-letters")
             .key(p["letterObject"]["key"].as_str().expect("key"))

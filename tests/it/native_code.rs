@@ -6,13 +6,11 @@
 //! Each attack is shown to be live by a control: the same planted file *is* run where weir
 //! is told to trust it, so only the trust rule stands between it and the host.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::support::{plugin, root, stderr_text};
 use sha2::Digest as _;
-use support::{plugin, root, stderr_text};
 
 fn sha256(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
@@ -575,7 +573,7 @@ fn a_cwasm_that_is_not_a_regular_file_is_refused_without_reading_it() {
 
 /// An S3 client for `endpoint` (moto, or a local stand-in), with path-style addressing.
 fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
-    let conf = aws_sdk_s3::config::Builder::from(&support::sdk_config(endpoint))
+    let conf = aws_sdk_s3::config::Builder::from(&crate::support::sdk_config(endpoint))
         .force_path_style(true)
         .build();
     aws_sdk_s3::Client::from_conf(conf)
@@ -583,7 +581,7 @@ fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_s3_object_over_the_cap_is_refused_by_its_declared_length() {
-    let moto = support::Moto::start();
+    let moto = crate::support::Moto::start();
     let client = s3_client(&moto.endpoint());
     client
         .create_bucket()
@@ -599,8 +597,8 @@ async fn an_s3_object_over_the_cap_is_refused_by_its_declared_length() {
         .send()
         .await
         .expect("put");
-    let store = weir::store::Store::with_s3(client);
-    let location = weir::store::Location::parse("s3://trust/plugins/p.cwasm").expect("url");
+    let store = weir_aws::store::Store::with_s3(client);
+    let location = weir_core::location::Location::parse("s3://trust/plugins/p.cwasm").expect("url");
     let err = store
         .read_at_most(&location, 1024)
         .await
@@ -646,8 +644,8 @@ async fn an_s3_body_with_no_length_is_cut_off_at_the_cap() {
         }
         sent
     });
-    let store = weir::store::Store::with_s3(s3_client(&format!("http://127.0.0.1:{port}")));
-    let location = weir::store::Location::parse("s3://trust/p.cwasm").expect("url");
+    let store = weir_aws::store::Store::with_s3(s3_client(&format!("http://127.0.0.1:{port}")));
+    let location = weir_core::location::Location::parse("s3://trust/p.cwasm").expect("url");
     let err = store
         .read_at_most(&location, 1 << 20)
         .await

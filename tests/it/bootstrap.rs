@@ -2,14 +2,12 @@
 //! (`cargo lambda watch --only-lambda-apis`) and invoked with `cargo lambda invoke`,
 //! publishing to a real moto server.
 
-mod support;
-
 use std::io::Read as _;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 struct Killed(Child);
 
@@ -48,7 +46,7 @@ async fn dead_letter_key_and_bucket(config: &aws_config::SdkConfig) -> (String, 
         .ok()
         .and_then(|v| v["ARN"].as_str().map(str::to_owned))
         .unwrap_or_else(|| panic!("CreateSecret: {reply}"));
-    weir::aws::s3(config)
+    weir_aws::aws::s3(config)
         .create_bucket()
         .bucket("weir-dead-letters")
         .send()
@@ -406,7 +404,7 @@ async fn the_bootstrap_binary_refuses_unknown_events_and_keeps_huge_dead_letters
     assert!(
         letters[0]
             .message_attributes()
-            .is_some_and(|a| a.contains_key(weir::dead_letter::MAC_ATTRIBUTE)),
+            .is_some_and(|a| a.contains_key(weir_aws::dead_letter::MAC_ATTRIBUTE)),
         "signed"
     );
 }
