@@ -28,7 +28,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use weir_core::manifest::{DestinationAuth, DestinationSpec, Manifest, SecretRef, logical_id};
+use weir_core::manifest::{DestinationAuth, DestinationSpec, Manifest, SecretRef};
 
 pub mod backfill;
 mod dashboard;
@@ -141,14 +141,42 @@ pub fn template_problems(
             DestinationAuth::None => {}
         }
     }
-    strings
+    let mut problems: Vec<TemplateProblem> = strings
         .into_iter()
         .filter(|(_, s)| has_dynamic_reference(s))
         .map(|(key, _)| TemplateProblem {
             key,
             reason: DYNAMIC_REFERENCE,
         })
-        .collect()
+        .collect();
+    let mut logical_ids: BTreeMap<String, &str> = BTreeMap::new();
+    for name in destinations.keys() {
+        if logical_ids.insert(logical_id(name), name).is_some() {
+            problems.push(TemplateProblem {
+                key: format!("destinations.{}", key_segment(name)),
+                reason: SAME_LOGICAL_ID,
+            });
+        }
+    }
+    problems
+}
+
+const SAME_LOGICAL_ID: &str = "makes the same CloudFormation names as another destination (names differing only in '-', '_' or the case of a first letter collide)";
+
+/// A CloudFormation logical id prefix for a destination name: `crm-webhook` → `CrmWebhook`.
+pub(crate) fn logical_id(name: &str) -> String {
+    let mut out = String::new();
+    for part in name.split(|c: char| !c.is_ascii_alphanumeric()) {
+        let mut chars = part.chars();
+        if let Some(first) = chars.next() {
+            out.push(first.to_ascii_uppercase());
+            out.extend(chars);
+        }
+    }
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, 'D');
+    }
+    out
 }
 
 fn secret_strings<'a>(what: &str, s: &'a SecretRef, strings: &mut Vec<(String, &'a str)>) {
@@ -769,6 +797,24 @@ auth = { type = "none" }
     }
 
     #[test]
+    fn destinations_with_the_same_logical_id_are_a_template_problem() {
+        let text = MANIFEST.replace("[destinations.hook]", "[destinations.Hook]")
+            + "[destinations.hook]\nendpoint_secret = { secret = \"other\" }\nmethod = \"POST\"\ndetail_types = [\"Changed\"]\nauth = { type = \"none\" }\n";
+        let (m, destinations) =
+            Manifest::parse_with_destinations(&text, Location::File("m.toml".into()))
+                .expect("parses: the collision is CloudFormation's, not the manifest's");
+        let problems = template_problems(&m, &destinations);
+        assert_eq!(
+            problems,
+            [TemplateProblem {
+                key: "destinations.hook".to_owned(),
+                reason: SAME_LOGICAL_ID,
+            }]
+        );
+        assert!(template_problems(&parsed().0, &parsed().1).is_empty());
+    }
+
+    #[test]
     fn scalars_quote_what_yaml_would_misread() {
         assert_eq!(scalar("PATCH"), "PATCH");
         assert_eq!(scalar("https://x.example/a/*"), "https://x.example/a/*");
@@ -868,16 +914,16 @@ auth = { type = "none" }
         let err = Manifest::parse(&text, Location::File("m.toml".into())).expect_err("invalid");
         let msg = err.to_string();
         for part in [
-            "destinations.crm-sync.auth.token_url must be an https:// URL",
-            "destinations.crm-sync.retry.attempts must be 0 to 185, found 186",
-            "destinations.crm-sync.retry.max_age_secs must be 60 to 86400, found 30",
-            "destinations.hook.method must be one of",
-            "tenants.globex.destinations names \"nowhere\", which is not in [destinations]",
-            "destinations.crm-sync.tenant names \"initech\"",
-            "the endpoint has 1 '*' but path_parameters has 0 values",
-            "destinations.broken must give exactly one of endpoint",
-            "destinations.broken.detail_types must name at least one",
-            "destinations.broken.auth.header is not an HTTP header name",
+            "destinations.crm-sync.auth.token_url: must be an https:// URL",
+            "destinations.crm-sync.retry.attempts: must be 0 to 185, found 186",
+            "destinations.crm-sync.retry.max_age_secs: must be 60 to 86400, found 30",
+            "destinations.hook.method: must be one of",
+            "tenants.globex.destinations: names \"nowhere\", which is not in [destinations]",
+            "destinations.crm-sync.tenant: names \"initech\"",
+            "destinations.crm-sync.path_parameters: has 0 values but the endpoint has 1 '*'",
+            "destinations.broken: must give exactly one of endpoint",
+            "destinations.broken.detail_types: must name at least one",
+            "destinations.broken.auth.header: is not an HTTP header name",
         ] {
             assert!(msg.contains(part), "{msg}\nlacks: {part}");
         }

@@ -237,7 +237,7 @@ impl Loader {
 }
 
 fn parse(text: &str, location: &Location) -> Result<Manifest, LoadProblems> {
-    Manifest::parse(text, location.clone()).map_err(|e| LoadProblems::manifest(e.to_string()))
+    Manifest::parse(text, location.clone()).map_err(LoadProblems::manifest)
 }
 
 /// The slots of a manifest, whether any differs from the ones serving, and what a reload
@@ -478,7 +478,7 @@ fn used(manifest: &Manifest, name: &str) -> bool {
 }
 
 fn one(e: anyhow::Error) -> LoadProblems {
-    LoadProblems::manifest(format!("{e:#}"))
+    LoadProblems::unavailable(format!("{e:#}"))
 }
 
 #[cfg(test)]

@@ -315,7 +315,11 @@ impl DeadLetterQueue {
     /// Sends every letter it can before `deadline`; returns, per letter, whether SQS has
     /// it (whole, or as a pointer to its copy in S3). A letter that was not kept must make
     /// its record a retry.
-    pub async fn send(&self, letters: &[DeadLetter], deadline: Instant) -> Vec<Result<(), String>> {
+    pub async fn send(
+        &self,
+        letters: &[DeadLetter],
+        deadline: Instant,
+    ) -> Vec<Result<(), weir_core::sink::KeepError>> {
         let whole: Vec<Outgoing> = letters
             .iter()
             .map(|l| self.outgoing(l.to_json(), l, false))
@@ -367,7 +371,8 @@ impl DeadLetterQueue {
             .into_iter()
             .map(|r| {
                 r.map_err(|f| match f {
-                    Failure::Refused(why) | Failure::Unsent(why) => why,
+                    Failure::Refused(why) => weir_core::sink::KeepError::Refused(why),
+                    Failure::Unsent(why) => weir_core::sink::KeepError::Unsent(why),
                 })
             })
             .collect()
@@ -641,7 +646,11 @@ pub enum DeadLetterSink<'a> {
 }
 
 impl DeadLetterStore for DeadLetterSink<'_> {
-    async fn keep(&mut self, letters: &[DeadLetter], deadline: Instant) -> Vec<Result<(), String>> {
+    async fn keep(
+        &mut self,
+        letters: &[DeadLetter],
+        deadline: Instant,
+    ) -> Vec<Result<(), weir_core::sink::KeepError>> {
         match self {
             DeadLetterSink::Queue(queue) => queue.send(letters, deadline).await,
             DeadLetterSink::Collect(out) => {

@@ -12,7 +12,16 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
-use anyhow::Context as _;
+/// Text that cannot name a [`Location`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LocationError {
+    /// It starts with `s3://` but does not go on with a bucket, a `/` and a key.
+    #[error("{text:?} is not s3://BUCKET/KEY")]
+    NotS3Url {
+        /// The text, as given.
+        text: String,
+    },
+}
 
 /// A file path or an `s3://bucket/key` URL.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -30,13 +39,15 @@ pub enum Location {
 
 impl Location {
     /// Parses `s3://bucket/key`, or takes anything else as a file path.
-    pub fn parse(text: &str) -> anyhow::Result<Self> {
+    pub fn parse(text: &str) -> Result<Self, LocationError> {
         match text.strip_prefix("s3://") {
             Some(rest) => {
                 let (bucket, key) = rest
                     .split_once('/')
                     .filter(|(b, k)| !b.is_empty() && !k.is_empty())
-                    .with_context(|| format!("{text:?} is not s3://BUCKET/KEY"))?;
+                    .ok_or_else(|| LocationError::NotS3Url {
+                        text: text.to_owned(),
+                    })?;
                 Ok(Location::S3 {
                     bucket: bucket.to_owned(),
                     key: key.to_owned(),
@@ -49,7 +60,7 @@ impl Location {
     /// `reference` (a plugin path written in a manifest) resolved against this location:
     /// absolute paths and S3 URLs stand as they are; relative ones are taken from the
     /// manifest's own directory or key prefix.
-    pub fn join(&self, reference: &str) -> anyhow::Result<Location> {
+    pub fn join(&self, reference: &str) -> Result<Location, LocationError> {
         if reference.starts_with("s3://") || Path::new(reference).is_absolute() {
             return Location::parse(reference);
         }

@@ -5,7 +5,6 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use tokio::time::Instant;
 
 use crate::model::{DeadLetter, Entry};
@@ -99,7 +98,42 @@ pub trait DeadLetterStore {
         &mut self,
         letters: &[DeadLetter],
         deadline: Instant,
-    ) -> impl Future<Output = Vec<Result<(), String>>> + Send;
+    ) -> impl Future<Output = Vec<Result<(), KeepError>>> + Send;
+}
+
+/// Why a dead letter was not kept: its record is then retried, never lost.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeepError {
+    /// The store will never take the letter as it is (too large, or refused for what it
+    /// holds) and had nowhere else to keep it.
+    #[error("{0}")]
+    Refused(String),
+    /// The store failed, or did not answer before the deadline: a later try may keep it.
+    #[error("{0}")]
+    Unsent(String),
+}
+
+/// Why [`DeadLetterDir::write`] wrote no file; the path in it is escaped.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The directory could not be created.
+    #[error("{dir}: cannot create dead-letter directory")]
+    CreateDir {
+        /// The directory.
+        dir: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The letter's file could not be written.
+    #[error("{path}: cannot write dead letter")]
+    Write {
+        /// The file.
+        path: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Writes dead letters as one JSON file each into a directory, for `weir run`.
@@ -119,18 +153,20 @@ impl DeadLetterDir {
     }
 
     /// Writes one dead letter; returns the file written.
-    pub fn write(&self, letter: &DeadLetter) -> anyhow::Result<PathBuf> {
-        std::fs::create_dir_all(&self.dir).with_context(|| {
-            format!(
-                "{}: cannot create dead-letter directory",
-                self.dir.display()
-            )
+    pub fn write(&self, letter: &DeadLetter) -> Result<PathBuf, WriteError> {
+        std::fs::create_dir_all(&self.dir).map_err(|source| WriteError::CreateDir {
+            dir: crate::text::one_line(&self.dir.display().to_string()).into_owned(),
+            source,
         })?;
         let path = self.dir.join(letter.file_name());
         // Its name follows from the record, so whoever else can write the directory could
         // plant a link there: the letter replaces the name whole, never writing through one.
-        crate::location::replace_file(&path, letter.to_json().as_bytes(), 0o600)
-            .with_context(|| format!("{}: cannot write dead letter", path.display()))?;
+        crate::location::replace_file(&path, letter.to_json().as_bytes(), 0o600).map_err(
+            |source| WriteError::Write {
+                path: crate::text::one_line(&path.display().to_string()).into_owned(),
+                source,
+            },
+        )?;
         Ok(path)
     }
 }

@@ -207,9 +207,9 @@ pub struct LoadProblems {
 /// One thing a load found wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadProblem {
-    /// The manifest could not be read, or is not valid.
+    /// The manifest could not be read, or is not valid: every problem, with its key.
     #[error("{0}")]
-    Manifest(String),
+    Manifest(#[source] crate::manifest::ManifestError),
     /// A plugin could not be located, read or loaded. The error names the plugin.
     #[error("{error}")]
     Plugin {
@@ -221,10 +221,21 @@ pub enum LoadProblem {
 }
 
 impl LoadProblems {
-    /// A load that failed for one reason about the manifest.
-    pub fn manifest(message: impl Into<String>) -> Self {
+    /// A load that failed because the manifest cannot be used.
+    pub fn manifest(error: crate::manifest::ManifestError) -> Self {
         LoadProblems {
-            problems: vec![LoadProblem::Manifest(message.into())],
+            problems: vec![LoadProblem::Manifest(error)],
+        }
+    }
+
+    /// A load that failed for one reason before the manifest could be checked.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        LoadProblems {
+            problems: vec![LoadProblem::Manifest(
+                crate::manifest::ManifestError::Unavailable {
+                    message: message.into(),
+                },
+            )],
         }
     }
 }
