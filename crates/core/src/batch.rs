@@ -152,6 +152,14 @@ pub fn compare_sequence_numbers(a: &str, b: &str) -> Ordering {
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
+/// Why [`run`] reached no verdicts: the batch is retried whole.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// The thread running the plugins panicked or was cancelled.
+    #[error("the batch's plugin thread did not finish")]
+    Worker(#[source] tokio::task::JoinError),
+}
+
 /// Runs a batch to its verdicts. Plugins run on a blocking thread; publishing and dead
 /// letters are bounded by `deadline`. Every record ends with exactly one verdict.
 pub async fn run<S: Slot>(
@@ -160,7 +168,7 @@ pub async fn run<S: Slot>(
     events: impl EventSink,
     mut dead_letters: impl DeadLetterStore,
     deadline: Instant,
-) -> anyhow::Result<BatchReport> {
+) -> Result<BatchReport, BatchError> {
     let started = std::time::Instant::now();
     let span = tracing::Span::current();
     pipeline.load_needed(&records).await;
@@ -177,7 +185,8 @@ pub async fn run<S: Slot>(
             .collect();
         (records, outcomes)
     })
-    .await?;
+    .await
+    .map_err(BatchError::Worker)?;
     let plugin_time = started.elapsed();
 
     let mut verdicts: Vec<Option<Verdict>> = vec![None; records.len()];
