@@ -14,6 +14,7 @@ use std::cell::OnceCell;
 
 use base64::Engine as _;
 
+use crate::json::Scanner;
 use crate::record::{DecodeError, number_as_json, transcode_attribute, transcode_image};
 
 /// What a value is, as a plugin asks before reading it.
@@ -222,9 +223,11 @@ impl<'a> TypedImage<'a> {
     /// The top-level attributes, indexed on first use.
     fn attributes(&self) -> Result<&[(Cow<'a, str>, &'a str)], DecodeError> {
         let index = self.index.get_or_init(|| {
-            let mut scan = Scan::new(self.text);
+            let mut scan = Scanner::new(self.text);
             scan.object()
-                .and_then(|entries| scan.end().and_then(|()| sorted_unique(entries)))
+                .and_then(|entries| scan.end().map(|()| entries))
+                .map_err(String::from)
+                .and_then(sorted_unique)
                 .map_err(|e| DecodeError::at("image", format!("not an object of attributes: {e}")))
         });
         index.as_deref().map_err(Clone::clone)
@@ -388,238 +391,60 @@ fn sorted_unique(mut entries: Entries<'_>) -> Result<Entries<'_>, String> {
 
 /// Decodes an attribute value one level: its tag, and its scalar or its children's spans.
 fn decode_node<'a>(text: &'a str, pointer: &str) -> Result<Node<'a>, DecodeError> {
-    let mut scan = Scan::new(text);
-    scan.node()
-        .and_then(|node| scan.end().map(|()| node))
+    let mut scan = Scanner::new(text);
+    node(&mut scan)
+        .and_then(|node| scan.end().map(|()| node).map_err(String::from))
         .map_err(|e| DecodeError::at(pointer, format!("not an attribute value: {e}")))
 }
 
-/// A scanner over JSON text that finds where values lie without decoding them: one pass,
-/// no deserializer set up per value. Strings are unescaped only when they hold an escape.
-/// Text that is not JSON is an error, never a panic (every slice is checked).
-struct Scan<'a> {
-    text: &'a str,
-    at: usize,
+/// `true` or `false`.
+fn boolean(scan: &mut Scanner<'_>) -> Result<bool, String> {
+    match scan.peek() {
+        Some(b't') => scan.literal("true").map(|()| true),
+        Some(b'f') => scan.literal("false").map(|()| false),
+        _ => Err(scan.error("expected true or false")),
+    }
+    .map_err(String::from)
 }
 
-impl<'a> Scan<'a> {
-    fn new(text: &'a str) -> Self {
-        Scan { text, at: 0 }
-    }
-
-    fn byte(&self) -> Option<u8> {
-        self.text.as_bytes().get(self.at).copied()
-    }
-
-    fn space(&mut self) {
-        while matches!(self.byte(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
-            self.at += 1;
-        }
-    }
-
-    fn peek(&mut self) -> Option<u8> {
-        self.space();
-        self.byte()
-    }
-
-    fn eat(&mut self, c: u8) -> Result<(), String> {
-        if self.peek() == Some(c) {
-            self.at += 1;
-            Ok(())
-        } else {
-            Err(format!("expected {:?} at byte {}", c as char, self.at))
-        }
-    }
-
-    fn slice(&self, from: usize, to: usize) -> Result<&'a str, String> {
-        self.text
-            .get(from..to)
-            .ok_or_else(|| format!("broken text at byte {from}"))
-    }
-
-    fn end(&mut self) -> Result<(), String> {
-        match self.peek() {
-            None => Ok(()),
-            Some(_) => Err(format!("trailing characters at byte {}", self.at)),
-        }
-    }
-
-    /// A string's span, quotes included; whether it holds an escape.
-    fn string_span(&mut self) -> Result<(&'a str, bool), String> {
-        self.eat(b'"')?;
-        let start = self.at - 1;
-        let mut escaped = false;
-        loop {
-            match self.byte() {
-                None => return Err("unterminated string".into()),
-                Some(b'"') => break,
-                Some(b'\\') => {
-                    escaped = true;
-                    self.at += 2;
-                }
-                Some(_) => self.at += 1,
+/// One attribute value, `{"TAG": value}`, decoded one level.
+fn node<'a>(scan: &mut Scanner<'a>) -> Result<Node<'a>, String> {
+    scan.eat(b'{')?;
+    let tag = scan.string()?;
+    scan.eat(b':')?;
+    let node = match tag.as_ref() {
+        "S" => Node::S(scan.string()?),
+        "N" => Node::N(scan.string()?),
+        "B" => Node::B(scan.string()?),
+        "BOOL" => Node::Bool(boolean(scan)?),
+        "NULL" => {
+            if !boolean(scan)? {
+                return Err("NULL must hold true".into());
             }
+            Node::Null
         }
-        self.at += 1;
-        Ok((self.slice(start, self.at)?, escaped))
+        "M" => Node::M(sorted_unique(scan.object()?)?),
+        "L" => Node::L(scan.array()?),
+        "SS" | "NS" | "BS" => {
+            let kind = match tag.as_ref() {
+                "SS" => Kind::String,
+                "NS" => Kind::Number,
+                _ => Kind::Binary,
+            };
+            let members = scan
+                .array()?
+                .into_iter()
+                .map(|m| Scanner::new(m).string())
+                .collect::<Result<_, _>>()?;
+            Node::Set(kind, members)
+        }
+        other => return Err(format!("unknown type tag {other:?}")),
+    };
+    if scan.peek() != Some(b'}') {
+        return Err("an attribute value has exactly one type tag".into());
     }
-
-    /// A string's content, borrowed unless it holds an escape.
-    fn string(&mut self) -> Result<Cow<'a, str>, String> {
-        let (span, escaped) = self.string_span()?;
-        if escaped {
-            serde_json::from_str::<String>(span)
-                .map(Cow::Owned)
-                .map_err(|e| e.to_string())
-        } else {
-            span.get(1..span.len() - 1)
-                .map(Cow::Borrowed)
-                .ok_or_else(|| "broken string".to_owned())
-        }
-    }
-
-    /// Any value's span.
-    fn value(&mut self) -> Result<&'a str, String> {
-        self.space();
-        let start = self.at;
-        match self.byte() {
-            Some(b'"') => {
-                self.string_span()?;
-            }
-            Some(b'{' | b'[') => {
-                let mut depth = 0usize;
-                loop {
-                    match self.byte() {
-                        None => return Err("unterminated object or array".into()),
-                        Some(b'"') => {
-                            self.string_span()?;
-                        }
-                        Some(b'{' | b'[') => {
-                            depth += 1;
-                            self.at += 1;
-                        }
-                        Some(b'}' | b']') => {
-                            depth = depth.saturating_sub(1);
-                            self.at += 1;
-                            if depth == 0 {
-                                break;
-                            }
-                        }
-                        Some(_) => self.at += 1,
-                    }
-                }
-            }
-            Some(_) => {
-                while let Some(c) = self.byte() {
-                    if matches!(c, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t') {
-                        break;
-                    }
-                    self.at += 1;
-                }
-                if self.at == start {
-                    return Err(format!("expected a value at byte {start}"));
-                }
-            }
-            None => return Err("expected a value, found the end".into()),
-        }
-        self.slice(start, self.at)
-    }
-
-    /// An object's entries, each value as its span.
-    fn object(&mut self) -> Result<Entries<'a>, String> {
-        self.eat(b'{')?;
-        let mut out = Vec::with_capacity(16);
-        if self.peek() == Some(b'}') {
-            self.at += 1;
-            return Ok(out);
-        }
-        loop {
-            let name = self.string()?;
-            self.eat(b':')?;
-            out.push((name, self.value()?));
-            match self.peek() {
-                Some(b',') => self.at += 1,
-                Some(b'}') => {
-                    self.at += 1;
-                    return Ok(out);
-                }
-                _ => return Err(format!("expected ',' or '}}' at byte {}", self.at)),
-            }
-        }
-    }
-
-    /// An array's elements, each as its span.
-    fn array(&mut self) -> Result<Vec<&'a str>, String> {
-        self.eat(b'[')?;
-        let mut out = Vec::new();
-        if self.peek() == Some(b']') {
-            self.at += 1;
-            return Ok(out);
-        }
-        loop {
-            out.push(self.value()?);
-            match self.peek() {
-                Some(b',') => self.at += 1,
-                Some(b']') => {
-                    self.at += 1;
-                    return Ok(out);
-                }
-                _ => return Err(format!("expected ',' or ']' at byte {}", self.at)),
-            }
-        }
-    }
-
-    /// `true` or `false`.
-    fn boolean(&mut self) -> Result<bool, String> {
-        match self.value()? {
-            "true" => Ok(true),
-            "false" => Ok(false),
-            other => Err(format!("expected true or false, found {other}")),
-        }
-    }
-
-    /// One attribute value, `{"TAG": value}`, decoded one level.
-    fn node(&mut self) -> Result<Node<'a>, String> {
-        self.eat(b'{')?;
-        let tag = self.string()?;
-        self.eat(b':')?;
-        let node = match tag.as_ref() {
-            "S" => Node::S(self.string()?),
-            "N" => Node::N(self.string()?),
-            "B" => Node::B(self.string()?),
-            "BOOL" => Node::Bool(self.boolean()?),
-            "NULL" => {
-                if !self.boolean()? {
-                    return Err("NULL must hold true".into());
-                }
-                Node::Null
-            }
-            "M" => Node::M(sorted_unique(self.object()?)?),
-            "L" => Node::L(self.array()?),
-            "SS" | "NS" | "BS" => {
-                let kind = match tag.as_ref() {
-                    "SS" => Kind::String,
-                    "NS" => Kind::Number,
-                    _ => Kind::Binary,
-                };
-                let members = self
-                    .array()?
-                    .into_iter()
-                    .map(|m| {
-                        let mut scan = Scan::new(m);
-                        scan.string()
-                    })
-                    .collect::<Result<_, _>>()?;
-                Node::Set(kind, members)
-            }
-            other => return Err(format!("unknown type tag {other:?}")),
-        };
-        if self.peek() != Some(b'}') {
-            return Err("an attribute value has exactly one type tag".into());
-        }
-        self.at += 1;
-        Ok(node)
-    }
+    scan.advance();
+    Ok(node)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 pub mod backfill;
 pub mod batch;
 pub mod image;
+mod json;
 pub mod location;
 pub mod manifest;
 pub mod model;

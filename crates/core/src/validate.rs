@@ -1,7 +1,10 @@
 //! Checks an entry against what EventBridge would refuse, before it is sent.
 //!
-//! The detail is scanned, not parsed into a tree: the scan keeps the exact text (so no
-//! digit is lost) and costs one pass.
+//! The detail is scanned, not parsed into a tree, by the crate's one JSON scanner
+//! ([`json`](crate::json)): the scan keeps the exact text (so no digit is lost) and costs
+//! one pass.
+
+use crate::json::{JsonError, Scanner};
 
 /// EventBridge refuses JSON nested deeper than this.
 pub const MAX_DETAIL_DEPTH: usize = 1000;
@@ -35,12 +38,7 @@ pub enum DetailError {
 /// Checks that `text` is a JSON object EventBridge would accept as Detail, nested at most
 /// `max_depth` deep.
 pub fn check_detail(text: &str, max_depth: usize) -> Result<(), DetailError> {
-    let mut s = Scanner {
-        b: text.as_bytes(),
-        i: 0,
-        max_depth,
-    };
-    s.ws();
+    let mut s = Scanner::new(text);
     let kind = match s.peek() {
         Some(b'{') => None,
         Some(b'[') => Some("an array"),
@@ -48,222 +46,23 @@ pub fn check_detail(text: &str, max_depth: usize) -> Result<(), DetailError> {
         Some(b't' | b'f') => Some("a bool"),
         Some(b'n') => Some("null"),
         Some(b'-' | b'0'..=b'9') => Some("a number"),
-        Some(_) => return Err(s.error("unexpected character")),
-        None => return Err(s.error("empty")),
+        Some(_) => return Err(syntax(s.error("unexpected character"))),
+        None => return Err(syntax(s.error("empty"))),
     };
-    s.value()?;
-    s.ws();
-    if s.i != s.b.len() {
-        return Err(s.error("trailing characters after the value"));
-    }
+    s.check_value(max_depth).map_err(syntax)?;
+    s.end().map_err(syntax)?;
     match kind {
         None => Ok(()),
         Some(kind) => Err(DetailError::NotObject(kind)),
     }
 }
 
-struct Scanner<'a> {
-    b: &'a [u8],
-    i: usize,
-    max_depth: usize,
-}
-
-enum Frame {
-    Object,
-    Array,
-}
-
-impl Scanner<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.i).copied()
-    }
-
-    fn error(&self, what: &str) -> DetailError {
-        DetailError::Syntax(format!("{what} at byte {}", self.i))
-    }
-
-    fn ws(&mut self) {
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
-            self.i += 1;
-        }
-    }
-
-    fn expect(&mut self, c: u8) -> Result<(), DetailError> {
-        if self.peek() == Some(c) {
-            self.i += 1;
-            Ok(())
-        } else {
-            Err(self.error(&format!("expected '{}'", c as char)))
-        }
-    }
-
-    /// One value, iteratively, so depth costs heap, not stack.
-    fn value(&mut self) -> Result<(), DetailError> {
-        let mut stack: Vec<Frame> = Vec::new();
-        loop {
-            // Read one value (or open a container).
-            self.ws();
-            match self.peek() {
-                Some(b'{') => {
-                    self.i += 1;
-                    stack.push(Frame::Object);
-                    if stack.len() > self.max_depth {
-                        return Err(DetailError::TooDeep {
-                            max: self.max_depth,
-                        });
-                    }
-                    self.ws();
-                    if self.peek() == Some(b'}') {
-                        self.i += 1;
-                        stack.pop();
-                    } else {
-                        self.key()?;
-                        continue;
-                    }
-                }
-                Some(b'[') => {
-                    self.i += 1;
-                    stack.push(Frame::Array);
-                    if stack.len() > self.max_depth {
-                        return Err(DetailError::TooDeep {
-                            max: self.max_depth,
-                        });
-                    }
-                    self.ws();
-                    if self.peek() == Some(b']') {
-                        self.i += 1;
-                        stack.pop();
-                    } else {
-                        continue;
-                    }
-                }
-                Some(b'"') => self.string()?,
-                Some(b't') => self.literal("true")?,
-                Some(b'f') => self.literal("false")?,
-                Some(b'n') => self.literal("null")?,
-                Some(b'-' | b'0'..=b'9') => self.number()?,
-                _ => return Err(self.error("expected a value")),
-            }
-            // After a value: close containers or move to the next member.
-            loop {
-                let Some(top) = stack.last() else {
-                    return Ok(());
-                };
-                self.ws();
-                match (top, self.peek()) {
-                    (_, Some(b',')) => {
-                        self.i += 1;
-                        if let Frame::Object = top {
-                            self.ws();
-                            self.key()?;
-                        }
-                        break;
-                    }
-                    (Frame::Object, Some(b'}')) | (Frame::Array, Some(b']')) => {
-                        self.i += 1;
-                        stack.pop();
-                    }
-                    _ => return Err(self.error("expected ',' or a closing bracket")),
-                }
-            }
-        }
-    }
-
-    fn key(&mut self) -> Result<(), DetailError> {
-        if self.peek() != Some(b'"') {
-            return Err(self.error("expected a string key"));
-        }
-        self.string()?;
-        self.ws();
-        self.expect(b':')
-    }
-
-    fn literal(&mut self, word: &str) -> Result<(), DetailError> {
-        if self.b[self.i..].starts_with(word.as_bytes()) {
-            self.i += word.len();
-            Ok(())
-        } else {
-            Err(self.error("invalid literal"))
-        }
-    }
-
-    fn string(&mut self) -> Result<(), DetailError> {
-        self.i += 1; // opening quote
-        loop {
-            match self.peek() {
-                None => return Err(self.error("unterminated string")),
-                Some(b'"') => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                Some(b'\\') => {
-                    self.i += 1;
-                    match self.peek() {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.i += 1,
-                        Some(b'u') => {
-                            let hex = self.b.get(self.i + 1..self.i + 5);
-                            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
-                                return Err(self.error("invalid \\u escape"));
-                            }
-                            self.i += 5;
-                        }
-                        _ => return Err(self.error("invalid escape")),
-                    }
-                }
-                Some(c) if c < 0x20 => return Err(self.error("control character in string")),
-                Some(_) => self.i += 1,
-            }
-        }
-    }
-
-    fn number(&mut self) -> Result<(), DetailError> {
-        let start = self.i;
-        if self.peek() == Some(b'-') {
-            self.i += 1;
-        }
-        let int_start = self.i;
-        match self.peek() {
-            Some(b'0') => self.i += 1,
-            Some(b'1'..=b'9') => {
-                while let Some(b'0'..=b'9') = self.peek() {
-                    self.i += 1;
-                }
-            }
-            _ => return Err(self.error("invalid number")),
-        }
-        let int_end = self.i;
-        let mut integer = true;
-        if self.peek() == Some(b'.') {
-            integer = false;
-            self.i += 1;
-            if !matches!(self.peek(), Some(b'0'..=b'9')) {
-                return Err(self.error("invalid number"));
-            }
-            while let Some(b'0'..=b'9') = self.peek() {
-                self.i += 1;
-            }
-        }
-        if let Some(b'e' | b'E') = self.peek() {
-            integer = false;
-            self.i += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.i += 1;
-            }
-            if !matches!(self.peek(), Some(b'0'..=b'9')) {
-                return Err(self.error("invalid number"));
-            }
-            while let Some(b'0'..=b'9') = self.peek() {
-                self.i += 1;
-            }
-        }
-        if integer && int_end - int_start >= 19 {
-            // 19 digits may or may not fit; more never do.
-            let text = std::str::from_utf8(&self.b[start..self.i]).unwrap_or_default();
-            if text.parse::<i64>().is_err() {
-                return Err(DetailError::IntegerRange(text.to_owned()));
-            }
-        }
-        Ok(())
+/// The scanner's finding as a [`DetailError`].
+fn syntax(e: JsonError) -> DetailError {
+    match e {
+        JsonError::TooDeep { max } => DetailError::TooDeep { max },
+        JsonError::IntegerRange(n) => DetailError::IntegerRange(n),
+        e @ JsonError::Syntax { .. } => DetailError::Syntax(e.to_string()),
     }
 }
 
