@@ -5,7 +5,7 @@
 
 #[cfg(not(feature = "contract-0-1"))]
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "wit",
     world: "plugin",
     pub_export_macro: true,
     export_macro_name: "__export_plugin",
@@ -14,7 +14,7 @@ wit_bindgen::generate!({
 
 #[cfg(feature = "contract-0-1")]
 wit_bindgen::generate!({
-    path: "../../wit/0.1.0",
+    path: "wit/0.1.0",
     world: "plugin",
     pub_export_macro: true,
     export_macro_name: "__export_plugin",
