@@ -5,13 +5,27 @@ use tracing_subscriber::EnvFilter;
 /// The log filter: `AWS_LAMBDA_LOG_LEVEL` (as Lambda's advanced logging sets it), else
 /// `RUST_LOG`, else `default`.
 pub fn filter(default: &str) -> EnvFilter {
-    let spec = std::env::var("AWS_LAMBDA_LOG_LEVEL")
-        .ok()
+    filter_from(
+        std::env::var("AWS_LAMBDA_LOG_LEVEL").ok(),
+        std::env::var("RUST_LOG").ok(),
+        default,
+    )
+}
+
+/// [`filter`] from the two variables' values, so it can be tested without the environment.
+fn filter_from(lambda_level: Option<String>, rust_log: Option<String>, default: &str) -> EnvFilter {
+    let spec = lambda_level
         .map(|l| l.to_ascii_lowercase())
-        .or_else(|| std::env::var("RUST_LOG").ok())
+        .or(rust_log)
         .unwrap_or_else(|| default.to_owned());
     EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new(default))
 }
+
+/// The command line's filter unless `RUST_LOG` says otherwise: weir's warnings, and only the
+/// AWS SDK's errors. Its providers warn at length (about 600 characters a line, the
+/// instance-metadata service's whole response) before weir's own one-line error says what
+/// is missing; `RUST_LOG=warn` shows them again.
+pub const CLI_DEFAULT_FILTER: &str = "warn,aws_config=error,aws_smithy=error,aws_sdk=error";
 
 /// Human-readable logs on stderr, quiet by default so stdout stays the command's output.
 /// Every message and field is escaped to one line ([`weir_core::text::one_line`]): text from
@@ -31,7 +45,7 @@ pub fn init_cli() {
     .delimited(" ");
     let _ = tracing_subscriber::fmt()
         .fmt_fields(fields)
-        .with_env_filter(filter("warn"))
+        .with_env_filter(filter(CLI_DEFAULT_FILTER))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
@@ -188,6 +202,54 @@ impl InvocationMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lines `filter` lets through of a warning from weir and one from the SDK's
+    /// instance-metadata provider.
+    fn let_through(filter: EnvFilter) -> String {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let writer = {
+            let lines = lines.clone();
+            move || Captured(lines.clone())
+        };
+        let subscriber = tracing_subscriber::registry().with(filter).with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(writer)
+                .with_ansi(false),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(target: "aws_config::imds::region", "failed to load region from IMDS");
+            tracing::warn!(target: "weir::cli", "dead-lettered");
+        });
+        let bytes = lines.lock().map(|l| l.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut lines) = self.0.lock() {
+                lines.extend_from_slice(buf);
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_cli_hides_the_sdks_warnings_unless_rust_log_asks_for_them() {
+        let quiet = let_through(filter_from(None, None, CLI_DEFAULT_FILTER));
+        assert!(quiet.contains("dead-lettered"), "{quiet}");
+        assert!(!quiet.contains("IMDS"), "{quiet}");
+        let asked = let_through(filter_from(None, Some("warn".into()), CLI_DEFAULT_FILTER));
+        assert!(
+            asked.contains("IMDS") && asked.contains("dead-lettered"),
+            "{asked}"
+        );
+    }
 
     #[test]
     fn emf_documents_declare_every_metric_they_carry() {

@@ -85,7 +85,19 @@ where
     }
 }
 
-/// One line naming the error's code, message and status, whatever layer it came from.
+/// What to say when no region is configured: what is missing and the ways to give it.
+pub const NO_REGION: &str = "no AWS region configured: set AWS_REGION (for example \
+     AWS_REGION=us-east-1), or a region in the profile's ~/.aws/config (aws configure)";
+
+/// What to say when no credentials were found: what is missing and the ways to give it.
+pub const NO_CREDENTIALS: &str = "no AWS credentials found: set AWS_ACCESS_KEY_ID and \
+     AWS_SECRET_ACCESS_KEY, or AWS_PROFILE naming a profile in ~/.aws/credentials (aws \
+     configure), or run where a role is attached (Lambda, ECS, EC2)";
+
+/// One line naming the error's code, message and status, whatever layer it came from. A
+/// request that never left because the configuration lacks a region or credentials, or
+/// could not reach its endpoint, says what is missing and how to give it ([`NO_REGION`],
+/// [`NO_CREDENTIALS`]) instead of the SDK's chain of provider errors.
 pub fn describe_sdk_error<E, R>(e: &SdkError<E, R>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -98,16 +110,40 @@ where
             se.err().message().unwrap_or_default()
         ),
         other => {
-            let mut s = other.to_string();
+            let mut chain = vec![other.to_string()];
             let mut source = std::error::Error::source(other);
             while let Some(inner) = source {
-                s.push_str(": ");
-                s.push_str(&inner.to_string());
+                chain.push(inner.to_string());
                 source = inner.source();
             }
-            s
+            let unreachable = matches!(other, SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout())
+                || matches!(other, SdkError::TimeoutError(_));
+            missing_configuration(&chain, unreachable).unwrap_or_else(|| chain.join(": "))
         }
     }
+}
+
+/// The one line for a request the configuration stopped before it was sent (`chain`: the
+/// error's messages, outermost first), or `None` when the configuration is not the cause.
+fn missing_configuration(chain: &[String], unreachable: bool) -> Option<String> {
+    let text = chain.join(": ").to_ascii_lowercase();
+    if text.contains("missing region") {
+        return Some(NO_REGION.to_owned());
+    }
+    if text.contains("loading credentials")
+        || text.contains("no credentials")
+        || text.contains("credentials provider")
+    {
+        return Some(NO_CREDENTIALS.to_owned());
+    }
+    if unreachable {
+        let cause = chain.last().map(String::as_str).unwrap_or("no answer");
+        return Some(format!(
+            "cannot reach the AWS endpoint ({cause}): check the network, the region, and \
+             AWS_ENDPOINT_URL if set (it replaces the region's endpoint)"
+        ));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -135,6 +171,41 @@ mod tests {
             SdkBody::empty(),
         );
         SdkError::service_error(err, raw)
+    }
+
+    #[test]
+    fn requests_the_configuration_stopped_say_what_is_missing_in_one_line() {
+        let chain = |parts: &[&str]| parts.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        let region = chain(&[
+            "dispatch failure",
+            "other",
+            "Invalid Configuration: Missing Region",
+        ]);
+        assert_eq!(
+            missing_configuration(&region, false).as_deref(),
+            Some(NO_REGION)
+        );
+        let credentials = chain(&[
+            "dispatch failure",
+            "other",
+            "an error occurred while loading credentials",
+            "failed to load IMDS session token",
+        ]);
+        assert_eq!(
+            missing_configuration(&credentials, false).as_deref(),
+            Some(NO_CREDENTIALS)
+        );
+        let refused = chain(&[
+            "dispatch failure",
+            "io error",
+            "Connection refused (os error 111)",
+        ]);
+        let line = missing_configuration(&refused, true).expect("an endpoint line");
+        assert!(line.contains("AWS_ENDPOINT_URL") && line.contains("Connection refused"));
+        assert_eq!(missing_configuration(&refused, false), None);
+        for line in [NO_REGION, NO_CREDENTIALS] {
+            assert!(!line.contains('\n') && line.contains("AWS_"), "{line}");
+        }
     }
 
     #[test]
