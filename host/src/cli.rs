@@ -21,6 +21,7 @@ use weir_runtime::plugin::PluginEngine;
 mod backfill;
 mod check;
 mod compile;
+mod completions;
 mod decode;
 mod infra;
 mod new;
@@ -31,12 +32,24 @@ mod test;
 /// weir maps DynamoDB Streams records with WebAssembly plugins and publishes them to
 /// EventBridge.
 #[derive(Debug, Parser)]
-#[command(name = "weir", version)]
+#[command(name = "weir", version, long_version = LONG_VERSION)]
 pub struct Cli {
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The wasmtime weir runs plugins in (the runtime crate pins it exactly; a unit test keeps
+/// this in step with Cargo.lock).
+pub const WASMTIME_VERSION: &str = "48.0.8";
+
+/// `weir --version`: which plugins this binary loads and what runs them, so an author can
+/// tell whether a plugin built for a contract will load (`-V` prints the short version).
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\nplugin contracts: weir:transform@0.2.0, weir:transform@0.1.0",
+    "\nwasmtime 48.0.8"
+);
 
 /// weir's commands, one per file in `cli/`.
 #[derive(Debug, Subcommand)]
@@ -167,6 +180,12 @@ pub enum Command {
         report: bool,
         /// The folder of cases, one folder per case.
         cases_dir: PathBuf,
+    },
+    /// Print the shell's completion script for weir's commands and flags (for example
+    /// `weir completions bash > ~/.local/share/bash-completion/completions/weir`).
+    Completions {
+        /// The shell: bash, zsh or fish.
+        shell: completions::Shell,
     },
 }
 
@@ -306,6 +325,7 @@ fn run(cli: Cli) -> Result<ExitCode, SetupError> {
             },
             &cases_dir,
         ),
+        Command::Completions { shell } => completions::completions(shell),
     }
 }
 
@@ -439,4 +459,39 @@ fn unknown_table_hint(
             "hint: {count} records name no table (eventSourceARN {names}), so no route took them (filtered); a route with table = \"*\" takes them, or give them a table's ARN"
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_long_version_names_the_contracts_and_the_locked_wasmtime() {
+        let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock"))
+            .expect("the workspace's Cargo.lock");
+        let locked = lock
+            .split("[[package]]")
+            .find(|p| p.contains("\nname = \"wasmtime\"\n"))
+            .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = ")))
+            .map(|v| v.trim_matches('"').to_owned())
+            .expect("wasmtime in Cargo.lock");
+        assert_eq!(
+            WASMTIME_VERSION, locked,
+            "update WASMTIME_VERSION and LONG_VERSION"
+        );
+        assert!(
+            LONG_VERSION.ends_with(&format!("wasmtime {locked}")),
+            "{LONG_VERSION}"
+        );
+        for contract in [
+            weir_runtime::plugin::Contract::V0_2,
+            weir_runtime::plugin::Contract::V0_1,
+        ] {
+            let named = contract.export().replace("/transformer", "");
+            assert!(
+                LONG_VERSION.contains(&named),
+                "{LONG_VERSION} lacks {named}"
+            );
+        }
+    }
 }
