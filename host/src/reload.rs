@@ -314,7 +314,7 @@ async fn slots(
             Err(e) => {
                 problems.push(LoadProblem::Plugin {
                     name: name.clone(),
-                    error: SlotError::Broken(format!("plugins.{name}: {e:#}")),
+                    error: SlotError::Broken(weir_core::transform::SlotFailure::new(name, e)),
                 });
                 continue;
             }
@@ -401,7 +401,10 @@ async fn refresh(
         }
         Ok(Fetched::Content { bytes, version }) => (bytes, version),
         Err(e) => {
-            let error = SlotError::Unavailable(format!("plugins.{name}: {e:#}"));
+            let error = SlotError::Unavailable(weir_core::transform::SlotFailure::message(
+                name,
+                format!("{e:#}"),
+            ));
             let (slot, outcome) = if old_serves {
                 (old.clone(), Instead::OldVersion)
             } else if broken.is_some() {
@@ -433,7 +436,7 @@ async fn refresh(
         .is_some_and(|r| r.version == version && r.why == why)
         || broken
             .as_ref()
-            .is_some_and(|(w, v)| *v == version && *w == why);
+            .is_some_and(|(w, v)| *v == version && w.to_string() == why);
     let (slot, outcome) = match &error {
         _ if old_serves => {
             if matches!(error, SlotError::Broken(_)) {

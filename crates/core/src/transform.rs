@@ -185,16 +185,64 @@ pub struct CallCost {
 }
 
 /// Why a plugin is not there for a record.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SlotError {
     /// It could not be read (an S3 or file error, perhaps passing): retry the record.
-    #[error("{0}")]
-    Unavailable(String),
+    #[error(transparent)]
+    Unavailable(SlotFailure),
     /// It was read but cannot be used (pin, compile, imports, contract): the records
     /// that need it are dead-lettered until a fixed version is uploaded.
-    #[error("{0}")]
-    Broken(String),
+    #[error(transparent)]
+    Broken(SlotFailure),
 }
+
+impl SlotError {
+    /// What failed, for whichever kind.
+    pub fn failure(&self) -> &SlotFailure {
+        match self {
+            SlotError::Unavailable(f) | SlotError::Broken(f) => f,
+        }
+    }
+}
+
+/// What failed for one plugin: its name in the manifest and the error, kept whole (a
+/// caller may downcast it, e.g. to the runtime's load error). Displayed as
+/// `plugins.<name>: <error>`: the error's text is part of the message, so it is not
+/// also given as [`std::error::Error::source`], and a chain printer says it once.
+#[derive(Debug, Clone)]
+pub struct SlotFailure {
+    /// The plugin's name in the manifest.
+    pub plugin: String,
+    /// What failed: a read, a pin, a compile, the contract.
+    pub error: Arc<dyn std::error::Error + Send + Sync>,
+}
+
+impl SlotFailure {
+    /// `plugin` failed with `error`.
+    pub fn new(
+        plugin: impl Into<String>,
+        error: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        SlotFailure {
+            plugin: plugin.into(),
+            error: Arc::from(error.into()),
+        }
+    }
+
+    /// `plugin` failed for a reason known only as text (an error with its causes
+    /// already joined, as `anyhow` writes them with `{:#}`).
+    pub fn message(plugin: impl Into<String>, message: impl Into<String>) -> Self {
+        SlotFailure::new(plugin, message.into())
+    }
+}
+
+impl std::fmt::Display for SlotFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "plugins.{}: {}", self.plugin, self.error)
+    }
+}
+
+impl std::error::Error for SlotFailure {}
 
 /// What a load found wrong, all of it.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use crate::native::Precompiled;
 use crate::plugin::{Compile, LoadError, LoadOptions, Plugin, PluginEngine};
 use weir_core::location::{Fetch, Location};
-use weir_core::transform::SlotError;
+use weir_core::transform::{SlotError, SlotFailure};
 
 /// Where plugins come from: shared by every slot of a loader.
 pub struct PluginSource {
@@ -71,7 +71,7 @@ pub struct PluginSlot {
 /// Why a plugin that was read cannot be used, and the version of the bytes that were read.
 #[derive(Clone)]
 struct Broken {
-    why: String,
+    why: SlotFailure,
     version: String,
 }
 
@@ -116,7 +116,7 @@ impl PluginSlot {
         name: &str,
         spec: SlotSpec,
         source: Arc<PluginSource>,
-        why: String,
+        why: SlotFailure,
         version: String,
     ) -> Self {
         PluginSlot {
@@ -132,7 +132,7 @@ impl PluginSlot {
 
     /// Why its plugin cannot be used and the version of the bytes found so, once a load
     /// failed that way (a reload need not read and check that version again).
-    pub fn broken(&self) -> Option<(String, String)> {
+    pub fn broken(&self) -> Option<(SlotFailure, String)> {
         self.loading
             .try_lock()
             .ok()
@@ -197,7 +197,7 @@ impl PluginSlot {
         };
         let (bytes, version) = read.map_err(|e| {
             (
-                SlotError::Unavailable(format!("plugins.{}: {e:#}", self.name)),
+                SlotError::Unavailable(SlotFailure::message(&self.name, format!("{e:#}"))),
                 true,
             )
         })?;
@@ -298,16 +298,16 @@ impl PluginSlot {
                 .map(Arc::new)
                 .map_err(|e| match e {
                     LoadError::Read { .. } | LoadError::Engine { .. } => {
-                        SlotError::Unavailable(format!("plugins.{name}: {e}"))
+                        SlotError::Unavailable(SlotFailure::new(name, e))
                     }
-                    _ => SlotError::Broken(format!("plugins.{name}: {e}")),
+                    _ => SlotError::Broken(SlotFailure::new(name, e)),
                 })
         })
         .await
         .unwrap_or_else(|e| {
-            Err(SlotError::Broken(format!(
-                "plugins.{}: loading failed: {e}",
-                self.name
+            Err(SlotError::Broken(SlotFailure::message(
+                &self.name,
+                format!("loading failed: {e}"),
             )))
         })
     }
