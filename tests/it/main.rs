@@ -34,6 +34,8 @@ mod lambda;
 mod languages;
 /// Native code runs only as far as the operator said: pins, trust, the compiled-code cache.
 mod native_code;
+/// Each item has one public path: no re-exports of another crate's or a public module's items.
+mod public_paths;
 /// Redrive of dead letters and of an API destination's failures.
 mod redrive;
 /// Manifests and plugins in S3: hot reload, the compiled cache, tenant isolation.
