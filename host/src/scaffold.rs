@@ -4,8 +4,14 @@
 //! The templates are files under `host/templates/`, compiled into weir. Every language
 //! gets the same case (`cases/example/`): the three templates map records alike, byte
 //! for byte.
+//!
+//! A Rust plugin also gets the SDK, `weir-plugin-sdk/`, as a crate of its own in its
+//! folder: weir carries the SDK's files (`plugins/sdk`, compiled in), so the plugin builds
+//! against the SDK of the very contract this weir loads, with nothing but the Rust
+//! toolchain and the `wasm32-wasip2` target, wherever weir is installed.
 
-use std::path::{Component, Path, PathBuf};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
@@ -22,10 +28,6 @@ pub enum NewCommand {
         /// The folder to create the plugin's folder in.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// Rust: the weir-plugin-sdk crate's folder (default: found from the current
-        /// folder, the weir executable, or the checkout weir was built from).
-        #[arg(long)]
-        sdk: Option<PathBuf>,
     },
 }
 
@@ -59,6 +61,39 @@ const RUST: &[Template] = &[
         path: ".gitignore",
         text: "/target\n",
     },
+];
+
+/// The folder, inside a Rust plugin's, that the SDK is written to; the plugin's
+/// Cargo.toml depends on it by this relative path.
+pub const SDK_DIR: &str = "weir-plugin-sdk";
+
+/// The SDK's files, each under `weir-plugin-sdk/`, exactly as in `plugins/sdk/` (never
+/// templated). `plugins/sdk/wit` is the repository's `wit/`; the unit tests check that
+/// this list names every file of the SDK's `src/` and `wit/`.
+macro_rules! sdk_files {
+    ($($file:literal),* $(,)?) => {
+        &[$(Template {
+            path: concat!("weir-plugin-sdk/", $file),
+            text: include_str!(concat!("../../plugins/sdk/", $file)),
+        }),*]
+    };
+}
+
+const SDK: &[Template] = sdk_files![
+    "Cargo.toml",
+    "src/bindings.rs",
+    "src/error.rs",
+    "src/event.rs",
+    "src/glue.rs",
+    "src/host_image.rs",
+    "src/image.rs",
+    "src/lib.rs",
+    "src/log.rs",
+    "src/number.rs",
+    "src/record.rs",
+    "src/tenant.rs",
+    "wit/transform.wit",
+    "wit/0.1.0/transform.wit",
 ];
 
 /// The contract, for the JavaScript and Python build tools to read.
@@ -157,153 +192,111 @@ pub fn check_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes a new plugin in `parent/name`. Refuses to write into a folder that exists.
-pub fn new_plugin(
-    name: &str,
-    lang: Lang,
-    parent: &Path,
-    sdk: Option<&Path>,
-) -> anyhow::Result<Scaffolded> {
+/// Writes a new plugin in `parent/name`. Refuses to write into a folder that exists, and
+/// creates every file new (never through a link, never over a file).
+pub fn new_plugin(name: &str, lang: Lang, parent: &Path) -> anyhow::Result<Scaffolded> {
     check_name(name)?;
     let dir = parent.join(name);
-    if dir.exists() {
-        bail!(
+    let crate_name = name.replace('-', "_");
+    let cd = format!("cd {}", shell_word(&dir.display().to_string()));
+    let (templates, verbatim, next): (&[Template], &[Template], Vec<String>) = match lang {
+        Lang::Rust => (
+            RUST,
+            SDK,
+            vec![
+                cd,
+                "cargo build --release --target wasm32-wasip2".to_owned(),
+                format!("weir test --plugin target/wasm32-wasip2/release/{crate_name}.wasm cases"),
+            ],
+        ),
+        Lang::Js => (
+            JS,
+            &[],
+            vec![
+                cd,
+                "npm install      # componentize-qjs, once".to_owned(),
+                "npm run build".to_owned(),
+                format!("weir test --plugin {name}.wasm cases"),
+            ],
+        ),
+        Lang::Python => (
+            PYTHON,
+            &[],
+            vec![
+                cd,
+                "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt   # componentize-py, once".to_owned(),
+                format!("{PYTHON_BUILD} -o {name}.wasm"),
+                format!("weir test --plugin {name}.wasm cases"),
+            ],
+        ),
+    };
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("{}: cannot create", parent.display()))?;
+    match std::fs::create_dir(&dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!(
             "{}: already exists; choose another name or --dir",
             dir.display()
-        );
+        ),
+        other => other.with_context(|| format!("{}: cannot create", dir.display()))?,
     }
-    let crate_name = name.replace('-', "_");
-    let (templates, sdk_path, next): (&[Template], String, Vec<String>) = match lang {
-        Lang::Rust => {
-            let sdk = find_sdk(sdk)?;
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("{}: cannot create", dir.display()))?;
-            let sdk_path = relative_to(&sdk, &dir).display().to_string();
-            (
-                RUST,
-                sdk_path,
-                vec![
-                    format!("cd {}", dir.display()),
-                    "cargo build --release --target wasm32-wasip2".to_owned(),
-                    format!(
-                        "weir test --plugin target/wasm32-wasip2/release/{crate_name}.wasm cases"
-                    ),
-                ],
-            )
-        }
-        Lang::Js => {
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("{}: cannot create", dir.display()))?;
-            (
-                JS,
-                String::new(),
-                vec![
-                    format!("cd {}", dir.display()),
-                    "npm install      # componentize-qjs, once".to_owned(),
-                    "npm run build".to_owned(),
-                    format!("weir test --plugin {name}.wasm cases"),
-                ],
-            )
-        }
-        Lang::Python => {
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("{}: cannot create", dir.display()))?;
-            (
-                PYTHON,
-                String::new(),
-                vec![
-                    format!("cd {}", dir.display()),
-                    "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt   # componentize-py, once".to_owned(),
-                    format!("{PYTHON_BUILD} -o {name}.wasm"),
-                    format!("weir test --plugin {name}.wasm cases"),
-                ],
-            )
-        }
-    };
     let mut files = Vec::new();
-    for t in templates.iter().chain(CASES) {
-        let path = dir.join(t.path);
-        if let Some(folder) = path.parent() {
-            std::fs::create_dir_all(folder)
-                .with_context(|| format!("{}: cannot create", folder.display()))?;
-        }
+    let templated = templates.iter().chain(CASES).map(|t| {
         let text = t
             .text
             .replace("{{name}}", name)
             .replace("{{crate_name}}", &crate_name)
-            .replace("{{sdk_path}}", &toml_escape(&sdk_path));
-        std::fs::write(&path, text).with_context(|| format!("{}: cannot write", path.display()))?;
+            .replace("{{weir_version}}", env!("CARGO_PKG_VERSION"));
+        (t.path, text)
+    });
+    let copied = verbatim.iter().map(|t| (t.path, t.text.to_owned()));
+    for (relative, text) in templated.chain(copied) {
+        let path = dir.join(relative);
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder)
+                .with_context(|| format!("{}: cannot create", folder.display()))?;
+        }
+        write_new(&path, text.as_bytes())?;
         files.push(path);
     }
     Ok(Scaffolded { dir, files, next })
 }
 
-/// The text for inside a TOML basic string.
-fn toml_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
+/// Writes `bytes` to a file that must not exist yet: `create_new` refuses an existing file
+/// and a link alike, so nothing outside the new plugin's folder is written through it.
+fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("{}: cannot create", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("{}: cannot write", path.display()))
 }
 
-/// The SDK's folder: `explicit`, else `WEIR_SDK`, else `plugins/sdk` in an ancestor of
-/// the current folder or of the weir executable, else the checkout weir was built from.
-pub fn find_sdk(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
-    let is_sdk = |p: &Path| {
-        std::fs::read_to_string(p.join("Cargo.toml"))
-            .is_ok_and(|t| t.contains("name = \"weir-plugin-sdk\""))
-    };
-    if let Some(p) = explicit {
-        if !is_sdk(p) {
-            bail!(
-                "--sdk {}: not the weir-plugin-sdk crate (no Cargo.toml naming weir-plugin-sdk)",
-                p.display()
-            );
+/// `text` as one word a POSIX shell reads back as `text`, for the printed commands: as it
+/// is when it is plainly safe, otherwise single-quoted, with control characters (a newline,
+/// an escape sequence) written as `$'\xNN'` so a terminal shows them rather than obeys them.
+pub fn shell_word(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:@,%=".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        return text.to_owned();
+    }
+    let mut out = String::from("'");
+    for c in text.chars() {
+        match c {
+            '\'' => out.push_str("'\\''"),
+            c if c.is_control() => {
+                let mut utf8 = [0u8; 4];
+                out.push('\'');
+                for byte in c.encode_utf8(&mut utf8).bytes() {
+                    out.push_str(&format!("$'\\x{byte:02x}'"));
+                }
+                out.push('\'');
+            }
+            c => out.push(c),
         }
-        return std::fs::canonicalize(p).with_context(|| format!("{}", p.display()));
     }
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Some(p) = std::env::var_os("WEIR_SDK") {
-        candidates.push(PathBuf::from(p));
-    }
-    for start in [
-        std::env::current_dir().ok(),
-        std::env::current_exe()
-            .ok()
-            .and_then(|e| e.parent().map(Path::to_path_buf)),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        candidates.extend(start.ancestors().map(|a| a.join("plugins/sdk")));
-    }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk"));
-    candidates
-        .into_iter()
-        .find(|p| is_sdk(p))
-        .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
-        .context(
-            "cannot find the weir-plugin-sdk crate: pass --sdk PATH (plugins/sdk in a weir checkout) or set WEIR_SDK",
-        )
-}
-
-/// `target` as a path relative to `from` (both absolute, or made so); `target` itself when
-/// they share no root.
-fn relative_to(target: &Path, from: &Path) -> PathBuf {
-    let (Ok(target), Ok(from)) = (std::fs::canonicalize(target), std::fs::canonicalize(from))
-    else {
-        return target.to_path_buf();
-    };
-    let t: Vec<Component> = target.components().collect();
-    let f: Vec<Component> = from.components().collect();
-    let common = t.iter().zip(&f).take_while(|(a, b)| a == b).count();
-    if common <= 1 {
-        return target;
-    }
-    let mut out = PathBuf::new();
-    for _ in common..f.len() {
-        out.push("..");
-    }
-    for c in &t[common..] {
-        out.push(c.as_os_str());
-    }
+    out.push('\'');
     out
 }
 
@@ -331,20 +324,115 @@ mod tests {
     }
 
     #[test]
-    fn relative_paths_climb_to_the_common_folder() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let a = dir.path().join("repo/plugins/sdk");
-        let b = dir.path().join("work/mine");
-        std::fs::create_dir_all(&a).expect("a");
-        std::fs::create_dir_all(&b).expect("b");
-        assert_eq!(relative_to(&a, &b), PathBuf::from("../../repo/plugins/sdk"));
-    }
-
-    #[test]
     fn an_existing_folder_is_not_overwritten() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(dir.path().join("taken")).expect("mkdir");
-        let e = new_plugin("taken", Lang::Rust, dir.path(), None).expect_err("exists");
+        let e = new_plugin("taken", Lang::Rust, dir.path()).expect_err("exists");
         assert!(e.to_string().contains("already exists"), "{e}");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("taken"))
+                .expect("read")
+                .count(),
+            0
+        );
+    }
+
+    /// Every file under `dir`, as paths relative to `base` with `/` between parts.
+    fn files_under(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                files_under(base, &path, out);
+            } else {
+                let relative = path.strip_prefix(base).expect("inside");
+                let parts: Vec<String> = relative
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect();
+                out.push(parts.join("/"));
+            }
+        }
+    }
+
+    #[test]
+    fn weir_carries_every_file_of_the_sdk() {
+        // A file added to the SDK's src/ or to the contract must be added to `SDK` too, or
+        // every scaffolded plugin would fail to build.
+        let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk");
+        let mut on_disk = vec!["Cargo.toml".to_owned()];
+        files_under(&sdk, &sdk.join("src"), &mut on_disk);
+        files_under(&sdk, &sdk.join("wit"), &mut on_disk);
+        on_disk.sort();
+        let mut carried: Vec<String> = SDK
+            .iter()
+            .map(|t| {
+                t.path
+                    .strip_prefix("weir-plugin-sdk/")
+                    .expect("under the SDK's folder")
+                    .to_owned()
+            })
+            .collect();
+        carried.sort();
+        assert_eq!(carried, on_disk);
+        assert!(carried.iter().any(|f| f == "wit/transform.wit"));
+    }
+
+    #[test]
+    fn the_carried_sdk_stands_alone_at_weirs_version() {
+        let manifest = SDK
+            .iter()
+            .find(|t| t.path == "weir-plugin-sdk/Cargo.toml")
+            .expect("the SDK's Cargo.toml")
+            .text;
+        let table: toml::Table = manifest.parse().expect("TOML");
+        let package = table["package"].as_table().expect("[package]");
+        assert_eq!(
+            package["version"].as_str(),
+            Some(env!("CARGO_PKG_VERSION")),
+            "the SDK's version is weir's"
+        );
+        assert!(package["edition"].is_str() && package["license"].is_str());
+        // Nothing inherited from a workspace (`version.workspace = true` and the like are
+        // tables): the plugin's folder has no weir workspace to inherit from.
+        let inherits = |value: &toml::Value| value.get("workspace").is_some();
+        assert!(!package.values().any(inherits), "{manifest}");
+        let dependencies = table["dependencies"].as_table().expect("[dependencies]");
+        assert!(!dependencies.values().any(inherits), "{manifest}");
+        assert!(!table.contains_key("workspace"), "{manifest}");
+        let bindings = SDK
+            .iter()
+            .find(|t| t.path == "weir-plugin-sdk/src/bindings.rs")
+            .expect("bindings")
+            .text;
+        assert!(!bindings.contains("../"), "WIT from outside the SDK");
+    }
+
+    #[test]
+    fn a_rust_plugin_gets_the_sdk_in_its_own_folder() {
+        let parent = tempfile::tempdir().expect("tempdir");
+        let made = new_plugin("crm-contact", Lang::Rust, parent.path()).expect("made");
+        let manifest = std::fs::read_to_string(made.dir.join("Cargo.toml")).expect("Cargo.toml");
+        let table: toml::Table = manifest.parse().expect("TOML");
+        assert_eq!(table["package"]["name"].as_str(), Some("crm-contact"));
+        assert_eq!(
+            table["dependencies"]["weir-plugin-sdk"]["path"].as_str(),
+            Some(SDK_DIR)
+        );
+        for t in SDK {
+            let written = std::fs::read_to_string(made.dir.join(t.path)).expect(t.path);
+            assert_eq!(written, t.text, "{}", t.path);
+        }
+        assert_eq!(made.files.len(), RUST.len() + CASES.len() + SDK.len());
+        assert!(made.next.iter().any(|c| c.contains("crm_contact.wasm")));
+    }
+
+    #[test]
+    fn printed_folders_are_one_shell_word_and_show_control_characters() {
+        assert_eq!(shell_word("/tmp/crm-contact"), "/tmp/crm-contact");
+        assert_eq!(shell_word("my plugins/x"), "'my plugins/x'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        let hostile = shell_word("a\n\u{1b}[2Jb");
+        assert!(!hostile.chars().any(char::is_control), "{hostile}");
+        assert_eq!(hostile, "'a'$'\\x0a'''$'\\x1b''[2Jb'");
     }
 }

@@ -5,18 +5,8 @@ use std::process::ExitCode;
 use super::{SetupError, setup};
 
 pub(super) fn new(what: crate::scaffold::NewCommand) -> Result<ExitCode, SetupError> {
-    let crate::scaffold::NewCommand::Plugin {
-        name,
-        lang,
-        dir,
-        sdk,
-    } = what;
-    let made = setup(crate::scaffold::new_plugin(
-        &name,
-        lang,
-        &dir,
-        sdk.as_deref(),
-    ))?;
+    let crate::scaffold::NewCommand::Plugin { name, lang, dir } = what;
+    let made = setup(crate::scaffold::new_plugin(&name, lang, &dir))?;
     // The plugin is made; a stdout closed by its reader only shortens the advice.
     let _ = print_made(&made);
     Ok(ExitCode::SUCCESS)
@@ -29,7 +19,7 @@ fn print_made(made: &crate::scaffold::Scaffolded) -> std::io::Result<()> {
     writeln!(
         out,
         "created {} ({} files)",
-        made.dir.display(),
+        crate::scaffold::shell_word(&made.dir.display().to_string()),
         made.files.len()
     )?;
     writeln!(out, "next:")?;
