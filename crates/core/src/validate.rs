@@ -1,8 +1,8 @@
 //! Checks an entry against what EventBridge would refuse, before it is sent.
 //!
-//! The detail is scanned, not parsed into a tree, by the crate's one JSON scanner
-//! ([`json`](crate::json)): the scan keeps the exact text (so no digit is lost) and costs
-//! one pass.
+//! The detail is scanned, not parsed into a tree, by the crate's one JSON scanner (the
+//! private `json` module, which the image reader uses too): the scan keeps the exact text
+//! (so no digit is lost) and costs one pass.
 
 use crate::json::{JsonError, Scanner};
 
