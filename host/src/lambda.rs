@@ -233,6 +233,7 @@ pub async fn handle(
         retried = counts.retried,
         "batch done"
     );
+    log_dead_letters_and_retries(&report);
     let mut failures = Vec::new();
     for seq in report.retry_sequence_numbers() {
         let Some(seq) = seq else {
@@ -388,5 +389,210 @@ impl Function {
                 .is_ok_and(|v| v == "1" || v == "true"),
             exports: weir_aws::export::Exports::new(&sdk),
         })
+    }
+}
+
+/// Logs each dead letter the batch kept (tenant, plugin, kind, sequence number and the
+/// reason's first line, all escaped; never the record's values, which stay in the queue),
+/// and, when records are left for Lambda to deliver again, one warning naming their
+/// tenants, their destinations (the detail types of their entries, or the plugin when
+/// they have none) and the lowest sequence number left, where Lambda resumes.
+fn log_dead_letters_and_retries(report: &batch::BatchReport) {
+    let escaped = |t: &str| weir_core::text::one_line(t).into_owned();
+    let sequence_number = |record: usize| {
+        report
+            .sequence_numbers
+            .get(record)
+            .and_then(|s| s.as_deref())
+            .map_or_else(|| "(unreadable)".to_owned(), escaped)
+    };
+    for note in &report.dead_letters {
+        tracing::warn!(
+            tenant = note.tenant.as_deref().unwrap_or("(none)"),
+            plugin = note.plugin.as_deref().unwrap_or("(none)"),
+            kind = note.kind.as_str(),
+            sequence_number = %sequence_number(note.record),
+            "dead-lettered: {}",
+            note.reason
+        );
+    }
+    let retried: Vec<usize> = report
+        .verdicts
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| matches!(v, batch::Verdict::Retry { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    if retried.is_empty() {
+        return;
+    }
+    let mut tenants = std::collections::BTreeSet::new();
+    let mut destinations = std::collections::BTreeSet::new();
+    let mut reasons = std::collections::BTreeSet::new();
+    for &record in &retried {
+        tenants.insert(
+            report
+                .tenants
+                .get(record)
+                .and_then(|t| t.as_deref())
+                .map_or_else(|| "(none)".to_owned(), escaped),
+        );
+        if let Some(batch::Verdict::Retry { reason }) = report.verdicts.get(record) {
+            reasons.insert(escaped(reason.lines().next().unwrap_or_default()));
+        }
+        for (entry, _) in report
+            .entries
+            .iter()
+            .zip(&report.entry_records)
+            .filter(|(_, owner)| **owner == record)
+        {
+            destinations.insert(escaped(&entry.detail_type));
+        }
+    }
+    if destinations.is_empty() {
+        // No entries (a dead letter that could not be kept): the plugin is what is known.
+        destinations.extend(
+            report
+                .dead_letters
+                .iter()
+                .filter(|n| retried.contains(&n.record))
+                .filter_map(|n| n.plugin.clone()),
+        );
+    }
+    let lowest = match report.retry_sequence_numbers().first() {
+        Some(Some(seq)) => escaped(seq),
+        Some(None) => "(unreadable: the whole batch is retried)".to_owned(),
+        None => "(none)".to_owned(),
+    };
+    let join =
+        |set: std::collections::BTreeSet<String>| set.into_iter().collect::<Vec<_>>().join(", ");
+    tracing::warn!(
+        records = retried.len(),
+        tenants = %join(tenants),
+        destinations = %join(destinations),
+        lowest_sequence_number = %lowest,
+        reasons = %join(reasons),
+        "records left for Lambda to deliver again (PutEvents still failing when the invocation's time ran out, or a dead letter not kept); it resumes at the lowest sequence number"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_core::batch::{BatchReport, DeadLetterNote, Verdict};
+    use weir_core::model::DeadLetterKind;
+
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut lines) = self.0.lock() {
+                lines.extend_from_slice(buf);
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The JSON log lines (the function's format) `log` writes.
+    fn logged(log: impl FnOnce()) -> Vec<serde_json::Value> {
+        let bytes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = {
+            let bytes = bytes.clone();
+            move || Captured(bytes.clone())
+        };
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(writer)
+            .finish();
+        tracing::subscriber::with_default(subscriber, log);
+        let text = bytes.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&text)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON log line"))
+            .collect()
+    }
+
+    fn entry(detail_type: &str) -> weir_core::model::Entry {
+        weir_core::model::Entry {
+            source: "s".into(),
+            detail_type: detail_type.into(),
+            detail: "{}".into(),
+            event_bus_name: "b".into(),
+            resources: Vec::new(),
+            plugin: Arc::new(weir_core::model::PluginRef {
+                name: "salesforce-account".into(),
+                sha256: String::new(),
+            }),
+            coalesce: None,
+        }
+    }
+
+    #[test]
+    fn each_dead_letter_and_the_retry_warning_name_tenant_destination_and_sequence_number() {
+        let report = BatchReport {
+            verdicts: vec![
+                Verdict::DeadLettered {
+                    kind: DeadLetterKind::PluginError,
+                },
+                Verdict::Retry {
+                    reason: "ThrottlingException: slow down".into(),
+                },
+                Verdict::Retry {
+                    reason: "ThrottlingException: slow down".into(),
+                },
+                Verdict::Published,
+            ],
+            entries: vec![entry("account.upsert"), entry("order.created"), entry("x")],
+            entry_records: vec![1, 2, 3],
+            sequence_numbers: vec![
+                Some("900".into()),
+                Some("1000".into()),
+                Some("950".into()),
+                Some("1100".into()),
+            ],
+            tenants: vec![
+                Some("evil\ntenant".into()),
+                Some("acme".into()),
+                Some("globex".into()),
+                Some("initech".into()),
+            ],
+            dead_letters: vec![DeadLetterNote {
+                record: 0,
+                tenant: Some(weir_core::text::one_line("evil\ntenant").into_owned()),
+                plugin: Some("mapping".into()),
+                kind: DeadLetterKind::PluginError,
+                reason: "plugin said: bad email".into(),
+            }],
+            entries_published: 1,
+            put_events_calls: 3,
+            put_events_retry_calls: 2,
+            dead_letters_sent: 1,
+            plugin_time: Duration::ZERO,
+            calls: vec![Vec::new(); 4],
+        };
+        let lines = logged(|| log_dead_letters_and_retries(&report));
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        let dead = &lines[0];
+        assert_eq!(dead["tenant"], "evil\\ntenant", "escaped: {dead}");
+        assert_eq!(dead["plugin"], "mapping");
+        assert_eq!(dead["kind"], DeadLetterKind::PluginError.as_str());
+        assert_eq!(dead["sequence_number"], "900");
+        assert_eq!(dead["message"], "dead-lettered: plugin said: bad email");
+        let retry = &lines[1];
+        assert_eq!(retry["level"], "WARN");
+        assert_eq!(retry["records"], 2);
+        assert_eq!(retry["tenants"], "acme, globex");
+        assert_eq!(retry["destinations"], "account.upsert, order.created");
+        assert_eq!(retry["lowest_sequence_number"], "950");
+        assert!(
+            retry["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("still failing")),
+            "{retry}"
+        );
     }
 }

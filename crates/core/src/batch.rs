@@ -59,6 +59,48 @@ pub struct BatchReport {
     pub plugin_time: Duration,
     /// Each record's plugin calls and what they cost (the per-record report).
     pub calls: Vec<Vec<PluginCall>>,
+    /// For each of `entries`, the record (its place in the batch) it came from.
+    pub entry_records: Vec<usize>,
+    /// What the log may say of each dead letter kept: never the record's values.
+    pub dead_letters: Vec<DeadLetterNote>,
+}
+
+/// A dead letter as the function's log names it: whose, which plugin, what kind, where in
+/// the stream, and the reason's first line, escaped ([`crate::text::one_line`]). The
+/// record's values stay in the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterNote {
+    /// The record's place in the batch.
+    pub record: usize,
+    /// The record's tenant, escaped, where it had one.
+    pub tenant: Option<String>,
+    /// The plugin that handled it, where one did.
+    pub plugin: Option<String>,
+    /// The reason's kind.
+    pub kind: DeadLetterKind,
+    /// The reason's first line, escaped and cut to [`NOTE_REASON_CHARS`].
+    pub reason: String,
+}
+
+/// The most of a dead letter's reason the log repeats (the whole reason is in the letter).
+pub const NOTE_REASON_CHARS: usize = 300;
+
+impl DeadLetterNote {
+    fn new(record: usize, letter: &DeadLetter) -> Self {
+        let escaped = |t: &str| crate::text::one_line(t).into_owned();
+        let first_line = letter.reason.message.lines().next().unwrap_or_default();
+        let mut reason: String = first_line.chars().take(NOTE_REASON_CHARS).collect();
+        if reason.len() < first_line.len() {
+            reason.push('…');
+        }
+        DeadLetterNote {
+            record,
+            tenant: letter.tenant.as_deref().map(escaped),
+            plugin: letter.plugin.as_ref().map(|p| escaped(&p.name)),
+            kind: letter.reason.kind,
+            reason: escaped(&reason),
+        }
+    }
 }
 
 impl BatchReport {
@@ -271,6 +313,7 @@ pub async fn run<S: Slot>(
     }
 
     let mut dead_letters_sent = 0;
+    let mut notes = Vec::new();
     if !letters.is_empty() {
         let only: Vec<DeadLetter> = letters.iter().map(|(_, l)| l.clone()).collect();
         let kept = dead_letters.keep(&only, deadline).await;
@@ -278,6 +321,7 @@ pub async fn run<S: Slot>(
             verdicts[*i] = Some(match kept {
                 Ok(()) => {
                     dead_letters_sent += 1;
+                    notes.push(DeadLetterNote::new(*i, letter));
                     Verdict::DeadLettered {
                         kind: letter.reason.kind,
                     }
@@ -318,6 +362,8 @@ pub async fn run<S: Slot>(
         dead_letters_sent,
         plugin_time,
         calls,
+        entry_records: owners,
+        dead_letters: notes,
     })
 }
 
