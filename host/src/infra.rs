@@ -252,6 +252,43 @@ pub fn template(
     Ok(out)
 }
 
+/// EventBridge's default rules per event bus (adjustable in Service Quotas).
+pub const DEFAULT_RULES_PER_BUS: usize = 300;
+/// The rules-per-bus default in the Regions where it is lower.
+pub const LOWER_RULES_PER_BUS: (usize, &str) = (100, "af-south-1 and eu-south-1");
+/// EventBridge's default API destinations, and connections, per account and Region
+/// (each adjustable in Service Quotas).
+pub const DEFAULT_API_DESTINATIONS_PER_REGION: usize = 3_000;
+
+/// The way around a quota that a destination per tenant meets.
+const QUOTA_WAY_AROUND: &str = "one destination for all tenants whose endpoint path carries the tenant (endpoint = \"https://.../*\", path_parameters = [\"$.detail.metadata.tenant\"]), or a dispatcher (a webhook service) behind one destination, or a quota increase in Service Quotas (the quota is adjustable)";
+
+/// Warnings (not errors) for a manifest whose destinations would pass EventBridge's
+/// default quotas: each destination is a rule on the bus, an API destination and a
+/// connection. A SaaS with a webhook per tenant meets the rule quota at 300 tenants, and
+/// the template would fail to deploy there. Each warning names the quota and the way
+/// around it. `weir check` and `weir infra` print them.
+pub fn quota_warnings(destinations: &BTreeMap<String, DestinationSpec>) -> Vec<String> {
+    let n = destinations.len();
+    let mut warnings = Vec::new();
+    let (lower, lower_regions) = LOWER_RULES_PER_BUS;
+    if n > DEFAULT_RULES_PER_BUS {
+        warnings.push(format!(
+            "{n} destinations make {n} rules on the event bus: more than EventBridge's default quota of {DEFAULT_RULES_PER_BUS} rules per event bus ({lower} in {lower_regions}), before the bus's other rules; instead: {QUOTA_WAY_AROUND}"
+        ));
+    } else if n > lower {
+        warnings.push(format!(
+            "{n} destinations make {n} rules on the event bus: more than EventBridge's default quota of {lower} rules per event bus in {lower_regions} ({DEFAULT_RULES_PER_BUS} elsewhere); there: {QUOTA_WAY_AROUND}"
+        ));
+    }
+    if n > DEFAULT_API_DESTINATIONS_PER_REGION {
+        warnings.push(format!(
+            "{n} destinations make {n} API destinations and {n} connections: more than EventBridge's default quotas of {DEFAULT_API_DESTINATIONS_PER_REGION} API destinations and {DEFAULT_API_DESTINATIONS_PER_REGION} connections per account and Region, before any others there; instead: {QUOTA_WAY_AROUND}"
+        ));
+    }
+    warnings
+}
+
 /// The generated resources, markers included, indented to sit under `Resources:`;
 /// refused while [`template_problems`] finds any.
 pub fn resources(
@@ -786,6 +823,46 @@ auth = { type = "none" }
     fn parsed() -> (Manifest, BTreeMap<String, DestinationSpec>) {
         Manifest::parse_with_destinations(MANIFEST, Location::File("m.toml".into()))
             .expect("parses")
+    }
+
+    /// A manifest with `n` webhook destinations, one per tenant.
+    fn webhooks(n: usize) -> BTreeMap<String, DestinationSpec> {
+        let mut text = String::from(
+            "event_bus = \"bus\"\n[plugins.p]\npath = \"p.wasm\"\n[[routes]]\ntable = \"T\"\nsource = \"s\"\ntenant = { attribute = \"t\" }\n[tenants.default]\nplugin = \"p\"\n",
+        );
+        for i in 0..n {
+            text.push_str(&format!(
+                "[destinations.hook-{i}]\nendpoint = \"https://example.com/t{i}\"\nmethod = \"POST\"\ndetail_types = [\"Changed\"]\nauth = {{ type = \"none\" }}\n"
+            ));
+        }
+        Manifest::parse_with_destinations(&text, Location::File("m.toml".into()))
+            .expect("parses")
+            .1
+    }
+
+    #[test]
+    fn three_hundred_and_one_webhooks_pass_the_rules_per_bus_quota_with_a_way_around() {
+        let destinations = webhooks(301);
+        assert_eq!(destinations.len(), 301);
+        let warnings = quota_warnings(&destinations);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        let w = &warnings[0];
+        assert!(
+            w.contains("301 rules") && w.contains("300 rules per event bus"),
+            "{w}"
+        );
+        assert!(w.contains("af-south-1") && w.contains("eu-south-1"), "{w}");
+        assert!(
+            w.contains("$.detail.metadata.tenant") && w.contains("quota increase"),
+            "{w}"
+        );
+        let lower = quota_warnings(&webhooks(101));
+        assert!(
+            lower.len() == 1 && lower[0].contains("100 rules per event bus in af-south-1"),
+            "{lower:?}"
+        );
+        assert!(quota_warnings(&webhooks(100)).is_empty());
+        assert!(quota_warnings(&parsed().1).is_empty());
     }
 
     #[test]

@@ -28,6 +28,13 @@ pub(super) fn infra(manifest: &str) -> Result<ExitCode, SetupError> {
             "{manifest}: no [destinations.<name>] sections: nothing to generate"
         )));
     }
+    // Before the template, so a deploy that EventBridge's quotas would refuse is seen first.
+    for warning in crate::infra::quota_warnings(&destinations) {
+        eprintln!(
+            "weir: warning: {}: {warning}",
+            weir_core::text::one_line(manifest)
+        );
+    }
     match crate::infra::template(&m, &destinations) {
         Ok(template) => {
             print!("{template}");
