@@ -256,8 +256,8 @@ fn one_line(e: &anyhow::Error) -> String {
     weir_core::text::one_line(&text).into_owned()
 }
 
-fn setup<T>(r: anyhow::Result<T>) -> Result<T, SetupError> {
-    r.map_err(SetupError)
+fn setup<T, E: Into<anyhow::Error>>(r: Result<T, E>) -> Result<T, SetupError> {
+    r.map_err(|e| SetupError(e.into()))
 }
 
 fn run(cli: Cli) -> Result<ExitCode, SetupError> {

@@ -216,7 +216,7 @@ fn weir_check_refuses_coalescing_a_destination_the_tenant_may_not_use() {
     );
     assert!(
         said.contains(
-            "tenants.acme.coalesce names \"slack\", a destination tenant \"acme\" may not use (allowed: crm)"
+            "tenants.acme.coalesce: names \"slack\", a destination tenant \"acme\" may not use (allowed: crm)"
         ),
         "{said}"
     );

@@ -719,9 +719,9 @@ fn bad_input_gets_a_clear_error_and_loses_nothing() {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(2), "{err}");
     for part in [
-        "unknown key \"colour\"",
-        "plugins.p: invalid type: integer `5`, expected a string",
-        "names plugin \"nope\"",
+        "colour: unknown key",
+        "plugins.p.path: invalid type: integer `5`, expected a string",
+        "tenants.a.plugin: names plugin \"nope\"",
     ] {
         assert!(err.contains(part), "{err} lacks {part}");
     }

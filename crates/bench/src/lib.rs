@@ -791,6 +791,7 @@ pub(crate) fn dry_batch<S: Slot>(
         DeadLetterSink::Collect(&mut letters),
         tokio::time::Instant::now() + Duration::from_secs(60),
     ))
+    .map_err(anyhow::Error::from)
 }
 
 fn write_entries(path: &Path, entries: &[Entry]) -> anyhow::Result<()> {

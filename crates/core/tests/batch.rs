@@ -190,7 +190,7 @@ impl DeadLetterStore for &mut MemoryQueue {
         &mut self,
         letters: &[DeadLetter],
         _deadline: Instant,
-    ) -> Vec<Result<(), String>> {
+    ) -> Vec<Result<(), weir_core::sink::KeepError>> {
         letters
             .iter()
             .map(|l| {
@@ -200,7 +200,9 @@ impl DeadLetterStore for &mut MemoryQueue {
                     .unwrap_or_default()
                     .to_owned();
                 if self.refuse.contains(&name) {
-                    Err("the queue refused it".to_owned())
+                    Err(weir_core::sink::KeepError::Refused(
+                        "the queue refused it".to_owned(),
+                    ))
                 } else {
                     self.kept.push(l.clone());
                     Ok(())

@@ -24,7 +24,8 @@
 
 use std::collections::BTreeMap;
 
-use weir_core::manifest::{DEFAULT_TENANT, DestinationSpec, Manifest, logical_id};
+use super::logical_id;
+use weir_core::manifest::{DEFAULT_TENANT, DestinationSpec, Manifest};
 
 use super::{Node, resource};
 

@@ -343,11 +343,16 @@ impl<S: Slot> Batch<'_, S> {
             let plugin = match self.pipeline.plugins.get(name).map(|s| s.get()) {
                 Some(Ok(p)) => p,
                 Some(Err(SlotError::Broken(why))) => {
-                    return reject(DeadLetterKind::PluginLoad, why, Blame::Plugin, None);
+                    return reject(
+                        DeadLetterKind::PluginLoad,
+                        why.to_string(),
+                        Blame::Plugin,
+                        None,
+                    );
                 }
                 Some(Err(SlotError::Unavailable(why))) => {
                     return Outcome::Retry {
-                        reason: why,
+                        reason: why.to_string(),
                         tenant: Some(tenant_id),
                     };
                 }
