@@ -16,6 +16,8 @@ mod backfill;
 mod bootstrap;
 /// The `weir` command line end to end on the example manifest and plugins.
 mod cli;
+/// Installing `weir`: `--version`, completions, one-line AWS errors, EventBridge quotas.
+mod cli_install;
 /// `weir run --publish` to EventBridge and SQS.
 mod cli_publish;
 /// Per-item coalescing within a batch.
@@ -28,6 +30,8 @@ mod faults;
 mod flags_and_pipes;
 /// Events in the shapes other tools write them.
 mod foreign_events;
+/// A `weir` binary copied outside any checkout scaffolds, builds and tests plugins.
+mod installed;
 /// The Lambda handler, called directly.
 mod lambda;
 /// The JavaScript and Python builds of a plugin against the Rust one.
