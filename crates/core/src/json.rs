@@ -1,7 +1,7 @@
 //! weir's one JSON scanner: it walks JSON text byte by byte and finds where values lie,
 //! without building a tree or setting up a deserializer per value, and without changing a
-//! digit. Two readers stand on it: [`validate`](crate::validate) checks a plugin's detail
-//! strictly ([`Scanner::check_value`]), and [`image`](crate::image) finds an item image's
+//! digit. Two readers stand on it: `validate` checks a plugin's detail
+//! strictly ([`Scanner::check_value`]), and `image` finds an item image's
 //! attributes ([`Scanner::object`], [`Scanner::value`]) and reads them one level at a time.
 //!
 //! Text that is not JSON is an error, never a panic: every index and slice is checked, and

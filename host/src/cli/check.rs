@@ -18,6 +18,9 @@ use weir_runtime::plugin::PluginEngine;
 pub(super) fn check(manifest: &str) -> Result<ExitCode, SetupError> {
     let runtime = runtime()?;
     let report = runtime.block_on(report(manifest)).map_err(SetupError)?;
+    for warning in &report.warnings {
+        eprintln!("warning: {}: {warning}", one_line(manifest));
+    }
     for line in &report.lines {
         println!("{line}");
     }
@@ -34,6 +37,8 @@ struct Report {
     lines: Vec<String>,
     /// No problem was found.
     ok: bool,
+    /// What would pass EventBridge's default quotas: said, but not a problem.
+    warnings: Vec<String>,
 }
 
 /// Loads the manifest at `manifest` and everything it names. An unusable manifest gives
@@ -41,7 +46,7 @@ struct Report {
 /// line, each starting with its key; every key and message is escaped onto one line.
 async fn report(manifest: &str) -> anyhow::Result<Report> {
     let location = Location::parse(manifest)?;
-    let template = template_problems(&location).await;
+    let (template, warnings) = template_problems(&location).await;
     let engine = Arc::new(PluginEngine::new().context("cannot start the plugin engine")?);
     let loaded = Loader::load(
         Store::default(),
@@ -75,6 +80,7 @@ async fn report(manifest: &str) -> anyhow::Result<Report> {
                     m.event_bus
                 )],
                 ok: true,
+                warnings,
             })
         }
         _ => {
@@ -84,7 +90,11 @@ async fn report(manifest: &str) -> anyhow::Result<Report> {
             };
             let mut lines = vec![format!("{shown}: {count}")];
             lines.extend(problems);
-            Ok(Report { lines, ok: false })
+            Ok(Report {
+                lines,
+                ok: false,
+                warnings,
+            })
         }
     }
 }
@@ -125,18 +135,22 @@ fn problem_lines(problems: &LoadProblems) -> Vec<String> {
 }
 
 /// The strings `weir infra` would refuse to put into a template
-/// ([`crate::infra::template_problems`]), each naming its key. A manifest that cannot be
-/// read or parsed gives none here: the loader reports why.
-async fn template_problems(location: &Location) -> Vec<TemplateProblem> {
+/// ([`crate::infra::template_problems`]), each naming its key, and the EventBridge quotas
+/// its destinations would pass ([`crate::infra::quota_warnings`]). A manifest that cannot
+/// be read or parsed gives none here: the loader reports why.
+async fn template_problems(location: &Location) -> (Vec<TemplateProblem>, Vec<String>) {
     let Ok((bytes, _)) = Store::default().read(location).await else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
     let Ok(text) = String::from_utf8(bytes) else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
     match Manifest::parse_with_destinations(&text, location.clone()) {
-        Ok((m, destinations)) => crate::infra::template_problems(&m, &destinations),
-        Err(_) => Vec::new(),
+        Ok((m, destinations)) => (
+            crate::infra::template_problems(&m, &destinations),
+            crate::infra::quota_warnings(&destinations),
+        ),
+        Err(_) => (Vec::new(), Vec::new()),
     }
 }
 
