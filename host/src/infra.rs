@@ -743,23 +743,7 @@ fn scalar(s: &str) -> String {
 /// YAML reader sees a line break (`\n`, `\r`, U+0085, U+2028, U+2029), a byte-order mark
 /// or a character it refuses.
 fn double_quoted(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            ' '..='~' => out.push(c),
-            c if u32::from(c) <= 0xFFFF => {
-                let _ = write!(out, "\\u{:04X}", u32::from(c));
-            }
-            c => {
-                let _ = write!(out, "\\U{:08X}", u32::from(c));
-            }
-        }
-    }
-    out.push('"');
-    out
+    weir_core::text::ascii_quoted(s)
 }
 
 fn is_plain_safe(s: &str) -> bool {

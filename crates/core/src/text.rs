@@ -24,6 +24,31 @@ pub fn one_line(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `text` double-quoted in printable ASCII only: `"` and `\` escaped, every other character
+/// outside printable ASCII as `\uXXXX` (or `\UXXXXXXXX` beyond the first plane). Read back by
+/// a YAML double-quoted scalar (and, below U+10000, a TOML basic string) as exactly `text`,
+/// with no line break, byte-order mark or control character for any reader to act on.
+pub fn ascii_quoted(text: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            ' '..='~' => out.push(c),
+            c if u32::from(c) <= 0xFFFF => {
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
+            }
+            c => {
+                let _ = write!(out, "\\U{:08X}", u32::from(c));
+            }
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// Whether `c` must not reach a terminal or a log line as itself.
 fn needs_escape(c: char) -> bool {
     c.is_control()

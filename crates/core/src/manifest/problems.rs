@@ -1,7 +1,5 @@
 //! What is wrong with a manifest: each problem with its key, its kind and a sentence.
 
-use std::fmt::Write as _;
-
 /// What kind of thing is wrong, for callers that branch on it (an editor marking the
 /// key, a test asserting which check fired).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,23 +68,7 @@ pub(super) fn segment(name: &str) -> String {
     {
         return name.to_owned();
     }
-    let mut out = String::with_capacity(name.len() + 2);
-    out.push('"');
-    for c in name.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            ' '..='~' => out.push(c),
-            c if u32::from(c) <= 0xFFFF => {
-                let _ = write!(out, "\\u{:04X}", u32::from(c));
-            }
-            c => {
-                let _ = write!(out, "\\U{:08X}", u32::from(c));
-            }
-        }
-    }
-    out.push('"');
-    out
+    crate::text::ascii_quoted(name)
 }
 
 /// `parent.name`, with `name` a [`segment`].
