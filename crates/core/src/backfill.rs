@@ -16,6 +16,7 @@ use std::fmt::Write as _;
 use serde_json::value::RawValue;
 use sha2::Digest as _;
 
+use crate::batch::Counts;
 use crate::record::{BACKFILL_EVENT_SOURCE, table_from_arn, write_json_string};
 
 /// Why an item cannot become a record.
@@ -196,6 +197,185 @@ impl Pace {
     }
 }
 
+/// What a backfill reads its items from, one at a time, as typed JSON: a data file of an
+/// export as it streams, or a page of a Scan held in memory (a `VecDeque` of items).
+pub trait ItemSource: Send {
+    /// Why an item could not be read.
+    type Error: Send;
+
+    /// The next item, or `None` after the last.
+    fn next_item(&mut self) -> impl Future<Output = Option<Result<String, Self::Error>>> + Send;
+
+    /// Whether every item has been read (a source that streams looks ahead to say).
+    fn at_end(&mut self) -> impl Future<Output = bool> + Send;
+}
+
+impl ItemSource for std::collections::VecDeque<String> {
+    type Error = std::convert::Infallible;
+
+    async fn next_item(&mut self) -> Option<Result<String, Self::Error>> {
+        self.pop_front().map(Ok)
+    }
+
+    async fn at_end(&mut self) -> bool {
+        self.is_empty()
+    }
+}
+
+/// What takes a chunk of a backfill's records to their verdicts: runs the batch, publishes
+/// or prints its entries, keeps its dead letters. The AWS side lives with the caller.
+pub trait ChunkPublisher: Send {
+    /// Why a chunk reached no verdicts.
+    type Error: Send;
+
+    /// Runs `records` (each a backfilled stream INSERT) to their verdicts.
+    fn publish(
+        &mut self,
+        records: Vec<Box<RawValue>>,
+    ) -> impl Future<Output = Result<ChunkDone, Self::Error>> + Send;
+}
+
+/// What one chunk came to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChunkDone {
+    /// Its records by verdict, and the entries published.
+    pub counts: Counts,
+    /// The entries its records made: what the pace counts.
+    pub entries_made: usize,
+    /// The publisher cannot go on (a closed stdout): stop after this chunk, counted.
+    pub halt: bool,
+}
+
+/// Why a paced loop returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Every item is done.
+    End,
+    /// Items are left, and the next chunk would start at or after the loop's `stop_at`.
+    Deadline,
+    /// A chunk had records left for retry, with these counts: that chunk is not done (a
+    /// resume does it again, with the same event ids) and not in [`Progress::counts`].
+    Unpublished(Counts),
+    /// The publisher asked to stop after a chunk (counted and done).
+    Halted,
+}
+
+/// How far a paced loop got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Items done, from the loop's first: every one published, filtered, coalesced or
+    /// dead-lettered.
+    pub done: u64,
+    /// The counts of the chunks done.
+    pub counts: Counts,
+    /// Why it returned.
+    pub stop: Stop,
+}
+
+/// Why a paced loop stopped short of an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum PacedError<R, P> {
+    /// An item could not be read.
+    #[error("{0}")]
+    Read(R),
+    /// An item could not become a record.
+    #[error("item {position} of the run: {source}")]
+    Item {
+        /// The item's position in the run.
+        position: u64,
+        /// Why.
+        #[source]
+        source: BackfillError,
+    },
+    /// A chunk reached no verdicts.
+    #[error("{0}")]
+    Publish(P),
+}
+
+/// One paced pass over a backfill's items: what the command (per Scan page or data file
+/// page) and the function's task (per data file) both drive.
+#[derive(Debug)]
+pub struct PacedLoop<'a> {
+    /// The run the records belong to.
+    pub run: &'a BackfillRun,
+    /// The pace, shared across the caller's passes.
+    pub pace: &'a mut Pace,
+    /// The position in the run of the first item read.
+    pub first_position: u64,
+    /// The most records in one chunk (a paced chunk is about a second's worth).
+    pub max_chunk: usize,
+    /// No chunk starts at or after this instant, once one chunk is done (so every pass
+    /// moves); `None`: no deadline.
+    pub stop_at: Option<tokio::time::Instant>,
+}
+
+impl PacedLoop<'_> {
+    /// Reads `items` in chunks, each started when the pace allows, made into records and
+    /// handed to `publisher`, until the items end, the deadline nears, a chunk is not
+    /// published in time, or the publisher halts.
+    pub async fn run<I: ItemSource, P: ChunkPublisher>(
+        self,
+        items: &mut I,
+        publisher: &mut P,
+    ) -> Result<Progress, PacedError<I::Error, P::Error>> {
+        let mut progress = Progress {
+            done: 0,
+            counts: Counts::default(),
+            stop: Stop::End,
+        };
+        loop {
+            if items.at_end().await {
+                return Ok(progress);
+            }
+            if progress.done > 0 && self.stop_at.is_some_and(|at| self.pace.due() >= at) {
+                progress.stop = Stop::Deadline;
+                return Ok(progress);
+            }
+            self.pace.ready().await;
+            let want = self.pace.chunk(self.max_chunk);
+            let mut records = Vec::with_capacity(want);
+            while records.len() < want {
+                let Some(item) = items.next_item().await else {
+                    break;
+                };
+                let item = item.map_err(PacedError::Read)?;
+                let position = self
+                    .first_position
+                    .saturating_add(progress.done)
+                    .saturating_add(records.len() as u64);
+                let record = self
+                    .run
+                    .record(&item, position)
+                    .and_then(|text| {
+                        RawValue::from_string(text)
+                            .map_err(|e| BackfillError::NotAnItem(e.to_string()))
+                    })
+                    .map_err(|source| PacedError::Item { position, source })?;
+                records.push(record);
+            }
+            if records.is_empty() {
+                return Ok(progress);
+            }
+            let n = records.len() as u64;
+            let chunk = publisher
+                .publish(records)
+                .await
+                .map_err(PacedError::Publish)?;
+            self.pace.sent(chunk.entries_made);
+            if chunk.counts.retried > 0 {
+                progress.stop = Stop::Unpublished(chunk.counts);
+                return Ok(progress);
+            }
+            progress.counts.add(&chunk.counts);
+            progress.done = progress.done.saturating_add(n);
+            if chunk.halt {
+                progress.stop = Stop::Halted;
+                return Ok(progress);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,6 +470,184 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("from 0.001 to 1000000")
+        );
+    }
+
+    /// A publisher that publishes every record (one entry each), noting each chunk's
+    /// sequence numbers and when it started; chunk `retry_at` leaves its records for retry,
+    /// chunk `halt_at` halts.
+    #[derive(Default)]
+    struct Recorder {
+        chunks: Vec<(Vec<String>, std::time::Duration)>,
+        retry_at: Option<usize>,
+        halt_at: Option<usize>,
+        started: Option<tokio::time::Instant>,
+    }
+
+    impl ChunkPublisher for Recorder {
+        type Error = std::convert::Infallible;
+
+        async fn publish(&mut self, records: Vec<Box<RawValue>>) -> Result<ChunkDone, Self::Error> {
+            let started = *self.started.get_or_insert_with(tokio::time::Instant::now);
+            let seqs: Vec<String> = records
+                .iter()
+                .map(|r| {
+                    parse(r.get())
+                        .expect("a record")
+                        .sequence_number()
+                        .to_owned()
+                })
+                .collect();
+            let i = self.chunks.len();
+            self.chunks.push((seqs, started.elapsed()));
+            let n = records.len();
+            let retry = self.retry_at == Some(i);
+            Ok(ChunkDone {
+                counts: Counts {
+                    records: n,
+                    published: if retry { 0 } else { n },
+                    retried: if retry { n } else { 0 },
+                    entries: if retry { 0 } else { n },
+                    ..Counts::default()
+                },
+                entries_made: n,
+                halt: self.halt_at == Some(i),
+            })
+        }
+    }
+
+    fn items(n: usize) -> std::collections::VecDeque<String> {
+        (0..n)
+            .map(|i| ITEM.replace("C-1", &format!("C-{i}")))
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paced_loop_sends_a_seconds_worth_per_chunk_and_stops_before_its_deadline() {
+        let run = run("r");
+        let mut pace = Pace::new(Some(10.0));
+        let mut source = items(35);
+        let mut publisher = Recorder::default();
+        let start = tokio::time::Instant::now();
+        let progress = PacedLoop {
+            run: &run,
+            pace: &mut pace,
+            first_position: 7,
+            max_chunk: 500,
+            stop_at: Some(start + std::time::Duration::from_millis(2500)),
+        }
+        .run(&mut source, &mut publisher)
+        .await
+        .expect("runs");
+        assert_eq!(progress.stop, Stop::Deadline);
+        assert_eq!(progress.done, 30);
+        assert_eq!((progress.counts.records, progress.counts.entries), (30, 30));
+        assert_eq!(
+            source.len(),
+            5,
+            "the items after the deadline are left unread"
+        );
+        let starts: Vec<u128> = publisher.chunks.iter().map(|c| c.1.as_millis()).collect();
+        assert_eq!(starts, [0, 1000, 2000], "10 entries at 10/s per chunk");
+        let first: Vec<&str> = publisher.chunks[0].0.iter().map(String::as_str).collect();
+        assert_eq!(first[0], "7", "positions start at the loop's first");
+        assert_eq!(publisher.chunks[2].0[9], "36");
+
+        // A deadline already past: one chunk still goes, so every pass moves.
+        let mut source = items(35);
+        let progress = PacedLoop {
+            run: &run,
+            pace: &mut Pace::new(Some(10.0)),
+            first_position: 0,
+            max_chunk: 500,
+            stop_at: Some(tokio::time::Instant::now()),
+        }
+        .run(&mut source, &mut Recorder::default())
+        .await
+        .expect("runs");
+        assert_eq!((progress.stop, progress.done), (Stop::Deadline, 10));
+
+        // Unpaced, no deadline: chunks of at most `max_chunk`, to the end.
+        let mut publisher = Recorder::default();
+        let progress = PacedLoop {
+            run: &run,
+            pace: &mut Pace::new(None),
+            first_position: 0,
+            max_chunk: 16,
+            stop_at: None,
+        }
+        .run(&mut items(35), &mut publisher)
+        .await
+        .expect("runs");
+        assert_eq!((progress.stop, progress.done), (Stop::End, 35));
+        let sizes: Vec<usize> = publisher.chunks.iter().map(|c| c.0.len()).collect();
+        assert_eq!(sizes, [16, 16, 3]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_chunk_left_for_retry_is_not_done_and_a_halt_stops_after_its_chunk() {
+        let run = run("r");
+        let mut publisher = Recorder {
+            retry_at: Some(1),
+            ..Recorder::default()
+        };
+        let progress = PacedLoop {
+            run: &run,
+            pace: &mut Pace::new(None),
+            first_position: 0,
+            max_chunk: 4,
+            stop_at: None,
+        }
+        .run(&mut items(10), &mut publisher)
+        .await
+        .expect("runs");
+        let Stop::Unpublished(chunk) = progress.stop else {
+            panic!("{progress:?}");
+        };
+        assert_eq!((chunk.records, chunk.retried), (4, 4));
+        assert_eq!((progress.done, progress.counts.records), (4, 4));
+        assert_eq!(
+            publisher.chunks.len(),
+            2,
+            "no chunk after the one not published"
+        );
+
+        let mut publisher = Recorder {
+            halt_at: Some(0),
+            ..Recorder::default()
+        };
+        let progress = PacedLoop {
+            run: &run,
+            pace: &mut Pace::new(None),
+            first_position: 0,
+            max_chunk: 4,
+            stop_at: None,
+        }
+        .run(&mut items(10), &mut publisher)
+        .await
+        .expect("runs");
+        assert_eq!((progress.stop, progress.done), (Stop::Halted, 4));
+        assert_eq!(progress.counts.published, 4, "the halting chunk is counted");
+    }
+
+    #[tokio::test]
+    async fn an_item_that_cannot_become_a_record_is_named_by_its_position() {
+        let run = run("r");
+        let mut source = items(3);
+        source[1] = r#"{"tenantId": {"S": "acme"}}"#.to_owned();
+        let err = PacedLoop {
+            run: &run,
+            pace: &mut Pace::new(None),
+            first_position: 100,
+            max_chunk: 10,
+            stop_at: None,
+        }
+        .run(&mut source, &mut Recorder::default())
+        .await
+        .expect_err("a key is missing");
+        assert_eq!(
+            err.to_string(),
+            "item 101 of the run: the item has no key attribute \"customerId\""
         );
     }
 

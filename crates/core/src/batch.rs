@@ -123,45 +123,38 @@ impl BatchReport {
         seqs
     }
 
-    /// Counts by verdict.
+    /// Counts by verdict, and the entries EventBridge accepted.
     pub fn counts(&self) -> Counts {
         let mut c = Counts::default();
         for v in &self.verdicts {
-            match v {
-                Verdict::Published => c.published += 1,
-                Verdict::Filtered => c.filtered += 1,
-                Verdict::Coalesced => c.coalesced += 1,
-                Verdict::DeadLettered { .. } => c.dead_lettered += 1,
-                Verdict::Retry { .. } => c.retried += 1,
-            }
+            c.count(v);
         }
-        c.records = self.verdicts.len();
+        c.entries = self.entries_published;
         c
     }
 
-    /// The same counts per tenant (records without a tenant are left out).
+    /// The records' counts per tenant (records without a tenant are left out; `entries`
+    /// is not split by tenant and stays 0).
     pub fn counts_by_tenant(&self) -> BTreeMap<String, Counts> {
         let mut by: BTreeMap<String, Counts> = BTreeMap::new();
         for (v, t) in self.verdicts.iter().zip(&self.tenants) {
             let Some(t) = t else { continue };
-            let c = by.entry(t.clone()).or_default();
-            c.records += 1;
-            match v {
-                Verdict::Published => c.published += 1,
-                Verdict::Filtered => c.filtered += 1,
-                Verdict::Coalesced => c.coalesced += 1,
-                Verdict::DeadLettered { .. } => c.dead_lettered += 1,
-                Verdict::Retry { .. } => c.retried += 1,
-            }
+            by.entry(t.clone()).or_default().count(v);
         }
         by
     }
 }
 
-/// Record counts by verdict; the four always add up to `records`.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// A run's counts: each record by its verdict (the five always add up to `records`), and
+/// the entries published. The one count type of the batch, the backfill loop and task,
+/// the function's metrics and golden cases' `counts.json`; serialized with those files'
+/// and the backfill task's field names (`deadLettered`). A count that is zero is left out
+/// where it cannot be other than zero: `retried` (a case or a task counts only records
+/// done) and `entries` (a case compares its entries in `entries.jsonl`, not here).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Counts {
-    /// Records in the batch.
+    /// Records counted.
     pub records: usize,
     /// Records all of whose entries EventBridge accepted.
     pub published: usize,
@@ -171,19 +164,78 @@ pub struct Counts {
     pub coalesced: usize,
     /// Records kept as dead letters.
     pub dead_lettered: usize,
-    /// Records left for Lambda to deliver again.
+    /// Records left to be delivered again (Lambda's retry, a backfill's resume).
+    #[serde(skip_serializing_if = "is_zero")]
     pub retried: usize,
+    /// Entries EventBridge accepted (or, not publishing, the entries printed).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub entries: usize,
+}
+
+/// Whether a count is zero (serde's test for leaving it out).
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Counts {
-    /// Adds `other`'s counts to these (one run's batches or pages into its total).
+    /// Counts one record with verdict `v`.
+    pub fn count(&mut self, v: &Verdict) {
+        self.records = self.records.saturating_add(1);
+        let slot = match v {
+            Verdict::Published => &mut self.published,
+            Verdict::Filtered => &mut self.filtered,
+            Verdict::Coalesced => &mut self.coalesced,
+            Verdict::DeadLettered { .. } => &mut self.dead_lettered,
+            Verdict::Retry { .. } => &mut self.retried,
+        };
+        *slot = slot.saturating_add(1);
+    }
+
+    /// The record counts as (records, published, filtered, coalesced, dead-lettered,
+    /// retried): the function's per-tenant metrics carry them so.
+    pub fn by_verdict(&self) -> [usize; 6] {
+        [
+            self.records,
+            self.published,
+            self.filtered,
+            self.coalesced,
+            self.dead_lettered,
+            self.retried,
+        ]
+    }
+
+    /// The counts [`Counts::by_verdict`] gave (no entries).
+    pub fn from_verdicts(
+        [
+            records,
+            published,
+            filtered,
+            coalesced,
+            dead_lettered,
+            retried,
+        ]: [usize; 6],
+    ) -> Self {
+        Counts {
+            records,
+            published,
+            filtered,
+            coalesced,
+            dead_lettered,
+            retried,
+            entries: 0,
+        }
+    }
+
+    /// Adds `other`'s counts to these (a run's batches, chunks or tenants into one total).
+    /// Saturating: counts may come from outside (a task's event carries any numbers).
     pub fn add(&mut self, other: &Counts) {
-        self.records += other.records;
-        self.published += other.published;
-        self.filtered += other.filtered;
-        self.coalesced += other.coalesced;
-        self.dead_lettered += other.dead_lettered;
-        self.retried += other.retried;
+        self.records = self.records.saturating_add(other.records);
+        self.published = self.published.saturating_add(other.published);
+        self.filtered = self.filtered.saturating_add(other.filtered);
+        self.coalesced = self.coalesced.saturating_add(other.coalesced);
+        self.dead_lettered = self.dead_lettered.saturating_add(other.dead_lettered);
+        self.retried = self.retried.saturating_add(other.retried);
+        self.entries = self.entries.saturating_add(other.entries);
     }
 }
 
@@ -436,6 +488,62 @@ pub fn render_report(report: &BatchReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_read_and_write_the_field_names_of_cases_and_tasks() {
+        // A golden case's counts.json line, as committed.
+        let case = r#"{"records":8,"published":3,"filtered":0,"coalesced":5,"deadLettered":0}"#;
+        let c: Counts = serde_json::from_str(case).expect("a case's counts");
+        assert_eq!((c.records, c.coalesced, c.retried, c.entries), (8, 5, 0, 0));
+        assert_eq!(serde_json::to_string(&c).expect("JSON"), case);
+        // A backfill task's `counts`, as a Step Functions task carries it.
+        let task = r#"{"records":400,"published":100,"filtered":300,"coalesced":0,"deadLettered":0,"entries":120}"#;
+        let t: Counts = serde_json::from_str(task).expect("a task's counts");
+        assert_eq!((t.records, t.entries), (400, 120));
+        assert_eq!(serde_json::to_string(&t).expect("JSON"), task);
+        // Fields left out read as zero; a record left for retry is written, never dropped.
+        let empty: Counts = serde_json::from_str("{}").expect("no counts yet");
+        assert_eq!(empty, Counts::default());
+        let retried = Counts {
+            records: 1,
+            retried: 1,
+            ..Counts::default()
+        };
+        let text = serde_json::to_string(&retried).expect("JSON");
+        assert!(text.contains(r#""retried":1"#), "{text}");
+    }
+
+    #[test]
+    fn counts_add_saturates_instead_of_overflowing() {
+        // A task's event carries earlier counts, which may hold any number.
+        let mut total: Counts =
+            serde_json::from_str(&format!(r#"{{"records":{},"entries":1}}"#, usize::MAX))
+                .expect("counts");
+        total.add(&Counts {
+            records: 2,
+            published: 2,
+            entries: usize::MAX,
+            ..Counts::default()
+        });
+        assert_eq!(
+            (total.records, total.published, total.entries),
+            (usize::MAX, 2, usize::MAX)
+        );
+        let mut by_verdict = Counts::default();
+        for v in [
+            Verdict::Published,
+            Verdict::Filtered,
+            Verdict::Coalesced,
+            Verdict::DeadLettered {
+                kind: DeadLetterKind::PutEvents,
+            },
+            Verdict::Retry { reason: "r".into() },
+        ] {
+            by_verdict.count(&v);
+        }
+        assert_eq!(by_verdict.by_verdict(), [5, 1, 1, 1, 1, 1]);
+        assert_eq!(Counts::from_verdicts(by_verdict.by_verdict()), by_verdict);
+    }
 
     #[test]
     fn sequence_numbers_order_as_big_decimals() {
