@@ -35,7 +35,6 @@ use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::reload::Loader;
 use weir_aws::dead_letter::DeadLetterSink;
 use weir_aws::store::Store;
 use weir_core::batch;
@@ -434,7 +433,7 @@ async fn pipeline_for(
         Store::default(),
         engine.clone(),
         Location::File(file.path.clone()),
-        crate::reload::DEFAULT_INTERVAL,
+        weir_runtime::loader::DEFAULT_INTERVAL,
     )
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;

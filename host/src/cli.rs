@@ -12,10 +12,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use crate::reload::Loader;
 use weir_aws::store::Store;
 use weir_core::location::Location;
 use weir_core::record::StreamEvent;
+use weir_runtime::loader::Loader;
 use weir_runtime::plugin::PluginEngine;
 
 mod backfill;
@@ -357,7 +357,7 @@ async fn load_with(manifest: &str, fuel: bool) -> anyhow::Result<Loader> {
         Store::default(),
         engine,
         location,
-        crate::reload::DEFAULT_INTERVAL,
+        weir_runtime::loader::DEFAULT_INTERVAL,
     )
     .await?)
 }

@@ -11,12 +11,13 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tracing::Instrument as _;
 
-use crate::reload::Loader;
 use crate::telemetry::InvocationMetrics;
 use weir_aws::dead_letter::DeadLetterQueue;
 use weir_aws::dead_letter::DeadLetterSink;
 use weir_aws::publish::Publisher;
 use weir_core::batch;
+use weir_core::record::StreamBatch;
+use weir_runtime::loader::Loader;
 
 mod backfill;
 pub use backfill::{BackfillTask, Continuation, TaskCounts, TaskReport};
@@ -24,18 +25,6 @@ pub use backfill::{BackfillTask, Continuation, TaskCounts, TaskReport};
 /// The time a backfill task keeps back before its deadline ([`backfill::RESERVE`]).
 pub fn backfill_reserve() -> Duration {
     backfill::RESERVE
-}
-
-/// The event Lambda delivers for a DynamoDB stream, each record kept as the exact text
-/// received. (weir reads records itself rather than through `aws_lambda_events`' typed
-/// record, so a dead letter holds the original bytes, and a record the typed form cannot
-/// parse fails alone instead of failing the whole batch.) `Records` must be there: an
-/// event without it is not a stream batch.
-#[derive(Debug, Deserialize)]
-pub struct StreamBatch {
-    /// Each record's text, undecoded.
-    #[serde(rename = "Records")]
-    pub records: Vec<Box<RawValue>>,
 }
 
 /// What an invocation brings: a stream batch, or a backfill task. Anything else (`{}`, a
@@ -317,7 +306,7 @@ impl Function {
                         )
                     })?,
             ),
-            Err(_) => crate::reload::DEFAULT_INTERVAL,
+            Err(_) => weir_runtime::loader::DEFAULT_INTERVAL,
         };
         let sdk = weir_aws::aws::sdk_config().await;
         // WEIR_FUEL=1 counts instructions, so `limits.fuel` is enforced (at some cost per

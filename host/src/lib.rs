@@ -16,10 +16,11 @@
 //!   [`weir_aws::store`] reads files and S3, [`weir_aws::redrive`] sends dead letters back
 //!   through.
 //!
-//! Here: [`lambda`] is the handler, [`reload`] keeps the manifest and plugins fresh,
-//! [`telemetry`] logs and measures, [`cli`] is the command line (one file per command),
-//! [`cases`] runs golden tests, [`scaffold`] writes new plugins and [`infra`] turns
-//! destinations into CloudFormation.
+//! Here: [`lambda`] is the handler (its manifest and plugins kept fresh by
+//! [`weir_runtime::loader`], reading through [`weir_aws::store`]), [`telemetry`] logs and
+//! measures, [`cli`] is the command line (one file per command), [`cases`] runs golden
+//! tests, [`scaffold`] writes new plugins and [`infra`] turns destinations into
+//! CloudFormation.
 
 #![deny(missing_docs)]
 
@@ -27,6 +28,5 @@ pub mod cases;
 pub mod cli;
 pub mod infra;
 pub mod lambda;
-pub mod reload;
 pub mod scaffold;
 pub mod telemetry;

@@ -707,7 +707,7 @@ async fn task_function(
     manifest: &Path,
     dlq: String,
 ) -> weir::lambda::Function {
-    let loader = weir::reload::Loader::load(
+    let loader = weir_runtime::loader::Loader::load(
         weir_aws::store::Store::default(),
         std::sync::Arc::new(
             weir_runtime::plugin::PluginEngine::with_cache_dir(None).expect("engine"),

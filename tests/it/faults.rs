@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use weir::reload::Loader;
 use weir_aws::store::Store;
 use weir_core::location::Location;
 use weir_core::pipeline::Outcome;
+use weir_runtime::loader::Loader;
 use weir_runtime::plugin::PluginEngine;
 
 /// The fault tests measure wall times and memory: run them one at a time.

@@ -9,12 +9,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::support::*;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
-use weir::lambda::{Function, Invocation, StreamBatch, handle, handle_invocation};
-use weir::reload::Loader;
+use weir::lambda::{Function, Invocation, handle, handle_invocation};
 use weir_aws::dead_letter::{DeadLetterQueue, LetterKey, Overflow, QueueConfig};
 use weir_aws::publish::{PublishConfig, Publisher};
 use weir_aws::store::Store;
 use weir_core::location::Location;
+use weir_core::record::StreamBatch;
+use weir_runtime::loader::Loader;
 use weir_runtime::plugin::PluginEngine;
 
 const GLOBEX: &str = "[tenants.globex]\nplugin = \"mapping\"\nconfig = { detail_type = \"CustomerChanged\", destination = \"crm\", fields = { Name = \"/name\", Email = \"/email\", LTV = \"/lifetimeValue\" } }\n";

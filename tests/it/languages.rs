@@ -417,7 +417,7 @@ async fn the_big_builds_load_lazily_and_precompiled_in_the_function() {
         let engine = std::sync::Arc::new(
             weir_runtime::plugin::PluginEngine::with_cache_dir(None).expect("engine"),
         );
-        let loader = weir::reload::Loader::load_lazy(
+        let loader = weir_runtime::loader::Loader::load_lazy(
             weir_aws::store::Store::default(),
             engine.clone(),
             weir_core::location::Location::File(manifest(dir.path(), build, &config)),

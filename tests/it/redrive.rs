@@ -7,7 +7,6 @@ use std::time::Duration;
 use crate::support::*;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use weir::reload::Loader;
 use weir_aws::dead_letter::DeadLetterSink;
 use weir_aws::dead_letter::{DeadLetterQueue, LetterKey, MAC_ATTRIBUTE, Overflow, QueueConfig};
 use weir_aws::publish::{PublishConfig, Publisher};
@@ -15,6 +14,7 @@ use weir_aws::redrive::{DeliveryCheck, RedriveOptions};
 use weir_aws::store::Store;
 use weir_core::batch;
 use weir_core::location::Location;
+use weir_runtime::loader::Loader;
 use weir_runtime::plugin::PluginEngine;
 
 fn raw(records: &[Value]) -> Vec<Box<RawValue>> {

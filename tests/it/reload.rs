@@ -7,13 +7,13 @@ use std::time::Duration;
 use crate::support::*;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use weir::reload::Loader;
 use weir_aws::dead_letter::DeadLetterSink;
 use weir_aws::dead_letter::{DeadLetterQueue, QueueConfig};
 use weir_aws::publish::{PublishConfig, Publisher};
 use weir_aws::store::Store;
 use weir_core::batch::{self, Verdict};
 use weir_core::location::Location;
+use weir_runtime::loader::Loader;
 use weir_runtime::plugin::PluginEngine;
 
 struct S3 {
@@ -1353,4 +1353,114 @@ async fn an_unpinned_cwasm_in_s3_is_never_fetched() {
         watched.asked()
     );
     assert_eq!(pinned.compiles(), 0, "the pinned .cwasm was used");
+}
+
+/// Answers every request with one HTTP status and an S3 error body: stands in for an S3
+/// that refuses (403, as a bucket policy does) or is down (503), which moto does not do.
+fn s3_answering(status: u16, code: &'static str) -> String {
+    use std::io::{BufRead as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let body = format!(
+        "<?xml version=\"1.0\"?><Error><Code>{code}</Code><Message>{code} here</Message></Error>"
+    );
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            // The request line and headers, up to the blank line (GET and HEAD have no body).
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let mut writer = stream;
+            let _ = write!(
+                writer,
+                "HTTP/1.1 {status} {code}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+fn store_at(endpoint: &str) -> Store {
+    let conf = aws_sdk_s3::config::Builder::from(&sdk_config(endpoint))
+        .force_path_style(true)
+        .build();
+    Store::with_s3(aws_sdk_s3::Client::from_conf(conf))
+}
+
+/// Issue 24: a read that fails says which kind of failure it is, for files and S3 alike:
+/// nothing there, there but refused (a link, a directory, a 403), or unavailable for now (a
+/// 503, no answer). The message names the location, escaped.
+#[tokio::test]
+async fn a_failed_read_says_whether_the_location_is_missing_refused_or_unavailable() {
+    use weir_core::location::{Fetch, FetchErrorKind};
+    let kind_of = |result: Result<(Vec<u8>, String), weir_core::location::FetchError>| {
+        let error = result.expect_err("the read fails");
+        (error.kind(), error.to_string())
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = Store::default();
+
+    let missing = dir.path().join("missing\n.wasm");
+    let (kind, message) = kind_of(files.read(&Location::File(missing)).await);
+    assert_eq!(kind, FetchErrorKind::NotFound, "{message}");
+    assert!(
+        message.contains("missing\\n.wasm: cannot read"),
+        "{message}"
+    );
+    let link = dir.path().join("link.wasm");
+    std::os::unix::fs::symlink("/dev/zero", &link).expect("symlink");
+    assert_eq!(
+        kind_of(files.read(&Location::File(link)).await).0,
+        FetchErrorKind::Refused
+    );
+    assert_eq!(
+        kind_of(files.read(&Location::File(dir.path().to_path_buf())).await).0,
+        FetchErrorKind::Refused
+    );
+
+    let moto = Moto::start();
+    let s3 = S3::new(&moto, "kinds").await;
+    let (kind, message) = kind_of(s3.store().read(&loc(&s3.url("nothing.wasm"))).await);
+    assert_eq!(kind, FetchErrorKind::NotFound, "{message}");
+    assert!(
+        message.starts_with("s3://kinds/nothing.wasm: cannot read: NoSuchKey"),
+        "{message}"
+    );
+    // Through the trait, as the loader reads: the same kind.
+    let store = s3.store();
+    let (kind, _) = kind_of(Fetch::read(&store, &loc("s3://no-such-bucket/p.wasm")).await);
+    assert_eq!(kind, FetchErrorKind::NotFound);
+
+    let refusing = store_at(&s3_answering(403, "AccessDenied"));
+    let (kind, message) = kind_of(refusing.read(&loc("s3://b/p.wasm")).await);
+    assert_eq!(kind, FetchErrorKind::Refused, "{message}");
+    assert!(message.contains("AccessDenied"), "{message}");
+    assert_eq!(
+        refusing
+            .version(&loc("s3://b/p.wasm"))
+            .await
+            .map_err(|e| e.kind())
+            .err(),
+        Some(FetchErrorKind::Refused)
+    );
+    let down = store_at(&s3_answering(503, "ServiceUnavailable"));
+    let (kind, message) = kind_of(down.read(&loc("s3://b/p.wasm")).await);
+    assert_eq!(kind, FetchErrorKind::Unavailable, "{message}");
+    // Nothing listening: no response at all.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!(
+            "http://127.0.0.1:{}",
+            listener.local_addr().expect("addr").port()
+        )
+    };
+    let (kind, message) = kind_of(store_at(&closed).read(&loc("s3://b/p.wasm")).await);
+    assert_eq!(kind, FetchErrorKind::Unavailable, "{message}");
+}
+
+fn loc(text: &str) -> Location {
+    Location::parse(text).expect("a location")
 }

@@ -10,7 +10,9 @@
 use std::time::UNIX_EPOCH;
 
 use anyhow::Context as _;
-use weir_core::location::{Fetch, FetchFuture, Fetched, Location, MAX_FILE_BYTES, ReadError};
+use weir_core::location::{
+    Fetch, FetchError, FetchErrorKind, FetchFuture, Fetched, Location, MAX_FILE_BYTES, ReadError,
+};
 
 /// Reads locations. The S3 client is made on first use from the standard AWS SDK
 /// configuration, unless one is given.
@@ -40,7 +42,7 @@ impl Store {
         &self,
         location: &Location,
         known_version: Option<&str>,
-    ) -> anyhow::Result<Fetched> {
+    ) -> Result<Fetched, FetchError> {
         self.fetch_at_most(location, known_version, MAX_FILE_BYTES)
             .await
     }
@@ -52,7 +54,7 @@ impl Store {
         location: &Location,
         known_version: Option<&str>,
         cap: u64,
-    ) -> anyhow::Result<Fetched> {
+    ) -> Result<Fetched, FetchError> {
         match location {
             Location::File(path) => {
                 // One handle: the version, the checks and the bytes are all this open file's.
@@ -87,11 +89,7 @@ impl Store {
                         if not_modified {
                             Ok(Fetched::NotModified)
                         } else {
-                            Err(anyhow::anyhow!(
-                                "{}: cannot read: {}",
-                                shown(location),
-                                crate::aws::describe_sdk_error(&e)
-                            ))
+                            Err(sdk_error(location, "cannot read", e))
                         }
                     }
                 }
@@ -105,18 +103,16 @@ impl Store {
         &self,
         location: &Location,
         cap: u64,
-    ) -> anyhow::Result<(Vec<u8>, String)> {
+    ) -> Result<(Vec<u8>, String), FetchError> {
         match self.fetch_at_most(location, None, cap).await? {
             Fetched::Content { bytes, version } => Ok((bytes, version)),
-            Fetched::NotModified => {
-                anyhow::bail!("{}: unexpected 304 without a version", shown(location))
-            }
+            Fetched::NotModified => Err(no_version(location)),
         }
     }
 
     /// The version `fetch` would report for `location`, without reading its content (S3:
     /// a HEAD request for the ETag).
-    pub async fn version(&self, location: &Location) -> anyhow::Result<String> {
+    pub async fn version(&self, location: &Location) -> Result<String, FetchError> {
         match location {
             Location::File(path) => {
                 let (_, meta) = weir_core::location::open_regular_file(path, MAX_FILE_BYTES)?;
@@ -131,13 +127,7 @@ impl Store {
                     .key(key)
                     .send()
                     .await
-                    .map_err(|e| {
-                        anyhow::anyhow!(
-                            "{}: cannot read: {}",
-                            shown(location),
-                            crate::aws::describe_sdk_error(&e)
-                        )
-                    })?;
+                    .map_err(|e| sdk_error(location, "cannot read", e))?;
                 Ok(out.e_tag().unwrap_or_default().to_owned())
             }
         }
@@ -145,7 +135,7 @@ impl Store {
 
     /// Reads `location` in full, or `None` where nothing is there yet (no such file or
     /// key): a checkpoint not yet written.
-    pub async fn read_if_exists(&self, location: &Location) -> anyhow::Result<Option<Vec<u8>>> {
+    pub async fn read_if_exists(&self, location: &Location) -> Result<Option<Vec<u8>>, FetchError> {
         match location {
             Location::File(path) => {
                 match weir_core::location::read_regular_file(path, MAX_FILE_BYTES) {
@@ -172,11 +162,7 @@ impl Store {
                     Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
                         Ok(None)
                     }
-                    Err(e) => Err(anyhow::anyhow!(
-                        "{}: cannot read: {}",
-                        shown(location),
-                        crate::aws::describe_sdk_error(&e)
-                    )),
+                    Err(e) => Err(sdk_error(location, "cannot read", e)),
                 }
             }
         }
@@ -212,14 +198,44 @@ impl Store {
     }
 
     /// Reads `location` in full.
-    pub async fn read(&self, location: &Location) -> anyhow::Result<(Vec<u8>, String)> {
+    pub async fn read(&self, location: &Location) -> Result<(Vec<u8>, String), FetchError> {
         match self.fetch(location, None).await? {
             Fetched::Content { bytes, version } => Ok((bytes, version)),
-            Fetched::NotModified => {
-                anyhow::bail!("{}: unexpected 304 without a version", shown(location))
-            }
+            Fetched::NotModified => Err(no_version(location)),
         }
     }
+}
+
+/// A 304 to a read that named no version: S3 (or what stands in for it) misbehaved.
+fn no_version(location: &Location) -> FetchError {
+    FetchError::message(
+        FetchErrorKind::Unavailable,
+        format!("{}: unexpected 304 without a version", shown(location)),
+    )
+}
+
+/// An S3 request that failed, `doing` what (\"cannot read\"), typed by its HTTP status: 404
+/// is not found, 401 and 403 refused, anything else (throttling, a 5xx, no response at all)
+/// unavailable for now.
+fn sdk_error<E>(
+    location: &Location,
+    doing: &str,
+    error: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> FetchError
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let kind = match error.raw_response().map(|r| r.status().as_u16()) {
+        Some(404) => FetchErrorKind::NotFound,
+        Some(401 | 403) => FetchErrorKind::Refused,
+        _ => FetchErrorKind::Unavailable,
+    };
+    let message = format!(
+        "{}: {doing}: {}",
+        shown(location),
+        crate::aws::describe_sdk_error(&error)
+    );
+    FetchError::new(kind, message, error)
 }
 
 /// A location as messages name it: escaped, since manifests name plugins and keys.
@@ -243,7 +259,7 @@ async fn body_at_most(
     location: &Location,
     out: aws_sdk_s3::operation::get_object::GetObjectOutput,
     cap: u64,
-) -> anyhow::Result<Vec<u8>> {
+) -> Result<Vec<u8>, FetchError> {
     let too_large = |size: u64| ReadError::TooLarge {
         path: shown(location),
         size,
@@ -255,11 +271,13 @@ async fn body_at_most(
     }
     let mut body = out.body;
     let mut bytes = Vec::with_capacity(usize::try_from(declared.unwrap_or(0)).unwrap_or(0));
-    while let Some(chunk) = body
-        .try_next()
-        .await
-        .with_context(|| format!("{}: download broke off", shown(location)))?
-    {
+    while let Some(chunk) = body.try_next().await.map_err(|e| {
+        FetchError::new(
+            FetchErrorKind::Unavailable,
+            format!("{}: download broke off: {e}", shown(location)),
+            e,
+        )
+    })? {
         bytes.extend_from_slice(&chunk);
         if bytes.len() as u64 > cap {
             return Err(too_large(bytes.len() as u64).into());

@@ -27,8 +27,6 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
-use weir::lambda::StreamBatch;
-use weir::reload::Loader;
 use weir_aws::dead_letter::DeadLetterSink;
 use weir_aws::publish::{PublishConfig, Publisher};
 use weir_aws::store::Store;
@@ -38,12 +36,15 @@ use weir_core::location::Location;
 use weir_core::manifest::{Limits, Manifest};
 use weir_core::model::{Entry, PluginRef};
 use weir_core::pipeline::Pipeline;
+use weir_core::record::StreamBatch;
 use weir_core::record::{Change, LazyRecord};
 use weir_core::transform::{
     CallCost, CallError, CallReport, Instance, Loaded, PluginEvent, Slot, Transformer,
 };
+use weir_runtime::loader::Loader;
 use weir_runtime::plugin::PluginEngine;
 
+mod logs;
 mod stages;
 
 #[derive(Parser)]
@@ -153,7 +154,7 @@ enum Step {
 /// The binary's entry point.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    weir::telemetry::init_cli();
+    logs::init();
     let result = match cli.command {
         Step::All {
             records,

@@ -21,11 +21,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use weir::lambda::StreamBatch;
 use weir_core::image::TypedImage;
 use weir_core::manifest::Limits;
 use weir_core::model::PluginRef;
 use weir_core::pipeline::Pipeline;
+use weir_core::record::StreamBatch;
 use weir_core::record::{self, LazyRecord};
 use weir_core::transform::{CallError, CallReport, Instance, PluginEvent, Slot, Transformer};
 

@@ -373,8 +373,80 @@ pub enum Fetched {
     NotModified,
 }
 
+/// What kind of failure a [`FetchError`] is: a caller decides by it whether to try again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchErrorKind {
+    /// Nothing is there (no such file, no such key or bucket).
+    NotFound,
+    /// Something is there but will not be read as it is: no permission, a link, not a
+    /// regular file, over the size cap. Asking again returns the same until someone acts.
+    Refused,
+    /// The read did not complete (a network or service error, a download that broke off):
+    /// asking again may succeed.
+    Unavailable,
+}
+
+/// Why a [`Fetch`] could not read a location. Its message names the location (escaped) and
+/// says why, on one line; [`FetchError::kind`] says whether trying again may help, and
+/// [`std::error::Error::source`] is the underlying error (a [`ReadError`], an SDK error).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct FetchError {
+    kind: FetchErrorKind,
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl FetchError {
+    /// A failure of `kind`, said by `message` (which names the location), caused by `source`.
+    pub fn new(
+        kind: FetchErrorKind,
+        message: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        FetchError {
+            kind,
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// A failure of `kind` with no underlying error to carry (`message` says it all).
+    pub fn message(kind: FetchErrorKind, message: impl Into<String>) -> Self {
+        FetchError {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Whether the location is missing, refused, or only unavailable for now.
+    pub fn kind(&self) -> FetchErrorKind {
+        self.kind
+    }
+}
+
+impl From<ReadError> for FetchError {
+    /// A local file not read: missing, refused (a link, not a regular file, too large, no
+    /// permission), or an I/O failure that may pass.
+    fn from(error: ReadError) -> Self {
+        let kind = match &error {
+            ReadError::Io { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound => FetchErrorKind::NotFound,
+                std::io::ErrorKind::PermissionDenied => FetchErrorKind::Refused,
+                _ => FetchErrorKind::Unavailable,
+            },
+            ReadError::Symlink { .. }
+            | ReadError::NotRegular { .. }
+            | ReadError::TooLarge { .. } => FetchErrorKind::Refused,
+        };
+        FetchError::new(kind, error.to_string(), error)
+    }
+}
+
 /// A boxed future, so [`Fetch`] can be used as `dyn Fetch`.
-pub type FetchFuture<'a, T> = Pin<Box<dyn Future<Output = anyhow::Result<T>> + Send + 'a>>;
+pub type FetchFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, FetchError>> + Send + 'a>>;
 
 /// Reads locations: a file, or an S3 object through the AWS crate's `Store`.
 pub trait Fetch: Send + Sync {
@@ -394,9 +466,13 @@ pub trait Fetch: Send + Sync {
         Box::pin(async move {
             match self.fetch(location, None).await? {
                 Fetched::Content { bytes, version } => Ok((bytes, version)),
-                Fetched::NotModified => {
-                    anyhow::bail!("{location}: unexpected 304 without a version")
-                }
+                Fetched::NotModified => Err(FetchError::message(
+                    FetchErrorKind::Unavailable,
+                    format!(
+                        "{}: unexpected 304 without a version",
+                        crate::text::one_line(&location.to_string())
+                    ),
+                )),
             }
         })
     }

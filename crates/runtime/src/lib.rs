@@ -4,10 +4,12 @@
 //! [`plugin`] holds the engine, the sandbox and its import policy, the limits, and the
 //! instances that run one tenant's records; [`native`] decides which precompiled code may
 //! run; [`slot`] loads a plugin the manifest names on first use, reading it through the
-//! core's `Fetch` trait (files, or S3 through the AWS crate).
+//! core's `Fetch` trait (files, or S3 through the AWS crate); [`loader`] reads a manifest,
+//! makes its slots and reloads both while warm.
 
 #![deny(missing_docs)]
 
+pub mod loader;
 pub mod native;
 pub mod open;
 pub mod plugin;

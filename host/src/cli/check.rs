@@ -7,12 +7,12 @@ use anyhow::Context as _;
 
 use super::{EXIT_DEAD_LETTERS, SetupError, runtime};
 use crate::infra::TemplateProblem;
-use crate::reload::Loader;
 use weir_aws::store::Store;
 use weir_core::location::Location;
 use weir_core::manifest::{Manifest, ManifestError};
 use weir_core::text::one_line;
 use weir_core::transform::{LoadProblem, LoadProblems};
+use weir_runtime::loader::Loader;
 use weir_runtime::plugin::PluginEngine;
 
 pub(super) fn check(manifest: &str) -> Result<ExitCode, SetupError> {
@@ -52,7 +52,7 @@ async fn report(manifest: &str) -> anyhow::Result<Report> {
         Store::default(),
         engine,
         location,
-        crate::reload::DEFAULT_INTERVAL,
+        weir_runtime::loader::DEFAULT_INTERVAL,
     )
     .await;
     let shown = one_line(manifest);

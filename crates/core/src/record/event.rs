@@ -12,6 +12,18 @@ pub struct StreamEvent<'a> {
     pub records: Vec<&'a RawValue>,
 }
 
+/// The same event owning each record's text: what the function receives from Lambda's
+/// runtime, which hands over an owned payload (a [`StreamEvent`] borrows from a buffer the
+/// caller keeps). Records are kept as text rather than a typed record, so a dead letter
+/// holds the original bytes and a record that does not decode fails alone. Strict:
+/// `Records` must be there, since an event without it is not a stream batch.
+#[derive(Debug, Deserialize)]
+pub struct StreamBatch {
+    /// Each record's text, undecoded.
+    #[serde(rename = "Records")]
+    pub records: Vec<Box<RawValue>>,
+}
+
 /// Why a file is not an event weir can read, in words a user can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {

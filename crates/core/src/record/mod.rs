@@ -23,7 +23,7 @@ use serde_json::value::RawValue;
 use lookup::top_level_string;
 use wire::WireRecord;
 
-pub use event::{EventError, StreamEvent};
+pub use event::{EventError, StreamBatch, StreamEvent};
 pub use key::{item_key, position_of};
 pub(crate) use number::number_as_json;
 pub use number::{MAX_NUMBER_DIGITS, MAX_NUMBER_EXPONENT, MIN_NUMBER_EXPONENT};

@@ -30,14 +30,14 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use weir_aws::store::Store;
 use weir_core::location::{Fetch, Fetched, Location};
 use weir_core::manifest::Manifest;
 use weir_core::transform::{LoadProblem, LoadProblems, SlotError};
-use weir_runtime::Pipeline;
-use weir_runtime::plugin::pool::PoolSize;
-use weir_runtime::plugin::{Compile, PluginEngine};
-use weir_runtime::slot::{PluginSlot, PluginSource, SlotSpec};
+
+use crate::Pipeline;
+use crate::plugin::pool::PoolSize;
+use crate::plugin::{Compile, PluginEngine};
+use crate::slot::{PluginSlot, PluginSource, SlotSpec};
 
 /// The default time between checks for a changed manifest or plugin.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -67,31 +67,33 @@ struct RefusedVersion {
 }
 
 impl Loader {
-    /// Reads and checks the manifest and loads every plugin its tenants use; any problem
-    /// is an error, and all of them are listed.
+    /// Reads and checks the manifest through `fetch` (files, or S3 through the AWS crate's
+    /// store) and loads every plugin its tenants use; any problem is an error, and all of
+    /// them are listed.
     pub async fn load(
-        store: Store,
+        fetch: impl Fetch + 'static,
         engine: Arc<PluginEngine>,
         location: Location,
         interval: Duration,
     ) -> Result<Self, LoadProblems> {
-        let loader = Self::load_lazy(store, engine, location, interval).await?;
+        let loader = Self::load_lazy(fetch, engine, location, interval).await?;
         loader.current.load_all().await?;
         Ok(loader)
     }
 
-    /// Reads and checks the manifest; each plugin is loaded when a record first needs it.
+    /// Reads and checks the manifest through `fetch`; each plugin is loaded when a record
+    /// first needs it.
     pub async fn load_lazy(
-        store: Store,
+        fetch: impl Fetch + 'static,
         engine: Arc<PluginEngine>,
         location: Location,
         interval: Duration,
     ) -> Result<Self, LoadProblems> {
-        Self::load_lazy_from(Arc::new(store), engine, location, interval).await
+        Self::load_lazy_from(Arc::new(fetch), engine, location, interval).await
     }
 
-    /// [`Self::load_lazy`] reading through any [`Fetch`]: a store, or one that wraps it
-    /// (to watch what is read, as a test does).
+    /// [`Self::load_lazy`] reading through a [`Fetch`] the caller shares (a test keeps one
+    /// to watch what is read).
     pub async fn load_lazy_from(
         fetch: Arc<dyn Fetch>,
         engine: Arc<PluginEngine>,
@@ -100,7 +102,7 @@ impl Loader {
     ) -> Result<Self, LoadProblems> {
         let (text, version) = fetch.read(&location).await.map_err(one)?;
         let text = String::from_utf8(text)
-            .map_err(|_| one(anyhow::anyhow!("{location}: not UTF-8 text")))?;
+            .map_err(|_| one(format_args!("{}: not UTF-8 text", shown(&location))))?;
         let manifest = parse(&text, &location)?;
         // The pool is reserved when the engine starts: sized for this manifest, before any
         // plugin loads (an engine that has started already keeps its pool).
@@ -180,7 +182,7 @@ impl Loader {
             Fetched::NotModified => (self.manifest_text.clone(), self.manifest_version.clone()),
             Fetched::Content { bytes, version } => (
                 String::from_utf8(bytes)
-                    .map_err(|_| one(anyhow::anyhow!("{}: not UTF-8 text", self.location)))?,
+                    .map_err(|_| one(format_args!("{}: not UTF-8 text", shown(&self.location))))?,
                 version,
             ),
         };
@@ -480,8 +482,15 @@ fn used(manifest: &Manifest, name: &str) -> bool {
         .any(|t| t.plugin_names().any(|p| p == name))
 }
 
-fn one(e: anyhow::Error) -> LoadProblems {
-    LoadProblems::unavailable(format!("{e:#}"))
+/// One problem that stops a load (the manifest unreadable, the engine not starting), said
+/// in full.
+fn one(e: impl std::fmt::Display) -> LoadProblems {
+    LoadProblems::unavailable(e.to_string())
+}
+
+/// A location as a message names it: escaped, since a manifest names it.
+fn shown(location: &Location) -> String {
+    weir_core::text::one_line(&location.to_string()).into_owned()
 }
 
 #[cfg(test)]
@@ -491,17 +500,85 @@ mod tests {
 
     use serde_json::value::RawValue;
     use tracing::Instrument as _;
-    use weir_aws::dead_letter::DeadLetterSink;
     use weir_core::batch;
-    use weir_runtime::plugin::CompileNotice;
+    use weir_core::location::{FetchFuture, MAX_FILE_BYTES};
+    use weir_core::model::DeadLetter;
+    use weir_core::sink::{DeadLetterStore, KeepError};
 
     use super::*;
+    use crate::plugin::CompileNotice;
 
     fn root() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("host/ has a parent")
+            .ancestors()
+            .nth(2)
+            .expect("crates/runtime is two folders down")
             .to_path_buf()
+    }
+
+    /// Reads local files as the AWS crate's store does (one handle; the version is the
+    /// size and modification time), for a runtime without an AWS SDK.
+    struct Files;
+
+    impl Fetch for Files {
+        fn fetch<'a>(
+            &'a self,
+            location: &'a Location,
+            known_version: Option<&'a str>,
+        ) -> FetchFuture<'a, Fetched> {
+            Box::pin(async move {
+                let Location::File(path) = location else {
+                    panic!("{location}: the tests read files only");
+                };
+                let (mut file, meta) =
+                    weir_core::location::open_regular_file(path, MAX_FILE_BYTES)?;
+                let version = version_of(&meta);
+                if known_version == Some(version.as_str()) {
+                    return Ok(Fetched::NotModified);
+                }
+                let shown = path.display().to_string();
+                let bytes = weir_core::location::read_at_most(
+                    &mut file,
+                    meta.len(),
+                    &shown,
+                    MAX_FILE_BYTES,
+                )?;
+                Ok(Fetched::Content { bytes, version })
+            })
+        }
+
+        fn version<'a>(&'a self, location: &'a Location) -> FetchFuture<'a, String> {
+            Box::pin(async move {
+                let Location::File(path) = location else {
+                    panic!("{location}: the tests read files only");
+                };
+                let (_, meta) = weir_core::location::open_regular_file(path, MAX_FILE_BYTES)?;
+                Ok(version_of(&meta))
+            })
+        }
+    }
+
+    fn version_of(meta: &std::fs::Metadata) -> String {
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        format!("{}-{mtime}", meta.len())
+    }
+
+    /// Keeps every dead letter in memory.
+    struct Kept<'a>(&'a mut Vec<DeadLetter>);
+
+    impl DeadLetterStore for Kept<'_> {
+        fn keep(
+            &mut self,
+            letters: &[DeadLetter],
+            _deadline: Instant,
+        ) -> impl Future<Output = Vec<Result<(), KeepError>>> + Send {
+            self.0.extend_from_slice(letters);
+            std::future::ready(letters.iter().map(|_| Ok(())).collect())
+        }
     }
 
     /// A manifest of `tenants`, each mapping every change of Customers with `mapping`.
@@ -531,14 +608,9 @@ mod tests {
     /// The example event: Customers records of globex, acme and initech, and one Orders
     /// record (no route).
     fn records() -> Vec<Box<RawValue>> {
-        #[derive(serde::Deserialize)]
-        struct Event {
-            #[serde(rename = "Records")]
-            records: Vec<Box<RawValue>>,
-        }
         let text = std::fs::read_to_string(root().join("examples/events/customers.json"))
             .expect("example event");
-        serde_json::from_str::<Event>(&text)
+        serde_json::from_str::<weir_core::record::StreamBatch>(&text)
             .expect("a stream event")
             .records
     }
@@ -549,7 +621,7 @@ mod tests {
             pipeline,
             records(),
             weir_core::sink::DryRun,
-            DeadLetterSink::Collect(&mut letters),
+            Kept(&mut letters),
             Instant::now() + Duration::from_secs(60),
         )
         .await
@@ -573,7 +645,7 @@ mod tests {
         let rt = runtime();
         rt.block_on(async {
             let mut loader = Loader::load_lazy(
-                Store::default(),
+                Files,
                 engine.clone(),
                 location.clone(),
                 Duration::from_secs(3600),
@@ -643,7 +715,7 @@ mod tests {
         let rt = runtime();
         rt.block_on(async {
             let mut loader = Loader::load_lazy(
-                Store::default(),
+                Files,
                 engine.clone(),
                 Location::File(path.clone()),
                 Duration::from_secs(3600),
@@ -733,14 +805,10 @@ mod tests {
         rt.block_on(async {
             // As the function does: the manifest at cold start, the plugin lazily, in
             // the invocation that first needs it.
-            let mut loader = Loader::load_lazy(
-                Store::default(),
-                Arc::new(engine),
-                location,
-                Duration::from_secs(3600),
-            )
-            .await
-            .expect("loads");
+            let mut loader =
+                Loader::load_lazy(Files, Arc::new(engine), location, Duration::from_secs(3600))
+                    .await
+                    .expect("loads");
             let span = tracing::info_span!("invocation", requestId = "req-17");
             let report = dry_run(loader.current().await).instrument(span).await;
             assert_eq!(report.entries.len(), 7);
