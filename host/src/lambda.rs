@@ -176,13 +176,7 @@ pub async fn handle(
     let _entered = span.enter();
     let counts = report.counts();
     let metrics = InvocationMetrics {
-        records: counts.records,
-        published: counts.published,
-        filtered: counts.filtered,
-        coalesced: counts.coalesced,
-        dead_lettered: counts.dead_lettered,
-        retried: counts.retried,
-        entries: report.entries_published,
+        counts,
         put_events_calls: report.put_events_calls,
         put_events_retries: report.put_events_retry_calls,
         plugin_ms: report.plugin_time.as_secs_f64() * 1000.0,
@@ -190,19 +184,7 @@ pub async fn handle(
         tenants: report
             .counts_by_tenant()
             .into_iter()
-            .map(|(t, c)| {
-                (
-                    t,
-                    [
-                        c.records,
-                        c.published,
-                        c.filtered,
-                        c.coalesced,
-                        c.dead_lettered,
-                        c.retried,
-                    ],
-                )
-            })
+            .map(|(t, c)| (t, c.by_verdict()))
             .collect(),
     }
     // A record names any tenant it likes: only the manifest's become dimension values.

@@ -1,6 +1,7 @@
 //! Logs: plain text on a terminal for the CLI, JSON lines for CloudWatch in Lambda.
 
 use tracing_subscriber::EnvFilter;
+use weir_core::batch::Counts;
 
 /// The log filter: `AWS_LAMBDA_LOG_LEVEL` (as Lambda's advanced logging sets it), else
 /// `RUST_LOG`, else `default`.
@@ -70,20 +71,8 @@ pub fn init_lambda() {
 /// One invocation's numbers, written as CloudWatch Embedded Metric Format.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct InvocationMetrics {
-    /// Records in the batch.
-    pub records: usize,
-    /// Records all of whose entries EventBridge accepted.
-    pub published: usize,
-    /// Records with nothing to send.
-    pub filtered: usize,
-    /// Records whose every entry a later change of the same item superseded.
-    pub coalesced: usize,
-    /// Records kept as dead letters.
-    pub dead_lettered: usize,
-    /// Records left for Lambda to deliver again.
-    pub retried: usize,
-    /// Entries EventBridge accepted.
-    pub entries: usize,
+    /// The batch's records by verdict, and the entries EventBridge accepted.
+    pub counts: Counts,
     /// PutEvents calls made, re-sends included.
     pub put_events_calls: usize,
     /// PutEvents calls that re-sent entries after a failure.
@@ -93,7 +82,8 @@ pub struct InvocationMetrics {
     pub plugin_ms: f64,
     /// Reloads that failed so far in this process (the old version kept serving).
     pub reload_failures: usize,
-    /// Per tenant: (records, published, filtered, coalesced, dead-lettered, retried).
+    /// Per tenant: (records, published, filtered, coalesced, dead-lettered, retried), as
+    /// [`Counts::by_verdict`] gives them.
     pub tenants: Vec<(String, [usize; 6])>,
 }
 
@@ -111,17 +101,20 @@ impl InvocationMetrics {
     /// with an entry keeps its name; others are counted under the entry that served them
     /// (`default`), or [`UNSERVED_TENANT`].
     pub fn by_manifest_tenants(mut self, manifest: &weir_core::manifest::Manifest) -> Self {
-        let mut folded: std::collections::BTreeMap<String, [usize; 6]> = Default::default();
+        let mut folded: std::collections::BTreeMap<String, Counts> = Default::default();
         for (tenant, counts) in std::mem::take(&mut self.tenants) {
             let entry = manifest
                 .tenant_entry(&tenant)
                 .map_or(UNSERVED_TENANT, |(name, _)| name);
-            let sum = folded.entry(entry.to_owned()).or_default();
-            for (s, c) in sum.iter_mut().zip(counts) {
-                *s += c;
-            }
+            folded
+                .entry(entry.to_owned())
+                .or_default()
+                .add(&Counts::from_verdicts(counts));
         }
-        self.tenants = folded.into_iter().collect();
+        self.tenants = folded
+            .into_iter()
+            .map(|(tenant, c)| (tenant, c.by_verdict()))
+            .collect();
         self
     }
 
@@ -153,13 +146,13 @@ impl InvocationMetrics {
                     }],
                 },
                 "FunctionName": function_name,
-                "Records": self.records,
-                "Published": self.published,
-                "Filtered": self.filtered,
-                "Coalesced": self.coalesced,
-                "DeadLettered": self.dead_lettered,
-                "Retried": self.retried,
-                "EntriesPublished": self.entries,
+                "Records": self.counts.records,
+                "Published": self.counts.published,
+                "Filtered": self.counts.filtered,
+                "Coalesced": self.counts.coalesced,
+                "DeadLettered": self.counts.dead_lettered,
+                "Retried": self.counts.retried,
+                "EntriesPublished": self.counts.entries,
                 "PutEventsCalls": self.put_events_calls,
                 "PutEventsRetries": self.put_events_retries,
                 "PluginTime": self.plugin_ms,
@@ -168,8 +161,8 @@ impl InvocationMetrics {
             .to_string(),
         ];
         if tenant_dimension {
-            for (tenant, [records, published, filtered, coalesced, dead, retried]) in &self.tenants
-            {
+            for (tenant, counts) in &self.tenants {
+                let c = Counts::from_verdicts(*counts);
                 docs.push(
                     json!({
                         "_aws": {
@@ -184,12 +177,12 @@ impl InvocationMetrics {
                         },
                         "FunctionName": function_name,
                         "Tenant": tenant,
-                        "Records": records,
-                        "Published": published,
-                        "Filtered": filtered,
-                        "Coalesced": coalesced,
-                        "DeadLettered": dead,
-                        "Retried": retried,
+                        "Records": c.records,
+                        "Published": c.published,
+                        "Filtered": c.filtered,
+                        "Coalesced": c.coalesced,
+                        "DeadLettered": c.dead_lettered,
+                        "Retried": c.retried,
                     })
                     .to_string(),
                 );
@@ -254,13 +247,15 @@ mod tests {
     #[test]
     fn emf_documents_declare_every_metric_they_carry() {
         let m = InvocationMetrics {
-            records: 5,
-            published: 2,
-            filtered: 1,
-            coalesced: 0,
-            dead_lettered: 1,
-            retried: 1,
-            entries: 3,
+            counts: Counts {
+                records: 5,
+                published: 2,
+                filtered: 1,
+                coalesced: 0,
+                dead_lettered: 1,
+                retried: 1,
+                entries: 3,
+            },
             put_events_calls: 2,
             put_events_retries: 1,
             plugin_ms: 1.5,

@@ -23,7 +23,10 @@ use weir_aws::export::{DataFile, ExportSource};
 use weir_aws::publish::{PublishConfig, Publisher};
 use weir_aws::scan::{Page, TableScan};
 use weir_aws::store::Store;
-use weir_core::backfill::{BackfillRun, MAX_RATE, Pace, checked_rate};
+use weir_core::backfill::{
+    BackfillRun, ChunkDone, ChunkPublisher, MAX_RATE, Pace, PacedError, PacedLoop, Stop,
+    checked_rate,
+};
 use weir_core::batch::{self, Counts};
 use weir_core::location::Location;
 use weir_core::manifest::Manifest;
@@ -409,68 +412,65 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
     let dead_letters = DeadLetterDir::new(&o.dead_letter_dir);
     let progress = Progress::new(estimate, std::io::stderr().is_terminal());
     let mut pace = Pace::new(rate);
-    let (mut total, mut entries, mut items) = (Counts::default(), 0usize, 0u64);
-    let mut exit = ExitCode::SUCCESS;
+    let (mut total, mut items) = (Counts::default(), 0u64);
+    let mut stopped = false;
     while let Some((part, page)) = rx.recv().await {
         let page = setup(page)?;
-        let seg = &state.parts[part];
-        let mut records = Vec::with_capacity(page.items.len());
-        for (i, item) in page.items.iter().enumerate() {
-            // Below u64::MAX: parts ≤ 1,000,000 and a part's items < PART_ITEMS (checked).
-            let position = (part as u64)
-                .saturating_mul(PART_ITEMS)
-                .saturating_add(seg.items)
-                .saturating_add(i as u64);
-            let text = setup(run.record(item, position).map_err(anyhow::Error::from))?;
-            records.push(setup(
-                RawValue::from_string(text).map_err(anyhow::Error::from),
-            )?);
+        // Below u64::MAX: parts ≤ 1,000,000 and a part's items < PART_ITEMS (checked).
+        let first_position = (part as u64)
+            .saturating_mul(PART_ITEMS)
+            .saturating_add(state.parts[part].items);
+        let mut page_items: std::collections::VecDeque<String> = page.items.into();
+        let n = page_items.len() as u64;
+        let paced = PacedLoop {
+            run: &run,
+            pace: &mut pace,
+            first_position,
+            max_chunk: page_items.len(),
+            stop_at: None,
         }
-        let n = records.len() as u64;
-        let chunk = pace.chunk(records.len());
-        let mut records = records.into_iter().peekable();
-        let mut unpublished = false;
-        let mut stdout_closed = false;
-        while records.peek().is_some() && !stdout_closed {
-            let part: Vec<Box<RawValue>> = records.by_ref().take(chunk).collect();
-            pace.ready().await;
-            let mut collected = Vec::new();
-            let sink = match &queue {
-                Some(q) => DeadLetterSink::Queue(q),
-                None => DeadLetterSink::Collect(&mut collected),
-            };
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(o.timeout_secs);
-            let report = setup(
-                batch::run(pipeline.clone(), part, publisher.as_ref(), sink, deadline).await,
-            )?;
-            pace.sent(report.entries.len());
-            write_dead_letters(&dead_letters, &collected)?;
-            if publisher.is_none() && progress.suspend(|| print_entries(&report.entries)).is_err() {
-                stdout_closed = true;
+        .run(
+            &mut page_items,
+            &mut CommandPublisher {
+                pipeline: &pipeline,
+                events: publisher.as_ref(),
+                queue: queue.as_ref(),
+                dead_letters: &dead_letters,
+                progress: &progress,
+                timeout: Duration::from_secs(o.timeout_secs),
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            PacedError::Publish(e) => e,
+            PacedError::Read(never) => match never {},
+            e @ PacedError::Item { .. } => anyhow::Error::from(e),
+        });
+        let paced = setup(paced)?;
+        total.add(&paced.counts);
+        if let Stop::Unpublished(chunk) = paced.stop {
+            // Counted as it went (retried: N), though the page is done again on resume.
+            total.add(&chunk);
+        }
+        match paced.stop {
+            Stop::End => {}
+            Stop::Halted => {
+                // Its entries were not all printed: this page is left for the resume.
+                progress.line(format!(
+                    "stdout closed: stopped; part {part} resumes at its last checkpoint"
+                ));
+                stopped = true;
+                break;
             }
-            let c = report.counts();
-            entries += report.entries.len();
-            total.add(&c);
-            if c.dead_lettered > 0 && exit == ExitCode::SUCCESS {
-                exit = ExitCode::from(EXIT_DEAD_LETTERS);
+            // No deadline is given, so only a chunk left for retry stops here.
+            Stop::Unpublished(_) | Stop::Deadline => {
+                // This page is left for the resume: its checkpoint is not moved.
+                progress.line(format!(
+                    "not published in time: part {part} resumes at its last checkpoint"
+                ));
+                stopped = true;
+                break;
             }
-            unpublished |= c.retried > 0;
-        }
-        if stdout_closed {
-            // Its entries were not all printed: this page is left for the resume.
-            progress.line(format!(
-                "stdout closed: stopped; part {part} resumes at its last checkpoint"
-            ));
-            exit = ExitCode::from(EXIT_UNPUBLISHED);
-            break;
-        }
-        if unpublished {
-            // This page is left for the resume: its checkpoint is not moved.
-            progress.line(format!(
-                "not published in time: part {part} resumes at its last checkpoint"
-            ));
-            exit = ExitCode::from(EXIT_UNPUBLISHED);
-            break;
         }
         items = items.saturating_add(n);
         let seg = &mut state.parts[part];
@@ -496,8 +496,55 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
         );
     }
     progress.finish();
-    eprintln!("{}", summary_line(&total, entries, o.publish));
-    Ok(exit)
+    eprintln!("{}", summary_line(&total, total.entries, o.publish));
+    Ok(if stopped {
+        ExitCode::from(EXIT_UNPUBLISHED)
+    } else if total.dead_lettered > 0 {
+        ExitCode::from(EXIT_DEAD_LETTERS)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The command's chunks: published (`--publish`) or printed as PutEvents entries, dead
+/// letters sent to the manifest's queue or written to the dead-letter folder. Its
+/// `entries` count is the entries made (printed, or sent to be published).
+struct CommandPublisher<'a> {
+    pipeline: &'a std::sync::Arc<weir_runtime::Pipeline>,
+    events: Option<&'a Publisher>,
+    queue: Option<&'a DeadLetterQueue>,
+    dead_letters: &'a DeadLetterDir,
+    progress: &'a Progress,
+    timeout: Duration,
+}
+
+impl ChunkPublisher for CommandPublisher<'_> {
+    type Error = anyhow::Error;
+
+    async fn publish(&mut self, records: Vec<Box<RawValue>>) -> anyhow::Result<ChunkDone> {
+        let mut collected = Vec::new();
+        let sink = match self.queue {
+            Some(q) => DeadLetterSink::Queue(q),
+            None => DeadLetterSink::Collect(&mut collected),
+        };
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let report =
+            batch::run(self.pipeline.clone(), records, self.events, sink, deadline).await?;
+        write_dead_letters(self.dead_letters, &collected).map_err(|e| e.0)?;
+        let halt = self.events.is_none()
+            && self
+                .progress
+                .suspend(|| print_entries(&report.entries))
+                .is_err();
+        Ok(ChunkDone {
+            counts: Counts {
+                entries: report.entries.len(),
+                ..report.counts()
+            },
+            entries_made: report.entries.len(),
+            halt,
+        })
+    }
 }
 
 /// Sends the pages of one data file (part `part`) from its item `from` on, `page_size`

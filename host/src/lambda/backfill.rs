@@ -16,7 +16,10 @@ use serde_json::value::RawValue;
 
 use super::Function;
 use weir_aws::dead_letter::DeadLetterSink;
-use weir_core::backfill::{BackfillRun, Pace, checked_rate};
+use weir_core::backfill::{
+    BackfillRun, ChunkDone, ChunkPublisher, ItemSource, Pace, PacedError, PacedLoop, Stop,
+    checked_rate,
+};
 use weir_core::batch::{self, Counts};
 
 /// Time kept back at the end of an invocation: a chunk may take that long to publish
@@ -51,39 +54,10 @@ pub struct BackfillTask {
     pub counts: TaskCounts,
 }
 
-/// A task's counts: each of the file's items done so far is one of published, filtered,
-/// coalesced or dead-lettered.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TaskCounts {
-    /// Items done.
-    pub records: usize,
-    /// Items all of whose entries EventBridge accepted.
-    pub published: usize,
-    /// Items with nothing to send.
-    pub filtered: usize,
-    /// Items superseded by a later change of the same item (none in an export, which holds
-    /// each item once).
-    pub coalesced: usize,
-    /// Items kept as dead letters in weir's queue.
-    pub dead_lettered: usize,
-    /// Entries published.
-    pub entries: usize,
-}
-
-impl TaskCounts {
-    /// Adds a chunk's counts (all its records done: none left for retry) and the entries
-    /// it published; saturating, as the earlier counts come in the event, which may hold
-    /// any number.
-    fn add(&mut self, c: &Counts, entries: usize) {
-        self.records = self.records.saturating_add(c.records);
-        self.published = self.published.saturating_add(c.published);
-        self.filtered = self.filtered.saturating_add(c.filtered);
-        self.coalesced = self.coalesced.saturating_add(c.coalesced);
-        self.dead_lettered = self.dead_lettered.saturating_add(c.dead_lettered);
-        self.entries = self.entries.saturating_add(entries);
-    }
-}
+/// A task's counts (the task event's `counts`, the answer's top-level fields): the same
+/// [`Counts`] as every other count. Kept under this name while `tests/it/deploy.rs`
+/// names it.
+pub type TaskCounts = Counts;
 
 /// What a task invocation answers.
 #[derive(Debug, Clone, Serialize)]
@@ -112,6 +86,48 @@ pub struct Continuation {
     pub task: BackfillTask,
 }
 
+/// A data file's items, as the paced loop reads them.
+struct FileItems(weir_aws::export::DataFileItems);
+
+impl ItemSource for FileItems {
+    type Error = anyhow::Error;
+
+    async fn next_item(&mut self) -> Option<anyhow::Result<String>> {
+        self.0.next().await
+    }
+
+    async fn at_end(&mut self) -> bool {
+        self.0.at_end().await
+    }
+}
+
+/// A task's chunks: published to the bus, dead letters to weir's queue, all by `deadline`.
+struct TaskPublisher<'a> {
+    function: &'a Function,
+    pipeline: std::sync::Arc<weir_runtime::Pipeline>,
+    deadline: tokio::time::Instant,
+}
+
+impl ChunkPublisher for TaskPublisher<'_> {
+    type Error = batch::BatchError;
+
+    async fn publish(&mut self, records: Vec<Box<RawValue>>) -> Result<ChunkDone, Self::Error> {
+        let report = batch::run(
+            self.pipeline.clone(),
+            records,
+            Some(&self.function.publisher),
+            DeadLetterSink::Queue(&self.function.dead_letters),
+            self.deadline,
+        )
+        .await?;
+        Ok(ChunkDone {
+            counts: report.counts(),
+            entries_made: report.entries.len(),
+            halt: false,
+        })
+    }
+}
+
 /// Runs `task` until its file is done or its time is up.
 pub(super) async fn run(
     function: &Function,
@@ -131,80 +147,66 @@ pub(super) async fn run(
         data_file_s3_key: task.data_file_s3_key.clone(),
         item_count: None,
     };
-    let mut items = export.items(&file).await?;
+    let mut items = FileItems(export.items(&file).await?);
     let pipeline = {
         let mut loader = function.loader.lock().await;
         loader.current().await
     };
     // The items earlier invocations did: read again (the file is a stream) and passed over.
-    let mut at = 0usize;
-    while (at as u64) < task.from {
-        match items.next().await {
+    let mut from = 0u64;
+    while from < task.from {
+        match items.next_item().await {
             Some(item) => {
                 item?;
-                at += 1;
+                from += 1;
             }
             None => break,
         }
     }
-    let from = at;
     tracing::info!(
         file = %task.data_file_s3_key,
         from,
         rate,
         "backfill task received"
     );
-    let stop_at = deadline.checked_sub(RESERVE).unwrap_or(deadline);
     let mut pace = Pace::new(rate);
-    let mut counts = task.counts;
-    while !items.at_end().await {
-        // At least one chunk per invocation, so a task always moves.
-        if at > from && pace.due() >= stop_at {
-            break;
-        }
-        pace.ready().await;
-        let want = pace.chunk(UNPACED_CHUNK).min(UNPACED_CHUNK);
-        let mut records = Vec::with_capacity(want);
-        while records.len() < want {
-            let Some(item) = items.next().await else {
-                break;
-            };
-            let position = (at + records.len()) as u64;
-            records.push(RawValue::from_string(run.record(&item?, position)?)?);
-        }
-        let n = records.len();
-        let report = batch::run(
-            pipeline.clone(),
-            records,
-            Some(&function.publisher),
-            DeadLetterSink::Queue(&function.dead_letters),
-            deadline,
-        )
-        .await?;
-        pace.sent(report.entries.len());
-        let c: Counts = report.counts();
-        if c.retried > 0 {
-            if at == from {
-                return Err(format!(
-                    "{:?}: {} of {} records not published in time; retry the task (its event ids repeat)",
-                    task.data_file_s3_key, c.retried, c.records
-                )
-                .into());
-            }
-            // Not counted: the next invocation does this chunk again, with the same ids.
-            let next = Continuation {
-                task: BackfillTask {
-                    from: at as u64,
-                    counts,
-                    ..task.clone()
-                },
-            };
-            return Ok(report_of(task, at, counts, Some(next)));
-        }
-        counts.add(&c, report.entries_published);
-        at += n;
+    let progress = PacedLoop {
+        run: &run,
+        pace: &mut pace,
+        first_position: from,
+        max_chunk: UNPACED_CHUNK,
+        stop_at: Some(deadline.checked_sub(RESERVE).unwrap_or(deadline)),
     }
-    let done = items.at_end().await;
+    .run(
+        &mut items,
+        &mut TaskPublisher {
+            function,
+            pipeline,
+            deadline,
+        },
+    )
+    .await
+    .map_err(|e| -> lambda_runtime::Error {
+        let file = &task.data_file_s3_key;
+        match e {
+            PacedError::Read(e) => format!("{file:?}: {e:#}").into(),
+            PacedError::Publish(e) => Box::new(e),
+            e @ PacedError::Item { .. } => format!("{file:?}: {e}").into(),
+        }
+    })?;
+    let at = from.saturating_add(progress.done);
+    let mut counts = task.counts;
+    counts.add(&progress.counts);
+    if let Stop::Unpublished(c) = progress.stop
+        && progress.done == 0
+    {
+        return Err(format!(
+            "{:?}: {} of {} records not published in time; retry the task (its event ids repeat)",
+            task.data_file_s3_key, c.retried, c.records
+        )
+        .into());
+    }
+    let done = progress.stop == Stop::End;
     tracing::info!(
         file = %task.data_file_s3_key,
         done,
@@ -215,9 +217,11 @@ pub(super) async fn run(
         dead_lettered = counts.dead_lettered,
         "backfill task done"
     );
+    // Not done: the next invocation goes on from the first item not done (a chunk not
+    // published in time is done again, with the same ids).
     let next = (!done).then(|| Continuation {
         task: BackfillTask {
-            from: at as u64,
+            from: at,
             counts,
             ..task.clone()
         },
@@ -228,13 +232,13 @@ pub(super) async fn run(
 /// The answer for `task` with `at` items of its file read and done.
 fn report_of(
     task: BackfillTask,
-    at: usize,
+    at: u64,
     counts: TaskCounts,
     next: Option<Continuation>,
 ) -> TaskReport {
     TaskReport {
         data_file_s3_key: task.data_file_s3_key,
-        items: at,
+        items: usize::try_from(at).unwrap_or(usize::MAX),
         counts,
         done: next.is_none(),
         next,
