@@ -1044,6 +1044,32 @@ async fn a_paced_backfill_task_continues_across_invocations_until_done() {
             payload["weirBackfill"]["from"], report["records"],
             "{report}"
         );
+        // The continuation carries the counts under the names Step Functions passes back:
+        // every record count, `entries` once any is published, never a retry count.
+        let carried = &payload["weirBackfill"]["counts"];
+        let names: Vec<&str> = carried
+            .as_object()
+            .expect("counts")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut expected = vec![
+            "records",
+            "published",
+            "filtered",
+            "coalesced",
+            "deadLettered",
+        ];
+        if report["entries"].as_u64().is_some_and(|n| n > 0) {
+            expected.push("entries");
+        }
+        expected.sort_unstable();
+        let mut names = names;
+        names.sort_unstable();
+        assert_eq!(names, expected, "{report}");
+        for name in &expected {
+            assert_eq!(carried[*name], report[*name], "{name}: {report}");
+        }
     };
     assert!(invocations >= 2, "one invocation did it all: {report}");
     assert_eq!(report["records"], 50, "{report}");
