@@ -825,3 +825,66 @@ async fn a_backfill_task_reads_only_its_exports_data_files() {
         );
     }
 }
+
+/// A page whose chunk cannot be published in time (EventBridge, stood in for by a local
+/// endpoint, throttles every call until `--timeout-secs` passes) stops the run at that
+/// chunk: exit 3, its records counted as retried, its checkpoint not moved, and the page's
+/// later chunks never sent (they, like it, are done on the resume, with the same ids).
+#[test]
+fn a_chunk_not_published_in_time_stops_the_backfill_at_that_chunk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let export = dir.path().join("export");
+    local_export(&export, &[(DATA_KEY, globex_lines(0, 10))]);
+    let manifest = write_manifest(dir.path(), "fake", None, &["mapping"], GLOBEX);
+    let state = dir.path().join("state.json");
+    let fake = FakeEventBridge::start(|_, _| Reply::Throttle);
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["backfill", "--manifest"])
+        .arg(&manifest)
+        .arg("--export")
+        .arg(&export)
+        .args(["--key", "tenantId", "--key", "customerId", "--publish"])
+        // Chunks of 5 (a second's worth at 5/s) in a page of 10.
+        .args(["--page-size", "10", "--rate", "5", "--timeout-secs", "1"])
+        .args(["--run", "r", "--state"])
+        .arg(&state)
+        .arg("--dead-letter-dir")
+        .arg(dir.path().join("letters"))
+        .current_dir(root())
+        .env("AWS_ENDPOINT_URL", fake.endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("weir runs");
+    let err = stderr_text(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("not published in time: part 0 resumes at its last checkpoint"),
+        "{err}"
+    );
+    assert!(
+        err.contains("records: 5, entries: 5, published: 0") && err.contains("retried: 5"),
+        "{err}"
+    );
+    let sent: BTreeSet<String> = fake
+        .calls()
+        .iter()
+        .flatten()
+        .map(|e| e["Detail"].as_str().expect("a detail").to_owned())
+        .collect();
+    assert_eq!(
+        sent.len(),
+        5,
+        "only the first chunk's entries were sent: {sent:?}"
+    );
+    assert!(
+        !state.exists() || {
+            let s: Value =
+                serde_json::from_slice(&std::fs::read(&state).expect("state")).expect("JSON");
+            s["parts"][0]["items"] == 0
+        }
+    );
+}
