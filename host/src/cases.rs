@@ -36,7 +36,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use weir_aws::dead_letter::DeadLetterSink;
-use weir_aws::store::Store;
+use weir_aws::store::ObjectStore;
 use weir_core::batch;
 use weir_core::location::Location;
 use weir_core::manifest::DEFAULT_TENANT;
@@ -418,7 +418,7 @@ async fn pipeline_for(
     let text = test_manifest(name, plugin, config, settings, tables(event))?;
     let file = ScratchFile::new("weir-test-manifest", ".toml", &text)?;
     let loader = Loader::load(
-        Store::default(),
+        ObjectStore::default(),
         engine.clone(),
         Location::File(file.path.clone()),
         weir_runtime::loader::DEFAULT_INTERVAL,

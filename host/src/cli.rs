@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use weir_aws::store::Store;
+use weir_aws::store::ObjectStore;
 use weir_core::location::Location;
 use weir_core::record::StreamEvent;
 use weir_runtime::loader::Loader;
@@ -354,7 +354,7 @@ async fn load_with(manifest: &str, fuel: bool) -> anyhow::Result<Loader> {
     let location = Location::parse(manifest)?;
     let engine = Arc::new(plugin_engine(fuel)?);
     Ok(Loader::load(
-        Store::default(),
+        ObjectStore::default(),
         engine,
         location,
         weir_runtime::loader::DEFAULT_INTERVAL,

@@ -30,7 +30,7 @@ use std::fmt::Write as _;
 
 use weir_core::manifest::{DestinationAuth, DestinationSpec, Manifest, SecretRef};
 
-pub mod backfill;
+pub mod backfill_state_machine;
 mod dashboard;
 
 /// The line before the generated resources, in `weir infra`'s output and in a template
@@ -327,7 +327,7 @@ pub fn resources(
         resources.put(format!("{id}DeadLetterAlarm"), alarm(name, &id));
         resources.write(&mut out, 1);
     }
-    let pacing = backfill::pacing(destinations);
+    let pacing = backfill_state_machine::pacing(destinations);
     let _ = writeln!(
         out,
         "  # backfill: a Distributed Map over an export's data files, {} task(s) at once, {}",
@@ -344,8 +344,11 @@ pub fn resources(
     );
     resources.write(&mut out, 1);
     let mut resources = Node::map();
-    resources.put("WeirBackfillRole", backfill::role());
-    resources.put("WeirBackfill", backfill::state_machine(pacing));
+    resources.put("WeirBackfillRole", backfill_state_machine::role());
+    resources.put(
+        "WeirBackfill",
+        backfill_state_machine::state_machine(pacing),
+    );
     resources.write(&mut out, 1);
     out.push_str(END_MARKER);
     out.push('\n');

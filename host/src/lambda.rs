@@ -19,12 +19,12 @@ use weir_core::batch;
 use weir_core::record::StreamBatch;
 use weir_runtime::loader::Loader;
 
-mod backfill;
-pub use backfill::{BackfillTask, Continuation, TaskCounts, TaskReport};
+mod backfill_task;
+pub use backfill_task::{BackfillTask, Continuation, TaskReport};
 
-/// The time a backfill task keeps back before its deadline ([`backfill::RESERVE`]).
+/// The time a backfill task keeps back before its deadline ([`backfill_task::RESERVE`]).
 pub fn backfill_reserve() -> Duration {
-    backfill::RESERVE
+    backfill_task::RESERVE
 }
 
 /// What an invocation brings: a stream batch, or a backfill task. Anything else (`{}`, a
@@ -181,11 +181,7 @@ pub async fn handle(
         put_events_retries: report.put_events_retry_calls,
         plugin_ms: report.plugin_time.as_secs_f64() * 1000.0,
         reload_failures,
-        tenants: report
-            .counts_by_tenant()
-            .into_iter()
-            .map(|(t, c)| (t, c.by_verdict()))
-            .collect(),
+        tenants: report.counts_by_tenant().into_iter().collect(),
     }
     // A record names any tenant it likes: only the manifest's become dimension values.
     .by_manifest_tenants(serving.manifest());
@@ -235,7 +231,7 @@ pub async fn handle_invocation(
         }
         Invocation::Backfill { task } => {
             let span = tracing::info_span!("invocation", requestId = %context.request_id);
-            let report = backfill::run(function, task, deadline_of(context.deadline))
+            let report = backfill_task::run(function, task, deadline_of(context.deadline))
                 .instrument(span)
                 .await?;
             Ok(serde_json::to_value(report)?)
@@ -290,13 +286,13 @@ impl Function {
             ),
             Err(_) => weir_runtime::loader::DEFAULT_INTERVAL,
         };
-        let sdk = weir_aws::aws::sdk_config().await;
+        let sdk = weir_aws::client::sdk_config().await;
         // WEIR_FUEL=1 counts instructions, so `limits.fuel` is enforced (at some cost per
         // call, and without using .cwasm files: precompiled code is for the engine without).
         let engine = Arc::new(weir_runtime::plugin::PluginEngine::with_default_cache(
             std::env::var("WEIR_FUEL").is_ok_and(|v| v == "1"),
         )?);
-        let store = weir_aws::store::Store::with_s3(weir_aws::aws::s3(&sdk));
+        let store = weir_aws::store::ObjectStore::with_s3(weir_aws::client::s3(&sdk));
         let loader = Loader::load_lazy(store, engine, location, interval)
             .await
             .with_context(|| format!("{manifest}: cannot load"))?;
@@ -337,17 +333,17 @@ impl Function {
                     )
                 })?;
         }
-        let publisher = Publisher::new(weir_aws::aws::eventbridge(&sdk), publish);
+        let publisher = Publisher::new(weir_aws::client::eventbridge(&sdk), publish);
         let arn = publisher.check_bus(&bus).await?;
         tracing::info!(bus = %bus, arn = %arn, dead_letter_queue = %queue_url, dead_letter_bucket = %bucket, "weir ready");
         let dead_letters = DeadLetterQueue::new(
-            weir_aws::aws::sqs_for_dead_letters(&sdk),
+            weir_aws::client::sqs_for_dead_letters(&sdk),
             queue_url,
             weir_aws::dead_letter::QueueConfig::default(),
         )
         .with_key(key)
         .with_overflow(weir_aws::dead_letter::Overflow::new(
-            weir_aws::aws::s3(&sdk),
+            weir_aws::client::s3(&sdk),
             bucket,
         ));
         Ok(Function {

@@ -11,7 +11,7 @@
 //! - `weir-runtime`: [`weir_runtime::plugin`] runs plugins in wasmtime,
 //!   [`weir_runtime::native`] decides which precompiled code may run, [`weir_runtime::slot`]
 //!   loads a plugin on first use; [`weir_runtime::Pipeline`] is the pipeline with those slots.
-//! - `weir-aws`: [`weir_aws::aws`] builds clients and classifies errors,
+//! - `weir-aws`: [`weir_aws::client`] builds clients and classifies errors,
 //!   [`weir_aws::publish`] and [`weir_aws::dead_letter`] are the EventBridge and SQS sinks,
 //!   [`weir_aws::store`] reads files and S3, [`weir_aws::redrive`] sends dead letters back
 //!   through.

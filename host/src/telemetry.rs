@@ -82,9 +82,8 @@ pub struct InvocationMetrics {
     pub plugin_ms: f64,
     /// Reloads that failed so far in this process (the old version kept serving).
     pub reload_failures: usize,
-    /// Per tenant: (records, published, filtered, coalesced, dead-lettered, retried), as
-    /// [`Counts::by_verdict`] gives them.
-    pub tenants: Vec<(String, [usize; 6])>,
+    /// Per tenant, its records' counts.
+    pub tenants: Vec<(String, Counts)>,
 }
 
 /// The EMF namespace weir's metrics live in.
@@ -106,15 +105,9 @@ impl InvocationMetrics {
             let entry = manifest
                 .tenant_entry(&tenant)
                 .map_or(UNSERVED_TENANT, |(name, _)| name);
-            folded
-                .entry(entry.to_owned())
-                .or_default()
-                .add(&Counts::from_verdicts(counts));
+            folded.entry(entry.to_owned()).or_default().add(&counts);
         }
-        self.tenants = folded
-            .into_iter()
-            .map(|(tenant, c)| (tenant, c.by_verdict()))
-            .collect();
+        self.tenants = folded.into_iter().collect();
         self
     }
 
@@ -162,7 +155,7 @@ impl InvocationMetrics {
         ];
         if tenant_dimension {
             for (tenant, counts) in &self.tenants {
-                let c = Counts::from_verdicts(*counts);
+                let c = counts;
                 docs.push(
                     json!({
                         "_aws": {
@@ -260,7 +253,17 @@ mod tests {
             put_events_retries: 1,
             plugin_ms: 1.5,
             reload_failures: 0,
-            tenants: vec![("acme".into(), [5, 2, 1, 0, 1, 1])],
+            tenants: vec![(
+                "acme".into(),
+                Counts {
+                    records: 5,
+                    published: 2,
+                    filtered: 1,
+                    dead_lettered: 1,
+                    retried: 1,
+                    ..Counts::default()
+                },
+            )],
         };
         let docs = m.emf("weir-fn", 1_700_000_000_000, true);
         assert_eq!(docs.len(), 2);
@@ -301,8 +304,22 @@ mod tests {
         // Tenant ids are record data: a writer to the table can make a new one per record.
         let metrics = |n: usize| InvocationMetrics {
             tenants: (0..n)
-                .map(|i| (format!("attacker-{i}"), [1, 0, 1, 0, 0, 0]))
-                .chain([("acme".to_owned(), [2, 2, 0, 0, 0, 0])])
+                .map(|i| {
+                    let filtered = Counts {
+                        records: 1,
+                        filtered: 1,
+                        ..Counts::default()
+                    };
+                    (format!("attacker-{i}"), filtered)
+                })
+                .chain([(
+                    "acme".to_owned(),
+                    Counts {
+                        records: 2,
+                        published: 2,
+                        ..Counts::default()
+                    },
+                )])
                 .collect(),
             ..Default::default()
         };

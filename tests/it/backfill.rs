@@ -708,7 +708,7 @@ async fn task_function(
     dlq: String,
 ) -> weir::lambda::Function {
     let loader = weir_runtime::loader::Loader::load(
-        weir_aws::store::Store::default(),
+        weir_aws::store::ObjectStore::default(),
         std::sync::Arc::new(
             weir_runtime::plugin::PluginEngine::with_cache_dir(None).expect("engine"),
         ),
@@ -720,7 +720,7 @@ async fn task_function(
     weir::lambda::Function {
         loader: tokio::sync::Mutex::new(loader),
         publisher: weir_aws::publish::Publisher::new(
-            weir_aws::aws::eventbridge(config),
+            weir_aws::client::eventbridge(config),
             weir_aws::publish::PublishConfig::default(),
         ),
         dead_letters: weir_aws::dead_letter::DeadLetterQueue::new(

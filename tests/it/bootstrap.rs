@@ -46,7 +46,7 @@ async fn dead_letter_key_and_bucket(config: &aws_config::SdkConfig) -> (String, 
         .ok()
         .and_then(|v| v["ARN"].as_str().map(str::to_owned))
         .unwrap_or_else(|| panic!("CreateSecret: {reply}"));
-    weir_aws::aws::s3(config)
+    weir_aws::client::s3(config)
         .create_bucket()
         .bucket("weir-dead-letters")
         .send()

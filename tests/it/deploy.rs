@@ -189,7 +189,7 @@ fn the_backfill_state_machine_invokes_the_task_the_function_takes() {
     );
     assert_eq!(again["Next"], processor["StartAt"]);
     assert_eq!(state["done"], false);
-    let counts = weir::lambda::TaskCounts {
+    let counts = weir_core::batch::Counts {
         records: 400,
         published: 100,
         filtered: 300,
@@ -1027,7 +1027,7 @@ fn the_dashboard_graphs_only_real_metrics_of_resources_in_the_template() {
     // weir's own metrics: what its EMF document declares.
     let emf: Value = serde_json::from_str(
         &weir::telemetry::InvocationMetrics {
-            tenants: vec![("t".into(), [0; 6])],
+            tenants: vec![("t".into(), weir_core::batch::Counts::default())],
             ..Default::default()
         }
         .emf("f", 0, true)[0],

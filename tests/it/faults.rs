@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use weir_aws::store::Store;
+use weir_aws::store::ObjectStore;
 use weir_core::location::Location;
 use weir_core::pipeline::Outcome;
 use weir_runtime::loader::Loader;
@@ -196,7 +196,7 @@ fn every_plugin_fault_is_contained_in_this_process() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let loader = runtime
         .block_on(Loader::load(
-            Store::default(),
+            ObjectStore::default(),
             engine,
             Location::File(root().join("examples/faults/weir.toml")),
             Duration::from_secs(3600),
@@ -754,7 +754,7 @@ fn a_plugin_that_sleeps_cannot_hold_the_host() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let loader = runtime
         .block_on(Loader::load(
-            Store::default(),
+            ObjectStore::default(),
             Arc::new(PluginEngine::with_cache_dir(None).expect("engine")),
             Location::File(m),
             Duration::from_secs(3600),

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use weir::lambda::{Function, Invocation, handle, handle_invocation};
 use weir_aws::dead_letter::{DeadLetterQueue, LetterKey, Overflow, QueueConfig};
 use weir_aws::publish::{PublishConfig, Publisher};
-use weir_aws::store::Store;
+use weir_aws::store::ObjectStore;
 use weir_core::location::Location;
 use weir_core::record::StreamBatch;
 use weir_runtime::loader::Loader;
@@ -30,7 +30,7 @@ async fn function(
 ) -> Function {
     let engine = Arc::new(PluginEngine::with_cache_dir(None).expect("engine"));
     let loader = Loader::load(
-        Store::default(),
+        ObjectStore::default(),
         engine,
         Location::File(manifest.to_path_buf()),
         Duration::from_secs(3600),
@@ -41,7 +41,7 @@ async fn function(
     Function {
         loader: tokio::sync::Mutex::new(loader),
         publisher: Publisher::new(
-            weir_aws::aws::eventbridge(&sdk_config(eventbridge)),
+            weir_aws::client::eventbridge(&sdk_config(eventbridge)),
             publish,
         ),
         dead_letters: DeadLetterQueue::new(
@@ -53,7 +53,10 @@ async fn function(
             },
         )
         .with_key(letter_key())
-        .with_overflow(Overflow::new(weir_aws::aws::s3(&sdk_config(sqs)), bucket)),
+        .with_overflow(Overflow::new(
+            weir_aws::client::s3(&sdk_config(sqs)),
+            bucket,
+        )),
         function_name: "weir-test".into(),
         tenant_metrics: true,
         exports: weir_aws::export::Exports::new(&sdk_config(sqs)),
@@ -68,7 +71,7 @@ fn letter_key() -> LetterKey {
 /// The bucket where letters too large for the queue go, made in moto if it is not there.
 async fn dead_letter_bucket(config: &aws_config::SdkConfig) -> String {
     let name = "weir-dead-letters";
-    let _ = weir_aws::aws::s3(config)
+    let _ = weir_aws::client::s3(config)
         .create_bucket()
         .bucket(name)
         .send()
@@ -812,7 +815,7 @@ async fn whole_letter(config: &aws_config::SdkConfig, message: &Value) -> Value 
     let Some(object) = message.get("letterObject") else {
         return message.clone();
     };
-    let out = weir_aws::aws::s3(config)
+    let out = weir_aws::client::s3(config)
         .get_object()
         .bucket(object["bucket"].as_str().expect("bucket"))
         .key(object["key"].as_str().expect("key"))
@@ -861,7 +864,7 @@ async fn a_warm_handler_picks_up_a_plugin_replaced_in_s3() {
     put("weir.toml", manifest.into_bytes()).await;
     // Interval zero: every invocation checks (conditional GETs) for a new version.
     let loader = Loader::load(
-        Store::with_s3(s3.clone()),
+        ObjectStore::with_s3(s3.clone()),
         Arc::new(PluginEngine::with_cache_dir(None).expect("engine")),
         Location::parse("s3://warm/weir.toml").expect("url"),
         Duration::ZERO,
@@ -871,7 +874,7 @@ async fn a_warm_handler_picks_up_a_plugin_replaced_in_s3() {
     let f = Function {
         loader: tokio::sync::Mutex::new(loader),
         publisher: Publisher::new(
-            weir_aws::aws::eventbridge(&sdk_config(&fake.endpoint())),
+            weir_aws::client::eventbridge(&sdk_config(&fake.endpoint())),
             fast_publish(),
         ),
         dead_letters: DeadLetterQueue::new(
@@ -1215,7 +1218,7 @@ async fn a_dead_letter_too_large_for_the_queue_goes_to_s3_with_a_signed_pointer(
         let p: Value = serde_json::from_str(pointer).expect("JSON");
         assert_eq!(p["reason"]["kind"], "decode", "{p}");
         assert_eq!(p["letterObject"]["bucket"], "weir-dead-letters");
-        let object = weir_aws::aws::s3(&config)
+        let object = weir_aws::client::s3(&config)
             .get_object()
             .bucket("weir-dead-letters")
             .key(p["letterObject"]["key"].as_str().expect("key"))

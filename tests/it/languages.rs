@@ -418,7 +418,7 @@ async fn the_big_builds_load_lazily_and_precompiled_in_the_function() {
             weir_runtime::plugin::PluginEngine::with_cache_dir(None).expect("engine"),
         );
         let loader = weir_runtime::loader::Loader::load_lazy(
-            weir_aws::store::Store::default(),
+            weir_aws::store::ObjectStore::default(),
             engine.clone(),
             weir_core::location::Location::File(manifest(dir.path(), build, &config)),
             std::time::Duration::from_secs(3600),

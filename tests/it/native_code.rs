@@ -597,7 +597,7 @@ async fn an_s3_object_over_the_cap_is_refused_by_its_declared_length() {
         .send()
         .await
         .expect("put");
-    let store = weir_aws::store::Store::with_s3(client);
+    let store = weir_aws::store::ObjectStore::with_s3(client);
     let location = weir_core::location::Location::parse("s3://trust/plugins/p.cwasm").expect("url");
     let err = store
         .read_at_most(&location, 1024)
@@ -644,7 +644,8 @@ async fn an_s3_body_with_no_length_is_cut_off_at_the_cap() {
         }
         sent
     });
-    let store = weir_aws::store::Store::with_s3(s3_client(&format!("http://127.0.0.1:{port}")));
+    let store =
+        weir_aws::store::ObjectStore::with_s3(s3_client(&format!("http://127.0.0.1:{port}")));
     let location = weir_core::location::Location::parse("s3://trust/p.cwasm").expect("url");
     let err = store
         .read_at_most(&location, 1 << 20)

@@ -11,7 +11,7 @@ use weir_aws::dead_letter::DeadLetterSink;
 use weir_aws::dead_letter::{DeadLetterQueue, LetterKey, MAC_ATTRIBUTE, Overflow, QueueConfig};
 use weir_aws::publish::{PublishConfig, Publisher};
 use weir_aws::redrive::{DeliveryCheck, RedriveOptions};
-use weir_aws::store::Store;
+use weir_aws::store::ObjectStore;
 use weir_core::batch;
 use weir_core::location::Location;
 use weir_runtime::loader::Loader;
@@ -82,7 +82,7 @@ async fn redrive_after_a_fix_publishes_and_empties_weirs_dead_letter_queue() {
     let (out, out_arn) = create_queue(&sqs, "redrive-out", None).await;
     bus_to_queue(&events, "redrive-bus", &out_arn).await;
     let publisher = Publisher::new(
-        weir_aws::aws::eventbridge(&config),
+        weir_aws::client::eventbridge(&config),
         PublishConfig::default(),
     );
     let dead_letters =
@@ -98,7 +98,7 @@ async fn redrive_after_a_fix_publishes_and_empties_weirs_dead_letter_queue() {
         "[tenants.acme]\nplugin = \"salesforce-account\"\n",
     );
     let mut loader = Loader::load(
-        Store::default(),
+        ObjectStore::default(),
         engine(),
         Location::File(broken),
         Duration::from_secs(3600),
@@ -132,7 +132,7 @@ async fn redrive_after_a_fix_publishes_and_empties_weirs_dead_letter_queue() {
         "[tenants.acme]\nplugin = \"salesforce-account\"\nconfig = { external_id_field = \"Ext__c\" }\n",
     );
     let loader = Loader::load(
-        Store::default(),
+        ObjectStore::default(),
         engine(),
         Location::File(fixed),
         Duration::from_secs(3600),
@@ -305,7 +305,7 @@ async fn redrive_of_a_delivery_queue_puts_back_only_this_buses_events() {
     )
     .expect("manifest");
     let publisher = Publisher::new(
-        weir_aws::aws::eventbridge(&config),
+        weir_aws::client::eventbridge(&config),
         PublishConfig::default(),
     );
     let bus_arn = publisher.check_bus("delivery-bus").await.expect("bus");
@@ -392,7 +392,7 @@ async fn setup(name: &str, limit: Option<usize>) -> Setup {
     let (dlq, _) = create_queue(&sqs, &format!("{name}-dlq"), limit).await;
     let (out, out_arn) = create_queue(&sqs, &format!("{name}-out"), None).await;
     bus_to_queue(&aws_sdk_eventbridge::Client::new(&config), name, &out_arn).await;
-    weir_aws::aws::s3(&config)
+    weir_aws::client::s3(&config)
         .create_bucket()
         .bucket("weir-dead-letters")
         .send()
@@ -400,7 +400,7 @@ async fn setup(name: &str, limit: Option<usize>) -> Setup {
         .expect("bucket");
     Setup {
         publisher: Publisher::new(
-            weir_aws::aws::eventbridge(&config),
+            weir_aws::client::eventbridge(&config),
             PublishConfig::default(),
         ),
         _moto: moto,
@@ -422,7 +422,7 @@ impl Setup {
             tenants,
         );
         Loader::load(
-            Store::default(),
+            ObjectStore::default(),
             engine(),
             Location::File(manifest),
             Duration::from_secs(3600),
@@ -437,7 +437,7 @@ impl Setup {
         let queue = DeadLetterQueue::new(self.sqs.clone(), &self.dlq, QueueConfig::default())
             .with_key(key())
             .with_overflow(Overflow::new(
-                weir_aws::aws::s3(&self.config),
+                weir_aws::client::s3(&self.config),
                 "weir-dead-letters",
             ));
         let report = batch::run(
@@ -637,7 +637,7 @@ async fn a_letter_kept_in_s3_is_checked_redriven_and_its_object_deleted() {
         json!({"blob": {"S": "x".repeat(300_000)}}),
     );
     s.dead_letter("s3-bus", std::slice::from_ref(&big)).await;
-    let s3 = weir_aws::aws::s3(&s.config);
+    let s3 = weir_aws::client::s3(&s.config);
     let listed = s3
         .list_objects_v2()
         .bucket("weir-dead-letters")

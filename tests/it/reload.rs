@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use weir_aws::dead_letter::DeadLetterSink;
 use weir_aws::dead_letter::{DeadLetterQueue, QueueConfig};
 use weir_aws::publish::{PublishConfig, Publisher};
-use weir_aws::store::Store;
+use weir_aws::store::ObjectStore;
 use weir_core::batch::{self, Verdict};
 use weir_core::location::Location;
 use weir_runtime::loader::Loader;
@@ -54,8 +54,8 @@ impl S3 {
         format!("s3://{}/{key}", self.bucket)
     }
 
-    fn store(&self) -> Store {
-        Store::with_s3(self.client.clone())
+    fn store(&self) -> ObjectStore {
+        ObjectStore::with_s3(self.client.clone())
     }
 }
 
@@ -453,7 +453,7 @@ async fn two_tenants_outputs_never_mix() {
         "[tenants.acme]\nplugin = \"echo-state\"\n[tenants.globex]\nplugin = \"echo-state\"\n",
     );
     let mut loader = Loader::load(
-        Store::default(),
+        ObjectStore::default(),
         engine(),
         Location::File(manifest),
         Duration::from_secs(3600),
@@ -500,7 +500,7 @@ async fn instances_stay_warm_across_batches_and_a_recycled_one_starts_clean() {
          [limits]\ninstance_calls = 3\n",
     );
     let mut loader = Loader::load(
-        Store::default(),
+        ObjectStore::default(),
         engine(),
         Location::File(manifest),
         Duration::from_secs(3600),
@@ -554,7 +554,7 @@ async fn tenants_from_key_patterns_default_entries_fan_out_and_destination_rules
     let path = dir.path().join("weir.toml");
     std::fs::write(&path, text).expect("write");
     let mut loader = Loader::load(
-        Store::default(),
+        ObjectStore::default(),
         engine(),
         Location::File(path),
         Duration::from_secs(3600),
@@ -643,7 +643,7 @@ async fn plugins_load_on_first_use_not_at_start() {
     );
     let engine = engine();
     let mut loader = Loader::load_lazy(
-        Store::default(),
+        ObjectStore::default(),
         engine.clone(),
         location,
         Duration::from_secs(3600),
@@ -734,7 +734,7 @@ async fn a_broken_plugin_dead_letters_its_tenant_and_a_missing_one_retries_while
         ],
     );
     let mut loader = Loader::load_lazy(
-        Store::default(),
+        ObjectStore::default(),
         engine(),
         location.clone(),
         Duration::from_secs(3600),
@@ -786,7 +786,7 @@ async fn a_broken_plugin_dead_letters_its_tenant_and_a_missing_one_retries_while
 
     // The eager load (weir check, weir run) names both plugins at once.
     let problems = Loader::load(
-        Store::default(),
+        ObjectStore::default(),
         engine(),
         location,
         Duration::from_secs(3600),
@@ -843,7 +843,7 @@ async fn under_require_precompiled_a_plugin_without_pinned_code_dead_letters_onl
     std::fs::write(dir.path().join("weir.toml"), text).expect("manifest");
     let engine = engine();
     let loader = Loader::load_lazy(
-        Store::default(),
+        ObjectStore::default(),
         engine.clone(),
         Location::File(dir.path().join("weir.toml")),
         Duration::from_secs(3600),
@@ -934,7 +934,7 @@ impl PublishedAndDeadLettered {
             .expect("target");
         PublishedAndDeadLettered {
             publisher: Publisher::new(
-                weir_aws::aws::eventbridge(&config),
+                weir_aws::client::eventbridge(&config),
                 PublishConfig::default(),
             ),
             dead_letters: DeadLetterQueue::new(sqs.clone(), &dlq, QueueConfig::default()),
@@ -1235,7 +1235,7 @@ async fn one_plugins_bad_upload_never_freezes_the_rest_of_the_manifest() {
 
 /// Reads through the store, noting every location asked for: moto cannot count GETs.
 struct Watched {
-    store: Store,
+    store: ObjectStore,
     asked: Mutex<Vec<String>>,
 }
 
@@ -1383,11 +1383,11 @@ fn s3_answering(status: u16, code: &'static str) -> String {
     format!("http://127.0.0.1:{port}")
 }
 
-fn store_at(endpoint: &str) -> Store {
+fn store_at(endpoint: &str) -> ObjectStore {
     let conf = aws_sdk_s3::config::Builder::from(&sdk_config(endpoint))
         .force_path_style(true)
         .build();
-    Store::with_s3(aws_sdk_s3::Client::from_conf(conf))
+    ObjectStore::with_s3(aws_sdk_s3::Client::from_conf(conf))
 }
 
 /// Issue 24: a read that fails says which kind of failure it is, for files and S3 alike:
@@ -1401,7 +1401,7 @@ async fn a_failed_read_says_whether_the_location_is_missing_refused_or_unavailab
         (error.kind(), error.to_string())
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = Store::default();
+    let files = ObjectStore::default();
 
     let missing = dir.path().join("missing\n.wasm");
     let (kind, message) = kind_of(files.read(&Location::File(missing)).await);

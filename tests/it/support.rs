@@ -92,7 +92,7 @@ impl Drop for Moto {
 
 /// AWS SDK configuration for the moto server: fixed region and dummy credentials.
 pub fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
-    weir_aws::aws::local_sdk_config(endpoint, "us-east-1")
+    weir_aws::client::local_sdk_config(endpoint, "us-east-1")
 }
 
 pub const TABLE_ARN: &str =

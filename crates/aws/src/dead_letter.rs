@@ -88,7 +88,7 @@ impl LetterKey {
             .await
             .map_err(|e| KeyError::Unreadable {
                 secret: format!("{secret:?}"),
-                message: crate::aws::describe_sdk_error(&e),
+                message: crate::client::describe_sdk_error(&e),
             })?;
         let bytes = match (out.secret_string(), out.secret_binary()) {
             (Some(s), _) => s.as_bytes().to_vec(),
@@ -167,7 +167,7 @@ impl Overflow {
             Ok(Err(e)) => Err(format!(
                 "cannot write the dead letter to s3://{}/{key}: {}",
                 self.bucket,
-                crate::aws::describe_sdk_error(&e)
+                crate::client::describe_sdk_error(&e)
             )),
             Ok(Ok(_)) => Ok(LetterObject {
                 bucket: self.bucket.clone(),
@@ -244,7 +244,7 @@ const MAX_MESSAGES_PER_BATCH: usize = 10;
 
 impl DeadLetterQueue {
     /// The queue at `queue_url`; `client` should have the SDK's retries off
-    /// ([`crate::aws::sqs_for_dead_letters`]), since sending retries itself.
+    /// ([`crate::client::sqs_for_dead_letters`]), since sending retries itself.
     pub fn new(
         client: aws_sdk_sqs::Client,
         queue_url: impl Into<String>,
@@ -272,7 +272,7 @@ impl DeadLetterQueue {
             return Ok(None);
         };
         let mut queue = DeadLetterQueue::new(
-            crate::aws::sqs_for_dead_letters(sdk),
+            crate::client::sqs_for_dead_letters(sdk),
             url.clone(),
             QueueConfig::default(),
         );
@@ -283,7 +283,7 @@ impl DeadLetterQueue {
             ),
         }
         if let Some(bucket) = &manifest.dead_letter_bucket {
-            queue = queue.with_overflow(Overflow::new(crate::aws::s3(sdk), bucket.clone()));
+            queue = queue.with_overflow(Overflow::new(crate::client::s3(sdk), bucket.clone()));
         }
         Ok(Some(queue))
     }
@@ -578,9 +578,9 @@ impl DeadLetterQueue {
                 let message = format!(
                     "SendMessageBatch to {} failed: {}",
                     self.queue_url,
-                    crate::aws::describe_sdk_error(&e)
+                    crate::client::describe_sdk_error(&e)
                 );
-                return if crate::aws::is_transient(&e) {
+                return if crate::client::is_transient(&e) {
                     CallOutcome::Transient(message)
                 } else if is_about_the_message(&e) {
                     // Alone, this is the message's own fault; in a batch, it is split.

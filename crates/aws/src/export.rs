@@ -39,7 +39,7 @@ impl Exports {
     /// Exports read with `sdk`.
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
         Exports {
-            client: crate::aws::s3(sdk),
+            client: crate::client::s3(sdk),
         }
     }
 
@@ -175,7 +175,7 @@ impl ExportSource {
                     .key(key)
                     .send()
                     .await
-                    .map_err(|e| anyhow::anyhow!("{}", crate::aws::describe_sdk_error(&e)))
+                    .map_err(|e| anyhow::anyhow!("{}", crate::client::describe_sdk_error(&e)))
                     .with_context(|| format!("cannot read {}", self.describe(key)))?;
                 Ok(Body::S3(out.body))
             }

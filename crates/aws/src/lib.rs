@@ -8,7 +8,7 @@
 
 #![deny(missing_docs)]
 
-pub mod aws;
+pub mod client;
 pub mod dead_letter;
 pub mod export;
 pub mod publish;

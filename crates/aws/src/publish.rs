@@ -12,7 +12,7 @@ use aws_sdk_eventbridge::error::SdkError;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use tokio::time::Instant;
 
-use crate::aws::{describe_sdk_error, is_transient};
+use crate::client::{describe_sdk_error, is_transient};
 use weir_core::model::Entry;
 use weir_core::retry::{self, BatchCall, CallOutcome, ItemOutcome, RetryPolicy};
 use weir_core::sink::{EntryResult, EventSink, PublishReport};

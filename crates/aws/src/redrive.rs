@@ -176,7 +176,7 @@ async fn drain(
                                 "s3://{}/{}: cannot delete the redriven letter: {}",
                                 object.bucket,
                                 object.key,
-                                crate::aws::describe_sdk_error(&e)
+                                crate::client::describe_sdk_error(&e)
                             )
                         })?;
                 }
@@ -214,7 +214,7 @@ async fn approximate_count(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> anyhow
         .map_err(|e| {
             anyhow::anyhow!(
                 "{queue_url}: cannot read the queue: {}",
-                crate::aws::describe_sdk_error(&e)
+                crate::client::describe_sdk_error(&e)
             )
         })?;
     Ok(out
@@ -304,7 +304,7 @@ async fn read_letter_object(
         .map_err(|e| {
             format!(
                 "{name}: cannot read: {}",
-                crate::aws::describe_sdk_error(&e)
+                crate::client::describe_sdk_error(&e)
             )
         })?;
     let bytes = out

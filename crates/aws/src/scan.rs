@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 use weir_core::record::write_json_string;
 
-use crate::aws::describe_sdk_error;
+use crate::client::describe_sdk_error;
 
 /// What a backfill needs to know of the table.
 #[derive(Debug, Clone)]
@@ -119,7 +119,7 @@ impl TableScan {
                         next: out.last_evaluated_key().map(item_json),
                     });
                 }
-                Err(e) if crate::aws::is_transient(&e) && attempt < 12 => {
+                Err(e) if crate::client::is_transient(&e) && attempt < 12 => {
                     tracing::warn!(
                         segment,
                         "scan page refused ({}); backing off {} ms",

@@ -4,7 +4,7 @@
 //! Every read is bounded: a file is opened once, without following a link or blocking, and
 //! must be a regular file; an object's declared length is checked before its body is read,
 //! and the body is read only up to the cap. The cap is [`MAX_FILE_BYTES`] unless the caller
-//! gives a smaller one ([`Store::read_at_most`], for manifests
+//! gives a smaller one ([`ObjectStore::read_at_most`], for manifests
 //! [`weir_core::location::MAX_MANIFEST_BYTES`]).
 
 use std::time::UNIX_EPOCH;
@@ -17,21 +17,21 @@ use weir_core::location::{
 /// Reads locations. The S3 client is made on first use from the standard AWS SDK
 /// configuration, unless one is given.
 #[derive(Clone, Default)]
-pub struct Store {
+pub struct ObjectStore {
     s3: std::sync::Arc<tokio::sync::OnceCell<aws_sdk_s3::Client>>,
 }
 
-impl Store {
+impl ObjectStore {
     /// A store that reads S3 with `client`.
     pub fn with_s3(client: aws_sdk_s3::Client) -> Self {
-        Store {
+        ObjectStore {
             s3: std::sync::Arc::new(tokio::sync::OnceCell::new_with(Some(client))),
         }
     }
 
     async fn s3(&self) -> &aws_sdk_s3::Client {
         self.s3
-            .get_or_init(|| async { crate::aws::s3(&crate::aws::sdk_config().await) })
+            .get_or_init(|| async { crate::client::s3(&crate::client::sdk_config().await) })
             .await
     }
 
@@ -189,7 +189,7 @@ impl Store {
                         anyhow::anyhow!(
                             "{}: cannot write: {}",
                             shown(location),
-                            crate::aws::describe_sdk_error(&e)
+                            crate::client::describe_sdk_error(&e)
                         )
                     })?;
                 Ok(())
@@ -233,7 +233,7 @@ where
     let message = format!(
         "{}: {doing}: {}",
         shown(location),
-        crate::aws::describe_sdk_error(&error)
+        crate::client::describe_sdk_error(&error)
     );
     FetchError::new(kind, message, error)
 }
@@ -286,20 +286,20 @@ async fn body_at_most(
     Ok(bytes)
 }
 
-impl Fetch for Store {
+impl Fetch for ObjectStore {
     fn fetch<'a>(
         &'a self,
         location: &'a Location,
         known_version: Option<&'a str>,
     ) -> FetchFuture<'a, Fetched> {
-        Box::pin(Store::fetch(self, location, known_version))
+        Box::pin(ObjectStore::fetch(self, location, known_version))
     }
 
     fn version<'a>(&'a self, location: &'a Location) -> FetchFuture<'a, String> {
-        Box::pin(Store::version(self, location))
+        Box::pin(ObjectStore::version(self, location))
     }
 
     fn read<'a>(&'a self, location: &'a Location) -> FetchFuture<'a, (Vec<u8>, String)> {
-        Box::pin(Store::read(self, location))
+        Box::pin(ObjectStore::read(self, location))
     }
 }

@@ -29,7 +29,7 @@ use sha2::Digest as _;
 
 use weir_aws::dead_letter::DeadLetterSink;
 use weir_aws::publish::{PublishConfig, Publisher};
-use weir_aws::store::Store;
+use weir_aws::store::ObjectStore;
 use weir_core::batch;
 use weir_core::image::TypedImage;
 use weir_core::location::Location;
@@ -704,7 +704,7 @@ pub(crate) async fn lazy_loader(manifest: &Path) -> anyhow::Result<Loader> {
     let location = Location::File(std::path::absolute(manifest)?);
     let engine = Arc::new(PluginEngine::new()?);
     Ok(Loader::load_lazy(
-        Store::default(),
+        ObjectStore::default(),
         engine,
         location,
         Duration::from_secs(3600),
@@ -815,7 +815,7 @@ fn cold_start(manifest: &Path, event: &Path) -> anyhow::Result<()> {
     let t2 = Instant::now();
     let location = Location::File(std::path::absolute(manifest)?);
     let loader = rt.block_on(Loader::load_lazy(
-        Store::default(),
+        ObjectStore::default(),
         engine,
         location,
         Duration::from_secs(3600),
@@ -1498,11 +1498,14 @@ fn publish_path(s: &Settings, out: &Path) -> anyhow::Result<PublishFigures> {
     let records = read_records(&out.join("events.json"))?;
     let records: Vec<Box<RawValue>> = records.into_iter().take(10_000).collect();
     let n = records.len();
-    let sdk = weir_aws::aws::local_sdk_config(
+    let sdk = weir_aws::client::local_sdk_config(
         &format!("http://127.0.0.1:{}", endpoint.port),
         "eu-west-1",
     );
-    let publisher = Publisher::new(weir_aws::aws::eventbridge(&sdk), PublishConfig::default());
+    let publisher = Publisher::new(
+        weir_aws::client::eventbridge(&sdk),
+        PublishConfig::default(),
+    );
     let loader = rt.block_on(lazy_loader(&manifest))?;
     let pipeline = loader.pipeline();
     let (mut transform_ms, mut publish_ms, mut entries_total, mut short) =

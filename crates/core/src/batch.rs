@@ -191,41 +191,6 @@ impl Counts {
         *slot = slot.saturating_add(1);
     }
 
-    /// The record counts as (records, published, filtered, coalesced, dead-lettered,
-    /// retried): the function's per-tenant metrics carry them so.
-    pub fn by_verdict(&self) -> [usize; 6] {
-        [
-            self.records,
-            self.published,
-            self.filtered,
-            self.coalesced,
-            self.dead_lettered,
-            self.retried,
-        ]
-    }
-
-    /// The counts [`Counts::by_verdict`] gave (no entries).
-    pub fn from_verdicts(
-        [
-            records,
-            published,
-            filtered,
-            coalesced,
-            dead_lettered,
-            retried,
-        ]: [usize; 6],
-    ) -> Self {
-        Counts {
-            records,
-            published,
-            filtered,
-            coalesced,
-            dead_lettered,
-            retried,
-            entries: 0,
-        }
-    }
-
     /// Adds `other`'s counts to these (a run's batches, chunks or tenants into one total).
     /// Saturating: counts may come from outside (a task's event carries any numbers).
     pub fn add(&mut self, other: &Counts) {
@@ -541,8 +506,17 @@ mod tests {
         ] {
             by_verdict.count(&v);
         }
-        assert_eq!(by_verdict.by_verdict(), [5, 1, 1, 1, 1, 1]);
-        assert_eq!(Counts::from_verdicts(by_verdict.by_verdict()), by_verdict);
+        assert_eq!(
+            (
+                by_verdict.records,
+                by_verdict.published,
+                by_verdict.filtered,
+                by_verdict.coalesced,
+                by_verdict.dead_lettered,
+                by_verdict.retried
+            ),
+            (5, 1, 1, 1, 1, 1)
+        );
     }
 
     #[test]

@@ -448,7 +448,7 @@ impl From<ReadError> for FetchError {
 /// A boxed future, so [`Fetch`] can be used as `dyn Fetch`.
 pub type FetchFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, FetchError>> + Send + 'a>>;
 
-/// Reads locations: a file, or an S3 object through the AWS crate's `Store`.
+/// Reads locations: a file, or an S3 object through the AWS crate's `ObjectStore`.
 pub trait Fetch: Send + Sync {
     /// Reads `location`, or says it has not changed since `known_version` (the tag an
     /// earlier read gave).

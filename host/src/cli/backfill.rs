@@ -22,7 +22,7 @@ use weir_aws::dead_letter::{DeadLetterQueue, DeadLetterSink};
 use weir_aws::export::{DataFile, ExportSource};
 use weir_aws::publish::{PublishConfig, Publisher};
 use weir_aws::scan::{Page, TableScan};
-use weir_aws::store::Store;
+use weir_aws::store::ObjectStore;
 use weir_core::backfill::{
     BackfillRun, ChunkDone, ChunkPublisher, MAX_RATE, Pace, PacedError, PacedLoop, Stop,
     checked_rate,
@@ -138,7 +138,7 @@ enum Source {
 }
 
 impl State {
-    async fn load(store: &Store, location: &Location) -> anyhow::Result<Option<State>> {
+    async fn load(store: &ObjectStore, location: &Location) -> anyhow::Result<Option<State>> {
         match store.read_if_exists(location).await? {
             Some(bytes) if bytes.len() > MAX_STATE_BYTES => {
                 bail!("{location}: larger than {MAX_STATE_BYTES} bytes, not a backfill state file")
@@ -182,7 +182,7 @@ impl State {
 
     /// Replaced whole (a file renamed over the old one, one S3 put): a kill leaves the old
     /// checkpoint or the new, never half of one.
-    async fn save(&self, store: &Store, location: &Location) -> anyhow::Result<()> {
+    async fn save(&self, store: &ObjectStore, location: &Location) -> anyhow::Result<()> {
         store
             .write(location, serde_json::to_vec_pretty(self)?)
             .await
@@ -209,8 +209,8 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
         }
         std::sync::Arc::new(pipeline.only_tenants(o.tenants.iter().cloned().collect()))
     };
-    let sdk = weir_aws::aws::sdk_config().await;
-    let store = Store::with_s3(weir_aws::aws::s3(&sdk));
+    let sdk = weir_aws::client::sdk_config().await;
+    let store = ObjectStore::with_s3(weir_aws::client::s3(&sdk));
     let state_location = match &o.state {
         Some(s) => Some(setup(Location::parse(s))?),
         None => None,
@@ -326,7 +326,10 @@ async fn run(o: BackfillOptions) -> Result<ExitCode, SetupError> {
     );
 
     let publisher = if o.publish {
-        let p = Publisher::new(weir_aws::aws::eventbridge(&sdk), PublishConfig::default());
+        let p = Publisher::new(
+            weir_aws::client::eventbridge(&sdk),
+            PublishConfig::default(),
+        );
         setup(p.check_bus(&loader.manifest().event_bus).await)?;
         Some(p)
     } else {
@@ -659,7 +662,7 @@ impl Progress {
 /// backfill never feeds the bus faster than its slowest API destination delivers.
 async fn destination_rate(manifest: &str) -> anyhow::Result<Option<f64>> {
     let location = Location::parse(manifest)?;
-    let (bytes, _) = weir_aws::store::Store::default()
+    let (bytes, _) = weir_aws::store::ObjectStore::default()
         .read_at_most(&location, weir_core::location::MAX_MANIFEST_BYTES)
         .await?;
     let text = String::from_utf8(bytes).context("the manifest is not UTF-8")?;

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 
 use super::{EXIT_DEAD_LETTERS, SetupError, runtime};
 use crate::infra::TemplateProblem;
-use weir_aws::store::Store;
+use weir_aws::store::ObjectStore;
 use weir_core::location::Location;
 use weir_core::manifest::{Manifest, ManifestError};
 use weir_core::text::one_line;
@@ -49,7 +49,7 @@ async fn report(manifest: &str) -> anyhow::Result<Report> {
     let (template, warnings) = template_problems(&location).await;
     let engine = Arc::new(PluginEngine::new().context("cannot start the plugin engine")?);
     let loaded = Loader::load(
-        Store::default(),
+        ObjectStore::default(),
         engine,
         location,
         weir_runtime::loader::DEFAULT_INTERVAL,
@@ -139,7 +139,7 @@ fn problem_lines(problems: &LoadProblems) -> Vec<String> {
 /// its destinations would pass ([`crate::infra::quota_warnings`]). A manifest that cannot
 /// be read or parsed gives none here: the loader reports why.
 async fn template_problems(location: &Location) -> (Vec<TemplateProblem>, Vec<String>) {
-    let Ok((bytes, _)) = Store::default().read(location).await else {
+    let Ok((bytes, _)) = ObjectStore::default().read(location).await else {
         return (Vec::new(), Vec::new());
     };
     let Ok(text) = String::from_utf8(bytes) else {

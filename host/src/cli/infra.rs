@@ -5,14 +5,14 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use super::{SetupError, runtime, setup};
-use weir_aws::store::Store;
+use weir_aws::store::ObjectStore;
 use weir_core::location::Location;
 
 pub(super) fn infra(manifest: &str) -> Result<ExitCode, SetupError> {
     let runtime = runtime()?;
     let text = setup(runtime.block_on(async {
         let location = Location::parse(manifest)?;
-        let (bytes, _) = Store::default()
+        let (bytes, _) = ObjectStore::default()
             .read_at_most(&location, weir_core::location::MAX_MANIFEST_BYTES)
             .await?;
         let text =

@@ -39,9 +39,9 @@ pub(super) fn redrive(
     let runtime = runtime()?;
     let report = runtime.block_on(async {
         let loader = setup(load(manifest).await)?;
-        let sdk = weir_aws::aws::sdk_config().await;
-        let sqs = weir_aws::aws::sqs(&sdk);
-        let publisher = Publisher::new(weir_aws::aws::eventbridge(&sdk), PublishConfig::default());
+        let sdk = weir_aws::client::sdk_config().await;
+        let sqs = weir_aws::client::sqs(&sdk);
+        let publisher = Publisher::new(weir_aws::client::eventbridge(&sdk), PublishConfig::default());
         let bus = bus.unwrap_or_else(|| loader.manifest().event_bus.clone());
         let progress = |done: usize, total: usize| eprintln!("redrive: {done} / {total}");
         let report = match (queue, delivery_queue) {
@@ -70,7 +70,7 @@ pub(super) fn redrive(
                     key,
                     accept_unsigned: trust.accept_unsigned,
                     delete_unroutable: trust.delete_unroutable,
-                    s3: Some(weir_aws::aws::s3(&sdk)),
+                    s3: Some(weir_aws::client::s3(&sdk)),
                 };
                 let publisher = (!dry_run).then_some(&publisher);
                 weir_aws::redrive::dead_letters(

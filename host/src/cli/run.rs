@@ -46,9 +46,11 @@ pub(super) fn run_event(
         let (publisher, queue) = match publish_within {
             None => (None, None),
             Some(_) => {
-                let sdk = weir_aws::aws::sdk_config().await;
-                let publisher =
-                    Publisher::new(weir_aws::aws::eventbridge(&sdk), PublishConfig::default());
+                let sdk = weir_aws::client::sdk_config().await;
+                let publisher = Publisher::new(
+                    weir_aws::client::eventbridge(&sdk),
+                    PublishConfig::default(),
+                );
                 setup(publisher.check_bus(&bus).await)?;
                 let queue = setup(
                     DeadLetterQueue::for_manifest(&sdk, loader.manifest())

@@ -13,10 +13,10 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, Linker, types::ComponentItem};
 use weir_core::model::PluginRef;
 
-use super::host::PluginState;
 use super::imports::forbidden;
 use super::instance::Plugin;
 use super::instance::Pre;
+use super::interfaces::PluginState;
 use super::pool::{MEMORY_GUARD, MEMORY_RESERVATION, PoolSize};
 use super::{Contract, EPOCH_TICK, bindings, bindings_v01};
 use crate::native::{CompiledCache, Precompiled, Refused, VerifiedArtifact};

@@ -4,10 +4,10 @@
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
-use super::host::PluginState;
-use super::host::clocks::{MONOTONIC_CLOCK, ready_now};
-use super::host::image::ImageReads;
-use super::host::log::PluginLog;
+use super::interfaces::PluginState;
+use super::interfaces::clocks::{MONOTONIC_CLOCK, ready_now};
+use super::interfaces::image::ImageReads;
+use super::interfaces::log::PluginLog;
 use super::{bindings, bindings_v01};
 
 /// The interfaces a plugin may import. Everything else is refused at load.

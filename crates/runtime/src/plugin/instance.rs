@@ -12,12 +12,12 @@ use weir_core::model::PluginRef;
 use weir_core::record::{Change, LazyRecord, Origin};
 use weir_core::transform::{CallCost, CallError, CallReport, PluginEvent};
 
-use super::host::PluginState;
-use super::host::clocks::FrozenClock;
-use super::host::image::ImageReads;
-use super::host::log::PluginLog;
-use super::host::memory::MemoryLimiter;
-use super::host::stdio::{Captured, CapturedPipe};
+use super::interfaces::PluginState;
+use super::interfaces::clocks::FrozenClock;
+use super::interfaces::image::ImageReads;
+use super::interfaces::log::PluginLog;
+use super::interfaces::memory::MemoryLimiter;
+use super::interfaces::stdio::{Captured, CapturedPipe};
 use super::{Contract, EPOCH_TICK, bindings, bindings_v01};
 
 /// A loaded plugin, ready to instantiate cheaply for each tenant.

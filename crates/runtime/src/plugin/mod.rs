@@ -16,9 +16,9 @@
 //! interface per file.
 
 mod engine;
-mod host;
 mod imports;
 mod instance;
+mod interfaces;
 pub mod pool;
 
 pub use engine::{Compile, CompileNotice, LoadError, LoadOptions, PluginEngine, target_triple};

@@ -51,13 +51,8 @@ pub struct BackfillTask {
     pub rate_per_second: Option<f64>,
     /// The counts of earlier invocations of this file.
     #[serde(default)]
-    pub counts: TaskCounts,
+    pub counts: Counts,
 }
-
-/// A task's counts (the task event's `counts`, the answer's top-level fields): the same
-/// [`Counts`] as every other count. Kept under this name while `tests/it/deploy.rs`
-/// names it.
-pub type TaskCounts = Counts;
 
 /// What a task invocation answers.
 #[derive(Debug, Clone, Serialize)]
@@ -70,7 +65,7 @@ pub struct TaskReport {
     pub items: usize,
     /// The counts over this and earlier invocations of the file.
     #[serde(flatten)]
-    pub counts: TaskCounts,
+    pub counts: Counts,
     /// Whether every item of the file is done.
     pub done: bool,
     /// When not done: the invocation that continues it.
@@ -233,7 +228,7 @@ pub(super) async fn run(
 fn report_of(
     task: BackfillTask,
     at: u64,
-    counts: TaskCounts,
+    counts: Counts,
     next: Option<Continuation>,
 ) -> TaskReport {
     TaskReport {
