@@ -39,7 +39,7 @@ use weir_core::pipeline::Pipeline;
 use weir_core::record::StreamBatch;
 use weir_core::record::{Change, LazyRecord};
 use weir_core::transform::{
-    CallCost, CallError, CallReport, Instance, Loaded, PluginEvent, Slot, Transformer,
+    CallCost, CallError, CallReport, Instance, Loaded, Plugin, PluginEvent, Slot,
 };
 use weir_runtime::loader::Loader;
 use weir_runtime::plugin::PluginEngine;
@@ -583,7 +583,7 @@ pub(crate) struct NativeInstance {
     config: Option<(String, Value)>,
 }
 
-impl Transformer for NativeMapping {
+impl Plugin for NativeMapping {
     type Instance = NativeInstance;
 
     fn reference(&self) -> &Arc<PluginRef> {
@@ -635,7 +635,7 @@ pub(crate) fn mapping_reference() -> Arc<PluginRef> {
 }
 
 /// A pipeline over `manifest` whose every plugin is `transformer`.
-pub(crate) fn pipeline_with<T: Transformer + 'static>(
+pub(crate) fn pipeline_with<T: Plugin + 'static>(
     manifest_path: &Path,
     transformer: T,
 ) -> anyhow::Result<Arc<Pipeline<Loaded<T>>>> {

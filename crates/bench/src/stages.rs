@@ -27,7 +27,7 @@ use weir_core::model::PluginRef;
 use weir_core::pipeline::Pipeline;
 use weir_core::record::StreamBatch;
 use weir_core::record::{self, LazyRecord};
-use weir_core::transform::{CallError, CallReport, Instance, PluginEvent, Slot, Transformer};
+use weir_core::transform::{CallError, CallReport, Instance, Plugin, PluginEvent, Slot};
 
 use crate::{
     NativeMapping, dry_batch, invocation_texts, lazy_loader, mapping_reference, native_transform,
@@ -52,7 +52,7 @@ struct StageInstance {
     config: Option<Value>,
 }
 
-impl Transformer for NoEvents {
+impl Plugin for NoEvents {
     type Instance = StageInstance;
 
     fn reference(&self) -> &Arc<PluginRef> {
@@ -67,7 +67,7 @@ impl Transformer for NoEvents {
     }
 }
 
-impl Transformer for Replay {
+impl Plugin for Replay {
     type Instance = StageInstance;
 
     fn reference(&self) -> &Arc<PluginRef> {

@@ -1,5 +1,5 @@
 //! The edge between the pipeline and whatever runs plugins: a [`Slot`] (a plugin the
-//! manifest names, loaded on first use), the [`Transformer`] it holds, and an [`Instance`]
+//! manifest names, loaded on first use), the [`Plugin`] it holds, and an [`Instance`]
 //! that maps one tenant's records. The runtime crate implements these with wasmtime; the
 //! benchmark implements them with a mapping written in Rust; tests can fake them.
 
@@ -14,7 +14,7 @@ use crate::record::{DecodeError, LazyRecord};
 /// A plugin the manifest names, as the pipeline needs it: loaded on first use, then kept.
 pub trait Slot: Send + Sync + 'static {
     /// The loaded plugin.
-    type Plugin: Transformer;
+    type Plugin: Plugin;
 
     /// The plugin, if it has been loaded.
     fn loaded(&self) -> Option<&Arc<Self::Plugin>>;
@@ -34,7 +34,7 @@ pub trait Slot: Send + Sync + 'static {
 /// test's fake): always there, never broken.
 pub struct Loaded<T>(pub Arc<T>);
 
-impl<T: Transformer + 'static> Slot for Loaded<T> {
+impl<T: Plugin + 'static> Slot for Loaded<T> {
     type Plugin = T;
 
     fn loaded(&self) -> Option<&Arc<T>> {
@@ -55,7 +55,7 @@ impl<T: Transformer + 'static> Slot for Loaded<T> {
 }
 
 /// A loaded plugin: it makes instances, one per tenant, never shared across tenants.
-pub trait Transformer: Send + Sync {
+pub trait Plugin: Send + Sync {
     /// One tenant's instance.
     type Instance: Instance;
 

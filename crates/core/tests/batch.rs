@@ -23,7 +23,7 @@ use weir_core::record::LazyRecord;
 use weir_core::retry::{self, BatchCall, CallOutcome, ItemOutcome, RetryPolicy};
 use weir_core::sink::{DeadLetterStore, EntryResult, EventSink, PublishReport};
 use weir_core::transform::{
-    CallCost, CallError, CallReport, Instance, Loaded, PluginEvent, Transformer,
+    CallCost, CallError, CallReport, Instance, Loaded, Plugin, PluginEvent,
 };
 
 /// The mapping: `{"Name": name}` for the customer's new image, to the `crm` destination.
@@ -31,7 +31,7 @@ struct NameMapping(Arc<PluginRef>);
 
 struct NameInstance;
 
-impl Transformer for NameMapping {
+impl Plugin for NameMapping {
     type Instance = NameInstance;
 
     fn reference(&self) -> &Arc<PluginRef> {
@@ -483,7 +483,7 @@ async fn mixed_batches_always_add_up() {
 /// A host whose instance pool is full: every instantiation finds no room.
 struct FullHost(Arc<PluginRef>);
 
-impl Transformer for FullHost {
+impl Plugin for FullHost {
     type Instance = NameInstance;
 
     fn reference(&self) -> &Arc<PluginRef> {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use crate::manifest::Limits;
 use crate::record::LazyRecord;
-use crate::transform::{CallError, CallReport, Instance, Transformer};
+use crate::transform::{CallError, CallReport, Instance, Plugin};
 
 /// Most instances kept warm between batches. The runtime's pool has room for 1,000 live
 /// instances; keeping at most half leaves a batch room for 500 pairs that are not warm, and
@@ -89,7 +89,7 @@ impl<I: Instance> Instances<I> {
     /// full. Afterwards the instance is dropped if it trapped, has served its calls or has
     /// grown past half its memory limit. An error is an instance that could not be made:
     /// [`CallError::NoRoom`] when the pool has no room even then.
-    pub(super) fn transform<P: Transformer<Instance = I>>(
+    pub(super) fn transform<P: Plugin<Instance = I>>(
         &mut self,
         tenant: &str,
         name: &str,

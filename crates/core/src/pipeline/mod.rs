@@ -19,9 +19,7 @@ use serde_json::value::RawValue;
 use crate::manifest::Manifest;
 use crate::model::{Blame, DeadLetter, DeadLetterKind, Entry, Reason};
 use crate::record;
-use crate::transform::{
-    CallCost, CallError, LoadProblem, LoadProblems, Slot, SlotError, Transformer,
-};
+use crate::transform::{CallCost, CallError, LoadProblem, LoadProblems, Plugin, Slot, SlotError};
 
 use envelope::EntryError;
 pub use envelope::{event_id, rfc3339_from_ms};
@@ -246,7 +244,7 @@ impl<S: Slot> Pipeline<S> {
 }
 
 /// The instance type a slot's plugin makes.
-type InstanceOf<S> = <<S as Slot>::Plugin as Transformer>::Instance;
+type InstanceOf<S> = <<S as Slot>::Plugin as Plugin>::Instance;
 
 /// One batch of records. It holds one instance per (tenant, plugin), never shared.
 pub struct Batch<'p, S: Slot> {

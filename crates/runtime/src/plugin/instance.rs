@@ -134,7 +134,7 @@ pub struct PluginInstance {
     fuel: bool,
 }
 
-impl weir_core::transform::Transformer for Plugin {
+impl weir_core::transform::Plugin for Plugin {
     type Instance = PluginInstance;
 
     fn reference(&self) -> &Arc<PluginRef> {
