@@ -41,37 +41,6 @@ fn engine() -> Arc<PluginEngine> {
     Arc::new(PluginEngine::with_cache_dir(None).expect("engine"))
 }
 
-async fn bus_to_queue(events: &aws_sdk_eventbridge::Client, bus: &str, queue_arn: &str) {
-    events
-        .create_event_bus()
-        .name(bus)
-        .send()
-        .await
-        .expect("bus");
-    events
-        .put_rule()
-        .name("all")
-        .event_bus_name(bus)
-        .event_pattern(json!({"source": ["weir.customers"]}).to_string())
-        .send()
-        .await
-        .expect("rule");
-    events
-        .put_targets()
-        .rule("all")
-        .event_bus_name(bus)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("q")
-                .arn(queue_arn)
-                .build()
-                .expect("target"),
-        )
-        .send()
-        .await
-        .expect("target");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redrive_after_a_fix_publishes_and_empties_weirs_dead_letter_queue() {
     let moto = Moto::start();

@@ -904,34 +904,7 @@ impl PublishedAndDeadLettered {
         let events = aws_sdk_eventbridge::Client::new(&config);
         let (dlq, _) = create_queue(&sqs, &format!("{bus}-dlq"), None).await;
         let (out, out_arn) = create_queue(&sqs, &format!("{bus}-out"), None).await;
-        events
-            .create_event_bus()
-            .name(bus)
-            .send()
-            .await
-            .expect("bus");
-        events
-            .put_rule()
-            .name("everything")
-            .event_bus_name(bus)
-            .event_pattern(json!({"source": ["weir.customers"]}).to_string())
-            .send()
-            .await
-            .expect("rule");
-        events
-            .put_targets()
-            .rule("everything")
-            .event_bus_name(bus)
-            .targets(
-                aws_sdk_eventbridge::types::Target::builder()
-                    .id("out")
-                    .arn(out_arn)
-                    .build()
-                    .expect("target"),
-            )
-            .send()
-            .await
-            .expect("target");
+        bus_to_queue(&events, bus, &out_arn).await;
         PublishedAndDeadLettered {
             publisher: Publisher::new(
                 weir_aws::client::eventbridge(&config),

@@ -573,3 +573,35 @@ pub async fn bus_with_rules(
     }
     urls
 }
+
+/// A bus whose one rule takes every `weir.customers` event into the queue `queue_arn`.
+pub async fn bus_to_queue(events: &aws_sdk_eventbridge::Client, bus: &str, queue_arn: &str) {
+    events
+        .create_event_bus()
+        .name(bus)
+        .send()
+        .await
+        .expect("bus");
+    events
+        .put_rule()
+        .name("all")
+        .event_bus_name(bus)
+        .event_pattern(json!({"source": ["weir.customers"]}).to_string())
+        .send()
+        .await
+        .expect("rule");
+    events
+        .put_targets()
+        .rule("all")
+        .event_bus_name(bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("q")
+                .arn(queue_arn)
+                .build()
+                .expect("target"),
+        )
+        .send()
+        .await
+        .expect("target");
+}
