@@ -117,7 +117,7 @@ pub enum Command {
         manifest: Option<PathBuf>,
         /// With --manifest: pin plugins whose bytes no longer match their sha256 (after
         /// reviewing them); without it such a plugin stops the command.
-        #[arg(long, requires = "manifest")]
+        #[arg(long, conflicts_with_all = ["plugins", "out_dir"])]
         repin: bool,
     },
     /// Repair dead letters: run weir's dead-lettered records through the current manifest

@@ -131,3 +131,22 @@ fn flags_and_files_out_of_range_are_refused_naming_them_with_exit_2() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("/dev/zero: larger than"), "{err}");
 }
+
+/// `--repin` re-pins a manifest's plugins; beside plugins named on the command line it would
+/// do nothing, so it is refused rather than ignored. A missing file is named once.
+#[test]
+fn repin_without_a_manifest_is_refused_and_a_missing_file_is_named_once() {
+    let plugin = plugin("mapping");
+    let out = weir_output(&["compile", "--repin", plugin.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_text(&out));
+    assert!(
+        stderr_text(&out).contains("--repin"),
+        "{}",
+        stderr_text(&out)
+    );
+
+    let out = weir_output(&["compile", "no-such-plugin.wasm"]);
+    let err = stderr_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}

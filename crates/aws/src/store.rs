@@ -140,7 +140,7 @@ impl ObjectStore {
             Location::File(path) => {
                 match weir_core::location::read_regular_file(path, MAX_FILE_BYTES) {
                     Ok((bytes, _)) => Ok(Some(bytes)),
-                    Err(ReadError::Io { source, .. })
+                    Err(ReadError::Io { error: source, .. })
                         if source.kind() == std::io::ErrorKind::NotFound =>
                     {
                         Ok(None)

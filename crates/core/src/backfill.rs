@@ -279,13 +279,12 @@ pub enum PacedError<R, P> {
     #[error("{0}")]
     Read(R),
     /// An item could not become a record.
-    #[error("item {position} of the run: {source}")]
+    #[error("item {position} of the run: {error}")]
     Item {
         /// The item's position in the run.
         position: u64,
-        /// Why.
-        #[source]
-        source: BackfillError,
+        /// Why (in the message, so not also a source: a chain would say it twice).
+        error: BackfillError,
     },
     /// A chunk reached no verdicts.
     #[error("{0}")]
@@ -350,7 +349,7 @@ impl PacedLoop<'_> {
                         RawValue::from_string(text)
                             .map_err(|e| BackfillError::NotAnItem(e.to_string()))
                     })
-                    .map_err(|source| PacedError::Item { position, source })?;
+                    .map_err(|error| PacedError::Item { position, error })?;
                 records.push(record);
             }
             if records.is_empty() {

@@ -116,12 +116,13 @@ pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     /// The operating system refused (missing, no permission, ...).
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {error}")]
     Io {
         /// The file.
         path: String,
-        /// The operating system's error.
-        source: std::io::Error,
+        /// The operating system's error: in the message, so not also a source (a chain
+        /// printed whole would say it twice).
+        error: std::io::Error,
     },
     /// The name is a symbolic link: weir reads files without following links, so the file
     /// checked is the file named.
@@ -256,7 +257,7 @@ pub fn read_at_most(
         .read_to_end(&mut bytes)
         .map_err(|source| ReadError::Io {
             path: path.to_owned(),
-            source,
+            error: source,
         })?;
     let read = bytes.len() as u64;
     if read > cap {
@@ -289,13 +290,13 @@ pub fn open_regular_file(
                 },
                 _ => ReadError::Io {
                     path: shown.clone(),
-                    source,
+                    error: source,
                 },
             }
         })?;
     let meta = file.metadata().map_err(|source| ReadError::Io {
         path: shown.clone(),
-        source,
+        error: source,
     })?;
     check_regular(&meta, &shown, cap)?;
     Ok((file, meta))
@@ -432,7 +433,7 @@ impl From<ReadError> for FetchError {
     /// permission), or an I/O failure that may pass.
     fn from(error: ReadError) -> Self {
         let kind = match &error {
-            ReadError::Io { source, .. } => match source.kind() {
+            ReadError::Io { error: source, .. } => match source.kind() {
                 std::io::ErrorKind::NotFound => FetchErrorKind::NotFound,
                 std::io::ErrorKind::PermissionDenied => FetchErrorKind::Refused,
                 _ => FetchErrorKind::Unavailable,

@@ -177,7 +177,7 @@ pub fn verify(
 /// A read error's reason, without the file name a [`Refused`] already starts with.
 fn not_read(e: &ReadError) -> String {
     match e {
-        ReadError::Io { source, .. } => format!("cannot read: {source}"),
+        ReadError::Io { error: source, .. } => format!("cannot read: {source}"),
         ReadError::Symlink { .. } => {
             "it is a symbolic link, and weir does not follow links to native code".to_owned()
         }
@@ -380,7 +380,7 @@ impl CompiledCache {
                 Ok((file, meta)) => {
                     owned_by_me_alone(&meta, &self.dir.path().join(name)).map(|()| Some(file))
                 }
-                Err(ReadError::Io { source, .. })
+                Err(ReadError::Io { error: source, .. })
                     if source.kind() == std::io::ErrorKind::NotFound =>
                 {
                     Ok(None)

@@ -165,13 +165,13 @@ pub fn open_regular_in(
         } else {
             ReadError::Io {
                 path: shown.clone(),
-                source,
+                error: source,
             }
         }
     })?;
     let meta = file.metadata().map_err(|source| ReadError::Io {
         path: shown.clone(),
-        source,
+        error: source,
     })?;
     weir_core::location::check_regular(&meta, &shown, cap)?;
     Ok((file, meta))
@@ -191,7 +191,7 @@ pub fn open_regular(
         .and_then(|n| n.to_str())
         .ok_or_else(|| ReadError::Io {
             path: shown.clone(),
-            source: io::Error::new(io::ErrorKind::InvalidInput, "not a UTF-8 file name"),
+            error: io::Error::new(io::ErrorKind::InvalidInput, "not a UTF-8 file name"),
         })?;
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -199,7 +199,7 @@ pub fn open_regular(
     };
     let dir = Dir::open(parent, true).map_err(|source| ReadError::Io {
         path: shown.clone(),
-        source,
+        error: source,
     })?;
     open_regular_in(&dir, name, cap)
 }
