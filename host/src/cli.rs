@@ -37,7 +37,16 @@ pub struct Cli {
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
+    /// The memory (MB) the plugin instances kept warm between batches are sized from,
+    /// as the Lambda function's `MemorySize` sizes them there (128 to 10,240).
+    #[arg(long, global = true, default_value_t = weir_core::pipeline::DEFAULT_FUNCTION_MEMORY_MB,
+          value_parser = clap::value_parser!(u64).range(128..=10_240))]
+    pub memory_mb: u64,
 }
+
+/// The `--memory-mb` this process was started with: every engine it builds keeps that
+/// function's warm instances.
+static MEMORY_MB: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
 
 /// The wasmtime weir runs plugins in (the runtime crate pins it exactly; a unit test keeps
 /// this in step with Cargo.lock).
@@ -261,6 +270,7 @@ fn setup<T, E: Into<anyhow::Error>>(r: Result<T, E>) -> Result<T, SetupError> {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, SetupError> {
+    let _ = MEMORY_MB.set(cli.memory_mb);
     match cli.command {
         Command::Decode { event } => decode::decode(&event),
         Command::Run {
@@ -341,7 +351,13 @@ fn runtime() -> Result<tokio::runtime::Runtime, SetupError> {
 /// The engine for the command line: one that counts fuel for `--report`, else the
 /// runtime's own (which uses `.cwasm` files).
 pub(crate) fn plugin_engine(fuel: bool) -> anyhow::Result<PluginEngine> {
-    PluginEngine::with_default_cache(fuel).context("cannot start the plugin engine")
+    let memory_mb = MEMORY_MB
+        .get()
+        .copied()
+        .unwrap_or(weir_core::pipeline::DEFAULT_FUNCTION_MEMORY_MB);
+    Ok(PluginEngine::with_default_cache(fuel)
+        .context("cannot start the plugin engine")?
+        .with_warm_budget(weir_core::pipeline::WarmBudget::for_memory_mb(memory_mb)))
 }
 
 /// Loads the manifest and its plugins once (no reloading in the CLI).

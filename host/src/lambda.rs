@@ -289,9 +289,18 @@ impl Function {
         let sdk = weir_aws::client::sdk_config().await;
         // WEIR_FUEL=1 counts instructions, so `limits.fuel` is enforced (at some cost per
         // call, and without using .cwasm files: precompiled code is for the engine without).
-        let engine = Arc::new(weir_runtime::plugin::PluginEngine::with_default_cache(
-            std::env::var("WEIR_FUEL").is_ok_and(|v| v == "1"),
-        )?);
+        // The instances kept warm are sized from the memory Lambda gives the function.
+        let memory_mb = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|mb| (128..=10_240).contains(mb))
+            .unwrap_or(weir_core::pipeline::DEFAULT_FUNCTION_MEMORY_MB);
+        let engine = Arc::new(
+            weir_runtime::plugin::PluginEngine::with_default_cache(
+                std::env::var("WEIR_FUEL").is_ok_and(|v| v == "1"),
+            )?
+            .with_warm_budget(weir_core::pipeline::WarmBudget::for_memory_mb(memory_mb)),
+        );
         let store = weir_aws::store::ObjectStore::with_s3(weir_aws::client::s3(&sdk));
         let loader = Loader::load_lazy(store, engine, location, interval)
             .await

@@ -18,9 +18,11 @@
 //! if it cannot be read) until it is fixed. Each refusal is logged with the plugin's name
 //! and counted; a version refused once is not fetched or checked again while it stays.
 //!
-//! The engine's instance pool is sized from the manifest when it is first read
-//! ([`PoolSize::for_manifest`]). A reload whose manifest needs more (more tenants or
-//! plugins, a larger memory limit) moves to a new engine sized for it: the plugins in use
+//! The engine's instance pool is sized when the manifest is first read
+//! ([`PoolSize::for_manifest`]): from the instances the engine keeps warm ([`weir_core::pipeline::WarmBudget`])
+//! (the function's memory) and the manifest's largest memory limit, never its tenant
+//! count. A reload whose manifest needs more (a larger memory limit) moves to a new engine
+//! sized for it: the plugins in use
 //! are loaded into it (from the compiled-code cache) before it replaces the old one; one
 //! whose new version is refused keeps serving from the old engine.
 
@@ -106,9 +108,15 @@ impl Loader {
         let manifest = parse(&text, &location)?;
         // The pool is reserved when the engine starts: sized for this manifest, before any
         // plugin loads (an engine that has started already keeps its pool).
-        engine
-            .start_with(PoolSize::for_manifest(&manifest))
+        let warm = engine.warm_budget();
+        let pool = engine
+            .start_with(PoolSize::for_manifest(&manifest, warm))
             .map_err(one)?;
+        tracing::info!(
+            pool = %pool,
+            warm = %warm,
+            "plugin instances sized from the function's memory"
+        );
         let source = Arc::new(PluginSource::new(fetch, engine));
         let slots = slots(&manifest, &source, &HashMap::new(), &HashMap::new(), false).await?;
         Ok(Loader {
@@ -117,7 +125,7 @@ impl Loader {
             interval,
             manifest_version: version,
             manifest_text: text,
-            current: Arc::new(Pipeline::new(manifest, slots.slots)),
+            current: Arc::new(Pipeline::new(manifest, slots.slots).with_warm_budget(warm)),
             refused: HashMap::new(),
             next_check: Instant::now() + interval,
             reloads: 0,
@@ -188,11 +196,14 @@ impl Loader {
         };
         let manifest_changed = version != self.manifest_version;
         let manifest = parse(&text, &self.location)?;
-        let needed = PoolSize::for_manifest(&manifest);
-        // A manifest that outgrew the pool moves to a new engine sized for it: every
-        // plugin in use is loaded into it (one that no longer loads keeps the old engine).
+        let warm = self.source.engine().warm_budget();
+        let needed = PoolSize::for_manifest(&manifest, warm);
+        // A manifest whose memory limit outgrew the pool's memories moves to a new engine
+        // sized for it: every plugin in use is loaded into it (one that no longer loads
+        // keeps the old engine). More tenants never resize it: the pool follows the
+        // instances alive at once.
         let (source, moving) = match self.source.engine().pool() {
-            Some(pool) if !pool.covers(needed) => {
+            Some(pool) if pool.max_memory_bytes < needed.max_memory_bytes => {
                 let engine = Arc::new(self.source.engine().resized(needed).map_err(one)?);
                 tracing::info!(
                     manifest = %self.location,
@@ -228,7 +239,7 @@ impl Loader {
         if manifest_changed || rebuilt.changed {
             tracing::info!(manifest = %self.location, "reloaded manifest and plugins");
             self.reloads += 1;
-            self.current = Arc::new(Pipeline::new(manifest, rebuilt.slots));
+            self.current = Arc::new(Pipeline::new(manifest, rebuilt.slots).with_warm_budget(warm));
         }
         self.source = source;
         self.refused = rebuilt.refused;
@@ -642,6 +653,12 @@ mod tests {
         let location = write_manifest(dir.path(), &["globex"]);
         let engine =
             Arc::new(PluginEngine::with_cache_dir(Some(dir.path().join("cache"))).expect("engine"));
+        // A pool of one instance: the tenants of a batch take turns in it.
+        let one = PoolSize {
+            instances: 1,
+            max_memory_bytes: 64 << 20,
+        };
+        engine.start_with(one).expect("engine starts");
         let rt = runtime();
         rt.block_on(async {
             let mut loader = Loader::load_lazy(
@@ -652,19 +669,36 @@ mod tests {
             )
             .await
             .expect("loads");
-            // Sized for the one tenant, before any plugin loaded.
-            assert_eq!(engine.pool().map(|p| p.instances), Some(1));
             let first = dry_run(loader.current().await).await;
             assert_eq!((first.entries.len(), first.counts().retried), (3, 0));
 
+            // More tenants: the pool is not resized for them (it follows the instances
+            // alive at once), and each finds room, the least recently used instance
+            // dropped for it.
             write_manifest(dir.path(), &["globex", "acme", "initech", "umbrella"]);
             loader.check_now();
             let pipeline = loader.current().await;
             assert_eq!((loader.reloads(), loader.reload_failures()), (1, 0));
+            assert_eq!(loader.source.engine().pool(), Some(one), "the same engine");
+            let more = dry_run(pipeline).await;
+            assert_eq!((more.entries.len(), more.counts().retried), (7, 0));
+
+            // A larger memory limit than the pool's memories take: a new engine.
+            let Location::File(path) = &location else {
+                unreachable!("a file")
+            };
+            let mut text = std::fs::read_to_string(path).expect("manifest");
+            text.push_str("limits = { memory_mib = 128 }\n");
+            std::fs::write(path, text).expect("manifest");
+            loader.check_now();
+            let pipeline = loader.current().await;
+            assert_eq!((loader.reloads(), loader.reload_failures()), (2, 0));
+            let grown = loader.source.engine().pool().expect("started");
+            assert_eq!(grown.max_memory_bytes, 128 << 20);
             assert_eq!(
-                loader.source.engine().pool().map(|p| p.instances),
-                Some(4),
-                "a new engine, sized for the new manifest"
+                grown,
+                PoolSize::for_manifest(loader.manifest(), engine.warm_budget()),
+                "a new engine, sized for the new manifest and the warm budget"
             );
             // The plugin in use was loaded into it before it replaced the old one.
             assert!(
@@ -673,16 +707,8 @@ mod tests {
                     .get("mapping")
                     .is_some_and(|s| s.loaded().is_some())
             );
-            // Three tenants in one batch: each has an instance (in the old pool of one,
-            // two of them would find no room and be retried).
-            let grown = dry_run(pipeline).await;
-            assert_eq!((grown.entries.len(), grown.counts().retried), (7, 0));
-            // A manifest the pool covers keeps the engine.
-            write_manifest(dir.path(), &["globex", "acme"]);
-            loader.check_now();
-            let _ = loader.current().await;
-            assert_eq!(loader.reloads(), 2);
-            assert_eq!(loader.source.engine().pool().map(|p| p.instances), Some(4));
+            let after = dry_run(pipeline).await;
+            assert_eq!((after.entries.len(), after.counts().retried), (7, 0));
         });
     }
 
@@ -726,18 +752,20 @@ mod tests {
             assert_eq!((first.entries.len(), first.counts().retried), (3, 0));
 
             std::fs::write(&own, b"\0asm garbage, and longer than before").expect("garbage");
+            // The last tenant's larger memory limit outgrows the pool.
             let more: String = ["acme", "initech", "umbrella"]
                 .iter()
                 .map(|t| tenant(t, "shared"))
-                .collect();
+                .collect::<String>()
+                + "limits = { memory_mib = 128 }\n";
             std::fs::write(&path, format!("{head}{}{more}", tenant("globex", "own")))
                 .expect("manifest");
             loader.check_now();
             let pipeline = loader.current().await;
             assert_eq!((loader.reloads(), loader.reload_failures()), (1, 1));
             assert_eq!(
-                loader.source.engine().pool().map(|p| p.instances),
-                Some(4),
+                loader.source.engine().pool().map(|p| p.max_memory_bytes),
+                Some(128 << 20),
                 "the new manifest applies, on a new engine sized for it"
             );
             let grown = dry_run(pipeline).await;

@@ -23,7 +23,7 @@ use crate::transform::{CallCost, CallError, LoadProblem, LoadProblems, Plugin, S
 
 use envelope::EntryError;
 pub use envelope::{event_id, rfc3339_from_ms};
-pub use instances::{Instances, MAX_WARM_BYTES, MAX_WARM_INSTANCES};
+pub use instances::{DEFAULT_FUNCTION_MEMORY_MB, Instances, WarmBudget};
 use route::Routed;
 
 /// Why a record was filtered: a normal outcome, counted, not an error.
@@ -99,6 +99,8 @@ pub struct Pipeline<S: Slot> {
     /// Instances kept between batches (see [`Instances`]); a batch takes them and gives
     /// them back when it ends.
     warm: std::sync::Mutex<Instances<InstanceOf<S>>>,
+    /// How many instances stay warm between batches, sized from the function's memory.
+    warm_budget: WarmBudget,
     /// Whether batches are still scanned for plugins to load side by side: until a scan
     /// finds none to load, so a tenant with no traffic (whose plugin never loads) does not
     /// cost every later batch a scan.
@@ -120,6 +122,7 @@ impl<S: Slot> Pipeline<S> {
             plugins,
             configs,
             warm: std::sync::Mutex::new(Instances::default()),
+            warm_budget: WarmBudget::default(),
             scanning: std::sync::atomic::AtomicBool::new(true),
             only: None,
         }
@@ -129,7 +132,8 @@ impl<S: Slot> Pipeline<S> {
     /// filtered as [`FilterReason::OtherTenant`]. Its plugins are the same slots, so
     /// nothing is loaded twice.
     pub fn only_tenants(&self, tenants: std::collections::BTreeSet<String>) -> Self {
-        let mut p = Pipeline::new(self.manifest.clone(), self.plugins.clone());
+        let mut p = Pipeline::new(self.manifest.clone(), self.plugins.clone())
+            .with_warm_budget(self.warm_budget());
         p.only = Some(tenants);
         p
     }
@@ -235,6 +239,17 @@ impl<S: Slot> Pipeline<S> {
             instances,
             calls: Vec::new(),
         }
+    }
+
+    /// The same pipeline keeping `budget`'s instances warm between batches.
+    pub fn with_warm_budget(mut self, budget: WarmBudget) -> Self {
+        self.warm_budget = budget;
+        self
+    }
+
+    /// How many instances may stay warm between batches.
+    pub fn warm_budget(&self) -> WarmBudget {
+        self.warm_budget
     }
 
     /// How many instances are kept warm for the next batch.
@@ -429,7 +444,7 @@ impl<S: Slot> Drop for Batch<'_, S> {
             return;
         }
         let mut instances = std::mem::take(&mut self.instances);
-        instances.trim();
+        instances.trim(self.pipeline.warm_budget);
         if let Ok(mut warm) = self.pipeline.warm.lock() {
             *warm = instances;
         }

@@ -12,6 +12,7 @@ use sha2::Digest as _;
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker, types::ComponentItem};
 use weir_core::model::PluginRef;
+use weir_core::pipeline::WarmBudget;
 
 use super::imports::forbidden;
 use super::instance::Plugin;
@@ -176,6 +177,8 @@ struct Settings {
     cache_dir: Option<PathBuf>,
     fuel: bool,
     notice: CompileNotice,
+    /// The instances kept warm, from the function's memory: they size the pool.
+    warm: WarmBudget,
 }
 
 /// A running wasmtime engine and what depends on it.
@@ -302,6 +305,7 @@ impl PluginEngine {
             cache_dir,
             fuel,
             notice: CompileNotice::process_default(),
+            warm: WarmBudget::default(),
         }))
     }
 
@@ -321,6 +325,18 @@ impl PluginEngine {
     pub fn with_compile_notice(mut self, notice: CompileNotice) -> Self {
         self.settings.notice = notice;
         self
+    }
+
+    /// This engine, keeping `warm`'s instances warm (the loader sizes the pool and the
+    /// pipeline from it): [`WarmBudget::for_memory_mb`] of the function's memory.
+    pub fn with_warm_budget(mut self, warm: WarmBudget) -> Self {
+        self.settings.warm = warm;
+        self
+    }
+
+    /// How many instances pipelines on this engine keep warm.
+    pub fn warm_budget(&self) -> WarmBudget {
+        self.settings.warm
     }
 
     /// Starts the engine with an instance pool of `pool`, unless it has started already

@@ -1,35 +1,28 @@
-//! The instance pool: how many plugin instances the engine holds room for, sized from what
-//! a manifest can use, and the address space each one reserves.
+//! The instance pool: how many plugin instances the engine holds room for, sized from the
+//! function's memory (the instances it keeps warm, and a batch's worth more), and the
+//! address space each one reserves.
 //!
 //! wasmtime's pooling allocator reserves every slot when the engine starts, so the pool's
-//! size is address space reserved before the first record. Sized for 1,000 instances it
-//! was about 8 TiB: free on an ordinary kernel, but an emulator or sandbox that accounts
-//! for reserved memory page by page (qemu-user among them) never got the function
-//! started, and it would not fit a 39-bit address space. Sized from the manifest, the
-//! example manifest reserves 36 GiB and twenty single-plugin tenants 242 GiB
-//! (BENCHMARKS.md, "Reserved address space").
+//! size is address space reserved before the first record. It follows the instances alive
+//! at once, never the manifest's tenant count: a SaaS with ten thousand tenants reserves
+//! what one with a hundred does. When the pool is full, the batch drops the warm instances
+//! it used least recently to make room (`weir_core::pipeline::Instances`).
 
-use std::collections::BTreeSet;
+use weir_core::manifest::Manifest;
+use weir_core::pipeline::WarmBudget;
 
-use weir_core::manifest::{DEFAULT_TENANT, Manifest};
+/// Instances a batch may make beyond the warm ones before it has to drop warm ones: a
+/// whole batch of the template's `BatchSize` (100), every record from a tenant not warm.
+pub const BATCH_ROOM: u32 = 100;
 
-/// The most (tenant, plugin) instances one engine holds, whatever the manifest: the warm
-/// ones kept between batches and the ones a batch adds. When the pool is full, the batch
-/// drops the warm instances it does not use; if there is still no room, instantiating
-/// fails with `CallError::NoRoom` and those records are retried.
-pub const MAX_LIVE_INSTANCES: u32 = 1000;
+/// The most instances one engine holds, whatever the function's memory: 4,096 memories
+/// of 4 GiB reserve 16 TiB, an eighth of a 47-bit address space.
+pub const MAX_LIVE_INSTANCES: u32 = 4096;
 
 /// The instances of an engine no manifest sized ([`PoolSize::without_manifest`]): enough
-/// for a few tenants, about 200 GiB of address space. Several engines live side by side in
-/// a test process, and at [`MAX_LIVE_INSTANCES`] each would reserve 12 TiB.
+/// for a few tenants, about 70 GiB of address space. Several engines live side by side in
+/// a test process.
 pub const WITHOUT_MANIFEST_INSTANCES: u32 = 16;
-
-/// Tenant ids the manifest's `default` entry is given room for, per plugin it names. Each
-/// id the default entry serves runs in instances of its own, so the number is not in the
-/// manifest: this is a whole batch of the template's `BatchSize` (100), every record from
-/// another tenant. More distinct ids than this in one batch make the rest wait for room
-/// (retried), as a full pool always did.
-pub const DEFAULT_TENANT_ROOM: u32 = 100;
 
 /// Linear memories one plugin instance may define. componentize-js output defines 3; Rust
 /// and componentize-py output define 1. A
@@ -72,7 +65,9 @@ pub const MEMORY_GUARD: u64 = 32 << 20;
 /// How large the engine's instance pool is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolSize {
-    /// Plugin (component) instances alive at once.
+    /// Plugin (component) instances alive at once. There are as many linear memories (and
+    /// [`MEMORIES_PER_INSTANCE`] more, so one instance of any plugin always fits): a plugin
+    /// with three memories (componentize-js output) fits a third as many instances.
     pub instances: u32,
     /// How far one linear memory may grow: the largest `memory_mib` any tenant has. The
     /// per-tenant limit is enforced on each instance; this is a second wall, in the pool. A
@@ -81,24 +76,20 @@ pub struct PoolSize {
 }
 
 impl PoolSize {
-    /// Room for everything `manifest` can run at once: one instance per tenant and plugin
-    /// it names, [`DEFAULT_TENANT_ROOM`] tenants for the `default` entry, at least 1 and at
-    /// most [`MAX_LIVE_INSTANCES`]; memories as large as the largest memory limit.
-    pub fn for_manifest(manifest: &Manifest) -> Self {
-        let mut instances: u64 = 0;
-        let mut memory_mib: u64 = 1;
-        for (id, tenant) in &manifest.tenants {
-            let plugins = tenant.plugin_names().collect::<BTreeSet<_>>().len() as u64;
-            let ids = if id == DEFAULT_TENANT {
-                u64::from(DEFAULT_TENANT_ROOM)
-            } else {
-                1
-            };
-            instances = instances.saturating_add(plugins.saturating_mul(ids));
-            memory_mib = memory_mib.max(manifest.limits_for(tenant).memory_mib);
-        }
+    /// Room for the instances `warm` keeps and a batch's worth more ([`BATCH_ROOM`]),
+    /// at most [`MAX_LIVE_INSTANCES`], whatever the manifest's tenant count; memories as
+    /// large as the largest memory limit the manifest sets.
+    pub fn for_manifest(manifest: &Manifest, warm: WarmBudget) -> Self {
+        let memory_mib = manifest
+            .tenants
+            .values()
+            .map(|t| manifest.limits_for(t).memory_mib)
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let warm = u32::try_from(warm.instances).unwrap_or(u32::MAX);
         PoolSize {
-            instances: instances.clamp(1, u64::from(MAX_LIVE_INSTANCES)) as u32,
+            instances: warm.saturating_add(BATCH_ROOM).clamp(1, MAX_LIVE_INSTANCES),
             max_memory_bytes: memory_mib.saturating_mul(1 << 20).min(MEMORY_RESERVATION),
         }
     }
@@ -129,7 +120,7 @@ impl PoolSize {
 
     /// The linear memories in the pool.
     pub fn memories(&self) -> u32 {
-        self.instances.saturating_mul(MEMORIES_PER_INSTANCE)
+        self.instances.saturating_add(MEMORIES_PER_INSTANCE - 1)
     }
 
     /// The address space the pool reserves when the engine starts: every memory slot with
@@ -145,11 +136,15 @@ impl PoolSize {
     /// wasmtime's pooling settings for this pool.
     ///
     /// - Per plugin instance, at most [`MEMORIES_PER_INSTANCE`] memories,
-    ///   [`TABLES_PER_INSTANCE`] tables and [`CORE_INSTANCES_PER_INSTANCE`] core instances,
-    ///   and the pool has that much for each of its instances: a component that would not
-    ///   fit its share is refused at load, so the pool never runs out before `instances`.
-    /// - The first pages of a reused memory stay mapped: a plugin's stack and hot data live
-    ///   there, and zeroing them is cheaper than faulting them in again.
+    ///   [`TABLES_PER_INSTANCE`] tables and [`CORE_INSTANCES_PER_INSTANCE`] core instances:
+    ///   a component with more is refused at load, so one instance of any plugin that
+    ///   loads always fits an empty pool.
+    /// - A freed memory keeps the pages its instance wrote, reset in place to the plugin's
+    ///   image (the kernel's `PAGEMAP_SCAN` finds them; up to 256 KiB), so the next
+    ///   instance in that slot takes no page faults; a slot goes to the plugin that used it
+    ///   last, least recently used first, so the slots ever touched are the instances
+    ///   alive at once. (Without `PAGEMAP_SCAN`, before Linux 6.7, the first 256 KiB are
+    ///   reset whole.) Measured in BENCHMARKS.md, "A fresh instance".
     pub(crate) fn pooling_config(&self) -> wasmtime::PoolingAllocationConfig {
         let n = self.instances;
         let mut pool = wasmtime::PoolingAllocationConfig::new();
@@ -167,7 +162,9 @@ impl PoolSize {
             .max_core_instance_size(4 << 20)
             .max_component_instance_size(4 << 20)
             .linear_memory_keep_resident(256 << 10)
-            .table_keep_resident(64 << 10);
+            .table_keep_resident(64 << 10)
+            .pagemap_scan(wasmtime::Enabled::Auto)
+            .max_unused_warm_slots(0);
         pool
     }
 }
@@ -199,50 +196,52 @@ mod tests {
     }
 
     #[test]
-    fn the_pool_holds_one_instance_per_tenant_and_plugin_and_room_for_default_tenants() {
-        let named = manifest(
-            "[tenants.x]\nplugin = \"a\"\n[tenants.y]\nplugins = [\"a\", \"b\"]\n\
-             [tenants.z]\nplugin = \"b\"\nlimits = { memory_mib = 256 }\n",
-        );
-        assert_eq!(
-            PoolSize::for_manifest(&named),
-            PoolSize {
-                instances: 4,
-                max_memory_bytes: 256 << 20
+    fn the_pool_follows_the_warm_budget_and_never_the_tenant_count() {
+        let warm = WarmBudget::for_memory_mb(1769);
+        let tenants = |n: usize| {
+            let mut text = String::new();
+            for i in 0..n {
+                text.push_str(&format!("[tenants.t{i}]\nplugin = \"a\"\n"));
             }
-        );
-        let with_default =
-            manifest("[tenants.x]\nplugin = \"a\"\n[tenants.default]\nplugins = [\"a\", \"b\"]\n");
-        let pool = PoolSize::for_manifest(&with_default);
-        assert_eq!(pool.instances, 1 + 2 * DEFAULT_TENANT_ROOM);
-        assert_eq!(pool.max_memory_bytes, 64 << 20, "the default memory limit");
-        let mut many = String::new();
-        for i in 0..1500 {
-            many.push_str(&format!("[tenants.t{i}]\nplugin = \"a\"\n"));
-        }
-        assert_eq!(
-            PoolSize::for_manifest(&manifest(&many)).instances,
-            MAX_LIVE_INSTANCES
-        );
-        assert_eq!(PoolSize::for_manifest(&manifest("")).instances, 1);
-        // A manifest that needs more of either is not covered.
-        assert!(pool.covers(PoolSize::for_manifest(&manifest(
-            "[tenants.x]\nplugin = \"a\"\n"
-        ))));
-        assert!(
-            !pool.covers(PoolSize::for_manifest(&named)),
-            "a larger memory limit"
-        );
-        assert!(
-            !PoolSize::for_manifest(&named).covers(pool),
-            "more instances"
-        );
-        let largest = PoolSize {
-            instances: MAX_LIVE_INSTANCES,
-            max_memory_bytes: MEMORY_RESERVATION,
+            PoolSize::for_manifest(&manifest(&text), warm)
         };
-        assert!(largest.covers(pool));
-        assert!(!pool.covers(largest));
+        let hundred = tenants(100);
+        assert_eq!(
+            hundred.instances,
+            u32::try_from(warm.instances).expect("fits") + BATCH_ROOM
+        );
+        assert_eq!(
+            tenants(1000),
+            hundred,
+            "a thousand tenants reserve the same"
+        );
+        assert_eq!(
+            tenants(10_000),
+            hundred,
+            "ten thousand tenants reserve the same"
+        );
+        assert_eq!(tenants(1).reserved_bytes(), hundred.reserved_bytes());
+        assert_eq!(
+            hundred.max_memory_bytes,
+            64 << 20,
+            "the default memory limit"
+        );
+        // The largest memory limit any tenant has sizes the memories.
+        let big = PoolSize::for_manifest(
+            &manifest(
+                "[tenants.x]\nplugin = \"a\"\n[tenants.z]\nplugin = \"b\"\nlimits = { memory_mib = 256 }\n",
+            ),
+            warm,
+        );
+        assert_eq!(big.max_memory_bytes, 256 << 20);
+        assert!(big.covers(hundred) && !hundred.covers(big));
+        // A smaller function keeps fewer warm and reserves less; no function reserves more
+        // than MAX_LIVE_INSTANCES.
+        let small = PoolSize::for_manifest(&manifest(""), WarmBudget::for_memory_mb(128));
+        assert!(small.instances < hundred.instances);
+        assert!(hundred.covers(small));
+        let huge = PoolSize::for_manifest(&manifest(""), WarmBudget::for_memory_mb(10_240 * 100));
+        assert_eq!(huge.instances, MAX_LIVE_INSTANCES);
     }
 
     #[test]
@@ -251,10 +250,11 @@ mod tests {
             instances: 3,
             max_memory_bytes: 64 << 20,
         };
-        // 9 memories of 4 GiB + 32 MiB, one leading guard, 12 tables of 1 MiB.
+        // 5 memories (one per instance, and room for one 3-memory instance) of 4 GiB +
+        // 32 MiB, one leading guard, 12 tables of 1 MiB.
         assert_eq!(
             three.reserved_bytes(),
-            9 * ((4 << 30) + (32 << 20)) + (32 << 20) + 12 * (1 << 20)
+            5 * ((4 << 30) + (32 << 20)) + (32 << 20) + 12 * (1 << 20)
         );
         assert!(PoolSize::without_manifest().reserved_bytes() < 200 << 30);
     }
