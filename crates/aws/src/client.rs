@@ -27,9 +27,9 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 
 /// The HTTP(S) client every AWS call weir makes goes through: the SDK's own hyper client,
 /// with rustls on `ring` instead of the SDK's default `aws-lc` (whose C library, built by
-/// cmake, added ~30 s of CPU to every fresh build), trusting the platform's root certificates, honouring `HTTPS_PROXY` and
-/// `NO_PROXY` as the SDK's default client does. Plain `http://` endpoints (a local stand-in
-/// for AWS) work too.
+/// cmake, added ~30 s of CPU to every fresh build), trusting the platform's root
+/// certificates, honouring `HTTPS_PROXY` and `NO_PROXY` as the SDK's default client does.
+/// Plain `http://` endpoints (a local stand-in for AWS) work too.
 pub fn https_client() -> SharedHttpClient {
     https_client_trusting(TlsContext::default())
 }
