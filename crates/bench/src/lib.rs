@@ -1716,7 +1716,7 @@ fn print_tables(
             s.runs.max(1)
         );
         println!(
-            "| contender | tenants | records/s | µs/record | p99 batch (ms) | peak RSS (MB) | VmPeak (GB) | entries |"
+            "| contender | tenants | records/s | µs/record | p99 batch (ms) | peak RSS (MB) | VmPeak (GiB) | entries |"
         );
         println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
         for r in rows.iter().filter(|r| r.tenants == n) {
@@ -1839,7 +1839,7 @@ fn print_tables(
         let others: Vec<String> = s
             .tenants
             .iter()
-            .filter_map(|&n| vm_at(n).map(|v| format!("{n}: {:.0} GB", v / 1024.0)))
+            .filter_map(|&n| vm_at(n).map(|v| format!("{n}: {:.0} GiB", v / 1024.0)))
             .collect();
         let same = s
             .tenants
@@ -1850,7 +1850,7 @@ fn print_tables(
             // differ by a little.
             .all(|v| (v - vb).abs() <= 512.0);
         goals.push((
-            "weir-rust VmPeak the same at 100, 1,000 and 10,000 tenants (within 0.5 GB)".into(),
+            "weir-rust VmPeak the same at 100, 1,000 and 10,000 tenants (within 0.5 GiB)".into(),
             others.join(", "),
             Some(same),
         ));
