@@ -206,6 +206,17 @@ async fn the_bootstrap_binary_answers_batch_item_failures_through_the_runtime_ap
         ),
         (Some(3), Some(2), Some(1), Some(2))
     );
+    // At start it said how many instances it keeps warm, sized from the memory Lambda
+    // gives it (AWS_LAMBDA_FUNCTION_MEMORY_SIZE: 1024 above).
+    let sized = lines
+        .iter()
+        .find(|l| l["message"] == "plugin instances sized from the function's memory")
+        .unwrap_or_else(|| panic!("no line saying how the instances were sized: {logs}"));
+    assert_eq!(
+        sized["warm"],
+        weir_core::pipeline::WarmBudget::for_memory_mb(1024).to_string(),
+        "{sized}"
+    );
     let done = lines
         .iter()
         .find(|l| l["message"] == "batch done")

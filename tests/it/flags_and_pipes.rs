@@ -116,6 +116,9 @@ fn flags_and_files_out_of_range_are_refused_naming_them_with_exit_2() {
             "--timeout-secs",
         ),
         (run(&["--publish", "--timeout-secs", "0"]), "--timeout-secs"),
+        (run(&["--memory-mb", "0"]), "--memory-mb"),
+        (run(&["--memory-mb", "18446744073709551616"]), "--memory-mb"),
+        (backfill(&["--memory-mb", "10241"]), "--memory-mb"),
     ];
     for (args, flag) in &cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -821,6 +821,47 @@ mod tests {
     }
 
     #[test]
+    fn the_warm_instances_and_the_pool_are_sized_from_the_functions_memory_and_logged() {
+        let logs = captured_logs();
+        let rt = runtime();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let location = write_manifest(dir.path(), &["globex", "acme", "initech"]);
+        let warm = weir_core::pipeline::WarmBudget::for_memory_mb(512);
+        let engine = Arc::new(
+            PluginEngine::with_cache_dir(Some(dir.path().join("cache")))
+                .expect("engine")
+                .with_warm_budget(warm),
+        );
+        let loader = rt
+            .block_on(Loader::load_lazy(
+                Files,
+                engine.clone(),
+                location,
+                Duration::from_secs(3600),
+            ))
+            .expect("loads");
+        let pool = engine.pool().expect("started");
+        assert_eq!(pool, PoolSize::for_manifest(loader.manifest(), warm));
+        assert_eq!(
+            pool.instances as usize,
+            warm.instances + crate::plugin::pool::BATCH_ROOM as usize
+        );
+        assert_eq!(loader.pipeline().warm_budget(), warm);
+        drop(rt);
+        let text = String::from_utf8(logs.0.lock().expect("logs").clone()).expect("UTF-8");
+        let said = format!("{warm}");
+        assert!(
+            text.lines().any(|l| {
+                let l: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
+                l["message"] == "plugin instances sized from the function's memory"
+                    && l["warm"] == said.as_str()
+                    && l["pool"] == pool.to_string().as_str()
+            }),
+            "no line saying {said:?} in {text}"
+        );
+    }
+
+    #[test]
     fn a_plugin_compiled_within_an_invocation_is_logged_with_its_request_id() {
         let logs = captured_logs();
         let rt = runtime();
