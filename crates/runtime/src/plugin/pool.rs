@@ -139,7 +139,7 @@ impl PoolSize {
     ///   instance in that slot takes no page faults; a slot goes to the plugin that used it
     ///   last, least recently used first, so the slots ever touched are the instances
     ///   alive at once. (Without `PAGEMAP_SCAN`, before Linux 6.7, the first 256 KiB are
-    ///   reset whole.) Measured in BENCHMARKS.md, "A fresh instance".
+    ///   reset whole.) Measured in BENCHMARKS.md, "Many tenants".
     pub(crate) fn pooling_config(&self) -> wasmtime::PoolingAllocationConfig {
         let n = self.instances;
         let mut pool = wasmtime::PoolingAllocationConfig::new();
