@@ -88,7 +88,7 @@ pub(super) struct Warm<I> {
     instance: I,
     calls: u64,
     last_batch: u64,
-    /// The batch's call count at its last call.
+    /// [`Instances`]' call count (it runs across batches) at its last call.
     last_call: u64,
     /// Its linear memory after its first call (what it starts with), and now.
     first_bytes: usize,
