@@ -40,7 +40,7 @@ pub struct Cli {
     /// The memory (MB) the plugin instances kept warm between batches are sized from,
     /// as the Lambda function's `MemorySize` sizes them there (128 to 10,240).
     #[arg(long, global = true, default_value_t = weir_core::pipeline::DEFAULT_FUNCTION_MEMORY_MB,
-          value_parser = clap::value_parser!(u64).range(128..=10_240))]
+          value_parser = clap::value_parser!(u64).range(weir_core::pipeline::FUNCTION_MEMORY_MB))]
     pub memory_mb: u64,
 }
 

@@ -293,7 +293,7 @@ impl Function {
         let memory_mb = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
-            .filter(|mb| (128..=10_240).contains(mb))
+            .filter(|mb| weir_core::pipeline::FUNCTION_MEMORY_MB.contains(mb))
             .unwrap_or(weir_core::pipeline::DEFAULT_FUNCTION_MEMORY_MB);
         let engine = Arc::new(
             weir_runtime::plugin::PluginEngine::with_default_cache(

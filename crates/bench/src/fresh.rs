@@ -64,11 +64,17 @@ pub(crate) fn fresh(
         time_ms: 10_000,
         ..Limits::default()
     };
+    // The i-th tenant never served before (named after `what`), its config and a record.
+    let case = |what: &str, i: usize| -> anyhow::Result<(String, String, LazyRecord<'_>)> {
+        Ok((
+            format!("{what}-{i}"),
+            serde_json::to_string(&tenant_config(i))?,
+            LazyRecord::new(record::parse(parsed[i % parsed.len()])?),
+        ))
+    };
     let mut steps = Vec::with_capacity(instances);
     for i in 0..warmup + instances {
-        let tenant = format!("fresh-{i}");
-        let config = serde_json::to_string(&tenant_config(i))?;
-        let record = LazyRecord::new(record::parse(parsed[i % parsed.len()])?);
+        let (tenant, config, record) = case("fresh", i)?;
         let f0 = minor_faults();
         let t0 = Instant::now();
         let mut instance = plugin
@@ -106,9 +112,7 @@ pub(crate) fn fresh(
     let rss_before = crate::rss_mb();
     let mut held = Vec::with_capacity(hold);
     for i in 0..hold {
-        let tenant = format!("held-{i}");
-        let config = serde_json::to_string(&tenant_config(i))?;
-        let record = LazyRecord::new(record::parse(parsed[i % parsed.len()])?);
+        let (tenant, config, record) = case("held", i)?;
         let mut instance = plugin
             .instantiate(&tenant, limits)
             .map_err(|e| anyhow::anyhow!("instantiate: {e}"))?;

@@ -11,6 +11,10 @@ use crate::transform::{CallError, CallReport, Instance, Plugin};
 /// `MemorySize` (1,769 MB, one full vCPU).
 pub const DEFAULT_FUNCTION_MEMORY_MB: u64 = 1769;
 
+/// The memory a Lambda function may have, in MB: what `--memory-mb` accepts, and what a
+/// budget is sized within.
+pub const FUNCTION_MEMORY_MB: std::ops::RangeInclusive<u64> = 128..=10_240;
+
 /// The linear memory a warm instance is assumed to hold at least, in sizing the count: a
 /// Rust plugin's memory is about 1.1 MiB (its 1 MiB stack and its data), and nothing
 /// smaller is worth keeping a pool slot for.
@@ -33,7 +37,8 @@ impl WarmBudget {
     /// The budget for a function of `memory_mb` MB (Lambda's
     /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, or `--memory-mb` on the command line).
     pub fn for_memory_mb(memory_mb: u64) -> Self {
-        let bytes = memory_mb.clamp(128, 1 << 20).saturating_mul(3 << 20) / 4;
+        let memory_mb = memory_mb.clamp(*FUNCTION_MEMORY_MB.start(), *FUNCTION_MEMORY_MB.end());
+        let bytes = memory_mb.saturating_mul(3 << 20) / 4;
         WarmBudget {
             instances: usize::try_from(bytes / SMALLEST_INSTANCE_BYTES).unwrap_or(usize::MAX),
             bytes,
@@ -367,6 +372,11 @@ mod tests {
         );
         let largest = WarmBudget::for_memory_mb(10_240);
         assert!(largest.bytes <= 10_240 << 20);
+        assert_eq!(
+            WarmBudget::for_memory_mb(u64::MAX),
+            largest,
+            "above Lambda's most is its most"
+        );
     }
 
     #[test]

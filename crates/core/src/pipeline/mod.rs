@@ -23,7 +23,7 @@ use crate::transform::{CallCost, CallError, LoadProblem, LoadProblems, Plugin, S
 
 use envelope::EntryError;
 pub use envelope::{event_id, rfc3339_from_ms};
-pub use instances::{DEFAULT_FUNCTION_MEMORY_MB, Instances, WarmBudget};
+pub use instances::{DEFAULT_FUNCTION_MEMORY_MB, FUNCTION_MEMORY_MB, Instances, WarmBudget};
 use route::Routed;
 
 /// Why a record was filtered: a normal outcome, counted, not an error.
